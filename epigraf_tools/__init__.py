@@ -1,0 +1,1 @@
+"""epigraf-tools: load EpiGRAF checkpoints and make images, videos, volumes and meshes."""

@@ -1,0 +1,77 @@
+"""The tri-plane field: three axis-aligned feature planes and a small MLP decoder.
+
+A world point p is divided by ``cube_scale`` and looked up bilinearly (align_corners=True, zeros
+outside) in plane 0 at (x, y), plane 1 at (x, z) and plane 2 at (y, z), the first coordinate of
+each pair indexing the plane's width. The three features are averaged and decoded into raw RGB
+(already in the [-1, 1] image range) and a raw density. The field knows nothing about rays.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import FullyConnectedLayer
+
+# (width coordinate, height coordinate) for planes 0, 1, 2.
+PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
+
+
+class TriPlaneMLP(nn.Module):
+    """Mean plane feature [.., C] -> (rgb raw [.., 3], density raw [.., 1]).
+
+    ``model`` is FC(C, hid, lrelu) ... FC(hid, 4, linear), named as in official checkpoints.
+    """
+
+    def __init__(self, feat_dim: int = 32, hid_dim: int = 64, n_layers: int = 2, out_dim: int = 4) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError("the tri-plane MLP needs at least one layer")
+        dims = [feat_dim] + [hid_dim] * (n_layers - 1) + [out_dim]
+        layers = [
+            FullyConnectedLayer(dims[i], dims[i + 1], activation="lrelu" if i < n_layers - 1 else "linear")
+            for i in range(n_layers)
+        ]
+        self.model = nn.Sequential(*layers)
+        self.feat_dim = feat_dim
+        self.out_dim = out_dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[..., C] -> [..., 4]."""
+        shape = features.shape
+        out = self.model(features.reshape(-1, shape[-1]))
+        return out.reshape(*shape[:-1], self.out_dim)
+
+
+def sample_planes(planes: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Mean tri-plane feature at normalised coordinates.
+
+    planes: [B, 3, C, R, R]; coords: [B, N, 3] already divided by cube_scale (the cube is [-1, 1]^3).
+    Returns [B, N, C].
+    """
+    b, n_planes, c, h, w = planes.shape
+    assert n_planes == 3, f"expected 3 planes, got {n_planes}"
+    grids = torch.stack([coords[..., list(axes)] for axes in PLANE_AXES], dim=1)  # [B, 3, N, 2]
+    grids = grids.reshape(b * 3, 1, -1, 2).to(planes.dtype)
+    feats = F.grid_sample(
+        planes.reshape(b * 3, c, h, w), grids, mode="bilinear", padding_mode="zeros", align_corners=True
+    )  # [B*3, C, 1, N]
+    feats = feats.reshape(b, 3, c, -1).permute(0, 1, 3, 2)  # [B, 3, N, C]
+    return feats.mean(dim=1)
+
+
+def query_field(planes: torch.Tensor, mlp: TriPlaneMLP, points: torch.Tensor, cube_scale: float) -> torch.Tensor:
+    """Raw field output at world points: planes [B, 3, C, R, R], points [B, N, 3] -> [B, N, 4]
+    (rgb raw, density raw)."""
+    return mlp(sample_planes(planes, points / cube_scale))
+
+
+def density_activation(raw: torch.Tensor, density_shift: float = 0.0, clamp_mode: str = "softplus") -> torch.Tensor:
+    """sigma = softplus(raw + shift) (or relu) as the official integrator applies it."""
+    x = raw + density_shift
+    if clamp_mode == "softplus":
+        return F.softplus(x)
+    if clamp_mode == "relu":
+        return F.relu(x)
+    raise ValueError(f"unknown clamp_mode {clamp_mode!r}; expected 'softplus' or 'relu'")
