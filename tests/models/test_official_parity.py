@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from epigraf_tools.models import RayDraws
 
 PSIS = (0.7, 1.0)

@@ -1,0 +1,51 @@
+"""Resampling and equalised-learning-rate layers against direct formulations."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from epigraf_tools.models.layers import (
+    FullyConnectedLayer,
+    conv2d_resample,
+    downsample2d,
+    setup_filter,
+    upsample2d,
+)
+
+
+def test_fir_filter_is_normalised_binomial():
+    f = setup_filter()
+    torch.testing.assert_close(f.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(f[0, 0], torch.tensor(1 / 64))
+
+
+def test_upsample_preserves_constant_interior_and_downsample_inverts_it():
+    x = torch.full((1, 2, 8, 8), 3.0)
+    up = upsample2d(x, setup_filter())
+    assert up.shape == (1, 2, 16, 16)
+    torch.testing.assert_close(up[..., 2:-2, 2:-2], torch.full_like(up[..., 2:-2, 2:-2], 3.0))
+    down = downsample2d(up, setup_filter())
+    assert down.shape == (1, 2, 8, 8)
+    torch.testing.assert_close(down[..., 2:-2, 2:-2], x[..., 2:-2, 2:-2])
+
+
+def test_upsampling_conv_equals_zero_insertion_then_conv_then_filter():
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3)
+    f = setup_filter()
+    fast = conv2d_resample(x, w, f, up=2, padding=1)
+    zi = torch.zeros(1, 3, 10, 10)
+    zi[..., ::2, ::2] = x
+    ref = F.conv2d(F.pad(zi, [2, 2, 2, 2]), w.flip([2, 3]))  # transposed conv == flipped conv on zero-inserted
+    ref = F.conv2d(F.pad(ref, [1, 1, 1, 1]).reshape(4, 1, 14, 14), (f * 4)[None, None]).reshape(1, 4, 11, 11)
+    assert fast.shape == (1, 4, 10, 10)
+    torch.testing.assert_close(fast, ref[..., :10, :10], atol=1e-4, rtol=1e-4)
+
+
+def test_equalised_lr_runtime_weight():
+    fc = FullyConnectedLayer(16, 4, lr_multiplier=0.01, activation="lrelu")
+    x = torch.randn(2, 16)
+    expected = F.leaky_relu(x @ (fc.weight * 0.01 / 4).t() + fc.bias * 0.01, 0.2) * math.sqrt(2)
+    torch.testing.assert_close(fc(x), expected)
