@@ -73,5 +73,5 @@ def test_full_scale_patch_equals_full_image_rays():
     c2w = cam2world_from_angles(torch.tensor([[0.4, 1.3, 0.0]]))
     full = generate_rays(c2w, 12.0, 8, 8)
     patch = generate_rays(c2w, 12.0, 8, 8, torch.ones(1, 2), torch.zeros(1, 2))
-    for a, b in zip(full, patch):
+    for a, b in zip(full, patch, strict=True):
         torch.testing.assert_close(a, b)
