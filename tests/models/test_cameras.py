@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from epigraf_tools.models.cameras import (
     apply_patch,
     cam2world_from_angles,

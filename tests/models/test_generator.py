@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from epigraf_tools.models import Generator, GeneratorConfig
 
 ANGLES = torch.tensor([[0.0, 1.5707963, 0.0]])

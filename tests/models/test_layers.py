@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from epigraf_tools.models.layers import (
     FullyConnectedLayer,
     conv2d_resample,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from epigraf_tools.models import RayDraws
 
 PSIS = (0.7, 1.0)

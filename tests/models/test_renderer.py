@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from epigraf_tools.models.renderer import RayDraws, RenderOptions, composite, render_rays, sample_pdf, stratify
 
 
