@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .cameras import cam2world_from_angles, generate_rays
+from .background import SphereBackground
 from .mapping import MappingNetwork
 from .renderer import RayDraws, RenderOptions, render_rays_chunked
 from .synthesis import TriPlaneBackbone
@@ -67,7 +68,14 @@ class GeneratorConfig:
     radius: float = 1.0
     white_back: bool = False
     last_back: bool = False
+    # optional NeRF++ inverse-sphere background network ('sphere'; None = no background network)
     bg_model: str | None = None
+    bg_num_steps: int = 8
+    bg_start: float = 1.0
+    bg_num_blocks: int = 2
+    bg_channel_base: int = 32768
+    bg_channel_max: int = 128
+    bg_posenc_period: float = 64.0
     # training-time NeRF density noise (1.0 -> 0 over nerf_noise_kimg_growth)
     nerf_noise_std_init: float = 1.0
     nerf_noise_kimg_growth: float = 5000.0
@@ -76,12 +84,10 @@ class GeneratorConfig:
     name: str = "epigraf"
 
     def __post_init__(self) -> None:
-        if self.bg_model not in (None, "none"):
-            raise ValueError(
-                f"bg_model={self.bg_model!r} is not supported yet; only models without a background "
-                "network (all released EpiGRAF checkpoints) can be built"
-            )
-        self.bg_model = None
+        if self.bg_model in ("none", "null"):
+            self.bg_model = None
+        if self.bg_model not in (None, "sphere"):
+            raise ValueError(f"bg_model must be null or 'sphere', got {self.bg_model!r}")
         for name in ("triplane_res", "img_resolution"):
             value = getattr(self, name)
             if value < 4 or value & (value - 1):
@@ -104,7 +110,9 @@ class GeneratorConfig:
 
     @property
     def num_ws(self) -> int:
-        return 2 * int(math.log2(self.triplane_res)) - 2
+        """Tri-plane ws (2 log2 R - 2) plus the background network's (2 per block) when present."""
+        bg = 2 * self.bg_num_blocks if self.bg_model == "sphere" else 0
+        return 2 * int(math.log2(self.triplane_res)) - 2 + bg
 
     def render_options(self, nerf_noise_std: float = 0.0) -> RenderOptions:
         return RenderOptions(
@@ -137,6 +145,26 @@ class TriPlaneSynthesis(nn.Module):
         )
         self.tri_plane_mlp = TriPlaneMLP(cfg.feat_dim, cfg.mlp_hid_dim, cfg.mlp_n_layers, cfg.img_channels + 1)
         self.num_ws = self.tri_plane_decoder.num_ws
+        self.bg_model: SphereBackground | None = None
+        if cfg.bg_model == "sphere":
+            self.bg_model = SphereBackground(
+                cfg.w_dim,
+                out_channels=cfg.img_channels + 1,
+                num_blocks=cfg.bg_num_blocks,
+                channel_base=cfg.bg_channel_base,
+                channel_max=cfg.bg_channel_max,
+                posenc_period=cfg.bg_posenc_period,
+                num_steps=cfg.bg_num_steps,
+                start=cfg.bg_start,
+            )
+            self.num_ws += self.bg_model.num_ws
+
+    def background_ws(self, ws: torch.Tensor) -> torch.Tensor | None:
+        """The ws that drive the background network (None without one)."""
+        if self.bg_model is None:
+            return None
+        start = self.tri_plane_decoder.num_ws
+        return ws[:, start : start + self.bg_model.num_ws]
 
     def planes(
         self, ws: torch.Tensor, noise_mode: str = "const", generator: torch.Generator | None = None
@@ -229,13 +257,15 @@ class Generator(nn.Module):
         deterministic: bool = False,
         draws: RayDraws | None = None,
         chunk_rays: int | None = 16384,
+        bg_ws: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Volume-render tri-planes [B, 3, C, R, R].
 
         camera_angles: [B, 3] (yaw, pitch, roll) radians, or pass ``cam2world`` [B, 4, 4] directly.
         Returns image [B, C, H, W] (raw, clamp to [-1, 1] for display), depth [B, 1, H, W]
         (sum of w z, unnormalised) and alpha [B, 1, H, W]. ``patch_params`` ({scales, offsets},
-        [B, 2] each) renders a patch instead of the full image.
+        [B, 2] each) renders a patch instead of the full image. Models with a background network
+        need its ws (``bg_ws`` [B, 4, w_dim]; ``render`` passes them).
         """
         cfg = self.config
         b = planes.shape[0]
@@ -253,7 +283,15 @@ class Generator(nn.Module):
         def field_fn(points: torch.Tensor) -> torch.Tensor:
             return self.synthesis.field(planes, points)
 
-        out = render_rays_chunked(field_fn, origins, dirs, opts, draws, chunk_rays, generator)
+        background_fn = None
+        if self.synthesis.bg_model is not None:
+            if bg_ws is None:
+                raise ValueError("this model has a background network: pass bg_ws (or use render(ws, ...))")
+
+            def background_fn(o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+                return self.synthesis.bg_model(bg_ws, o, d, opts, generator)
+
+        out = render_rays_chunked(field_fn, origins, dirs, opts, draws, chunk_rays, generator, background_fn)
 
         def to_image(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(b, res, res, -1).permute(0, 3, 1, 2).contiguous()
@@ -270,7 +308,8 @@ class Generator(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """ws [B, num_ws, w_dim] + cameras -> images; see ``render_planes`` for the options."""
         planes = self.planes(ws, noise_mode=noise_mode, generator=generator)
-        return self.render_planes(planes, camera_angles, generator=generator, **render_kwargs)
+        bg_ws = self.synthesis.background_ws(ws)
+        return self.render_planes(planes, camera_angles, generator=generator, bg_ws=bg_ws, **render_kwargs)
 
     def forward(
         self,

@@ -18,6 +18,9 @@ import torch
 from .triplane import density_activation
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
+# (origins [B, R, 3], directions [B, R, 3]) -> background colour [B, R, C], added behind the scene
+# weighted by the remaining transmittance.
+BackgroundFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -148,6 +151,7 @@ def render_rays(
     opts: RenderOptions,
     draws: RayDraws,
     generator: torch.Generator | None = None,
+    background_fn: BackgroundFn | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render rays [B, R, 3] with the hierarchical sampler; see ``composite`` for the outputs."""
     b, r, _ = origins.shape
@@ -178,7 +182,7 @@ def render_rays(
     all_raw = torch.cat([fine, coarse], dim=-2)
     all_z, order = torch.sort(all_z, dim=-2)
     all_raw = torch.gather(all_raw, -2, order.expand(-1, -1, -1, all_raw.shape[-1]))
-    return composite(
+    out = composite(
         all_raw,
         all_z,
         opts,
@@ -186,6 +190,9 @@ def render_rays(
         last_back=opts.last_back,
         noise=nerf_noise(all_raw[..., -1:]),
     )
+    if background_fn is not None:
+        out["rgb"] = out["rgb"] + background_fn(origins, directions) * out["final_transmittance"]
+    return out
 
 
 def render_rays_chunked(
@@ -196,6 +203,7 @@ def render_rays_chunked(
     draws: RayDraws,
     chunk_rays: int | None = 16384,
     generator: torch.Generator | None = None,
+    background_fn: BackgroundFn | None = None,
     keep: tuple[str, ...] = ("rgb", "depth", "alpha", "final_transmittance"),
 ) -> dict[str, torch.Tensor]:
     """``render_rays`` over chunks of rays so memory stays bounded at any image size.
@@ -204,7 +212,7 @@ def render_rays_chunked(
     """
     r = origins.shape[1]
     if chunk_rays is None or chunk_rays >= r:
-        out = render_rays(field_fn, origins, directions, opts, draws, generator)
+        out = render_rays(field_fn, origins, directions, opts, draws, generator, background_fn)
         return {k: out[k] for k in keep}
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in keep}
     for start in range(0, r, chunk_rays):
@@ -213,7 +221,7 @@ def render_rays_chunked(
             draws.perturb[:, sl] if draws.perturb is not None else None,
             draws.pdf[:, sl] if draws.pdf is not None else None,
         )
-        out = render_rays(field_fn, origins[:, sl], directions[:, sl], opts, sub, generator)
+        out = render_rays(field_fn, origins[:, sl], directions[:, sl], opts, sub, generator, background_fn)
         for k in keep:
             parts[k].append(out[k])
     return {k: torch.cat(v, dim=1) for k, v in parts.items()}

@@ -11,6 +11,8 @@ import torch
 
 from epigraf_tools.models import Generator, GeneratorConfig
 
+from support import MINI_CONFIG, TINY_CONFIG, make_tiny_generator  # noqa: F401  (re-exported)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,43 +24,6 @@ def _fixture_dir() -> Path:
 
 
 FIXTURE_DIR = _fixture_dir()
-
-# The official "mini" configuration (shared/fixtures/official_mini/official_experiment_config.yaml).
-MINI_CONFIG = dict(
-    img_resolution=128,
-    triplane_res=64,
-    channel_base=4096,
-    channel_max=128,
-    num_ray_steps=24,
-    density_shift=-1.0,
-    cube_scale=0.2,
-    fov=12.0,
-    ray_start=0.88,
-    ray_end=1.12,
-)
-
-# A generator small enough for fast CPU tests (random weights).
-TINY_CONFIG = dict(
-    img_resolution=32,
-    triplane_res=16,
-    channel_base=256,
-    channel_max=32,
-    feat_dim=8,
-    mlp_hid_dim=16,
-    z_dim=32,
-    w_dim=32,
-    num_ray_steps=8,
-    cube_scale=0.2,
-)
-
-
-def make_tiny_generator(seed: int = 0, **overrides) -> Generator:
-    """A random tiny generator whose density is meaningful (a soft blob around the origin)."""
-    torch.manual_seed(seed)
-    G = Generator(GeneratorConfig(**{**TINY_CONFIG, **overrides})).eval()
-    with torch.no_grad():
-        G.mapping.w_avg.normal_()
-    return G
 
 
 @pytest.fixture(scope="session")
