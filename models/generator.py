@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cameras import cam2world_from_angles, generate_rays
 from .background import SphereBackground
+from .cameras import cam2world_from_angles, generate_rays
 from .mapping import MappingNetwork
 from .renderer import RayDraws, RenderOptions, render_rays_chunked
 from .synthesis import TriPlaneBackbone
