@@ -1,0 +1,31 @@
+"""The prepared inference field equals the reference ``query_field`` (models/fast_field.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from epigraf_tools.models.fast_field import FastTriPlaneField
+from epigraf_tools.models.triplane import TriPlaneMLP, query_field
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_fast_field_matches_reference(n_layers):
+    torch.manual_seed(0)
+    mlp = TriPlaneMLP(feat_dim=8, hid_dim=16, n_layers=n_layers).eval()
+    with torch.no_grad():
+        for layer in mlp.model:
+            layer.bias.normal_()
+    planes = torch.randn(2, 3, 8, 16, 16)
+    points = (torch.rand(2, 500, 3) * 2 - 1) * 0.25  # some points fall outside the +-0.2 cube
+    ref = query_field(planes, mlp, points, cube_scale=0.2)
+    fast = FastTriPlaneField(planes, mlp, cube_scale=0.2)(points)
+    assert fast.shape == (2, 500, 4)
+    torch.testing.assert_close(fast, ref, atol=2e-6, rtol=1e-5)
+
+
+def test_fast_field_rejects_wrong_batch():
+    mlp = TriPlaneMLP(feat_dim=4, hid_dim=8)
+    field = FastTriPlaneField(torch.randn(1, 3, 4, 8, 8), mlp, 0.2)
+    with pytest.raises(ValueError, match="batch"):
+        field(torch.zeros(2, 5, 3))
