@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -36,3 +37,37 @@ def write_bytes_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
 
 def write_text_atomic(final: str | os.PathLike[str], text: str) -> Path:
     return write_bytes_atomic(final, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str], remove: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success its files move into ``final``.
+
+    A new ``final`` appears in one rename; into an existing folder each file is moved with an
+    atomic rename (other files there are kept, except the names in ``remove``, which are deleted
+    so that no stale file from an earlier model survives). On failure nothing under ``final``
+    changes and the temporary folder is deleted.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp/mkstemp make private entries; give ordinary permissions
+        for item in tmp.iterdir():
+            if item.is_file():
+                os.chmod(item, 0o666 & ~umask)
+        if not final.exists():
+            os.replace(tmp, final)
+            return
+        produced = sorted(tmp.iterdir())
+        for item in produced:
+            os.replace(item, final / item.name)
+        for name in set(remove) - {item.name for item in produced}:
+            if (final / name).is_file():
+                (final / name).unlink()
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

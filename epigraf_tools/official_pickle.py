@@ -1,0 +1,514 @@
+"""Read official EpiGRAF training snapshots (``network-snapshot-*.pkl``) without running their code.
+
+A snapshot is a pickled dict (training_set_kwargs, G, D, G_ema, augment_pipe, G_opt, D_opt, vis,
+stats) whose networks are persistent objects carrying their own source code. We read it with
+:mod:`epigraf_tools.safe_pickle` (data only), walk each network's ``_parameters`` / ``_buffers`` /
+``_modules`` into a state dict under the official names (which our modules share), and rebuild the
+generator configuration from the embedded omegaconf experiment config and ``_init_kwargs``.
+
+Python API::
+
+    snap = read_official_snapshot("network-snapshot-005000.pkl")
+    G = snap.generator()                 # our Generator, official G_ema weights, strict load
+    snap.d_state, snap.d_config          # discriminator weights (official names) for resuming
+    convert_official("network-snapshot-005000.pkl", "ffhq512/")  # config.json + model.safetensors
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from .errors import EpigrafError
+from .models import CONFIG_NAME, WEIGHTS_NAME, Generator, GeneratorConfig
+from .omegaconf_state import config_root, to_plain
+from .safe_pickle import InertObject, PersistentObject, safe_load
+
+ProgressFn = Callable[[int, int], None]  # (bytes read, total bytes)
+
+# Persistent classes defined by the official code base (src/training/*.py, src/torch_utils).
+KNOWN_PERSISTENT_CLASSES = frozenset(
+    """Generator SynthesisNetwork SynthesisBlocksSequence TriPlaneMLP SynthesisBlock SynthesisLayer ToRGBLayer
+    FullyConnectedLayer MappingNetwork Conv2dLayer ScalarEncoder1d FourierEncoder1d DiscriminatorBlock
+    MinibatchStdLayer DiscriminatorEpilogue Discriminator INR SynthesisOutputLayer SynthesisInput AugmentPipe""".split()
+)
+DISCRIMINATOR_WEIGHTS_NAME = "discriminator.safetensors"
+DISCRIMINATOR_CONFIG_NAME = "discriminator_config.json"
+OFFICIAL_CONFIG_NAME = "official_config.json"
+# Sections of the experiment config worth keeping beside converted weights (the rest is cluster setup).
+KEPT_CONFIG_SECTIONS = ("model", "dataset", "training", "experiment_name", "desc", "git_hash")
+
+
+@dataclass
+class OptimizerState:
+    """An official Adam state re-keyed by parameter name (the pickle keys it by Parameter object)."""
+
+    hyperparams: dict[str, Any]
+    state: dict[str, dict[str, torch.Tensor]]
+
+
+@dataclass
+class OfficialSnapshot:
+    """Everything useful in an official snapshot, as plain data (no official classes involved).
+
+    State dicts map official names to CPU tensors (``mapping.fc0.weight`` ...); ``config`` is the
+    resolved experiment config (model, dataset, training, ...); ``generator_config`` is ours.
+    """
+
+    g_ema_state: dict[str, torch.Tensor]
+    generator_config: GeneratorConfig
+    config: dict[str, Any]
+    g_kwargs: dict[str, Any]
+    g_state: dict[str, torch.Tensor] | None = None
+    d_state: dict[str, torch.Tensor] | None = None
+    d_config: dict[str, Any] | None = None
+    g_opt: OptimizerState | None = None
+    d_opt: OptimizerState | None = None
+    augment_state: dict[str, torch.Tensor] | None = None
+    training_set_kwargs: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+    module_src_sha256: dict[str, str] = field(default_factory=dict)
+    source_path: str | None = None
+    source_sha256: str | None = None
+
+    def generator(self, device: str | torch.device = "cpu") -> Generator:
+        """Our Generator with the official G_ema weights (strict: every tensor must fit)."""
+        return build_generator(self.generator_config, self.g_ema_state).to(device).eval()
+
+    def discriminator(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """Our Discriminator with the official D weights, for resuming training."""
+        if self.d_state is None or self.d_config is None:
+            raise EpigrafError("this snapshot has no discriminator (D)")
+        from .models.discriminator import Discriminator, DiscriminatorConfig
+
+        known = {f.name for f in dataclasses.fields(DiscriminatorConfig)}
+        D = Discriminator(DiscriminatorConfig(**{k: v for k, v in self.d_config.items() if k in known}))
+        _check_state_fits(D, self.d_state, "the official D")
+        D.load_state_dict(self.d_state, strict=True)
+        return D.to(device)
+
+    @property
+    def kimg(self) -> float | None:
+        """Training progress in thousands of images (from ``stats.cur_nimg``), if recorded."""
+        nimg = (self.stats or {}).get("cur_nimg")
+        return None if nimg is None else float(nimg) / 1000.0
+
+
+class _CountingReader:
+    """A read-only file wrapper that hashes what the unpickler reads and reports progress."""
+
+    def __init__(self, raw: BinaryIO, total: int, progress: ProgressFn | None) -> None:
+        self.raw, self.total, self.progress = raw, total, progress
+        self.hash = hashlib.sha256()
+        self.done = 0
+
+    def _seen(self, data: bytes) -> bytes:
+        self.hash.update(data)
+        self.done += len(data)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        return self._seen(self.raw.read(n))
+
+    def readline(self, n: int = -1) -> bytes:
+        return self._seen(self.raw.readline(n))
+
+    def readinto(self, buf: Any) -> int:
+        data = self.raw.read(len(buf))
+        buf[: len(data)] = data
+        self._seen(data)
+        return len(data)
+
+    def finish(self) -> str:
+        while chunk := self.raw.read(1 << 20):
+            self._seen(chunk)
+        return self.hash.hexdigest()
+
+
+def read_official_snapshot(path: str | os.PathLike[str], progress: ProgressFn | None = None) -> OfficialSnapshot:
+    """Read an official snapshot safely; ``progress(bytes_read, total)`` is called while reading.
+
+    Raises EpigrafError (naming what was found) for anything unexpected: a global outside the
+    allow-list, an unknown persistent class, a missing G_ema, a config we cannot map, or weights
+    that do not fit the configuration.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EpigrafError(f"official snapshot {path} not found")
+    with open(path, "rb") as fh:
+        reader = _CountingReader(fh, path.stat().st_size, progress)
+        try:
+            data = safe_load(reader)  # type: ignore[arg-type]
+        except EpigrafError as exc:
+            raise type(exc)(f"{path.name}: {exc}") from None
+        digest = reader.finish()
+    snap = snapshot_from_object(data)
+    snap.source_path, snap.source_sha256 = str(path), digest
+    return snap
+
+
+def snapshot_from_object(data: Any) -> OfficialSnapshot:
+    """Build an :class:`OfficialSnapshot` from an already (safely) unpickled snapshot dict."""
+    if isinstance(data, PersistentObject):  # a bare pickled G_ema
+        data = {"G_ema": data}
+    if not isinstance(data, dict):
+        raise EpigrafError(f"expected a snapshot dict with G_ema, found {type(data).__name__}")
+    g_ema = data.get("G_ema")
+    if not isinstance(g_ema, PersistentObject):
+        found = ", ".join(map(str, data.keys())) or "nothing"
+        raise EpigrafError(f"the snapshot has no G_ema network (found keys: {found})")
+    if g_ema.class_name != "Generator":
+        raise EpigrafError(f"G_ema is a {g_ema.class_name}, expected an EpiGRAF Generator")
+    names: dict[int, str] = {}
+    g_ema_state = module_state_dict(g_ema, "G_ema")
+    config, g_kwargs, gen_config = generator_config_from_official(g_ema, g_ema_state)
+    snap = OfficialSnapshot(g_ema_state=g_ema_state, generator_config=gen_config, config=config, g_kwargs=g_kwargs)
+    snap.module_src_sha256["Generator"] = g_ema.module_src_sha256
+    if isinstance(data.get("G"), PersistentObject):
+        snap.g_state = module_state_dict(data["G"], "G", names)
+    d = data.get("D")
+    if isinstance(d, PersistentObject):
+        if d.class_name != "Discriminator":
+            raise EpigrafError(f"D is a {d.class_name}, expected the EpiGRAF Discriminator")
+        d_names: dict[int, str] = {}
+        snap.d_state = module_state_dict(d, "D", d_names)
+        snap.d_config = discriminator_config_from_official(d)
+        snap.module_src_sha256["Discriminator"] = d.module_src_sha256
+        snap.d_opt = _optimizer_state(data.get("D_opt"), d_names)
+    snap.g_opt = _optimizer_state(data.get("G_opt"), names)
+    if isinstance(data.get("augment_pipe"), PersistentObject):
+        snap.augment_state = module_state_dict(data["augment_pipe"], "augment_pipe")
+    for key in ("training_set_kwargs", "stats"):
+        value = to_plain(data.get(key))
+        setattr(snap, key, value if isinstance(value, dict) else None)
+    return snap
+
+
+def module_state_dict(root: Any, what: str, param_names: dict[int, str] | None = None) -> dict[str, torch.Tensor]:
+    """Flatten a pickled module tree into ``{dotted name: tensor}`` in ``state_dict`` order.
+
+    ``param_names`` (optional) receives ``id(Parameter) -> name`` so optimizer states, which the
+    pickle keys by the same Parameter objects, can be re-keyed by name.
+    """
+    out: dict[str, torch.Tensor] = {}
+
+    def visit(node: Any, prefix: str) -> None:
+        where = f"{what}.{prefix[:-1]}" if prefix else what
+        if isinstance(node, PersistentObject):
+            if node.class_name not in KNOWN_PERSISTENT_CLASSES:
+                raise EpigrafError(f"unknown network class {node.class_name!r} at {where}")
+            state = node.state
+        elif isinstance(node, InertObject) and node.qualname.startswith("torch.nn.modules."):
+            state = node.state_dict()
+        else:
+            raise EpigrafError(f"unexpected {type(node).__name__} instead of a network module at {where}")
+        params, buffers, children = (state.get(k) or {} for k in ("_parameters", "_buffers", "_modules"))
+        skip = state.get("_non_persistent_buffers_set") or set()
+        for kind, group in (("parameters", params), ("buffers", buffers), ("modules", children)):
+            if not isinstance(group, dict):
+                raise EpigrafError(f"{where} has malformed _{kind} ({type(group).__name__})")
+        for kind, group in (("parameter", params), ("buffer", buffers)):
+            for name, tensor in group.items():
+                if tensor is None or (kind == "buffer" and name in skip):
+                    continue
+                if not isinstance(tensor, torch.Tensor):
+                    raise EpigrafError(f"{kind} {where}.{name} is a {type(tensor).__name__}, not a tensor")
+                if param_names is not None:
+                    param_names[id(tensor)] = prefix + name
+                out[prefix + name] = tensor.detach()
+        for name, child in children.items():
+            if child is not None:
+                visit(child, f"{prefix}{name}.")
+
+    visit(root, "")
+    return out
+
+
+def _optimizer_state(opt: Any, names: dict[int, str]) -> OptimizerState | None:
+    if not (isinstance(opt, InertObject) and opt.qualname.startswith("torch.optim.")) or not names:
+        return None
+    state = opt.state_dict()
+    groups = state.get("param_groups") or []
+    hyper = {k: to_plain(v) for k, v in (groups[0] if groups else {}).items() if k != "params"}
+    per_param: dict[str, dict[str, torch.Tensor]] = {}
+    for param, values in (state.get("state") or {}).items():
+        name = names.get(id(param))
+        if name is not None and isinstance(values, dict):
+            per_param[name] = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+    return OptimizerState(hyperparams=hyper, state=per_param)
+
+
+# ----------------------------------------------------------------------------- configuration
+_REQUIRED = object()
+
+
+def _get(tree: dict, dotted: str, default: Any = _REQUIRED, where: str = "generator config") -> Any:
+    node: Any = tree
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or node.get(key) is None:
+            if default is _REQUIRED:
+                raise EpigrafError(f"the snapshot's {where} has no {dotted}; cannot rebuild the model")
+            return default
+        node = node[key]
+    return node
+
+
+def generator_config_from_official(
+    g_ema: PersistentObject, state: dict[str, torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, Any], GeneratorConfig]:
+    """(experiment config, G init kwargs, our GeneratorConfig) for an official G_ema.
+
+    Constructor arguments (``_init_kwargs``) win over the config where both exist, because they are
+    what the network was built with (e.g. ``channel_base = int(cbase * fmaps)``);
+    ``mean_camera_pose`` comes from the weights' buffer.
+    """
+    raw_kwargs = g_ema.state.get("_init_kwargs") or {}
+    cfg_node = g_ema.state.get("cfg", raw_kwargs.get("cfg") if isinstance(raw_kwargs, dict) else None)
+    experiment = config_root(cfg_node) or {}
+    gcfg = to_plain(cfg_node)
+    if not isinstance(gcfg, dict) or "tri_plane" not in gcfg:
+        raise EpigrafError(
+            "G_ema is not an EpiGRAF tri-plane generator (its config has no tri_plane section); "
+            "StyleGAN-family and other pickles are not supported"
+        )
+    kwargs = {k: v for k, v in to_plain(dict(raw_kwargs)).items() if k != "cfg"}
+    mapping_kwargs = kwargs.get("mapping_kwargs") or {}
+    dataset = gcfg.get("dataset") if isinstance(gcfg.get("dataset"), dict) else experiment.get("dataset") or {}
+    _refuse_unsupported(gcfg)
+
+    mean_pose = state.get("mapping.mean_camera_pose", mapping_kwargs.get("mean_camera_pose"))
+    values: dict[str, Any] = dict(
+        z_dim=int(kwargs.get("z_dim", g_ema.state.get("z_dim", 512))),
+        w_dim=int(kwargs.get("w_dim", _get(gcfg, "w_dim", 512))),
+        c_dim=int(kwargs.get("c_dim", g_ema.state.get("c_dim", _get(dataset, "c_dim", 0, "dataset config")))),
+        img_resolution=int(kwargs.get("img_resolution", _get(dataset, "resolution", where="dataset config"))),
+        img_channels=int(kwargs.get("img_channels", 3)),
+        map_depth=_count_mapping_layers(state) or int(mapping_kwargs.get("num_layers", _get(gcfg, "map_depth", 2))),
+        camera_cond=bool(mapping_kwargs.get("camera_cond", _get(gcfg, "camera_cond", False))),
+        camera_cond_drop_p=float(mapping_kwargs.get("camera_cond_drop_p", _get(gcfg, "camera_cond_drop_p", 0.0))),
+        camera_cond_noise_std=float(
+            mapping_kwargs.get("camera_cond_noise_std", _get(gcfg, "camera_cond_noise_std", 0.0))
+        ),
+        triplane_res=int(_get(gcfg, "tri_plane.res")),
+        feat_dim=int(_get(gcfg, "tri_plane.feat_dim")),
+        channel_base=int(kwargs.get("channel_base", int(_get(gcfg, "cbase", 32768) * _get(gcfg, "fmaps", 1.0)))),
+        channel_max=int(kwargs.get("channel_max", _get(gcfg, "cmax", 512))),
+        use_noise=bool(_get(gcfg, "use_noise", True)),
+        conv_clamp=kwargs.get("conv_clamp", 256),
+        mlp_hid_dim=int(_get(gcfg, "tri_plane.mlp.hid_dim")),
+        mlp_n_layers=int(_get(gcfg, "tri_plane.mlp.n_layers")),
+        num_ray_steps=int(_get(gcfg, "num_ray_steps")),
+        clamp_mode=str(_get(gcfg, "clamp_mode", "softplus")),
+        density_shift=float(_get(gcfg, "density_shift", 0.0)),  # absent in older code: no shift
+        cube_scale=float(_get(dataset, "cube_scale", where="dataset config")),
+        fov=float(_get(dataset, "camera.fov", where="dataset config")),
+        ray_start=float(_get(dataset, "camera.ray_start", where="dataset config")),
+        ray_end=float(_get(dataset, "camera.ray_end", where="dataset config")),
+        radius=float(_get(dataset, "camera.radius", 1.0, "dataset config")),
+        white_back=bool(_get(dataset, "white_back", False)),
+        last_back=bool(_get(dataset, "last_back", False)),
+        nerf_noise_std_init=float(_get(gcfg, "nerf_noise_std_init", 1.0)),
+        nerf_noise_kimg_growth=float(_get(gcfg, "nerf_noise_kimg_growth", 5000.0)),
+        name=str(_get(dataset, "name", "epigraf")),
+    )
+    if isinstance(mean_pose, torch.Tensor):
+        values["mean_camera_pose"] = [float(v) for v in mean_pose.flatten().tolist()]
+    if values["conv_clamp"] is not None:
+        values["conv_clamp"] = float(values["conv_clamp"])
+    values.update(_background_fields(gcfg))
+    try:
+        config = GeneratorConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise EpigrafError(f"the snapshot's generator configuration is not supported: {exc}") from None
+    return experiment, kwargs, config
+
+
+def _count_mapping_layers(state: dict[str, torch.Tensor]) -> int:
+    return sum(1 for k in state if re.fullmatch(r"mapping\.fc\d+\.weight", k))
+
+
+def _refuse_unsupported(gcfg: dict) -> None:
+    backbone = gcfg.get("backbone", "stylegan2")
+    if backbone != "stylegan2":
+        raise EpigrafError(f"tri-plane backbone {backbone!r} is not supported (only 'stylegan2', as all releases)")
+    tri = gcfg.get("tri_plane") or {}
+    if tri.get("has_view_cond") or (tri.get("view_hid_dim") or 0) > 0:
+        raise EpigrafError("view-direction conditioning of the tri-plane MLP is not supported")
+    if (tri.get("posenc_period_len") or 0) > 0:
+        raise EpigrafError("positional encoding in the tri-plane MLP (tri_plane.posenc_period_len) is not supported")
+
+
+def _background_fields(gcfg: dict) -> dict[str, Any]:
+    bg = gcfg.get("bg_model") or {}
+    kind = bg.get("type") if isinstance(bg, dict) else None
+    if kind in (None, "none", "null"):
+        return {}
+    fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    if kind != "sphere" or "bg_num_steps" not in fields:
+        raise EpigrafError(f"background model {kind!r} is not supported by this version of epigraf-tools")
+    mapping = dict(
+        bg_num_steps=("num_steps", int),
+        bg_start=("start", float),
+        bg_num_blocks=("num_blocks", int),
+        bg_channel_base=("cbase", int),
+        bg_channel_max=("cmax", int),
+        bg_posenc_period=("posenc_period_len", float),
+    )
+    out: dict[str, Any] = {"bg_model": "sphere"}
+    for ours, (theirs, cast) in mapping.items():
+        if ours in fields and bg.get(theirs) is not None:
+            out[ours] = cast(bg[theirs])
+    return out
+
+
+def discriminator_config_from_official(d: PersistentObject) -> dict[str, Any]:
+    """The official D's constructor settings under :class:`DiscriminatorConfig` field names."""
+    kw = to_plain(dict(d.state.get("_init_kwargs") or {}))
+    dcfg = to_plain(d.state.get("cfg", kw.get("cfg")))
+    dcfg = dcfg if isinstance(dcfg, dict) else {}
+    epilogue = kw.get("epilogue_kwargs") or {}
+    conv_clamp = kw.get("conv_clamp", 256)
+    return dict(
+        c_dim=int(kw.get("c_dim", d.state.get("c_dim", 0))),
+        img_resolution=int(kw.get("img_resolution", _get(dcfg, "patch.resolution", 64, "discriminator config"))),
+        img_channels=int(kw.get("img_channels", 3)),
+        num_additional_start_blocks=int(_get(dcfg, "num_additional_start_blocks", 0)),
+        channel_base=int(kw.get("channel_base", 32768)),
+        channel_max=int(kw.get("channel_max", 512)),
+        num_fp16_res=int(kw.get("num_fp16_res", 4)),
+        conv_clamp=None if conv_clamp is None else float(conv_clamp),
+        cmap_dim=kw.get("cmap_dim"),
+        mbstd_group_size=int(epilogue.get("mbstd_group_size", _get(dcfg, "mbstd_group_size", 4))),
+        mbstd_num_channels=int(epilogue.get("mbstd_num_channels", 1)),
+        patch_params_cond=bool(_get(dcfg, "patch.patch_params_cond", False)),
+        hyper_mod=bool(_get(dcfg, "hyper_mod", False)),
+        camera_cond=bool(_get(dcfg, "camera_cond", False)),
+        camera_cond_raw=bool(_get(dcfg, "camera_cond_raw", False)),
+        camera_cond_drop_p=float(_get(dcfg, "camera_cond_drop_p", 0.0)),
+        camera_cond_noise_std=float(_get(dcfg, "camera_cond_noise_std", 0.0)),
+    )
+
+
+# ----------------------------------------------------------------------------- building and converting
+def _check_state_fits(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in state]
+    unexpected = [k for k in state if k not in ours]
+    wrong = [k for k in ours if k in state and tuple(ours[k].shape) != tuple(state[k].shape)]
+    problems = []
+    if wrong:
+        k = wrong[0]
+        problems.append(
+            f"{len(wrong)} shape mismatch(es), e.g. {k}: file {list(state[k].shape)} vs config {list(ours[k].shape)}"
+        )
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[0]}")
+    if problems:
+        raise EpigrafError(f"{what} does not match the configuration read from the snapshot: {'; '.join(problems)}")
+
+
+def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> Generator:
+    """Generator(config) with ``state`` loaded strictly (clear error on any mismatch)."""
+    G = Generator(config)
+    _check_state_fits(G, state, "the official G_ema")
+    G.load_state_dict(state, strict=True)
+    return G.eval()
+
+
+def official_config_summary(snap: OfficialSnapshot) -> dict[str, Any]:
+    """What we keep of the official config beside converted weights (no cluster paths)."""
+    kept = {k: snap.config[k] for k in KEPT_CONFIG_SECTIONS if k in snap.config}
+    return {
+        "source_file": Path(snap.source_path).name if snap.source_path else None,
+        "source_sha256": snap.source_sha256,
+        "kimg": snap.kimg,
+        "module_src_sha256": snap.module_src_sha256,
+        "generator_init_kwargs": _jsonable(snap.g_kwargs),
+        "experiment_config": _jsonable(kept),
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):
+        try:
+            return obj.item()
+        except (TypeError, ValueError):
+            pass
+    return repr(obj)
+
+
+def convert_official(
+    pkl: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    include_discriminator: bool = False,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Convert an official snapshot into our folder format; returns ``out_dir``.
+
+    Writes config.json + model.safetensors (G_ema), README.md (model card), official_config.json
+    (provenance and the official model/dataset/training config) and, with
+    ``include_discriminator``, discriminator.safetensors + discriminator_config.json (official
+    names) for resuming training. Files appear atomically; an existing model folder is only
+    replaced with ``overwrite``.
+    """
+    from .atomic import atomic_dir
+    from .model_card import OFFICIAL_LICENCE, write_model_card
+
+    out = Path(out_dir).expanduser()
+    check_output_folder(out, overwrite)
+    snap = read_official_snapshot(pkl, progress=progress)
+    G = snap.generator()
+    stale = [DISCRIMINATOR_WEIGHTS_NAME, DISCRIMINATOR_CONFIG_NAME] if not include_discriminator else []
+    with atomic_dir(out, remove=stale) as tmp:
+        G.save_pretrained(tmp)
+        (tmp / OFFICIAL_CONFIG_NAME).write_text(json.dumps(official_config_summary(snap), indent=2) + "\n")
+        source = {
+            "kind": "official EpiGRAF training snapshot (universome/epigraf)",
+            "file": Path(pkl).name,
+            "sha256": snap.source_sha256,
+            "kimg": snap.kimg,
+        }
+        write_model_card(tmp, G.config, source=source, licence=OFFICIAL_LICENCE, num_params=_num_params(G))
+        if include_discriminator:
+            if snap.d_state is None:
+                raise EpigrafError(f"{Path(pkl).name} has no discriminator to include")
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in snap.d_state.items()}, str(tmp / DISCRIMINATOR_WEIGHTS_NAME))
+            (tmp / DISCRIMINATOR_CONFIG_NAME).write_text(json.dumps(_jsonable(snap.d_config), indent=2) + "\n")
+    return out
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse a file in the way, or an existing model folder unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise EpigrafError(f"{out} exists and is not a folder")
+    if not overwrite and any((out / name).exists() for name in (CONFIG_NAME, WEIGHTS_NAME)):
+        raise EpigrafError(f"{out} already holds a model; pass --overwrite (overwrite=True) to replace it")
+
+
+def _num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

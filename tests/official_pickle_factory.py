@@ -1,0 +1,527 @@
+"""Build pickles in the official EpiGRAF snapshot format, for tests (no official code involved).
+
+The real format (shared/fixtures/official_mini/README.md, SPEC-DETAILS.md section 6): a pickled
+dict of persistent networks, each reduced to
+``src.torch_utils.persistence._reconstruct_persistent_obj(meta)`` with
+``meta = {type: 'class', version: 6, module_src, class_name, state}``, where ``state`` is the
+module ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, hook dicts, ``_init_kwargs``,
+``cfg``...). Configs are omegaconf DictConfig trees (pickled state ``_metadata``, ``_parent``,
+``_content``; value nodes ``_val``) whose parent links reach the whole experiment config.
+Tensors pickle through torch's own reduction (storages as ``torch.storage._load_from_bytes``).
+
+To make pickle name those globals without the official code or omegaconf installed, stand-in
+modules are registered in ``sys.modules`` only while pickling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import re
+import sys
+import types
+import typing
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DUMMY_MODULE_SRC = "# official module source would be here; the safe loader must never run it\n"
+BUFFER_NAMES = {"resample_filter", "w_avg", "mean_camera_pose", "noise_const", "fourier_coefs", "p", "Hz_geom"}
+HOOK_DICTS = (
+    "_backward_pre_hooks _backward_hooks _forward_hooks _forward_hooks_with_kwargs _forward_hooks_always_called "
+    "_forward_pre_hooks _forward_pre_hooks_with_kwargs _state_dict_hooks _state_dict_pre_hooks "
+    "_load_state_dict_pre_hooks _load_state_dict_post_hooks"
+).split()
+
+
+def _reconstruct_persistent_obj(meta):  # the stand-in is never called by a safe loader
+    raise AssertionError("the official reconstruction hook was called: code from the pickle would run")
+
+
+class EasyDict(dict):
+    pass
+
+
+class Metadata:
+    pass
+
+
+class ContainerMetadata(Metadata):
+    pass
+
+
+class DictConfig:
+    pass
+
+
+class ListConfig:
+    pass
+
+
+class AnyNode:
+    pass
+
+
+_FAKE_MODULES: dict[str, dict[str, Any]] = {
+    "src": {},
+    "src.torch_utils": {},
+    "src.torch_utils.persistence": {"_reconstruct_persistent_obj": _reconstruct_persistent_obj},
+    "src.dnnlib": {},
+    "src.dnnlib.util": {"EasyDict": EasyDict},
+    "omegaconf": {},
+    "omegaconf.base": {"Metadata": Metadata, "ContainerMetadata": ContainerMetadata},
+    "omegaconf.dictconfig": {"DictConfig": DictConfig},
+    "omegaconf.listconfig": {"ListConfig": ListConfig},
+    "omegaconf.nodes": {"AnyNode": AnyNode},
+}
+for _mod, _names in _FAKE_MODULES.items():
+    for _name, _obj in _names.items():
+        _obj.__module__ = _mod
+        _obj.__qualname__ = _name
+
+
+@contextlib.contextmanager
+def fake_official_modules() -> Iterator[None]:
+    """Make ``src.*`` and ``omegaconf.*`` names resolvable by pickle while building a file."""
+    saved = {name: sys.modules.get(name) for name in _FAKE_MODULES}
+    try:
+        for name, attrs in _FAKE_MODULES.items():
+            module = types.ModuleType(name)
+            module.__dict__.update(attrs)
+            sys.modules[name] = module
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+
+
+class Persistent:
+    """Pickles exactly like an official persistent object."""
+
+    def __init__(self, class_name: str, state: dict, module_src: str = DUMMY_MODULE_SRC) -> None:
+        self.class_name, self.state, self.module_src = class_name, state, module_src
+
+    def __reduce__(self):
+        meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name, state=self.state)
+        return (sys.modules["src.torch_utils.persistence"]._reconstruct_persistent_obj, (meta,), None)
+
+
+# ----------------------------------------------------------------------------- omegaconf trees
+def _metadata(cls: type, key: Any, **extra: Any) -> Metadata:
+    meta = cls.__new__(cls)
+    meta.__dict__.update(
+        ref_type=typing.Any,
+        object_type=dict if cls is ContainerMetadata else None,
+        optional=True,
+        key=key,
+        flags={},
+        resolver_cache={},
+        **extra,
+    )
+    return meta
+
+
+def make_config_node(value: Any, parent: Any = None, key: Any = None) -> Any:
+    """A DictConfig / ListConfig / AnyNode tree for ``value`` (interpolation strings kept)."""
+    if isinstance(value, dict):
+        node = DictConfig.__new__(DictConfig)
+        node.__dict__.update(
+            _metadata=_metadata(ContainerMetadata, key, key_type=typing.Any, element_type=typing.Any),
+            _parent=parent,
+            _content={},
+        )
+        for k, v in value.items():
+            node._content[k] = make_config_node(v, node, k)
+        return node
+    if isinstance(value, list):
+        node = ListConfig.__new__(ListConfig)
+        node.__dict__.update(
+            _metadata=_metadata(ContainerMetadata, key, key_type=int, element_type=typing.Any),
+            _parent=parent,
+            _content=[],
+        )
+        node._content.extend(make_config_node(v, node, i) for i, v in enumerate(value))
+        return node
+    leaf = AnyNode.__new__(AnyNode)
+    leaf.__dict__.update(_metadata=_metadata(Metadata, key), _parent=parent, _val=value)
+    return leaf
+
+
+def config_child(root: DictConfig, dotted: str) -> Any:
+    node = root
+    for key in dotted.split("."):
+        node = node._content[key]
+    return node
+
+
+# ----------------------------------------------------------------------------- module trees
+def _generator_class(path: str, leaf: str) -> str:
+    table = {
+        "": "Generator",
+        "mapping": "MappingNetwork",
+        "synthesis": "SynthesisNetwork",
+        "tri_plane_decoder": "SynthesisBlocksSequence",
+        "tri_plane_mlp": "TriPlaneMLP",
+        "model": "Sequential",
+        "camera_scalar_enc": "ScalarEncoder1d",
+        "conv0": "SynthesisLayer",
+        "conv1": "SynthesisLayer",
+        "torgb": "ToRGBLayer",
+    }
+    if leaf in table:
+        return table[leaf]
+    return "SynthesisBlock" if re.fullmatch(r"b\d+", leaf) else "FullyConnectedLayer"
+
+
+def _discriminator_class(path: str, leaf: str) -> str:
+    table = {
+        "": "Discriminator",
+        "scalar_enc": "ScalarEncoder1d",
+        "fourier_encoder": "FourierEncoder1d",
+        "const_embed": "Embedding",
+        "hyper_mod_mapping": "MappingNetwork",
+        "head_mapping": "MappingNetwork",
+        "mbstd": "MinibatchStdLayer",
+        "b4": "DiscriminatorEpilogue",
+    }
+    if leaf in table:
+        return table[leaf]
+    if re.fullmatch(r"b\d+", leaf):
+        return "DiscriminatorBlock"
+    return "Conv2dLayer" if leaf in ("conv", "conv0", "conv1", "fromrgb", "skip") else "FullyConnectedLayer"
+
+
+def _module_state(training: bool) -> dict:
+    state: dict[str, Any] = {
+        "training": training,
+        "_parameters": OrderedDict(),
+        "_buffers": OrderedDict(),
+        "_non_persistent_buffers_set": set(),
+    }
+    for name in HOOK_DICTS:
+        state[name] = OrderedDict()
+    state["_is_full_backward_hook"] = None
+    state["_modules"] = OrderedDict()
+    state["_init_args"] = ()
+    state["_init_kwargs"] = EasyDict()
+    return state
+
+
+def module_tree(
+    flat: dict[str, torch.Tensor],
+    class_of: Callable[[str, str], str],
+    training: bool = False,
+    top_attrs: dict | None = None,
+    class_overrides: dict[str, str] | None = None,
+) -> tuple[Persistent, dict[str, torch.nn.Parameter]]:
+    """A persistent-object tree holding ``flat`` (official names) and the Parameter objects used."""
+    states: dict[str, dict] = {"": _module_state(training)}
+    params: dict[str, torch.nn.Parameter] = {}
+
+    def node(path: str) -> dict:
+        if path not in states:
+            parent, _, leaf = path.rpartition(".")
+            states[path] = _module_state(training)
+            node(parent)["_modules"][leaf] = path  # placeholder, replaced below
+        return states[path]
+
+    for key, tensor in flat.items():
+        path, _, leaf = key.rpartition(".")
+        state = node(path)
+        if leaf in BUFFER_NAMES:
+            state["_buffers"][leaf] = tensor
+        else:
+            param = torch.nn.Parameter(tensor, requires_grad=False)
+            state["_parameters"][leaf] = param
+            params[key] = param
+        if leaf == "weight" and class_of(path, path.rpartition(".")[2]) == "FullyConnectedLayer":
+            state["weight_gain"] = np.float64(1.0 / np.sqrt(tensor.shape[1]))  # a numpy scalar, as official
+    built: dict[str, Any] = {}
+    for path in sorted(states, key=lambda p: -p.count(".") if p else 1):  # children before parents
+        state = states[path]
+        for leaf, child in list(state["_modules"].items()):
+            state["_modules"][leaf] = built[child]
+        leaf = path.rpartition(".")[2]
+        cls = (class_overrides or {}).get(path) or class_of(path, leaf)
+        if cls in ("Sequential", "Embedding"):
+            module = torch.nn.Sequential() if cls == "Sequential" else torch.nn.Embedding(1, 1)
+            module.__dict__.update({k: v for k, v in state.items() if not k.startswith("_init")})
+            built[path] = module
+        else:
+            built[path] = Persistent(cls, state)
+    if top_attrs:
+        states[""].update(top_attrs)
+    return built[""], params
+
+
+# ----------------------------------------------------------------------------- whole snapshots
+def load_experiment_config(fixture_dir: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((fixture_dir / "official_experiment_config.yaml").read_text())
+
+
+def _cuda_tagged_storage_bytes(storage: torch.storage.TypedStorage) -> bytes:
+    buf = io.BytesIO()
+    torch.save(storage, buf, _use_new_zipfile_serialization=False)
+    data = buf.getvalue()
+    tagged = data.replace(b"X\x03\x00\x00\x00cpuq", b"X\x06\x00\x00\x00cuda:0q")
+    assert tagged != data, "could not find the storage location tag to rewrite"
+    return tagged
+
+
+class _SnapshotPickler(pickle.Pickler):
+    def __init__(self, file, cuda_tagged: bool) -> None:
+        super().__init__(file, protocol=4)
+        self.cuda_tagged = cuda_tagged
+
+    def reducer_override(self, obj):
+        if self.cuda_tagged and isinstance(obj, torch.storage.TypedStorage):
+            return (torch.storage._load_from_bytes, (_cuda_tagged_storage_bytes(obj),))
+        return NotImplemented
+
+
+def official_snapshot_bytes(
+    g_ema_state: dict[str, torch.Tensor],
+    experiment: dict,
+    *,
+    d_state: dict[str, torch.Tensor] | None = None,
+    g_init_kwargs: dict | None = None,
+    d_init_kwargs: dict | None = None,
+    g_state: dict[str, torch.Tensor] | None = None,
+    with_optimizers: bool = True,
+    cuda_tagged: bool = False,
+    g_module_src: str = DUMMY_MODULE_SRC,
+    class_overrides: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> bytes:
+    """A complete official-format snapshot (training_set_kwargs, G, D, G_ema, ..., stats)."""
+    with fake_official_modules():
+        root = make_config_node(experiment)
+        g_cfg = config_child(root, "model.generator")
+        g_kwargs = EasyDict(cfg=g_cfg, **(g_init_kwargs or {}))
+        if "mapping_kwargs" in g_kwargs:
+            g_kwargs["mapping_kwargs"] = EasyDict(g_kwargs["mapping_kwargs"])
+        top = dict(cfg=g_cfg, _init_kwargs=g_kwargs, z_dim=g_kwargs.get("z_dim"), c_dim=g_kwargs.get("c_dim"))
+        g_ema, _ = module_tree(g_ema_state, _generator_class, False, top, class_overrides)
+        g_ema.module_src = g_module_src
+        g_train = (
+            g_state
+            if g_state is not None
+            else {k: v + 0.5 if v.is_floating_point() else v for k, v in g_ema_state.items()}
+        )
+        G, g_params = module_tree(g_train, _generator_class, True, top)
+        snapshot: dict[str, Any] = {
+            "training_set_kwargs": dict(
+                class_name="src.training.dataset.ImageFolderDataset",
+                path="data/dataset.zip",
+                use_labels=False,
+                max_size=70000,
+                xflip=True,
+                resolution=experiment["dataset"]["resolution"],
+                random_seed=0,
+            ),
+            "G": G,
+            "D": None,
+            "G_ema": g_ema,
+            "augment_pipe": None,
+            "G_opt": None,
+            "D_opt": None,
+            "vis": dict(
+                grid_size=(2, 2),
+                grid_z=torch.randn(4, 8),
+                grid_c=np.zeros((4, 0), np.float32),
+                grid_camera_angles=np.zeros((4, 3), np.float32),
+            ),
+            "stats": dict(
+                cur_nimg=64,
+                cur_tick=0,
+                batch_idx=1,
+                best_metric_value=float("inf"),
+                best_metric_tick=0,
+                best_metric_nimg=0,
+            ),
+        }
+        if d_state is not None:
+            d_cfg = config_child(root, "model.discriminator")
+            d_kwargs = EasyDict(cfg=d_cfg, **(d_init_kwargs or {}))
+            D, d_params = module_tree(d_state, _discriminator_class, True, dict(cfg=d_cfg, _init_kwargs=d_kwargs))
+            snapshot["D"] = D
+            if with_optimizers:
+                snapshot["D_opt"] = _adam(d_params.values(), lr=0.002)
+        if with_optimizers:
+            snapshot["G_opt"] = _adam(g_params.values(), lr=0.0025)
+        snapshot["augment_pipe"] = module_tree({"p": torch.tensor(0.2)}, lambda p, leaf: "AugmentPipe")[0]
+        snapshot.update(extra or {})
+        buf = io.BytesIO()
+        _SnapshotPickler(buf, cuda_tagged).dump(snapshot)
+        return buf.getvalue()
+
+
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """A real Adam over ``params`` with a filled state (as after some steps), built without stepping."""
+    params = list(params)
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.0, 0.99))
+    for i, p in enumerate(params):
+        opt.state[p] = {
+            "step": torch.tensor(float(i + 1)),
+            "exp_avg": torch.zeros_like(p),
+            "exp_avg_sq": torch.zeros_like(p),
+        }
+    return opt
+
+
+def mini_init_kwargs(experiment: dict, mean_camera_pose: torch.Tensor) -> tuple[dict, dict]:
+    """G and D constructor kwargs as official train.py builds them for the mini fixture."""
+    g = experiment["model"]["generator"]
+    d = experiment["model"]["discriminator"]
+    g_kwargs = dict(
+        z_dim=512,
+        w_dim=g["w_dim"],
+        c_dim=0,
+        img_resolution=experiment["dataset"]["resolution"],
+        img_channels=3,
+        channel_base=int(g["cbase"] * g["fmaps"]),
+        channel_max=g["cmax"],
+        fused_modconv_default="inference_only",
+        mapping_kwargs=dict(
+            num_layers=g["map_depth"],
+            camera_cond=g["camera_cond"],
+            camera_cond_drop_p=0.0,
+            camera_cond_noise_std=0.0,
+            mean_camera_pose=mean_camera_pose,
+        ),
+    )
+    d_kwargs = dict(
+        c_dim=0,
+        img_resolution=experiment["training"]["patch"]["resolution"],
+        img_channels=3,
+        channel_base=int(d["cbase"] * d["fmaps"]),
+        channel_max=d["cmax"],
+        block_kwargs=EasyDict(freeze_layers=0),
+        mapping_kwargs=EasyDict(),
+        epilogue_kwargs=EasyDict(mbstd_group_size=4),
+    )
+    return g_kwargs, d_kwargs
+
+
+def pickle_with_fake_modules(obj: Any) -> bytes:
+    """Pickle any object graph that may contain stand-ins (Persistent, config nodes, EasyDict)."""
+    with fake_official_modules():
+        return pickle.dumps(obj, protocol=4)
+
+
+def experiment_for(config, *, density_shift: bool = True, patch_res: int = 16) -> dict:
+    """An official-style experiment config (with interpolations) describing one of our configs.
+
+    ``density_shift=False`` drops the key, as in code older than the option (it then means 0).
+    """
+    c = config
+    generator = {
+        "fmaps": 0.5,
+        "cmax": c.channel_max,
+        "cbase": c.channel_base * 2,
+        "patch": "${training.patch}",
+        "dataset": "${dataset}",
+        "w_dim": c.w_dim,
+        "camera_cond": c.camera_cond,
+        "camera_cond_drop_p": 0.0,
+        "camera_cond_noise_std": 0.0,
+        "map_depth": c.map_depth,
+        "backbone": "stylegan2",
+        "num_ray_steps": c.num_ray_steps,
+        "clamp_mode": c.clamp_mode,
+        "nerf_noise_std_init": 1.0,
+        "nerf_noise_kimg_growth": 5000,
+        "use_noise": c.use_noise,
+        "tri_plane": {
+            "res": c.triplane_res,
+            "feat_dim": c.feat_dim,
+            "fp32": True,
+            "has_view_cond": False,
+            "posenc_period_len": 0,
+            "mlp": {"n_layers": c.mlp_n_layers, "hid_dim": c.mlp_hid_dim},
+        },
+        "bg_model": {"type": None, "num_steps": 8, "start": 1.0},
+    }
+    if density_shift:
+        generator["density_shift"] = c.density_shift
+    return {
+        "model": {
+            "generator": generator,
+            "discriminator": {
+                "fmaps": 0.5,
+                "cmax": 32,
+                "cbase": 256,
+                "patch": "${training.patch}",
+                "num_additional_start_blocks": 1,
+                "mbstd_group_size": 4,
+                "camera_cond": False,
+                "camera_cond_drop_p": 0.0,
+                "camera_cond_noise_std": 0.0,
+                "camera_cond_raw": False,
+                "hyper_mod": True,
+            },
+            "name": "epigraf",
+        },
+        "dataset": {
+            "path": "data/${dataset.name}.zip",
+            "c_dim": c.c_dim,
+            "resolution": c.img_resolution,
+            "camera": {
+                "fov": c.fov,
+                "ray_start": c.ray_start,
+                "ray_end": c.ray_end,
+                "radius": c.radius,
+                "dist": "custom",
+            },
+            "name": "tiny_${dataset.resolution}",
+            "cube_scale": c.cube_scale,
+            "white_back": c.white_back,
+            "last_back": c.last_back,
+            "home": "${env:HOME}",
+        },
+        "training": {"patch": {"enabled": True, "patch_params_cond": True, "resolution": patch_res}},
+        "env": {"project_path": "/secret/cluster/path"},
+        "experiment_name": "${dataset.name}_${model.name}",
+    }
+
+
+def init_kwargs_for(config, *, with_channel_base: bool = True) -> dict:
+    """G constructor kwargs as official train.py passes them (channel_base = int(cbase * fmaps))."""
+    c = config
+    kwargs = dict(
+        z_dim=c.z_dim,
+        w_dim=c.w_dim,
+        c_dim=c.c_dim,
+        img_resolution=c.img_resolution,
+        img_channels=3,
+        channel_max=c.channel_max,
+        fused_modconv_default="inference_only",
+        mapping_kwargs=dict(
+            num_layers=c.map_depth,
+            camera_cond=c.camera_cond,
+            camera_cond_drop_p=0.0,
+            camera_cond_noise_std=0.0,
+            mean_camera_pose=torch.tensor(c.mean_camera_pose),
+        ),
+    )
+    if with_channel_base:
+        kwargs["channel_base"] = c.channel_base
+    return kwargs
+
+
+def generator_snapshot_bytes(G, **kwargs) -> bytes:
+    """An official-format snapshot (G, G_ema, no D) holding one of our generators."""
+    experiment = kwargs.pop("experiment", None) or experiment_for(G.config)
+    g_init_kwargs = kwargs.pop("g_init_kwargs", None) or init_kwargs_for(G.config)
+    state = {k: v.detach().clone() for k, v in G.state_dict().items()}
+    return official_snapshot_bytes(state, experiment, g_init_kwargs=g_init_kwargs, **kwargs)
