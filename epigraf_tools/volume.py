@@ -1,0 +1,445 @@
+"""Density volumes: the tri-plane field sampled on an axis-aligned grid, fast and memory-bounded.
+
+EpiGRAF's field is a mean of three plane lookups followed by a small MLP. On an axis-aligned grid
+the lookups are separable: the xy-plane feature of voxel (i, j, k) depends only on (i, j), the xz
+one only on (i, k), the yz one only on (j, k). The first MLP layer is linear, so we sample each
+plane once on its 2-D grid, apply the first layer (with the 1/3 mean folded in) per plane, and per
+voxel only add three hidden vectors, activate and apply the last layer. Three implementations
+compute the same numbers:
+
+* ``naive``: world points through ``G.synthesis.field`` in chunks of 32^3, as the official
+  ``extract_geometry.py`` does (the reference);
+* ``separable``: the trick above in plain PyTorch, in ~4 MB tiles with preallocated buffers (any
+  device);
+* ``kernel``: the per-voxel step fused in a JIT-built C++ CPU kernel (``epigraf_tools.kernels``).
+
+``method='auto'`` picks the kernel on CPU when it builds and the separable path otherwise.
+
+Conventions: a grid has R points per axis spanning [center - box/2, center + box/2] inclusive,
+so the voxel size is box / (R - 1) and grid point (0, 0, 0) sits at ``origin = center - box/2``.
+The default box is the model's whole tri-plane cube [-cube_scale, cube_scale]^3 (the official
+script crops to 0.3). Volumes are returned as ``V[i, j, k]`` = value at (x_i, y_j, z_k) (the
+official array convention), held in [z, y, x] memory order (x fastest), which is MRC order, so
+``V.T`` is C-contiguous and streams straight into an MRC file.
+
+The default value is ``'raw'``: the MLP's density output before the activation, what the
+official script writes; ``'sigma'`` is the renderer's density softplus(raw + density_shift).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import EpigrafError
+from .models import Generator
+from .models.triplane import density_activation
+
+VALUE_TYPES = ("raw", "sigma")
+METHODS = ("auto", "kernel", "separable", "naive")
+MAX_RESOLUTION = 2048  # above this (without force=True) a request is almost certainly a typo
+OFFICIAL_CHUNK = 32**3  # points per field call in the official extract_geometry.py
+DEFAULT_TILE_BYTES = 4 << 20  # hidden-activation tile of the separable path (fits L2 comfortably)
+DEFAULT_SLAB_VOXELS = 1 << 22  # voxels per streamed slab (16 MB of float32)
+
+Progress = Callable[[int, int], None]  # (voxels done, voxels total)
+Triple = tuple[float, float, float]
+
+
+# --------------------------------------------------------------------------- grid
+@dataclass(frozen=True)
+class VolumeGrid:
+    """An axis-aligned grid of ``resolution`` points per axis over a box in world units.
+
+    Axis a holds ``linspace(center[a] - size[a] / 2, center[a] + size[a] / 2, resolution[a])``.
+    """
+
+    resolution: tuple[int, int, int]
+    center: Triple
+    size: Triple
+
+    @property
+    def voxel_size(self) -> Triple:
+        return tuple(s / (r - 1) for s, r in zip(self.size, self.resolution, strict=True))  # type: ignore[return-value]
+
+    @property
+    def origin(self) -> Triple:
+        """World position of grid point (0, 0, 0)."""
+        return tuple(c - s / 2 for c, s in zip(self.center, self.size, strict=True))  # type: ignore[return-value]
+
+    @property
+    def num_voxels(self) -> int:
+        rx, ry, rz = self.resolution
+        return rx * ry * rz
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        rx, ry, rz = self.resolution
+        return (rz, ry, rx)
+
+    def axis(self, a: int) -> np.ndarray:
+        """World coordinates [R_a] (float64) of the grid points along axis a (0 = x, 1 = y, 2 = z)."""
+        half = self.size[a] / 2
+        return np.linspace(self.center[a] - half, self.center[a] + half, self.resolution[a])
+
+    def to_dict(self) -> dict[str, list[float] | list[int]]:
+        return {
+            "resolution": list(self.resolution),
+            "center": list(self.center),
+            "box": list(self.size),
+            "voxel_size": list(self.voxel_size),
+            "origin": list(self.origin),
+        }
+
+
+def _triple(value: float | Sequence[float], name: str) -> Triple:
+    if isinstance(value, (int, float)):
+        vals = [float(value)] * 3
+    else:
+        vals = [float(v) for v in value]
+    if len(vals) != 3:
+        raise EpigrafError(f"{name} needs 1 or 3 numbers, got {len(vals)}")
+    if not all(math.isfinite(v) for v in vals):
+        raise EpigrafError(f"{name} must be finite, got {vals}")
+    return (vals[0], vals[1], vals[2])
+
+
+def make_grid(
+    cube_scale: float,
+    resolution: int | Sequence[int] = 512,
+    box: float | Sequence[float] | None = None,
+    center: float | Sequence[float] | None = None,
+    force: bool = False,
+) -> VolumeGrid:
+    """Validate the user's grid request; the default box is the tri-plane cube (side 2 * cube_scale).
+
+    ``box`` is the side length (one number or x, y, z); ``center`` the box centre in world units.
+    Resolutions must lie in [2, 2048] (larger only with ``force=True``).
+    """
+    res = [int(resolution)] * 3 if isinstance(resolution, (int, np.integer)) else [int(r) for r in resolution]
+    if len(res) != 3:
+        raise EpigrafError(f"resolution needs 1 or 3 integers, got {len(res)}")
+    for r in res:
+        if r < 2:
+            raise EpigrafError(f"resolution {r} is too small: a grid needs at least 2 points per axis")
+        if r > MAX_RESOLUTION and not force:
+            raise EpigrafError(
+                f"resolution {r} exceeds {MAX_RESOLUTION} ({r**3 * 4 / 2**30:.0f} GiB of float32 for a cube); "
+                "pass --force if you mean it"
+            )
+    size = _triple(2.0 * cube_scale if box is None else box, "box")
+    if min(size) <= 0:
+        raise EpigrafError(f"box sides must be positive, got {list(size)}")
+    ctr = _triple(0.0 if center is None else center, "center")
+    return VolumeGrid((res[0], res[1], res[2]), ctr, size)
+
+
+# --------------------------------------------------------------------------- latents and planes
+def class_index(G: Generator, spec: int | str | None) -> int | None:
+    """A class given by index or by name (``G.config.class_names``) -> index; None for unconditional."""
+    if spec is None or spec == "":
+        if G.c_dim > 0:
+            raise EpigrafError(f"this model is class-conditional ({G.c_dim} classes): pass --class IDX or NAME")
+        return None
+    if G.c_dim == 0:
+        raise EpigrafError("this model has no classes; drop --class")
+    names = list(G.config.class_names or [])
+    text = str(spec).strip()
+    if text.lstrip("-").isdigit():
+        idx = int(text)
+        if not 0 <= idx < G.c_dim:
+            raise EpigrafError(f"class index {idx} is out of range; this model has classes 0-{G.c_dim - 1}")
+        return idx
+    lowered = [n.lower() for n in names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    known = ", ".join(names) if names else f"indices 0-{G.c_dim - 1}"
+    raise EpigrafError(f"unknown class {text!r}; this model knows {known}")
+
+
+@torch.no_grad()
+def ws_for_seed(
+    G: Generator,
+    seed: int,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+) -> torch.Tensor:
+    """ws [1, num_ws, w_dim] for a seed, drawn as the official scripts do (see ``seeds.z_from_seed``)."""
+    from .seeds import z_from_seed
+
+    device = next(G.parameters()).device
+    z = z_from_seed(seed, G.z_dim).to(device)
+    c = None
+    if G.c_dim > 0:
+        if class_idx is None:
+            raise EpigrafError("this model is class-conditional: give a class")
+        c = F.one_hot(torch.tensor([class_idx], device=device), G.c_dim).float()
+    return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+
+
+@torch.no_grad()
+def as_planes(G: Generator, ws_or_planes: torch.Tensor) -> torch.Tensor:
+    """ws [1, num_ws, w_dim] / [num_ws, w_dim] or planes [1, 3, C, R, R] / [3, C, R, R] -> [1, 3, C, R, R].
+
+    ws go through ``G.planes(ws, noise_mode='const')``, as in the official geometry script.
+    """
+    t = ws_or_planes
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    if t.ndim == 4:
+        t = t.unsqueeze(0)
+    if t.ndim == 3:
+        if t.shape[0] != 1:
+            raise ValueError(f"extract one volume at a time: got ws for {t.shape[0]} samples")
+        return G.planes(t, noise_mode="const")
+    if t.ndim != 5 or t.shape[1] != 3:
+        raise ValueError(f"expected ws [1, num_ws, w_dim] or planes [1, 3, C, R, R], got {tuple(ws_or_planes.shape)}")
+    if t.shape[0] != 1:
+        raise ValueError(f"extract one volume at a time: got planes for {t.shape[0]} samples")
+    return t
+
+
+# --------------------------------------------------------------------------- the folded MLP
+@dataclass
+class FoldedField:
+    """The tri-plane MLP rearranged for separable evaluation (density output only).
+
+    proj [H, C]: first-layer runtime weight / 3 (the plane mean folded in); bias0 [H];
+    act0: the first layer's activation ('lrelu' or 'linear'); middle: the runtime (weight, bias,
+    activation) of hidden layers after the first, each weight pre-multiplied by the previous
+    activation's gain; w_out [H_last], b_out: the density row of the last layer, likewise.
+    """
+
+    proj: torch.Tensor
+    bias0: torch.Tensor
+    act0: str
+    middle: list[tuple[torch.Tensor, torch.Tensor, str]]
+    w_out: torch.Tensor
+    b_out: float
+
+    @classmethod
+    @torch.no_grad()
+    def from_generator(cls, G: Generator, device: torch.device) -> FoldedField:
+        layers = list(G.synthesis.tri_plane_mlp.model)
+
+        def runtime(layer: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+            w = layer.weight.float().to(device) * layer.weight_gain
+            b = layer.bias.float().to(device) * layer.bias_gain if layer.bias is not None else None
+            if b is None:
+                b = torch.zeros(w.shape[0], device=device)
+            return w, b
+
+        gain = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
+        w0, b0 = runtime(layers[0])
+        if len(layers) == 1:  # a linear field: keep only the density row
+            return cls(w0[-1:] / 3.0, b0[-1:], "linear", [], torch.ones(1, device=device), 0.0)
+        act0 = layers[0].activation
+        prev_gain = gain[act0]
+        middle = []
+        for layer in layers[1:-1]:
+            w, b = runtime(layer)
+            middle.append((w * prev_gain, b, layer.activation))
+            prev_gain = gain[layer.activation]
+        w_last, b_last = runtime(layers[-1])
+        return cls(w0 / 3.0, b0, act0, middle, (w_last[-1] * prev_gain).contiguous(), float(b_last[-1]))
+
+    @property
+    def kernel_slope(self) -> float | None:
+        """Leaky-ReLU slope for the fused kernel, or None when the MLP has a shape it does not handle."""
+        if self.middle:
+            return None
+        return {"lrelu": 0.2, "linear": 1.0}.get(self.act0)
+
+    def hidden_to_density(self, h: torch.Tensor) -> torch.Tensor:
+        """Pre-activations [N, H] (overwritten) -> raw density [N]."""
+        if self.act0 == "lrelu":
+            F.leaky_relu_(h, 0.2)
+        for w, b, act in self.middle:
+            h = torch.addmm(b, h, w.t())
+            if act == "lrelu":
+                F.leaky_relu_(h, 0.2)
+        return torch.mv(h, self.w_out).add_(self.b_out)
+
+
+def _plane_features(plane: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookups of plane [C, R, R] at width coords u [W] x height coords v [Hh] -> [C, Hh, W]."""
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    grid = torch.stack([uu, vv], dim=-1).unsqueeze(0)  # [1, Hh, W, 2]: (width, height) pairs
+    feats = F.grid_sample(plane.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return feats[0]
+
+
+def _project(feats: torch.Tensor, folded: FoldedField, add_bias: bool, hidden_major: bool) -> torch.Tensor:
+    """Features [C, Hh, W] through the folded first layer -> [Hh, W, H], or [Hh, H, W] if hidden_major."""
+    if hidden_major:  # the fused kernel's layout: consecutive x-voxels are contiguous per hidden unit
+        out = torch.matmul(folded.proj, feats.permute(1, 0, 2))
+        if add_bias:
+            out += folded.bias0[:, None]
+        return out.contiguous()
+    out = torch.matmul(feats.permute(1, 2, 0), folded.proj.t())
+    if add_bias:
+        out += folded.bias0
+    return out.contiguous()
+
+
+# --------------------------------------------------------------------------- extraction
+def _normalised_axes(grid: VolumeGrid, cube_scale: float, device: torch.device) -> list[torch.Tensor]:
+    # float64 until the end: bf16/half coordinates would read the wrong texels.
+    return [torch.from_numpy(grid.axis(a) / cube_scale).to(device=device, dtype=torch.float32) for a in range(3)]
+
+
+def _choose_method(method: str, device: torch.device, folded: FoldedField):
+    """-> (method actually used, kernel module or None)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method in ("auto", "kernel"):
+        from .kernels import kernel_status, load_density_kernel
+
+        usable = device.type == "cpu" and folded.kernel_slope is not None
+        module = load_density_kernel() if usable else None
+        if module is not None:
+            return "kernel", module
+        if method == "kernel":
+            why = kernel_status() if usable else "the kernel handles CPU tensors and 2-layer MLPs only"
+            raise RuntimeError(f"the fused density kernel is unavailable: {why}")
+        return "separable", None
+    return method, None
+
+
+@torch.no_grad()
+def extract_density(
+    G: Generator,
+    ws_or_planes: torch.Tensor,
+    resolution: int | Sequence[int] = 512,
+    box: float | Sequence[float] | None = None,
+    center: float | Sequence[float] | None = None,
+    value: str = "raw",
+    out: np.ndarray | None = None,
+    progress: Progress | None = None,
+    method: str = "auto",
+    grid: VolumeGrid | None = None,
+    force: bool = False,
+    on_slab: Callable[[int, np.ndarray], None] | None = None,
+    tile_bytes: int = DEFAULT_TILE_BYTES,
+    slab_voxels: int = DEFAULT_SLAB_VOXELS,
+) -> np.ndarray:
+    """Sample the density of one sample on an axis-aligned grid.
+
+    ws_or_planes: ws [1, num_ws, w_dim] or tri-planes [1, 3, C, R, R] (no batch dim also works).
+    value: 'raw' (default; pre-activation MLP output, as the official script) or 'sigma'
+    (softplus(raw + density_shift), the renderer's density).
+    out: optional float32 target of shape [Rx, Ry, Rz], e.g. ``mrc.data.T`` of a memory-mapped MRC
+    file; a transposed view of a [z, y, x] C-contiguous buffer is written slab by slab without
+    copies. ``grid`` overrides resolution/box/center.
+    progress(done, total) is called after each slab; on_slab(k0, slab [T, Ry, Rx]) sees each slab.
+    Returns V [Rx, Ry, Rz] with V[i, j, k] = value at (x_i, y_j, z_k), memory in [z, y, x] order.
+    Peak memory beyond ``out``: the xy-plane hidden map (Rx * Ry * H floats, 64 MB at 512^2) plus
+    one slab and one tile.
+    """
+    if value not in VALUE_TYPES:
+        raise EpigrafError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
+    if grid is None:
+        grid = make_grid(G.config.cube_scale, resolution, box, center, force=force)
+    planes = as_planes(G, ws_or_planes).float()
+    device = planes.device
+    rx, ry, rz = grid.resolution
+
+    if out is None:
+        zyx = np.empty(grid.shape_zyx, dtype=np.float32)
+        out = zyx.transpose(2, 1, 0)
+    if tuple(out.shape) != (rx, ry, rz) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 with shape {(rx, ry, rz)}, got {out.dtype} {tuple(out.shape)}")
+    zyx_view = out.transpose(2, 1, 0)
+    direct = zyx_view.flags.c_contiguous and device.type == "cpu"
+
+    folded = FoldedField.from_generator(G, device)
+    used, kernel = _choose_method(method, device, folded)
+    ax, ay, az = _normalised_axes(grid, G.config.cube_scale, device)
+    cfg = G.config
+    plane = planes[0]
+
+    hdim = folded.proj.shape[0]
+    hidden_major = used == "kernel"
+    if used != "naive":
+        # xy-plane hidden map [Ry, Rx, H] with the first-layer bias, built in row blocks.
+        a_map = torch.empty((ry, hdim, rx) if hidden_major else (ry, rx, hdim), device=device)
+        rows = max(1, (1 << 24) // max(1, rx * plane.shape[0]))
+        for j0 in range(0, ry, rows):
+            j1 = min(ry, j0 + rows)
+            a_map[j0:j1] = _project(_plane_features(plane[0], ax, ay[j0:j1]), folded, True, hidden_major)
+    tile_rows = max(1, min(ry, tile_bytes // max(1, rx * hdim * 4)))
+    buf = torch.empty(tile_rows, rx, hdim, device=device) if used == "separable" else None
+
+    slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
+    done = 0
+    for k0 in range(0, rz, slab_t):
+        k1 = min(rz, k0 + slab_t)
+        if direct:
+            slab = torch.from_numpy(zyx_view[k0:k1])
+        else:
+            slab = torch.empty(k1 - k0, ry, rx, device=device)
+        if used == "naive":
+            _naive_slab(G, planes, grid, k0, k1, slab)
+        else:
+            # xz-plane [T, Rx, H] ([T, H, Rx] for the kernel), yz-plane [T, Ry, H]
+            b_map = _project(_plane_features(plane[1], ax, az[k0:k1]), folded, False, hidden_major)
+            c_map = _project(_plane_features(plane[2], ay, az[k0:k1]), folded, False, False)
+            if used == "kernel":
+                mode = 0 if value == "raw" else (1 if cfg.clamp_mode == "softplus" else 2)
+                kernel.density_slab(
+                    a_map, b_map, c_map, folded.w_out, folded.b_out, folded.kernel_slope, mode,
+                    float(cfg.density_shift), slab,
+                )  # fmt: skip
+            else:
+                _separable_slab(folded, a_map, b_map, c_map, slab, buf)
+        if value == "sigma" and used != "kernel":
+            slab.copy_(density_activation(slab, cfg.density_shift, cfg.clamp_mode))
+        slab_np = zyx_view[k0:k1] if direct else slab.cpu().numpy()
+        if not direct:
+            zyx_view[k0:k1] = slab_np
+        if on_slab is not None:
+            on_slab(k0, slab_np)
+        done += (k1 - k0) * rx * ry
+        if progress is not None:
+            progress(done, grid.num_voxels)
+    return out
+
+
+def _separable_slab(
+    folded: FoldedField,
+    a_map: torch.Tensor,
+    b_map: torch.Tensor,
+    c_map: torch.Tensor,
+    slab: torch.Tensor,
+    buf: torch.Tensor,
+) -> None:
+    """Fill slab [T, Ry, Rx] from A [Ry, Rx, H], B [T, Rx, H], C [T, Ry, H] in tiles of rows (any device)."""
+    ry, rx, hdim = a_map.shape
+    tile_rows = buf.shape[0]
+    for k in range(slab.shape[0]):
+        b_row = b_map[k].unsqueeze(0)
+        for j0 in range(0, ry, tile_rows):
+            j1 = min(ry, j0 + tile_rows)
+            h = buf[: j1 - j0]
+            torch.add(a_map[j0:j1], b_row, out=h)
+            h.add_(c_map[k, j0:j1].unsqueeze(1))
+            slab[k, j0:j1] = folded.hidden_to_density(h.view(-1, hdim)).view(j1 - j0, rx)
+
+
+def _naive_slab(G: Generator, planes: torch.Tensor, grid: VolumeGrid, k0: int, k1: int, slab: torch.Tensor) -> None:
+    """Reference: every voxel's world point through the full field, 32^3 points per call."""
+    device = planes.device
+    rx, ry, _ = grid.resolution
+    axes = [torch.from_numpy(grid.axis(a)).to(device=device, dtype=torch.float32) for a in range(3)]
+    flat = slab.view(-1)
+    total = flat.numel()
+    for n0 in range(0, total, OFFICIAL_CHUNK):
+        n = torch.arange(n0, min(total, n0 + OFFICIAL_CHUNK), device=device)
+        pts = torch.stack([axes[0][n % rx], axes[1][(n // rx) % ry], axes[2][k0 + n // (rx * ry)]], dim=-1)
+        flat[n0 : n0 + n.numel()] = G.synthesis.field(planes, pts.unsqueeze(0))[0, :, -1]
