@@ -1,0 +1,278 @@
+"""Models on the Hugging Face Hub: ``org/name[@revision]`` -> a local folder in the standard cache.
+
+A Hub model repo is simply a model folder (config.json + model.safetensors, plus README.md), so
+we fetch exactly those files with ``huggingface_hub.snapshot_download`` into the standard cache
+(``~/.cache/huggingface/hub`` or ``HF_HUB_CACHE`` / ``HF_HOME``), reuse it offline, and verify
+SHA-256 checksums where they are known. huggingface_hub reads ``HF_ENDPOINT`` and
+``HF_HUB_OFFLINE`` once, when it is imported; we read them at every call and pass them on, so
+setting them later (in a notebook, in tests) still works. Tokens for private repos come from
+``token=`` or huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``).
+
+Every failure becomes an :class:`~epigraf_tools.errors.EpigrafError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EpigrafError, ModelNotFoundError
+from .model_card import MODEL_CARD_NAME
+from .models import CONFIG_NAME, WEIGHTS_NAME
+
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME)
+_TRUE = {"1", "on", "yes", "true"}
+_SPEC_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.\-]*/[\w.\-]+)(?:@(?P<rev>[\w.\-/]+))?$")
+
+
+class ChecksumMismatchError(EpigrafError):
+    """A downloaded file does not have the SHA-256 the registry expects (it was not kept)."""
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """A Hub model reference: ``repo_id`` and an optional revision (branch, tag or commit)."""
+
+    repo_id: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return self.repo_id + (f"@{self.revision}" if self.revision else "")
+
+
+def is_hub_spec(text: str) -> bool:
+    """True for strings shaped like ``org/name`` or ``org/name@rev`` (no check that it exists)."""
+    return bool(_SPEC_RE.match(str(text))) and ".." not in str(text)
+
+
+def parse_hub_spec(text: str) -> HubSpec:
+    """``'org/name@rev'`` -> HubSpec; a clear error for anything that is not a valid repo id."""
+    match = _SPEC_RE.match(str(text).strip())
+    if not match or ".." in text:
+        raise EpigrafError(f"{text!r} is not a Hub model id; expected 'org/name' or 'org/name@revision'")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(match["repo"])
+    except HFValidationError as exc:
+        raise EpigrafError(f"{text!r} is not a valid Hub repo id: {str(exc).splitlines()[0]}") from None
+    return HubSpec(match["repo"], match["rev"])
+
+
+def hub_endpoint(endpoint: str | None = None) -> str | None:
+    """The Hub URL to use: ``endpoint``, else ``HF_ENDPOINT`` as set now, else huggingface_hub's default."""
+    return endpoint or os.environ.get("HF_ENDPOINT") or None
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as set now (or when huggingface_hub was imported)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_cache_dir() -> Path:
+    """The standard huggingface_hub cache folder, honouring the environment as set now."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expandvars(os.environ[var])).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("epigraf-tools")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    if not enabled and not was_disabled:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not enabled and not was_disabled:
+            enable_progress_bars()
+
+
+@contextlib.contextmanager
+def hub_errors(
+    spec: HubSpec | str, offline: bool = False, endpoint: str | None = None, cache: Path | None = None
+) -> Iterator[None]:
+    """Translate huggingface_hub / network exceptions into one-line EpigrafErrors."""
+    from huggingface_hub import errors as hf
+
+    where = endpoint or "the Hugging Face Hub"
+    try:
+        yield
+    except hf.GatedRepoError:
+        raise EpigrafError(
+            f"{spec} is gated: accept its terms on the Hub, then log in (`hf auth login`) or set HF_TOKEN"
+        ) from None
+    except hf.RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"Hub repo {spec} not found at {where} (if it is private, log in with `hf auth login` or set HF_TOKEN)"
+        ) from None
+    except hf.RevisionNotFoundError:
+        rev = spec.revision if isinstance(spec, HubSpec) else spec
+        raise ModelNotFoundError(f"revision {rev!r} not found in Hub repo {spec}") from None
+    except (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled, hf.IncompleteSnapshotError) as exc:
+        if offline:
+            raise EpigrafError(
+                f"{spec} is not in the Hugging Face cache ({cache or hub_cache_dir()}) and HF_HUB_OFFLINE=1 forbids "
+                "downloading; run `epigraf download` once while online"
+            ) from None
+        cause = exc.__cause__ or exc.__context__
+        reason = f"{cause.__class__.__name__}: {str(cause).splitlines()[0]}" if cause else "no connection"
+        raise EpigrafError(f"could not reach {where} to fetch {spec}, and it is not cached ({reason})") from None
+    except (hf.EntryNotFoundError, hf.RemoteEntryNotFoundError) as exc:
+        raise ModelNotFoundError(f"{spec}: a model file is missing on the Hub ({exc.__class__.__name__})") from None
+    except hf.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        raise EpigrafError(f"the Hub answered HTTP {status} for {spec}: {str(exc).splitlines()[0]}") from None
+    except hf.HFValidationError as exc:
+        raise EpigrafError(f"invalid Hub reference {spec}: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:  # network layer (httpx errors are not OSError) and disk problems
+        raise EpigrafError(f"could not fetch {spec}: {exc.__class__.__name__}: {exc}") from None
+    except Exception as exc:
+        if exc.__class__.__module__.startswith("httpx"):
+            raise EpigrafError(f"could not reach {where} to fetch {spec}: {exc.__class__.__name__}: {exc}") from None
+        raise
+
+
+def download_model(
+    spec: str | HubSpec,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    offline: bool | None = None,
+    sha256: Mapping[str, str] | None = None,
+    all_files: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Fetch a Hub model folder into the standard cache (or find it there) and return its path.
+
+    ``spec`` is ``org/name[@revision]`` (``revision`` overrides the ``@`` part). Only the model
+    files are fetched unless ``all_files``. ``offline`` defaults to ``HF_HUB_OFFLINE``; offline,
+    only the cache is used. ``sha256`` maps file names to expected digests: a mismatching file is
+    deleted from the cache (nothing else is touched) and ChecksumMismatchError is raised.
+    """
+    from huggingface_hub import snapshot_download
+
+    hub = parse_hub_spec(spec) if isinstance(spec, str) else spec
+    if revision:
+        hub = HubSpec(hub.repo_id, revision)
+    offline = hub_offline() if offline is None else offline
+    endpoint = hub_endpoint(endpoint)
+    cache = Path(cache_dir).expanduser() if cache_dir else hub_cache_dir()
+    with hub_errors(hub, offline, endpoint, cache), _progress_bars(progress):
+        folder = snapshot_download(
+            hub.repo_id,
+            revision=hub.revision,
+            cache_dir=str(cache),
+            endpoint=endpoint,
+            token=token,
+            local_files_only=offline,
+            allow_patterns=None if all_files else list(MODEL_FILES),
+            force_download=force,
+            library_name="epigraf-tools",
+            library_version=_library_version(),
+        )
+    folder = Path(folder)
+    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / name).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"Hub repo {hub} has no {' or '.join(missing)}: it is not an epigraf-tools model folder "
+            "(official .pkl files are converted with `epigraf convert`)"
+        )
+    if sha256:
+        verify_checksums(folder, sha256, label=str(hub))
+    return folder
+
+
+def verify_checksums(folder: Path, expected: Mapping[str, str], label: str = "") -> None:
+    """Compare files in ``folder`` with expected SHA-256 digests; remove only a file that differs.
+
+    In a huggingface_hub cache the snapshot entry is a link to a blob; both are removed so a new
+    attempt downloads the file again, and every other cached file stays.
+    """
+    for name, want in expected.items():
+        path = folder / name
+        if not path.exists():
+            raise ModelNotFoundError(f"{label or folder}: {name} is missing, cannot verify its checksum")
+        got = file_sha256(path)
+        if got.lower() != want.lower():
+            target = path.resolve()
+            with contextlib.suppress(OSError):
+                if path.is_symlink():
+                    path.unlink()
+                target.unlink()
+            raise ChecksumMismatchError(
+                f"{label or folder}: {name} has SHA-256 {got[:16]}..., expected {want[:16]}...; "
+                "the file was discarded (corrupt or tampered download)"
+            )
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Create ``repo_id`` if needed and upload a model folder to it; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    hub = parse_hub_spec(repo_id)
+    if hub.revision:
+        raise EpigrafError(f"push to a repo id without @revision (got {repo_id!r})")
+    api = HfApi(endpoint=hub_endpoint(endpoint), token=token)
+    with hub_errors(hub, False, hub_endpoint(endpoint)):
+        api.create_repo(hub.repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=hub.repo_id,
+            folder_path=str(folder),
+            commit_message=commit_message or "Upload EpiGRAF generator (epigraf-tools)",
+        )
+    return str(getattr(info, "commit_url", info))
+
+
+def require_token(token: str | None = None) -> str:
+    """The token an upload will use; a clear error (before any work) when there is none."""
+    from huggingface_hub import get_token
+
+    found = token or get_token()
+    if not found:
+        raise EpigrafError("pushing to the Hub needs a token: run `hf auth login` or set HF_TOKEN")
+    return found
