@@ -42,7 +42,10 @@ def mini_discriminator(official_d_state) -> Discriminator:
 @pytest.mark.parametrize("tag", ["D_single", "D_batch4"])
 def test_official_logits(mini_discriminator, reference, tag):
     img = torch.from_numpy(reference[f"{tag}_img"])
-    patch = {"scales": torch.from_numpy(reference[f"{tag}_scales"]), "offsets": torch.from_numpy(reference[f"{tag}_offsets"])}
+    patch = {
+        "scales": torch.from_numpy(reference[f"{tag}_scales"]),
+        "offsets": torch.from_numpy(reference[f"{tag}_offsets"]),
+    }
     angles = torch.from_numpy(reference[f"{tag}_camera_angles"])
     with torch.no_grad():
         logits = mini_discriminator(img, None, patch_params=patch, camera_angles=angles)
@@ -53,7 +56,10 @@ def test_official_logits(mini_discriminator, reference, tag):
 
 def test_train_mode_gives_same_logits(mini_discriminator, reference):
     img = torch.from_numpy(reference["D_batch4_img"])
-    patch = {"scales": torch.from_numpy(reference["D_batch4_scales"]), "offsets": torch.from_numpy(reference["D_batch4_offsets"])}
+    patch = {
+        "scales": torch.from_numpy(reference["D_batch4_scales"]),
+        "offsets": torch.from_numpy(reference["D_batch4_offsets"]),
+    }
     with torch.no_grad():
         a = mini_discriminator(img, None, patch_params=patch)
         mini_discriminator.train()

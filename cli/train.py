@@ -1,0 +1,232 @@
+"""``epigraf train``: patch-wise EpiGRAF training (a thin wrapper over ``epigraf_tools.training``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from epigraf_tools.errors import EpigrafError
+
+from .common import DebugOption, DeviceOption, QuietOption, echo, handle_errors
+
+
+def _option_table() -> str:
+    from epigraf_tools.training.config import TrainConfig
+
+    defaults = TrainConfig()
+    parts = [f"{f.name}={getattr(defaults, f.name)!r}" for f in dataclasses.fields(TrainConfig)]
+    return ", ".join(parts)
+
+
+HELP = """Train EpiGRAF on a dataset of posed images (zip or folder with dataset.json).
+
+Option precedence: TrainConfig defaults < --preset < the resumed run's config.json < --config FILE
+< explicit options < --set KEY=VALUE.
+
+[bold]Examples[/bold]
+
+  epigraf train --data ffhq512.zip --gamma 0.1 --out runs/ffhq
+
+  epigraf train --data my64.zip --preset small --kimg 200 --out runs/small --device cpu
+
+  epigraf train --config ffhq.yaml --set d_camera_cond=true --set g_camera_cond=true --out runs/ffhq-gpc
+
+  epigraf train --resume runs/small --kimg 400        (continue a run, here beyond its first goal)
+
+  epigraf train --resume latest --out runs/small
+
+  torchrun --nproc_per_node 4 -m epigraf_tools.cli.app train --data ffhq512.zip --out runs/ffhq
+"""
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    from epigraf_tools.training.config import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise EpigrafError(f"--set expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in fields:
+            raise EpigrafError(f"--set: unknown training option {key!r} (see epigraf train --help for the list)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key] = value
+    return out
+
+
+def build_config(
+    explicit: dict[str, Any],
+    preset_name: str | None,
+    config_file: Path | None,
+    sets: list[str],
+    resume: str | None,
+) -> Any:
+    """Merge the option sources into a validated TrainConfig (no data is read here)."""
+    from epigraf_tools.training.config import ConfigError, TrainConfig, load_config_file, preset
+    from epigraf_tools.training.snapshots import LATEST_NAME
+
+    merged: dict[str, Any] = {}
+    if preset_name:
+        merged.update(preset(preset_name))
+    if resume is not None:
+        run_dir = Path(explicit.get("out") or "") if resume == "latest" else Path(resume)
+        if resume == "latest" and not explicit.get("out"):
+            raise EpigrafError("--resume latest needs --out RUN_DIR (the run to continue)")
+        if run_dir.name.startswith("snapshot-"):
+            run_dir = run_dir.parent
+        cfg_path = run_dir / "config.json"
+        if not cfg_path.is_file():
+            has_latest = (run_dir / LATEST_NAME).is_file()
+            raise EpigrafError(
+                f"cannot resume: {cfg_path} not found"
+                + ("" if has_latest else f" ({run_dir} does not look like a training run folder)")
+            )
+        merged.update(json.loads(cfg_path.read_text()))
+        merged.setdefault("out", str(run_dir))
+        if not explicit.get("out"):
+            merged["out"] = str(run_dir)
+    if config_file is not None:
+        merged.update(load_config_file(config_file))
+    merged.update({k: v for k, v in explicit.items() if v is not None})
+    merged.update(_parse_set(sets))
+    try:
+        cfg = TrainConfig.from_dict(merged)
+    except TypeError as exc:
+        raise ConfigError(f"bad training options: {exc}") from None
+    cfg.validate()
+    return cfg
+
+
+def summary(cfg: Any) -> str:
+    """A few lines describing the run, printed before training starts."""
+    gamma = cfg.gamma
+    lines = [
+        f"data        {cfg.data}  (resolution {cfg.resolution or 'from data'}, mirror {cfg.mirror})",
+        f"run dir     {cfg.out}",
+        f"patches     {cfg.patch_res}px, {cfg.patch_dist} scales, beta {cfg.beta_val_start} -> {cfg.beta_val_end} "
+        f"over {cfg.anneal_kimg} kimg",
+        f"schedule    {cfg.kimg} kimg, batch {cfg.batch}, gamma {gamma}, R1 every {cfg.d_reg_interval} steps, "
+        f"blur {cfg.blur_init_sigma} over {cfg.blur_fade_kimg} kimg",
+        f"generator   z/w {cfg.z_dim}/{cfg.w_dim}, tri-plane {cfg.triplane_res}^2 x {cfg.feat_dim}, channels "
+        f"{cfg.g_channel_base}/{cfg.g_channel_max}, {cfg.num_ray_steps}+{cfg.num_ray_steps} ray steps, "
+        f"GPC {cfg.g_camera_cond}",
+        f"discrim.    channels {cfg.d_channel_base}/{cfg.d_channel_max}, hyper_mod {cfg.hyper_mod}, camera cond "
+        f"{cfg.d_camera_cond}",
+        f"optimiser   Adam lr G {cfg.g_lr} / D {cfg.d_lr}, betas {tuple(cfg.betas)}, "
+        f"EMA {cfg.resolved_ema_kimg()} kimg",
+        f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}",
+        f"output      tick {cfg.tick_kimg} kimg, snapshot {cfg.snapshot_kimg} kimg, images {cfg.image_kimg} kimg, "
+        f"device {cfg.device}, seed {cfg.seed}",
+    ]
+    return "\n".join(lines)
+
+
+def _tick_line(rec: dict[str, Any]) -> str:
+    def fmt(key: str, label: str) -> str:
+        v = rec.get(key)
+        return f"{label} {v:.4f}" if isinstance(v, float) else ""
+
+    parts = [
+        f"tick {rec['tick']:<4d} kimg {rec['kimg']:<9.3f}",
+        fmt("Loss/G/loss", "G"),
+        fmt("Loss/D/loss", "D"),
+        fmt("Loss/D/r1_penalty", "R1"),
+        f"sec/kimg {rec['sec_per_kimg']:.1f}",
+    ]
+    return "  ".join(p for p in parts if p)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train", help=HELP, epilog="All training options (for --set and config files): " + _option_table())
+    @handle_errors
+    def train_cmd(
+        data: str = typer.Option(None, "--data", help="Dataset: zip or folder of images + dataset.json (poses)."),
+        resolution: int = typer.Option(None, "--resolution", help="Training resolution (images are resized)."),
+        patch_res: int = typer.Option(None, "--patch-res", help="Patch resolution seen by D (default 64)."),
+        gamma: str = typer.Option(None, "--gamma", help="R1 weight, or 'auto' (0.0002 res^2 / batch). Default 0.1."),
+        kimg: float = typer.Option(None, "--kimg", help="Train until this many thousand real images were shown."),
+        batch: int = typer.Option(None, "--batch", help="Total batch size over all processes (default 64)."),
+        batch_gpu: int = typer.Option(None, "--batch-gpu", help="Samples per forward pass (gradient accumulation)."),
+        out: str = typer.Option(None, "--out", help="Run folder (created): snapshots, samples, log.jsonl."),
+        config: Path = typer.Option(None, "--config", help="YAML or JSON file of training options."),
+        preset: str = typer.Option(None, "--preset", help="Starting point: ffhq512, res256 or small (CPU)."),
+        resume: str = typer.Option(None, "--resume", help="Continue a run: RUN_DIR, a snapshot folder, or 'latest'."),
+        set_: list[str] = typer.Option([], "--set", help="Any training option as KEY=VALUE (repeatable)."),
+        snapshot_kimg: float = typer.Option(None, "--snapshot-kimg", help="Snapshot interval in kimg."),
+        image_kimg: float = typer.Option(None, "--image-kimg", help="Preview-grid interval in kimg (0: off)."),
+        tick_kimg: float = typer.Option(None, "--tick-kimg", help="Log interval in kimg."),
+        seed: int = typer.Option(None, "--seed", help="Random seed (initialisation, data order, all draws)."),
+        mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="x-flip augmentation (mirrors yaw too)."),
+        device: str = DeviceOption,
+        quiet: bool = QuietOption,
+        debug: bool = DebugOption,
+    ) -> None:
+        gamma_value: Any = gamma
+        if gamma is not None and gamma != "auto":
+            try:
+                gamma_value = float(gamma)
+            except ValueError:
+                raise EpigrafError(f"--gamma must be a number or 'auto', got {gamma!r}") from None
+        explicit = dict(
+            data=data,
+            resolution=resolution,
+            patch_res=patch_res,
+            gamma=gamma_value,
+            kimg=kimg,
+            batch=batch,
+            batch_gpu=batch_gpu,
+            out=out,
+            snapshot_kimg=snapshot_kimg,
+            image_kimg=image_kimg,
+            tick_kimg=tick_kimg,
+            seed=seed,
+            mirror=mirror,
+            device=device if device != "auto" else None,
+        )
+        cfg = build_config(explicit, preset, config, set_, resume)
+        run(cfg, resume, quiet)
+
+
+def run(cfg: Any, resume: str | None, quiet: bool) -> None:
+    """Train with a rich progress bar and one status line per tick (rank 0 only prints)."""
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from epigraf_tools.training.loop import train
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    quiet = quiet or not is_main
+    echo(summary(cfg), quiet)
+    if quiet:
+        result = train(cfg, resume=resume)
+    else:
+        total = int(round(cfg.kimg * 1000))
+        with Progress(
+            TextColumn("[bold]training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("images"),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as progress:
+            task = progress.add_task("train", total=total)
+
+            def on_step(cur: int, total_nimg: int) -> None:
+                progress.update(task, completed=cur, total=total_nimg)
+
+            def on_tick(rec: dict[str, Any]) -> None:
+                progress.console.print(_tick_line(rec))
+
+            result = train(cfg, resume=resume, on_step=on_step, on_tick=on_tick, log=progress.console.print)
+    snap = result.last_snapshot
+    echo(f"Done at {result.cur_nimg / 1000:.3f} kimg; last snapshot: {snap if snap else 'none'}", quiet)

@@ -1,0 +1,90 @@
+"""The training loop: a short run, snapshot round trip, exact resume, SIGKILL-safe layout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from training_support import tiny_train_config
+
+from epigraf_tools.models import Generator
+from epigraf_tools.training.config import ConfigError
+from epigraf_tools.training.loop import train
+from epigraf_tools.training.snapshots import list_snapshots, load_state, resolve_resume
+
+
+def _log(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+LOSS_KEYS = ("Loss/G/loss", "Loss/D/loss", "Loss/scores/fake", "Loss/scores/real")
+
+
+def test_short_run_writes_snapshot_log_and_samples(tiny_dataset, tmp_path):
+    cfg = tiny_train_config(tiny_dataset, tmp_path / "run", grid_size=4, image_kimg=0.004)
+    result = train(cfg)
+    run = tmp_path / "run"
+    assert result.cur_nimg == 8 and result.steps == 2
+    assert json.loads((run / "config.json").read_text())["patch_res"] == 16
+    log = _log(run)
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(r[k])) for r in log for k in LOSS_KEYS)
+    assert "Loss/D/r1_penalty" in log[0] and log[0]["kimg_per_s"] > 0
+    assert (run / "samples" / "reals.png").is_file() and (run / "samples" / "fakes-000000008.png").is_file()
+    snap = result.last_snapshot
+    assert snap == run / "snapshot-000000008" and json.loads((run / "latest.json").read_text())["snapshot"] == snap.name
+    assert not list(run.glob(".snapshot-*"))
+
+
+def test_snapshot_round_trip(tiny_dataset, tmp_path):
+    cfg = tiny_train_config(tiny_dataset, tmp_path / "run", kimg=0.004)
+    result = train(cfg)
+    G = Generator.from_pretrained(result.last_snapshot)  # the toolkit's model folder format
+    state = load_state(result.last_snapshot)
+    for k, v in G.state_dict().items():
+        assert torch.equal(v, state["G_ema"][k]), k
+    assert state["cur_nimg"] == 4 and state["batch_idx"] == 1
+    assert G.config.triplane_res == 16 and G.config.img_resolution == 32
+    with torch.no_grad():
+        img = G.render(G.mapping(torch.randn(1, G.z_dim), None), torch.tensor([[0.0, 1.57, 0.0]]))["image"]
+    assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()
+
+
+def test_exact_resume(tiny_dataset, tmp_path):
+    full = train(tiny_train_config(tiny_dataset, tmp_path / "a", kimg=0.016, snapshot_kimg=0))
+    train(tiny_train_config(tiny_dataset, tmp_path / "b", kimg=0.008))  # stops after step 2 (a snapshot)
+    resumed = train(tiny_train_config(tiny_dataset, tmp_path / "b", kimg=0.016, snapshot_kimg=0), resume="latest")
+    a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b, strict=True):
+        for k in LOSS_KEYS:
+            assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-7), (ra["step"], k)
+    sa, sb = load_state(full.last_snapshot), load_state(resumed.last_snapshot)
+    for net in ("G", "D", "G_ema"):
+        for k in sa[net]:
+            assert torch.allclose(sa[net][k], sb[net][k], atol=1e-6), (net, k)
+
+
+def test_resume_ignores_partial_snapshot_and_trims_log(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_train_config(tiny_dataset, run, kimg=0.008, snapshot_kimg=0.004))
+    # Simulate a kill during the second snapshot: the folder is only a temp dir, and a log line too many.
+    final = list_snapshots(run)[-1]
+    shutil.move(final, run / f".{final.name}-x.tmp")
+    (run / "log.jsonl").write_text((run / "log.jsonl").read_text() + '{"step": 2, "trunc')
+    snap = resolve_resume("latest", run)
+    assert snap.name == "snapshot-000000004"
+    train(tiny_train_config(tiny_dataset, run, kimg=0.008, snapshot_kimg=0.004), resume=run)
+    assert [r["step"] for r in _log(run)] == [1, 2]
+    assert not list(run.glob(".snapshot-*"))
+    assert [p.name for p in list_snapshots(run)] == ["snapshot-000000004", "snapshot-000000008"]
+
+
+def test_config_errors_before_work(tmp_path):
+    with pytest.raises(ConfigError, match="batch_gpu"):
+        train(tiny_train_config(tmp_path / "missing.zip", tmp_path / "run", batch_gpu=3))
+    with pytest.raises(ConfigError, match="no training data"):
+        train(tiny_train_config("", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

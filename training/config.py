@@ -1,0 +1,315 @@
+"""``TrainConfig``: every training option in one dataclass (defaults: the official FFHQ recipe).
+
+It round-trips through JSON (saved as RUN_DIR/config.json) and loads from YAML or JSON files; the
+CLI maps its options onto these fields. Derived values (ema_kimg, gamma 'auto', the D's additional
+start blocks, the generator/discriminator configs) are computed here, in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epigraf_tools.errors import EpigrafError
+from epigraf_tools.models import GeneratorConfig
+from epigraf_tools.models.discriminator import DiscriminatorConfig, num_additional_start_blocks
+
+from .patches import PatchSampler
+from .poses import CameraDistribution
+
+
+class ConfigError(EpigrafError):
+    """A training option that cannot work (the message names it)."""
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run (see docs/training.md for each)."""
+
+    # data and output
+    data: str = ""
+    out: str = "runs/epigraf"
+    resolution: int | None = None  # None: the dataset's image size
+    mirror: bool = True  # x-flip augmentation (mirrors yaw too)
+    use_labels: bool = True
+    # batch and schedule
+    batch: int = 64
+    batch_gpu: int | None = None  # per-rank chunk (gradient accumulation); None: batch / world size
+    kimg: float = 50000.0
+    tick_kimg: float = 4.0
+    snapshot_kimg: float = 1000.0
+    image_kimg: float = 400.0
+    keep_snapshots: int = 0  # 0 keeps all
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True  # fp16 in the D's highest-resolution blocks, CUDA only (official)
+    # patches
+    patch_res: int = 64
+    patch_dist: str = "beta"
+    patch_alpha: float = 1.0
+    beta_val_start: float = 0.001
+    beta_val_end: float = 0.8
+    anneal_kimg: float = 10000.0
+    min_scale: float | None = None  # None: patch_res / resolution
+    max_scale: float = 1.0
+    # losses
+    gamma: float | str = 0.1  # R1 weight, or 'auto' = 0.0002 * resolution^2 / batch
+    d_reg_interval: int = 16
+    blur_init_sigma: float = 10.0
+    blur_fade_kimg: float = 200.0
+    # optimisers and EMA
+    g_lr: float = 0.0025
+    d_lr: float = 0.002
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    ema_kimg: float | None = None  # None: batch * ema_multiplier (official: 64 * 0.3125 = 20)
+    ema_multiplier: float = 0.3125
+    ema_rampup: float | None = 0.05
+    # generator
+    z_dim: int = 512
+    w_dim: int = 512
+    triplane_res: int = 512
+    feat_dim: int = 32
+    g_channel_base: int = 32768
+    g_channel_max: int = 512
+    mlp_hid_dim: int = 64
+    map_depth: int = 2
+    num_ray_steps: int = 48
+    density_shift: float = 0.0
+    cube_scale: float = 0.2
+    fov: float = 12.0
+    ray_start: float = 0.88
+    ray_end: float = 1.12
+    radius: float = 1.0
+    white_back: bool = False
+    last_back: bool = False
+    nerf_noise_std_init: float = 1.0
+    nerf_noise_kimg: float = 5000.0
+    # discriminator
+    d_channel_base: int = 16384  # official int(cbase * fmaps) = 32768 * 0.5
+    d_channel_max: int = 512
+    mbstd_group_size: int = 4
+    hyper_mod: bool = True
+    # camera conditioning
+    d_camera_cond: bool = False
+    d_camera_cond_raw: bool = False
+    d_camera_cond_drop_p: float = 0.0
+    g_camera_cond: bool = False  # generator pose conditioning (GPC)
+    gpc_spoof_p: float = 0.5  # final spoofing probability (1.0 -> this over 1000 kimg)
+    # fake camera poses
+    camera_dist: str = "custom"
+    camera_horizontal_mean: float = 0.0
+    camera_horizontal_stddev: float = math.pi
+    camera_vertical_mean: float = math.pi / 2
+    camera_vertical_stddev: float = math.pi / 2
+    # preview grid
+    grid_size: int = 16
+    grid_seed: int = 0
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ConfigError for options that cannot work, before anything is loaded."""
+
+        def bad(msg: str) -> None:
+            raise ConfigError(msg)
+
+        if not self.data:
+            bad("no training data given (--data PATH: a zip or folder of images with dataset.json)")
+        if self.batch <= 0:
+            bad(f"batch must be positive, got {self.batch}")
+        if self.batch_gpu is not None and (self.batch_gpu <= 0 or self.batch % self.batch_gpu):
+            bad(f"batch_gpu ({self.batch_gpu}) must divide the batch ({self.batch})")
+        if self.kimg <= 0:
+            bad(f"kimg must be positive, got {self.kimg}")
+        for name in ("patch_res", "triplane_res"):
+            v = getattr(self, name)
+            if v < 4 or v & (v - 1):
+                bad(f"{name} must be a power of two >= 4, got {v}")
+        if self.resolution is not None:
+            if self.resolution < 4 or self.resolution & (self.resolution - 1):
+                bad(f"resolution must be a power of two >= 4, got {self.resolution}")
+            if self.patch_res > self.resolution:
+                bad(f"patch_res {self.patch_res} is larger than the resolution {self.resolution}")
+        if isinstance(self.gamma, str) and self.gamma != "auto":
+            bad(f"gamma must be a number or 'auto', got {self.gamma!r}")
+        if not isinstance(self.gamma, str) and self.gamma < 0:
+            bad(f"gamma must be >= 0, got {self.gamma}")
+        if len(self.betas) != 2:
+            bad(f"betas must be two numbers, got {self.betas}")
+        if self.d_reg_interval < 1:
+            bad(f"d_reg_interval must be >= 1, got {self.d_reg_interval}")
+        for name in ("tick_kimg", "snapshot_kimg", "image_kimg"):
+            if getattr(self, name) < 0:
+                bad(f"{name} must be >= 0")
+        if self.d_camera_cond and self.camera_dist != "custom":
+            bad("D camera conditioning needs the dataset's poses (camera_dist 'custom'), as in the official code")
+        try:
+            CameraDistribution(self.camera_dist)
+        except ValueError as exc:
+            bad(str(exc))
+        if self.patch_dist not in ("beta", "uniform"):
+            bad(f"patch_dist must be 'beta' or 'uniform', got {self.patch_dist!r}")
+
+    # ------------------------------------------------------------------ derived values
+    def r1_gamma(self, resolution: int) -> float:
+        if self.gamma == "auto":
+            return 0.0002 * resolution**2 / self.batch
+        return float(self.gamma)
+
+    def resolved_ema_kimg(self) -> float:
+        return self.ema_kimg if self.ema_kimg is not None else self.batch * self.ema_multiplier
+
+    def camera_distribution(self) -> CameraDistribution:
+        return CameraDistribution(
+            self.camera_dist,
+            self.camera_horizontal_mean,
+            self.camera_horizontal_stddev,
+            self.camera_vertical_mean,
+            self.camera_vertical_stddev,
+        )
+
+    def generator_config(self, resolution: int, c_dim: int, mean_camera_pose: list[float]) -> GeneratorConfig:
+        return GeneratorConfig(
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            c_dim=c_dim,
+            img_resolution=resolution,
+            map_depth=self.map_depth,
+            camera_cond=self.g_camera_cond,
+            mean_camera_pose=[float(v) for v in mean_camera_pose],
+            triplane_res=self.triplane_res,
+            feat_dim=self.feat_dim,
+            channel_base=self.g_channel_base,
+            channel_max=self.g_channel_max,
+            mlp_hid_dim=self.mlp_hid_dim,
+            num_ray_steps=self.num_ray_steps,
+            density_shift=self.density_shift,
+            cube_scale=self.cube_scale,
+            fov=self.fov,
+            ray_start=self.ray_start,
+            ray_end=self.ray_end,
+            radius=self.radius,
+            white_back=self.white_back,
+            last_back=self.last_back,
+            nerf_noise_std_init=self.nerf_noise_std_init,
+            nerf_noise_kimg_growth=self.nerf_noise_kimg,
+        )
+
+    def discriminator_config(self, resolution: int, c_dim: int) -> DiscriminatorConfig:
+        return DiscriminatorConfig(
+            c_dim=c_dim,
+            img_resolution=self.patch_res,
+            num_additional_start_blocks=num_additional_start_blocks(resolution, self.patch_res),
+            channel_base=self.d_channel_base,
+            channel_max=self.d_channel_max,
+            num_fp16_res=4 if self.mixed_precision else 0,
+            mbstd_group_size=self.mbstd_group_size,
+            hyper_mod=self.hyper_mod,
+            patch_params_cond=True,
+            camera_cond=self.d_camera_cond,
+            camera_cond_raw=self.d_camera_cond_raw,
+            camera_cond_drop_p=self.d_camera_cond_drop_p,
+        )
+
+    def patch_sampler(self, resolution: int) -> PatchSampler:
+        return PatchSampler(
+            resolution=self.patch_res,
+            image_resolution=resolution,
+            min_scale=self.min_scale,
+            max_scale=self.max_scale,
+            distribution=self.patch_dist,
+            alpha=self.patch_alpha,
+            beta_val_start=self.beta_val_start,
+            beta_val_end=self.beta_val_end,
+            anneal_kimg=self.anneal_kimg,
+            group_size=self.mbstd_group_size,
+        )
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def save(self, path: str | Path) -> None:
+        from epigraf_tools.atomic import write_text_atomic
+
+        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a YAML or JSON file (a flat mapping of TrainConfig fields; '-' may replace '_')."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise ConfigError(f"cannot parse {p}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping of training options")
+    out = {str(k).replace("-", "_"): v for k, v in data.items()}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(out) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown training option(s): {', '.join(unknown)}")
+    return out
+
+
+# Named starting points; a config file and explicit options override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The official FFHQ-512 recipe (the TrainConfig defaults; gamma 0.1 per the README).
+    "ffhq512": {},
+    # The official recipe for 256^2 datasets (Cats, Megascans use their own camera settings).
+    "res256": {"resolution": 256, "triplane_res": 256},
+    # A small model that trains at a useful speed on a few CPU cores: 64^2 images, 32^2 patches,
+    # 32^2 tri-planes with 16 features, 128-d latents, 24 ray steps, narrow networks.
+    "small": {
+        "resolution": 64,
+        "patch_res": 32,
+        "batch": 16,
+        "z_dim": 128,
+        "w_dim": 128,
+        "triplane_res": 32,
+        "feat_dim": 16,
+        "g_channel_base": 4096,
+        "g_channel_max": 64,
+        "mlp_hid_dim": 32,
+        "num_ray_steps": 24,
+        "d_channel_base": 2048,
+        "d_channel_max": 64,
+        "tick_kimg": 0.4,
+        "snapshot_kimg": 20.0,
+        "image_kimg": 4.0,
+        "blur_fade_kimg": 40.0,
+        "anneal_kimg": 2000.0,
+        "nerf_noise_kimg": 1000.0,
+        "grid_size": 16,
+    },
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name])

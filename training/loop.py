@@ -1,0 +1,447 @@
+"""The training loop: ``train(TrainConfig)`` runs patch-wise EpiGRAF training, resumably.
+
+Per step (``batch`` real images): phases Gall, Dmain and, every ``d_reg_interval`` steps, Dreg (R1
+with gain = interval); each phase runs over the step's chunks of ``batch_gpu`` samples, averages
+the gradients across ranks and takes one Adam step. Then the EMA generator is updated and the
+schedules (nerf noise, patch-scale beta, GPC spoofing, blur) advance with the number of images seen.
+
+Randomness. Every random draw is a function of (seed, step, phase, chunk): the data order of
+``InfiniteOrder``, the latents, fake poses and labels of a step (drawn for the whole global batch),
+and inside each chunk the patch parameters, ray jitter, nerf noise, StyleGAN noise and dropout
+(the global torch generator is re-seeded per chunk). Hence a run resumed from a snapshot replays
+exactly the draws the uninterrupted run would have made, and N ranks with ``batch / N`` samples
+each compute the same update as one rank that processes all chunks in turn.
+
+Gradient scaling (a deliberate difference from the official loop, which sums chunk gradients):
+each chunk contributes ``mean loss / chunks per rank``, so the update is the batch mean whatever
+the split into ranks and chunks; with one chunk per rank, as in the official defaults, the two agree.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from epigraf_tools.devices import resolve_device
+from epigraf_tools.errors import EpigrafError
+from epigraf_tools.models import Generator
+from epigraf_tools.models.discriminator import Discriminator
+
+from . import distributed as du
+from .config import ConfigError, TrainConfig
+from .data import ImageDataset, InfiniteOrder
+from .loss import PHASES, EpiGRAFLoss, blur_sigma
+from .poses import sample_camera_angles
+from .preview import PreviewGrid
+from .snapshots import (
+    clean_partial_snapshots,
+    load_state,
+    prune_snapshots,
+    resolve_resume,
+    write_snapshot,
+)
+
+LOG_NAME = "log.jsonl"
+CONFIG_NAME = "config.json"
+
+
+def derive_seed(*keys: int) -> int:
+    """A 32-bit seed from integer keys (independent streams for (seed, step, phase, chunk))."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    cur_nimg: int
+    steps: int
+    last_snapshot: Path | None
+    last_record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainState:
+    cur_nimg: int = 0
+    batch_idx: int = 0
+    cur_tick: int = 0
+    tick_start_nimg: int = 0
+
+
+class Trainer:
+    """Holds the networks, optimisers and data of one run; ``run()`` trains to ``config.kimg``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        resume: str | Path | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        on_tick: Callable[[dict[str, Any]], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        config.validate()
+        self.cfg = cfg = config
+        self.on_step = on_step
+        self.on_tick = on_tick
+        self.log = log or (lambda msg: None)
+        device = resolve_device(cfg.device)
+        self.dist = du.setup(device.type)
+        if device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank if self.dist.enabled else (device.index or 0))
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.benchmark = True
+        self.device = device
+        self.run_dir = Path(cfg.out)
+
+        # Work split: the global batch is cut into chunks of batch_gpu; rank r runs its share.
+        world = self.dist.world_size
+        if cfg.batch % world:
+            raise ConfigError(f"batch {cfg.batch} is not divisible by the number of processes ({world})")
+        self.batch_gpu = cfg.batch_gpu or cfg.batch // world
+        if (cfg.batch // world) % self.batch_gpu:
+            raise ConfigError(f"batch_gpu {self.batch_gpu} must divide the per-process batch {cfg.batch // world}")
+        self.rounds = cfg.batch // world // self.batch_gpu
+        self.num_chunks = cfg.batch // self.batch_gpu
+
+        # Data.
+        self.dataset = ImageDataset(
+            cfg.data,
+            resolution=cfg.resolution,
+            xflip=cfg.mirror,
+            use_labels=cfg.use_labels,
+            require_poses=cfg.camera_dist == "custom",
+        )
+        self.resolution = res = self.dataset.resolution
+        if cfg.patch_res > res:
+            raise ConfigError(f"patch_res {cfg.patch_res} is larger than the training resolution {res}")
+        self.order = InfiniteOrder(len(self.dataset), seed=cfg.seed)
+        self.camera_dist = cfg.camera_distribution()
+        if self.dataset.has_poses and cfg.camera_dist == "custom":
+            mean_pose = [float(v) for v in self.dataset.camera_angles.mean(axis=0)]
+            mean_pose[0] = 0.0 if cfg.mirror else mean_pose[0]  # mirrored data has zero mean yaw
+        else:
+            mean_pose = self.camera_dist.mean_pose
+
+        # Networks (identical on every rank: seeded by the run seed only).
+        torch.manual_seed(cfg.seed)
+        self.G = Generator(cfg.generator_config(res, self.dataset.c_dim, mean_pose)).train().requires_grad_(False)
+        self.D = Discriminator(cfg.discriminator_config(res, self.dataset.c_dim)).train().requires_grad_(False)
+        self.G.to(device)
+        self.D.to(device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+
+        betas = tuple(cfg.betas)
+        self.G_opt = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=betas, eps=1e-8)
+        ratio = cfg.d_reg_interval / (cfg.d_reg_interval + 1) if cfg.d_reg_interval > 1 else 1.0
+        self.D_opt = torch.optim.Adam(
+            self.D.parameters(), lr=cfg.d_lr * ratio, betas=tuple(b**ratio for b in betas), eps=1e-8
+        )
+        self.loss = EpiGRAFLoss(
+            self.G,
+            self.D,
+            cfg.patch_sampler(res),
+            r1_gamma=cfg.r1_gamma(res),
+            blur_init_sigma=cfg.blur_init_sigma,
+            blur_fade_kimg=cfg.blur_fade_kimg,
+            gpc_spoof_p_end=cfg.gpc_spoof_p,
+        )
+        self.state = TrainState()
+        self.resumed_from: Path | None = None
+        if resume is not None:
+            self._restore(resolve_resume(resume, self.run_dir))
+        self._progress_update()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "G_opt": self.G_opt.state_dict(),
+            "D_opt": self.D_opt.state_dict(),
+            "cur_nimg": s.cur_nimg,
+            "batch_idx": s.batch_idx,
+            "cur_tick": s.cur_tick,
+            "tick_start_nimg": s.tick_start_nimg,
+            "data_position": s.batch_idx * self.cfg.batch,
+            "world_size": self.dist.world_size,
+            "config": json.dumps(self.cfg.to_dict()),
+            "G_config": json.dumps(self.G.config.to_dict()),
+            "D_config": json.dumps(self.D.config.to_dict()),
+        }
+
+    def _restore(self, snapshot: Path) -> None:
+        state = load_state(snapshot, map_location=self.device)
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.G_ema.load_state_dict(state["G_ema"])
+        except RuntimeError as exc:
+            raise EpigrafError(
+                f"{snapshot} does not match this configuration's networks (change the options back): "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+        self.G_opt.load_state_dict(state["G_opt"])
+        self.D_opt.load_state_dict(state["D_opt"])
+        self.state = TrainState(
+            cur_nimg=int(state["cur_nimg"]),
+            batch_idx=int(state["batch_idx"]),
+            cur_tick=int(state["cur_tick"]),
+            tick_start_nimg=int(state["tick_start_nimg"]),
+        )
+        self.resumed_from = snapshot
+        self.log(f"Resumed from {snapshot} at {self.state.cur_nimg / 1000:.3f} kimg (step {self.state.batch_idx})")
+
+    def _progress_update(self) -> None:
+        kimg = self.state.cur_nimg / 1000
+        self.G.progressive_update(kimg)
+        self.loss.progressive_update(kimg)
+
+    # ------------------------------------------------------------------ one step
+    def _step_inputs(self, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Latents, fake labels and poses for the whole global batch of this step (CPU)."""
+        cfg = self.cfg
+        n = len(PHASES) * cfg.batch
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, batch_idx, 1000))
+        rng = np.random.RandomState(derive_seed(cfg.seed, batch_idx, 1001))
+        z = torch.randn([n, self.G.z_dim], generator=gen)
+        idx = rng.randint(len(self.dataset), size=n)
+        c = torch.from_numpy(np.stack([self.dataset.get_label(i) for i in idx])).float()
+        if self.camera_dist.dist == "custom":
+            angles = torch.from_numpy(np.stack([self.dataset.get_camera_angles(i) for i in idx])).float()
+        else:
+            angles = sample_camera_angles(self.camera_dist, n, gen)
+        cond = None
+        if cfg.g_camera_cond:
+            cond = angles.clone()
+            spoof = torch.rand(n, generator=gen) < self.loss.gpc_spoof_p
+            cond[spoof] = cond[spoof].roll(shifts=1, dims=0)
+        return {"z": z, "c": c, "angles": angles, "cond": cond}
+
+    def _real_chunk(self, batch_idx: int, chunk: int) -> dict[str, torch.Tensor]:
+        start = batch_idx * self.cfg.batch + chunk * self.batch_gpu
+        items = self.dataset.batch(self.order.take(start, self.batch_gpu))
+        img = items["image"].to(self.device).to(torch.float32) / 127.5 - 1
+        return {"img": img, "c": items["label"].to(self.device), "angles": items["camera_angles"].to(self.device)}
+
+    def train_step(self) -> dict[str, list[torch.Tensor]]:
+        """One optimisation step over the global batch; returns per-sample statistics of this rank."""
+        cfg, s, dev = self.cfg, self.state, self.device
+        inputs = self._step_inputs(s.batch_idx)
+        my_chunks = range(self.dist.rank * self.rounds, (self.dist.rank + 1) * self.rounds)
+        reals = {k: self._real_chunk(s.batch_idx, k) for k in my_chunks}
+        stats: dict[str, list[torch.Tensor]] = {}
+        for phase_idx, phase in enumerate(PHASES):
+            interval = cfg.d_reg_interval if phase == "Dreg" else 1
+            if phase == "Dreg" and (self.loss.r1_gamma == 0 or s.batch_idx % interval != 0):
+                continue
+            module, opt = (self.G, self.G_opt) if phase == "Gall" else (self.D, self.D_opt)
+            opt.zero_grad(set_to_none=True)
+            module.requires_grad_(True)
+            for chunk in my_chunks:
+                sl = slice(
+                    phase_idx * cfg.batch + chunk * self.batch_gpu, phase_idx * cfg.batch + (chunk + 1) * self.batch_gpu
+                )
+                seed = derive_seed(cfg.seed, s.batch_idx, phase_idx, chunk)
+                torch.manual_seed(seed)
+                rng = np.random.RandomState(seed)
+                gen = torch.Generator().manual_seed(seed)
+                real = reals[chunk]
+                out = self.loss.accumulate_gradients(
+                    phase=phase,
+                    real_img=real["img"],
+                    real_c=real["c"],
+                    real_camera_angles=real["angles"],
+                    gen_z=inputs["z"][sl].to(dev),
+                    gen_c=inputs["c"][sl].to(dev),
+                    gen_camera_angles=inputs["angles"][sl].to(dev),
+                    gen_camera_angles_cond=inputs["cond"][sl].to(dev) if inputs["cond"] is not None else None,
+                    gain=interval / self.rounds,
+                    cur_nimg=s.cur_nimg,
+                    rng=rng,
+                    generator=gen,
+                )
+                for k, v in out.items():
+                    stats.setdefault(k, []).append(v.float().cpu())
+            module.requires_grad_(False)
+            du.average_gradients(list(module.parameters()), self.dist)
+            opt.step()
+
+        self._update_ema()
+        s.cur_nimg += cfg.batch
+        s.batch_idx += 1
+        self._progress_update()
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        cfg = self.cfg
+        ema_nimg = self.cfg.resolved_ema_kimg() * 1000
+        if cfg.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.state.cur_nimg * cfg.ema_rampup)
+        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> TrainResult:
+        cfg, s = self.cfg, self.state
+        total_nimg = int(round(cfg.kimg * 1000))
+        main = self.dist.is_main
+        preview = PreviewGrid(self.dataset, self.G_ema, cfg, self.device) if main and cfg.grid_size > 0 else None
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            clean_partial_snapshots(self.run_dir)
+            cfg.save(self.run_dir / CONFIG_NAME)
+            self._trim_log(s.batch_idx)
+            if preview is not None:
+                preview.save_reals(self.run_dir / "samples" / "reals.png")
+                preview.save_fakes(self.run_dir / "samples" / f"fakes-{s.cur_nimg:09d}.png")
+        du.barrier(self.dist)
+
+        last_snapshot = self.resumed_from
+        record: dict[str, Any] = {}
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        tick_start_time = time.time()
+        start_time = tick_start_time
+        next_snapshot = _next_multiple(s.cur_nimg, cfg.snapshot_kimg)
+        next_image = _next_multiple(s.cur_nimg, cfg.image_kimg)
+        if s.cur_nimg >= total_nimg:
+            self.log(f"Nothing to do: the run is already at {s.cur_nimg / 1000:.3f} kimg (kimg = {cfg.kimg}).")
+        while s.cur_nimg < total_nimg:
+            stats = self.train_step()
+            for k, vals in stats.items():
+                v = torch.cat([x.reshape(-1) for x in vals])
+                sums[k] = sums.get(k, 0.0) + float(v.sum())
+                counts[k] = counts.get(k, 0) + v.numel()
+            if self.on_step is not None:
+                self.on_step(s.cur_nimg, total_nimg)
+            done = s.cur_nimg >= total_nimg
+            tick_due = s.cur_nimg >= s.tick_start_nimg + cfg.tick_kimg * 1000
+            if not (done or tick_due):
+                continue
+            now = time.time()
+            record = self._tick_record(sums, counts, now - tick_start_time, now - start_time)
+            sums, counts = {}, {}
+            s.cur_tick += 1
+            s.tick_start_nimg = s.cur_nimg
+            tick_start_time = now
+            snapshot_due = next_snapshot is not None and s.cur_nimg >= next_snapshot
+            image_due = next_image is not None and s.cur_nimg >= next_image
+            if main:
+                self._append_log(record)
+                if self.on_tick is not None:
+                    self.on_tick(record)
+                if preview is not None and (image_due or done):
+                    preview.save_fakes(self.run_dir / "samples" / f"fakes-{s.cur_nimg:09d}.png")
+                if snapshot_due or done:
+                    last_snapshot = write_snapshot(self.run_dir, s.cur_nimg, self.G_ema, self.state_dict())
+                    prune_snapshots(self.run_dir, cfg.keep_snapshots)
+            if snapshot_due:
+                next_snapshot = _next_multiple(s.cur_nimg, cfg.snapshot_kimg)
+            if image_due:
+                next_image = _next_multiple(s.cur_nimg, cfg.image_kimg)
+            du.barrier(self.dist)
+        return TrainResult(self.run_dir, s.cur_nimg, s.batch_idx, last_snapshot, record)
+
+    def _tick_record(self, sums: dict[str, float], counts: dict[str, int], tick_sec: float, total_sec: float):
+        s, cfg = self.state, self.cfg
+        keys = sorted(sums)
+        if self.dist.enabled:
+            t = torch.tensor([v for k in keys for v in (sums[k], counts[k])], dtype=torch.float64)
+            du.all_reduce_sum(t, self.dist)
+            vals = t.tolist()
+            sums = {k: vals[2 * i] for i, k in enumerate(keys)}
+            counts = {k: int(vals[2 * i + 1]) for i, k in enumerate(keys)}
+        tick_kimg = (s.cur_nimg - s.tick_start_nimg) / 1000
+        record: dict[str, Any] = {
+            "tick": s.cur_tick,
+            "step": s.batch_idx,
+            "kimg": s.cur_nimg / 1000,
+            "time_s": round(total_sec, 3),
+            "sec_per_tick": round(tick_sec, 3),
+            "sec_per_kimg": round(tick_sec / max(tick_kimg, 1e-9), 3),
+            "kimg_per_s": tick_kimg / max(tick_sec, 1e-9),
+            "blur_sigma": blur_sigma(s.cur_nimg, cfg.blur_init_sigma, cfg.blur_fade_kimg),
+            "patch_beta": self.loss.patch_sampler.beta,
+            "nerf_noise_std": self.G.nerf_noise_std,
+            "gpc_spoof_p": self.loss.gpc_spoof_p,
+        }
+        for k in keys:
+            record[k] = sums[k] / max(counts[k], 1)
+        if self.device.type == "cuda":
+            record["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return record
+
+    # ------------------------------------------------------------------ log file
+    def _append_log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / LOG_NAME, "a") as fh:
+            fh.write(json.dumps(_jsonable(record)) + "\n")
+            fh.flush()
+
+    def _trim_log(self, step: int) -> None:
+        """On resume, drop log lines written after the snapshot we continue from."""
+        path = self.run_dir / LOG_NAME
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        from epigraf_tools.atomic import write_text_atomic
+
+        write_text_atomic(path, "".join(line + "\n" for line in keep))
+
+
+def _next_multiple(cur_nimg: int, every_kimg: float) -> int | None:
+    if every_kimg <= 0:
+        return None
+    every = max(int(round(every_kimg * 1000)), 1)
+    return (cur_nimg // every + 1) * every
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in record.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None
+        else:
+            out[k] = v
+    return out
+
+
+def train(
+    config: TrainConfig,
+    resume: str | Path | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_tick: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train EpiGRAF as configured; resume from a snapshot, a run folder or 'latest' (of config.out).
+
+    Returns where the run ended. Under torchrun every process calls this; only rank 0 writes.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        trainer = Trainer(config, resume=resume, on_step=on_step, on_tick=on_tick, log=log)
+    try:
+        return trainer.run()
+    finally:
+        du.teardown(trainer.dist)
