@@ -31,7 +31,7 @@ _SPEC_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.\-]*/[\w.\-]+)(?:@(?P<rev>[\w.\
 
 
 class ChecksumMismatchError(EpigrafError):
-    """A downloaded file does not have the SHA-256 the registry expects (it was not kept)."""
+    """A downloaded file does not have the SHA-256 the registry expects (it is not used)."""
 
 
 @dataclass(frozen=True)
@@ -183,8 +183,8 @@ def download_model(
 
     ``spec`` is ``org/name[@revision]`` (``revision`` overrides the ``@`` part). Only the model
     files are fetched unless ``all_files``. ``offline`` defaults to ``HF_HUB_OFFLINE``; offline,
-    only the cache is used. ``sha256`` maps file names to expected digests: a mismatching file is
-    deleted from the cache (nothing else is touched) and ChecksumMismatchError is raised.
+    only the cache is used. ``sha256`` maps file names to expected digests: on a mismatch
+    ChecksumMismatchError is raised and nothing is used or deleted (``force`` downloads again).
     """
     from huggingface_hub import snapshot_download
 
@@ -220,10 +220,11 @@ def download_model(
 
 
 def verify_checksums(folder: Path, expected: Mapping[str, str], label: str = "") -> None:
-    """Compare files in ``folder`` with expected SHA-256 digests; remove only a file that differs.
+    """Compare files in ``folder`` with expected SHA-256 digests; refuse on any difference.
 
-    In a huggingface_hub cache the snapshot entry is a link to a blob; both are removed so a new
-    attempt downloads the file again, and every other cached file stays.
+    Nothing is deleted: a cached blob may be shared with other revisions, and an outdated digest
+    must not cost a good file. ``download_model(..., force=True)`` (``epigraf download --force``)
+    fetches the file again.
     """
     for name, want in expected.items():
         path = folder / name
@@ -231,14 +232,9 @@ def verify_checksums(folder: Path, expected: Mapping[str, str], label: str = "")
             raise ModelNotFoundError(f"{label or folder}: {name} is missing, cannot verify its checksum")
         got = file_sha256(path)
         if got.lower() != want.lower():
-            target = path.resolve()
-            with contextlib.suppress(OSError):
-                if path.is_symlink():
-                    path.unlink()
-                target.unlink()
             raise ChecksumMismatchError(
-                f"{label or folder}: {name} has SHA-256 {got[:16]}..., expected {want[:16]}...; "
-                "the file was discarded (corrupt or tampered download)"
+                f"{label or folder}: {name} has SHA-256 {got[:16]}..., expected {want[:16]}...; refusing to use it "
+                "(corrupt or tampered download; fetch it again with `epigraf download --force`)"
             )
 
 

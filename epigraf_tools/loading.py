@@ -1,37 +1,141 @@
-"""Resolve a model spec to a ready Generator.
+"""Resolve a model spec to a ready Generator; every command loads its model through here.
 
-Spec forms, tried in this order: a builtin zoo name, a local folder (config.json +
-model.safetensors), a local official ``.pkl``, or a Hub repo id with an optional ``@revision``.
+Spec forms, tried in this order:
+
+1. ``None``: the zoo's ``default`` (the embedded model);
+2. a zoo name (``epigraf models`` lists them: ``ffhq512``, ``plants256``, ``food256``, ``default``);
+3. a local folder with config.json + model.safetensors (what ``save_pretrained`` and
+   ``epigraf convert`` write);
+4. a local official ``.pkl`` snapshot, converted in memory without running its code;
+5. a Hugging Face Hub repo id with an optional revision: ``org/name`` or ``org/name@v1.0``.
+
+A local folder named like a Hub id (``org/name``) wins over the Hub, as the order says.
+``classify_spec`` checks the form without touching the network, so commands can validate
+``--model`` before doing any work.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from .errors import EpigrafError, ModelNotFoundError
 from .models import CONFIG_NAME, WEIGHTS_NAME, Generator
+from .zoo import DEFAULT_MODEL, get_entry
+
+SpecKind = Literal["zoo", "folder", "pickle", "hub"]
 
 
-def load_generator(spec: str | Path | None = None, device: str | torch.device = "cpu") -> Generator:
-    """Load a generator in eval mode on ``device`` from any supported spec (None: the default model)."""
-    folder = resolve_model_dir(spec)
-    try:
-        return Generator.from_pretrained(folder, map_location=device)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise EpigrafError(f"could not load the model in {folder}: {exc}") from exc
+@dataclass(frozen=True)
+class ModelSpec:
+    """A classified model spec: ``kind`` and the normalised ``value`` (name, path or repo id)."""
+
+    kind: SpecKind
+    value: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return self.value + (f"@{self.revision}" if self.revision else "")
 
 
-def resolve_model_dir(spec: str | Path | None) -> Path:
-    """Return a local folder holding config.json + model.safetensors for ``spec``."""
-    if spec is None:
-        raise ModelNotFoundError("no --model given and no default model is available")
-    path = Path(spec).expanduser()
+def _looks_like_path(text: str) -> bool:
+    return text.startswith((".", "/", "~")) or text.endswith((".pkl", ".json", ".safetensors")) or os.sep in text
+
+
+def classify_spec(spec: str | os.PathLike[str] | None) -> ModelSpec:
+    """Decide what ``spec`` refers to (no network, no loading); a clear error if nothing fits."""
+    from .hub import is_hub_spec, parse_hub_spec
+
+    if spec is None or str(spec).strip() == "":
+        return ModelSpec("zoo", DEFAULT_MODEL)
+    text = str(spec).strip()
+    entry = get_entry(text)
+    if entry is not None:
+        return ModelSpec("zoo", entry.name)
+    path = Path(text).expanduser()
     if path.is_dir():
         if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
             raise ModelNotFoundError(f"{path} is not a model folder: it needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-        return path
+        return ModelSpec("folder", str(path))
+    if path.is_file():
+        if path.name in (CONFIG_NAME, WEIGHTS_NAME):
+            raise ModelNotFoundError(f"pass the folder that holds {path.name}, not the file: --model {path.parent}")
+        return ModelSpec("pickle", str(path))
+    if is_hub_spec(text) and not text.startswith((".", "/", "~")):
+        hub = parse_hub_spec(text)
+        return ModelSpec("hub", hub.repo_id, hub.revision)
+    if _looks_like_path(text):
+        raise ModelNotFoundError(f"no such model file or folder: {text}")
     raise ModelNotFoundError(
-        f"model {str(spec)!r} not found: expected a zoo name, a model folder, an official .pkl or a Hub repo id"
+        f"model {text!r} not found: expected a zoo name (see `epigraf models`), a model folder, "
+        "an official .pkl or a Hub repo id such as org/name[@revision]"
     )
+
+
+def resolve_model_dir(
+    spec: str | os.PathLike[str] | None,
+    *,
+    offline: bool | None = None,
+    progress: bool = True,
+) -> Path:
+    """A local folder (config.json + model.safetensors) for a zoo name, folder or Hub id.
+
+    Downloads (Hub, share pages) land in their caches; an official ``.pkl`` has no folder of its
+    own: use :func:`load_generator` (in-memory conversion) or ``convert_official``.
+    """
+    parsed = classify_spec(spec)
+    if parsed.kind == "folder":
+        return Path(parsed.value)
+    if parsed.kind == "pickle":
+        raise EpigrafError(
+            f"{parsed.value} is an official pickle: load it with load_generator() or convert it with "
+            "`epigraf convert PKL OUT_DIR`"
+        )
+    from .transfer_progress import transfer_progress
+
+    if parsed.kind == "zoo":
+        from .zoo import resolve_zoo_model
+
+        with transfer_progress(progress) as report:
+            return resolve_zoo_model(parsed.value, offline=offline, progress=report, hub_progress=progress)
+    from .hub import download_model
+
+    return download_model(parsed.value, revision=parsed.revision, offline=offline, progress=progress)
+
+
+def load_generator(
+    spec: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    offline: bool | None = None,
+    progress: bool = True,
+) -> Generator:
+    """Load a generator in eval mode on ``device`` from any supported spec (None: the default model).
+
+    ``progress`` shows download/conversion progress on stderr; ``offline`` (default:
+    ``HF_HUB_OFFLINE``) forbids network access, using caches only.
+    """
+    parsed = classify_spec(spec)
+    if parsed.kind == "pickle":
+        from .official_pickle import read_official_snapshot
+        from .transfer_progress import transfer_progress
+
+        name = Path(parsed.value).name
+        with transfer_progress(progress) as report:
+            snapshot = read_official_snapshot(parsed.value, progress=lambda done, total: report(name, done, total))
+        return snapshot.generator(device)
+    folder = resolve_model_dir(
+        str(parsed) if parsed.kind == "hub" else parsed.value, offline=offline, progress=progress
+    )
+    try:
+        return Generator.from_pretrained(folder, map_location=device)
+    except Exception as exc:
+        known = (ValueError, RuntimeError, OSError, KeyError, TypeError)
+        if not isinstance(exc, known) and not type(exc).__module__.startswith("safetensors"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EpigrafError(f"could not load the model in {folder}: {first}") from exc

@@ -16,7 +16,7 @@ from .atomic import write_text_atomic
 from .models import GeneratorConfig
 
 MODEL_CARD_NAME = "README.md"
-# The official threshold of scripts/extract_geometry.py, applied to the raw density (MLP output).
+# The official threshold of scripts/extract_geometry.py: sigma = 25 (raw 25 for models without a density shift).
 OFFICIAL_ISO_LEVEL = 25.0
 
 
@@ -107,8 +107,9 @@ def render_model_card(
         f"rays sampled from {c.ray_start:g} to {c.ray_end:g}.",
         f"- The tri-plane covers the cube [-{box:g}, {box:g}]^3 in world units (side {2 * box:g}); points outside "
         "have no features, so volumes and meshes should use this box.",
-        f"- Suggested iso level for meshes: {OFFICIAL_ISO_LEVEL:g} on the raw density (the official "
-        "extract_geometry.py threshold); lower it for thin structures.",
+        f"- Suggested iso level for meshes: raw density {OFFICIAL_ISO_LEVEL - c.density_shift:g}, i.e. sigma = "
+        f"{OFFICIAL_ISO_LEVEL:g} after {c.clamp_mode}(raw + {c.density_shift:g}) (the official extract_geometry.py "
+        "threshold); lower it for thin structures.",
         "",
         "## Usage",
         "",

@@ -465,6 +465,7 @@ def convert_official(
     include_discriminator: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    source_page: str | None = None,
 ) -> Path:
     """Convert an official snapshot into our folder format; returns ``out_dir``.
 
@@ -472,7 +473,7 @@ def convert_official(
     (provenance and the official model/dataset/training config) and, with
     ``include_discriminator``, discriminator.safetensors + discriminator_config.json (official
     names) for resuming training. Files appear atomically; an existing model folder is only
-    replaced with ``overwrite``.
+    replaced with ``overwrite``. ``source_page`` (where the pickle was published) goes into the card.
     """
     from .atomic import atomic_dir
     from .model_card import OFFICIAL_LICENCE, write_model_card
@@ -487,6 +488,7 @@ def convert_official(
         (tmp / OFFICIAL_CONFIG_NAME).write_text(json.dumps(official_config_summary(snap), indent=2) + "\n")
         source = {
             "kind": "official EpiGRAF training snapshot (universome/epigraf)",
+            "page": source_page,
             "file": Path(pkl).name,
             "sha256": snap.source_sha256,
             "kimg": snap.kimg,

@@ -177,3 +177,77 @@ def model_files(folder) -> dict[str, bytes]:
     from pathlib import Path
 
     return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+class YandexDiskEmulator(HubEmulator):
+    """The two Yandex Disk public-resource endpoints plus file downloads (Range supported).
+
+    ``publish(public_url, name, data)`` shares one file; ``publish_folder(public_url, {name: data})``
+    shares a folder. ``reported_sha256`` overrides the digest the API reports (to fake corruption).
+    ``api`` is the value for ``EPIGRAF_YADISK_API``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shares: dict[str, dict[str, bytes]] = {}
+        self.folders: set[str] = set()
+        self.reported_sha256: dict[str, str] = {}
+
+    @property
+    def api(self) -> str:
+        return self.url + "/v1/disk/public/resources"
+
+    def publish(self, public_url: str, name: str, data: bytes) -> None:
+        self.shares[public_url] = {name: data}
+
+    def publish_folder(self, public_url: str, files: dict[str, bytes]) -> None:
+        self.shares[public_url] = dict(files)
+        self.folders.add(public_url)
+
+    def _meta(self, name: str, data: bytes) -> dict:
+        digest = self.reported_sha256.get(name, hashlib.sha256(data).hexdigest())
+        return {"type": "file", "name": name, "path": f"/{name}", "size": len(data), "sha256": digest}
+
+    def _handle(self, h, head: bool) -> None:
+        from urllib.parse import parse_qs
+
+        parts = urlsplit(h.path)
+        self.requests.append((h.command, parts.path))
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        share = self.shares.get(query.get("public_key", ""))
+        if parts.path.startswith("/v1/disk/public/resources"):
+            if share is None:
+                return self._error(h, 404, "DiskNotFoundError", head)
+            if parts.path.endswith("/download"):
+                name = query.get("path", "/" + next(iter(share))).lstrip("/")
+                if name not in share:
+                    return self._error(h, 404, "DiskNotFoundError", head)
+                key = urllib_quote(query["public_key"])
+                body = json.dumps({"href": f"{self.url}/files/{key}/{name}", "method": "GET", "templated": False})
+                return self._send(h, 200, body.encode(), {"Content-Type": "application/json"}, head)
+            public = query["public_key"]
+            if public in self.folders:
+                items = [self._meta(n, d) for n, d in share.items()]
+                body = {"type": "dir", "name": "folder", "path": "/", "_embedded": {"items": items}}
+            else:
+                body = self._meta(*next(iter(share.items())))
+            return self._send(h, 200, json.dumps(body).encode(), {"Content-Type": "application/json"}, head)
+        if parts.path.startswith("/files/"):
+            _, _, key, name = parts.path.split("/", 3)
+            data = (self.shares.get(unquote(key)) or {}).get(unquote(name))
+            if data is None:
+                return self._error(h, 404, "NotFound", head)
+            start = 0
+            if h.headers.get("Range", "").startswith("bytes="):
+                start = int(h.headers["Range"][6:].split("-")[0])
+                return self._send(
+                    h, 206, data[start:], {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}, head
+                )
+            return self._send(h, 200, data, {"Content-Type": "application/octet-stream"}, head)
+        return self._error(h, 404, "NotFound", head)
+
+
+def urllib_quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")

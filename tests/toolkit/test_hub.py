@@ -114,17 +114,18 @@ def test_private_repo_needs_a_token(hub, cache, tiny_files):
     assert _name(folder) == "tiny-v1"
 
 
-def test_checksum_mismatch_discards_only_the_bad_file(hub, cache, tiny_files):
+def test_checksum_mismatch_is_refused_and_deletes_nothing(hub, cache, tiny_files):
     hub.add_commit(REPO, tiny_files[0])
     good = {"model.safetensors": hashlib.sha256(tiny_files[0]["model.safetensors"]).hexdigest()}
     hub.corrupt.add((REPO, "model.safetensors"))
-    with pytest.raises(ChecksumMismatchError, match="model.safetensors has SHA-256"):
+    with pytest.raises(ChecksumMismatchError, match="model.safetensors has SHA-256 .* refusing to use it"):
         download_model(REPO, endpoint=hub.url, sha256=good, progress=False)
     snapshot = next((cache / "models--epigraf-test--tiny" / "snapshots").iterdir())
-    assert not (snapshot / "model.safetensors").exists()
-    assert (snapshot / "config.json").is_file()  # everything else is kept
+    assert (snapshot / "config.json").is_file() and (snapshot / "model.safetensors").is_file()  # nothing deleted
+    with pytest.raises(ChecksumMismatchError):  # still refused from the cache, even offline
+        download_model(REPO, offline=True, sha256=good, progress=False)
     hub.corrupt.clear()
-    folder = download_model(REPO, endpoint=hub.url, sha256=good, progress=False)
+    folder = download_model(REPO, endpoint=hub.url, sha256=good, force=True, progress=False)
     assert Generator.from_pretrained(folder).config.name == "tiny-v1"
 
 

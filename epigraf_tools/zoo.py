@@ -1,0 +1,270 @@
+"""The model zoo: short names for known generators, like timm's pretrained registry.
+
+- ``default``: the model embedded in the package (``epigraf_tools/assets/default/``: config.json,
+  model.safetensors, README.md), used when no model is given. It is trained separately and may be
+  absent from a checkout; then asking for it is a one-line error.
+- ``ffhq512``, ``plants256``, ``food256``: the official EpiGRAF checkpoints (Skorokhodov et al.,
+  NeurIPS 2022). Their authors publish them only as training pickles (767-875 MB) on Yandex Disk
+  share pages, under the NVIDIA Source Code License-NC (non-commercial). There is no official
+  Hugging Face copy, so the zoo does not pretend one: on first use the pickle is fetched from the
+  share page, checked against the size and SHA-256 the share service reports, converted safely
+  (:mod:`epigraf_tools.official_pickle`) and kept converted in the epigraf cache
+  (``$EPIGRAF_CACHE``, else ``$XDG_CACHE_HOME/epigraf`` or ``~/.cache/epigraf``).
+- Entries whose weights live in a Hub repo (``hub_repo``; pin ``revision`` and list ``sha256``
+  digests where known) resolve through :mod:`epigraf_tools.hub` into the Hugging Face cache.
+  ``register_entry`` adds such entries (e.g. a converted copy you pushed yourself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import EpigrafError, ModelNotFoundError
+from .models import CONFIG_NAME, WEIGHTS_NAME
+
+DEFAULT_MODEL = "default"
+EPIGRAF_CODE = "https://github.com/universome/epigraf"
+NVIDIA_NC = "NVIDIA Source Code License-NC (non-commercial use only)"
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named model: what it is, where it comes from, and under which licence."""
+
+    name: str
+    title: str
+    kind: Literal["embedded", "official-pickle", "hub"]
+    source: str  # the page the weights come from
+    licence: str
+    resolution: int | None = None
+    num_classes: int | None = None
+    hub_repo: str | None = None
+    revision: str | None = None
+    sha256: Mapping[str, str] = field(default_factory=dict)  # file name -> digest, where known
+    fid: float | None = None
+    download_mb: int | None = None
+    notes: str = ""
+
+
+_OFFICIAL_NOTE = "Official release; converted on first use. Code: " + EPIGRAF_CODE
+ZOO: dict[str, ZooEntry] = {}
+
+
+def register_entry(entry: ZooEntry, replace: bool = False) -> None:
+    """Add a named model (``replace`` to override an existing name)."""
+    if entry.kind == "hub" and not entry.hub_repo:
+        raise ValueError(f"zoo entry {entry.name!r} of kind 'hub' needs hub_repo")
+    key = entry.name.lower()
+    if key in ZOO and not replace:
+        raise ValueError(f"zoo entry {entry.name!r} already exists")
+    ZOO[key] = entry
+
+
+for _entry in (
+    ZooEntry(
+        DEFAULT_MODEL,
+        "Embedded default model of epigraf-tools",
+        "embedded",
+        source="epigraf_tools/assets/default (shipped with the package)",
+        licence="see its README.md",
+    ),
+    ZooEntry(
+        "ffhq512",
+        "EpiGRAF FFHQ 512x512 (official)",
+        "official-pickle",
+        source="https://disk.yandex.ru/d/XJ0k9-kQyHouwQ",
+        licence=NVIDIA_NC,
+        resolution=512,
+        num_classes=0,
+        fid=9.87,
+        download_mb=767,
+        notes=_OFFICIAL_NOTE,
+    ),
+    ZooEntry(
+        "plants256",
+        "EpiGRAF Megascans Plants 256x256 (official)",
+        "official-pickle",
+        source="https://disk.yandex.ru/d/IMhPcneOhmoq8Q",
+        licence=NVIDIA_NC,
+        resolution=256,
+        num_classes=198,
+        fid=18.64,
+        download_mb=875,
+        notes=_OFFICIAL_NOTE + "; class count from the official dataset config, the checkpoint's own config wins",
+    ),
+    ZooEntry(
+        "food256",
+        "EpiGRAF Megascans Food 256x256 (official)",
+        "official-pickle",
+        source="https://disk.yandex.ru/d/4kp_nOmMcM_OhQ",
+        licence=NVIDIA_NC,
+        resolution=256,
+        num_classes=10,
+        fid=19.95,
+        download_mb=875,
+        notes=_OFFICIAL_NOTE + "; class count from the official dataset config, the checkpoint's own config wins",
+    ),
+):
+    register_entry(_entry)
+
+
+def get_entry(name: str) -> ZooEntry | None:
+    return ZOO.get(str(name).lower())
+
+
+def zoo_entries() -> list[ZooEntry]:
+    return list(ZOO.values())
+
+
+# ----------------------------------------------------------------------------- locations
+def embedded_model_dir() -> Path:
+    return Path(__file__).resolve().parent / "assets" / "default"
+
+
+def epigraf_cache_dir() -> Path:
+    """Where converted official models live: $EPIGRAF_CACHE, $XDG_CACHE_HOME/epigraf or ~/.cache/epigraf."""
+    if os.environ.get("EPIGRAF_CACHE"):
+        return Path(os.environ["EPIGRAF_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "epigraf"
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+
+
+def converted_dir(entry: ZooEntry) -> Path:
+    return epigraf_cache_dir() / "converted" / entry.name
+
+
+def local_path(entry: ZooEntry) -> Path | None:
+    """The entry's model folder if it is already on this machine (no network)."""
+    if entry.kind == "embedded":
+        path = embedded_model_dir()
+    elif entry.kind == "official-pickle":
+        path = converted_dir(entry)
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        from .hub import hub_cache_dir
+
+        found = try_to_load_from_cache(entry.hub_repo, WEIGHTS_NAME, str(hub_cache_dir()), entry.revision)
+        if not isinstance(found, str):
+            return None
+        path = Path(found).parent
+    return path if _is_model_dir(path) else None
+
+
+def entry_info(entry: ZooEntry) -> dict[str, Any]:
+    """A row for ``epigraf models``: resolution, classes, source, licence and local status."""
+    path = local_path(entry)
+    resolution, classes = entry.resolution, entry.num_classes
+    if path is not None:
+        try:
+            config = json.loads((path / CONFIG_NAME).read_text())
+            resolution, classes = config.get("img_resolution", resolution), config.get("c_dim", classes)
+        except (OSError, ValueError):
+            pass
+    if entry.kind == "embedded":
+        status = "installed" if path else "not installed"
+    elif entry.kind == "official-pickle":
+        status = "converted" if path else f"downloads {entry.download_mb} MB on first use"
+    else:
+        status = "cached" if path else "downloads on first use"
+    return dict(
+        name=entry.name,
+        title=entry.title,
+        resolution=resolution,
+        classes=classes,
+        source=entry.hub_repo and f"hf.co/{entry.hub_repo}" or entry.source,
+        licence=entry.licence,
+        fid=entry.fid,
+        status=status,
+        path=str(path) if path else None,
+    )
+
+
+# ----------------------------------------------------------------------------- resolution
+def resolve_zoo_model(
+    name: str,
+    *,
+    offline: bool | None = None,
+    progress: ProgressFn | None = None,
+    hub_progress: bool = True,
+    keep_pickle: bool = False,
+    force: bool = False,
+) -> Path:
+    """A local model folder for a zoo name, fetching and converting it when needed."""
+    entry = get_entry(name)
+    if entry is None:
+        raise ModelNotFoundError(f"{name!r} is not in the model zoo; `epigraf models` lists the names")
+    if entry.kind == "embedded":
+        path = embedded_model_dir()
+        if not _is_model_dir(path):
+            raise ModelNotFoundError(
+                f"the embedded default model is not installed ({path} has no {WEIGHTS_NAME}); "
+                "pass --model NAME|FOLDER|FILE.pkl|ORG/REPO (see `epigraf models`)"
+            )
+        return path
+    if entry.kind == "hub":
+        from .hub import download_model
+
+        return download_model(
+            entry.hub_repo,
+            revision=entry.revision,
+            sha256=entry.sha256 or None,
+            offline=offline,
+            force=force,
+            progress=hub_progress,
+        )
+    return _resolve_official(entry, offline, progress, keep_pickle, force)
+
+
+def _resolve_official(
+    entry: ZooEntry, offline: bool | None, progress: ProgressFn | None, keep_pickle: bool, force: bool
+) -> Path:
+    from .hub import hub_offline
+    from .official_pickle import convert_official
+    from .share_download import download_file, resolve_yandex_public
+
+    out = converted_dir(entry)
+    if _is_model_dir(out) and not force:
+        return out
+    if hub_offline() if offline is None else offline:
+        raise EpigrafError(
+            f"{entry.name} is not converted yet and offline mode is on; run `epigraf download {entry.name}` online, "
+            f"or download the pickle from {entry.source} and pass --model FILE.pkl"
+        )
+    downloads = epigraf_cache_dir() / "downloads" / entry.name
+    try:
+        shared = resolve_yandex_public(entry.source)
+        expected = entry.sha256.get(shared.name) or shared.sha256
+        pkl = downloads / shared.name
+        if not pkl.is_file():
+
+            def report(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(f"download {shared.name}", done, total)
+
+            download_file(shared.href, pkl, size=shared.size, sha256=expected, progress=report)
+    except EpigrafError as exc:
+        raise EpigrafError(
+            f"could not fetch {entry.name} from its share page {entry.source}: {exc}. Download the .pkl there "
+            "yourself and pass --model FILE.pkl (or `epigraf convert FILE.pkl DIR`)"
+        ) from None
+
+    def report_read(done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"convert {entry.name}", done, total)
+
+    convert_official(pkl, out, overwrite=True, progress=report_read, source_page=entry.source)
+    if not keep_pickle:
+        shutil.rmtree(downloads, ignore_errors=True)
+    return out

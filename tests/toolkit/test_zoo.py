@@ -1,0 +1,150 @@
+"""The model zoo: honest entries, the embedded default, official checkpoints fetched from their share
+page (emulated) and converted once, and Hub entries with pinned revisions and checksums."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from hub_emulator import HubEmulator, YandexDiskEmulator, isolate_hub_env, model_files
+from official_pickle_factory import generator_snapshot_bytes
+
+from epigraf_tools import zoo
+from epigraf_tools.errors import EpigrafError, ModelNotFoundError
+from epigraf_tools.hub import ChecksumMismatchError
+from epigraf_tools.models import Generator
+
+from support import make_tiny_generator
+
+
+@pytest.fixture()
+def env(monkeypatch, tmp_path):
+    isolate_hub_env(monkeypatch, tmp_path / "hf-cache")
+    monkeypatch.setenv("EPIGRAF_CACHE", str(tmp_path / "epigraf-cache"))
+    monkeypatch.setattr(zoo, "ZOO", dict(zoo.ZOO))  # entries registered by a test stay in that test
+    return tmp_path
+
+
+@pytest.fixture()
+def share(monkeypatch):
+    with YandexDiskEmulator() as emulator:
+        monkeypatch.setenv("EPIGRAF_YADISK_API", emulator.api)
+        yield emulator
+
+
+def test_official_entries_are_honest():
+    for name, res, classes in (("ffhq512", 512, 0), ("plants256", 256, 198), ("food256", 256, 10)):
+        entry = zoo.get_entry(name)
+        assert entry.kind == "official-pickle" and entry.hub_repo is None  # no official Hub copy exists
+        assert entry.source.startswith("https://disk.yandex.ru/d/")
+        assert "NVIDIA" in entry.licence and "non-commercial" in entry.licence
+        assert (entry.resolution, entry.num_classes) == (res, classes)
+    assert zoo.get_entry("FFHQ512").name == "ffhq512"
+
+
+def test_default_not_installed_is_one_clear_line(env, monkeypatch):
+    monkeypatch.setattr(zoo, "embedded_model_dir", lambda: env / "assets" / "default")
+    with pytest.raises(ModelNotFoundError, match="embedded default model is not installed") as info:
+        zoo.resolve_zoo_model("default")
+    assert "\n" not in str(info.value)
+    assert zoo.entry_info(zoo.get_entry("default"))["status"] == "not installed"
+
+
+def test_default_when_installed(env, monkeypatch):
+    folder = make_tiny_generator(5).save_pretrained(env / "assets" / "default")
+    monkeypatch.setattr(zoo, "embedded_model_dir", lambda: folder)
+    assert zoo.resolve_zoo_model("default") == folder
+    info = zoo.entry_info(zoo.get_entry("default"))
+    assert (info["status"], info["resolution"], info["classes"]) == ("installed", 32, 0)
+
+
+def test_official_entry_is_fetched_converted_once_and_reused_offline(env, share):
+    G = make_tiny_generator(7)
+    data = generator_snapshot_bytes(G, with_optimizers=False)
+    share.publish(zoo.get_entry("ffhq512").source, "network-snapshot-005000.pkl", data)
+    stages = []
+    folder = zoo.resolve_zoo_model("ffhq512", progress=lambda stage, done, total: stages.append(stage))
+    assert folder == env / "epigraf-cache" / "converted" / "ffhq512"
+    assert torch.equal(Generator.from_pretrained(folder).mapping.w_avg, G.mapping.w_avg)
+    card = (folder / "README.md").read_text()
+    assert "https://disk.yandex.ru/d/XJ0k9-kQyHouwQ" in card and hashlib.sha256(data).hexdigest() in card
+    assert any(s.startswith("download") for s in stages) and any(s.startswith("convert") for s in stages)
+    assert not (env / "epigraf-cache" / "downloads" / "ffhq512").exists()  # the pickle is not kept by default
+    served = len(share.requests)
+    assert zoo.resolve_zoo_model("ffhq512", offline=True) == folder
+    assert len(share.requests) == served
+    assert zoo.entry_info(zoo.get_entry("ffhq512"))["status"] == "converted"
+
+
+def test_official_entry_from_a_shared_folder_keeping_the_pickle(env, share):
+    G = make_tiny_generator(8)
+    url = zoo.get_entry("food256").source
+    share.publish_folder(url, {"readme.txt": b"hi", "food.pkl": generator_snapshot_bytes(G, with_optimizers=False)})
+    folder = zoo.resolve_zoo_model("food256", keep_pickle=True)
+    assert (env / "epigraf-cache" / "downloads" / "food256" / "food.pkl").is_file()
+    assert Generator.from_pretrained(folder).config.z_dim == G.config.z_dim
+
+
+def test_official_entry_checksum_mismatch_converts_nothing(env, share):
+    url = zoo.get_entry("plants256").source
+    share.publish(url, "plants.pkl", generator_snapshot_bytes(make_tiny_generator(), with_optimizers=False))
+    share.reported_sha256["plants.pkl"] = "0" * 64
+    with pytest.raises(EpigrafError, match="SHA-256 .* expected 0000000000000000.*discarded"):
+        zoo.resolve_zoo_model("plants256")
+    assert not (env / "epigraf-cache" / "converted" / "plants256").exists()
+    assert not list((env / "epigraf-cache" / "downloads" / "plants256").glob("*"))
+
+
+def test_official_entry_errors_point_to_the_manual_route(env, share):
+    with pytest.raises(EpigrafError, match="offline mode is on.*disk.yandex.ru"):
+        zoo.resolve_zoo_model("ffhq512", offline=True)
+    with pytest.raises(EpigrafError, match="could not fetch ffhq512 from its share page .*--model FILE.pkl"):
+        zoo.resolve_zoo_model("ffhq512")  # nothing published: the share service answers 404
+
+
+def test_hub_entry_with_pinned_revision_and_checksum(env, monkeypatch):
+    files = model_files(make_tiny_generator(9).save_pretrained(env / "tiny"))
+    with HubEmulator() as hub:
+        pinned = hub.add_commit("zoo/tiny", files)
+        hub.add_commit("zoo/tiny", model_files(make_tiny_generator(10).save_pretrained(env / "other")))
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        digest = hashlib.sha256(files["model.safetensors"]).hexdigest()
+        zoo.register_entry(
+            zoo.ZooEntry(
+                "tiny",
+                "Tiny test model",
+                "hub",
+                source="test",
+                licence="MIT",
+                hub_repo="zoo/tiny",
+                revision=pinned,
+                sha256={"model.safetensors": digest},
+            )
+        )
+        folder = zoo.resolve_zoo_model("tiny", hub_progress=False)
+        assert folder.name == pinned
+        assert zoo.entry_info(zoo.get_entry("tiny"))["status"] == "cached"
+        zoo.register_entry(
+            zoo.ZooEntry(
+                "tiny-bad",
+                "Tampered",
+                "hub",
+                source="test",
+                licence="MIT",
+                hub_repo="zoo/tiny",
+                revision=pinned,
+                sha256={"model.safetensors": "f" * 64},
+            )
+        )
+        with pytest.raises(ChecksumMismatchError):
+            zoo.resolve_zoo_model("tiny-bad", hub_progress=False)
+
+
+def test_unknown_name_and_registry_rules():
+    with pytest.raises(ModelNotFoundError, match="not in the model zoo"):
+        zoo.resolve_zoo_model("nope")
+    with pytest.raises(ValueError, match="already exists"):
+        zoo.register_entry(zoo.get_entry("ffhq512"))
+    with pytest.raises(ValueError, match="needs hub_repo"):
+        zoo.register_entry(zoo.ZooEntry("x", "x", "hub", source="s", licence="l"))
