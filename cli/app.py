@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Modules under epigraf_tools.cli that define ``register(app)``.
-COMMAND_MODULES: list[str] = ["train", "dataset_cmd"]
+COMMAND_MODULES: list[str] = ["train", "dataset_cmd", "sample", "video", "interpolate"]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"epigraf_tools.cli.{_name}").register(app)

@@ -1,0 +1,125 @@
+"""``epigraf video``: multi-view mp4s along a camera trajectory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, handle_errors
+from .render_args import (
+    ClassOption,
+    CutoffOption,
+    DegreesOption,
+    DeterministicOption,
+    FovOption,
+    LookAtOption,
+    PitchOption,
+    RadiusOption,
+    ResolutionOption,
+    TruncationOption,
+    YawOption,
+    build_camera,
+    check_camera_values,
+    check_common,
+    load_model,
+    prepare_out,
+    progress_bar,
+    seeds_from_text,
+)
+
+HELP = (
+    "Render mp4 videos along a camera trajectory: seedNNNN.mp4 per seed, or grid.mp4 with --grid."
+    "\n\n"
+    "Trajectories: front_circle (the official zoom-and-fly loop, 64 frames), wiggle and line (official, 16 "
+    "frames), points (official, 3 views), orbit (360 degrees, 120 frames), yaw_sweep (60 frames), or a "
+    ".json/.yaml keyframe file (see docs/toolkit.md). --yaw/--pitch/--fov/--radius/--look-at set the "
+    "trajectory's centre view. Videos are H.264 yuv420p with the given --crf; --depth adds a _depth.mp4. "
+    "Under torchrun, seeds are split across processes."
+    "\n\n[bold]Examples[/bold]\n\n"
+    "  epigraf video --seeds 0 --trajectory front_circle --truncation 0.7\n\n"
+    "  epigraf video --seeds 0-8 --grid --trajectory orbit --frames 240 --fps 60 --resolution 256\n\n"
+    "  epigraf video --model ffhq512 --seeds 7 --trajectory path.yaml --depth --crf 14\n"
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("video", help=HELP)(video_cmd)
+
+
+@handle_errors
+def video_cmd(
+    seeds: str = typer.Option("0", "--seeds", "-s", help="Seeds: ranges and lists such as 0-8,42."),
+    trajectory: str = typer.Option(
+        "front_circle",
+        "--trajectory",
+        "-t",
+        help="front_circle, wiggle, line, points, orbit, yaw_sweep, or a .json/.yaml keyframe file.",
+    ),
+    frames: int = typer.Option(None, "--frames", help="Number of frames (default: the trajectory's own)."),
+    fps: float = typer.Option(None, "--fps", help="Frames per second (default 30, or the keyframe file's)."),
+    crf: int = typer.Option(18, "--crf", help="x264 quality: 0 lossless .. 51 worst (the official scripts use 10)."),
+    grid: bool = typer.Option(False, "--grid", help="One video with all seeds tiled instead of one per seed."),
+    columns: int = typer.Option(None, "--columns", help="Grid columns (default: about the square root)."),
+    depth: bool = typer.Option(False, "--depth", help="Also write a depth video (near bright, far dark)."),
+    truncation: float = TruncationOption,
+    truncation_cutoff: int = CutoffOption,
+    class_: str = ClassOption,
+    yaw: float = YawOption,
+    pitch: float = PitchOption,
+    degrees: bool = DegreesOption,
+    fov: float = FovOption,
+    radius: float = RadiusOption,
+    look_at: str = LookAtOption,
+    resolution: int = ResolutionOption,
+    batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
+    deterministic: bool = DeterministicOption,
+    out: Path = typer.Option(Path("out/videos"), "--out", "-o", help="Output folder (created if missing)."),
+    model: str = ModelOption,
+    device: str = DeviceOption,
+    quiet: bool = QuietOption,
+    debug: bool = DebugOption,
+) -> None:
+    from epigraf_tools.distributed import context_from_env, process_group
+    from epigraf_tools.errors import EpigrafError
+    from epigraf_tools.latents import resolve_class
+    from epigraf_tools.trajectories import get_trajectory
+    from epigraf_tools.video import VideoOptions, check_frames, render_video
+
+    seed_list = seeds_from_text(seeds)
+    trunc, settings = check_common(truncation, truncation_cutoff, resolution, batch_size)
+    settings.deterministic = deterministic
+    check_camera_values(yaw, pitch, fov, radius, look_at, degrees)
+    check_frames(frames)
+    if columns is not None and columns < 1:
+        raise EpigrafError(f"--columns must be a positive integer, got {columns}")
+    _, traj_options = get_trajectory(trajectory, frames)  # validates before the model loads
+    options = VideoOptions(fps=fps if fps is not None else traj_options.get("fps", 30.0), crf=crf).validate()
+    ctx = context_from_env()
+
+    G, label = load_model(model, device)
+    trunc.validate(G.num_ws)
+    class_index = resolve_class(G.config, class_)
+    base = build_camera(G.config, yaw, pitch, fov, radius, look_at, degrees)
+    cameras, _ = get_trajectory(trajectory, frames, base=base)
+    out = prepare_out(out)
+    with process_group(ctx), progress_bar("Rendering frames", quiet or not ctx.is_main) as update:
+        files = render_video(
+            G,
+            seed_list,
+            cameras,
+            out,
+            grid=grid,
+            depth=depth,
+            truncation=trunc,
+            class_index=class_index,
+            settings=settings,
+            options=options,
+            batch_size=batch_size,
+            columns=columns,
+            trajectory=str(trajectory),
+            model=label,
+            ctx=ctx,
+            progress=update,
+        )
+    echo(f"Wrote {len(files)} files to {out}", quiet)

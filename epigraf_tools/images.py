@@ -1,0 +1,104 @@
+"""Turning renders into viewable pictures and files: uint8 conversion, grids, maps, PNG metadata.
+
+Image encoding: raw colour x -> clamp(x, -1, 1) * 0.5 + 0.5 -> * 255 -> rounded to the nearest
+integer. The official scripts truncate instead of rounding (their pixels are up to 1 level darker).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .atomic import atomic_path
+
+METADATA_KEY = "epigraf"  # PNG tEXt key holding the JSON metadata
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """Raw image [3, H, W] (or [B, 3, H, W]) -> uint8 [H, W, 3] (or [B, H, W, 3]), rounded."""
+    x = image.detach().float().clamp(-1, 1) * 0.5 + 0.5
+    x = torch.round(x * 255).to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def gray_to_rgb(x: np.ndarray) -> np.ndarray:
+    """uint8 [H, W] -> [H, W, 3]."""
+    return np.repeat(x[..., None], 3, axis=-1)
+
+
+def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    """Opacity [H, W] in [0, 1] -> uint8 [H, W] (white = opaque)."""
+    return np.round(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def depth_to_uint8(depth: np.ndarray, alpha: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Depth [H, W] -> uint8 [H, W]: near = bright, far = dark, empty rays (alpha < 1e-3) black.
+
+    A fixed [near, far] (the sampled slab) keeps videos free of per-frame flicker.
+    """
+    t = (far - depth) / max(far - near, 1e-8)
+    t = np.where(alpha > 1e-3, np.clip(t, 0.0, 1.0) * 0.9 + 0.1, 0.0)  # hits are never pure black
+    return np.round(t * 255).astype(np.uint8)
+
+
+def normals_to_uint8(normals: np.ndarray) -> np.ndarray:
+    """Unit normals [H, W, 3] in [-1, 1] -> uint8 [H, W, 3] via (n + 1) / 2; zero normals stay black."""
+    valid = np.any(normals != 0, axis=-1, keepdims=True)
+    return np.where(valid, np.round((np.clip(normals, -1, 1) + 1) * 127.5), 0).astype(np.uint8)
+
+
+def make_grid(images: Sequence[np.ndarray], columns: int | None = None, pad: int = 0) -> np.ndarray:
+    """Tile equally sized uint8 images [H, W, C] row by row (columns default: ceil(sqrt(n)))."""
+    if not images:
+        raise ValueError("make_grid needs at least one image")
+    n = len(images)
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    h, w, c = images[0].shape
+    out = np.zeros((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c), dtype=images[0].dtype)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        out[r * (h + pad) : r * (h + pad) + h, k * (w + pad) : k * (w + pad) + w] = img
+    return out
+
+
+def pad_to_even(frame: np.ndarray) -> np.ndarray:
+    """Pad [H, W, C] with black on the bottom/right to even sizes (H.264 in yuv420p needs them)."""
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
+
+
+def save_png(path: str | os.PathLike[str], array: np.ndarray, metadata: dict[str, Any] | None = None) -> Path:
+    """Write uint8 [H, W] or [H, W, 3] atomically; ``metadata`` goes into a tEXt chunk as JSON."""
+    info = PngInfo()
+    if metadata is not None:
+        info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True))
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG", pnginfo=info)
+    return Path(path)
+
+
+def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON metadata ``save_png`` stored, or None."""
+    with Image.open(path) as img:
+        text = img.text.get(METADATA_KEY) if hasattr(img, "text") else None
+    return json.loads(text) if text else None
+
+
+def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """np.save, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+    return Path(path)

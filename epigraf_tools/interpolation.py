@@ -1,0 +1,254 @@
+"""Latent interpolation between keyframe seeds: the ``epigraf interpolate`` command as a Python API.
+
+* ``space='z'``: spherical interpolation (slerp) of the seeds' z, then the mapping network.
+* ``space='w'``: each keyframe is mapped once, untruncated, and the ws are interpolated linearly.
+* Truncation is applied last, to each frame's w, towards a centre interpolated with the same weight
+  (``w_avg`` for unconditional models; the classes' mean ws otherwise). Because truncation is a lerp
+  towards that centre, in w space truncating before or after interpolating gives the same frames;
+  in z space it has to come after the mapping network, which is where we apply it.
+* Class-conditional models interpolate the one-hot labels too.
+* Frame i of a transition from seed a to seed b sits at t = i / frames. Keyframes are rendered
+  exactly as ``epigraf sample`` renders those seeds (same ws, same ray noise): every frame uses the
+  ray noise of its nearer keyframe seed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import write_text_atomic
+from .camera import Camera
+from .errors import EpigrafError
+from .images import make_grid, save_png, to_uint8
+from .latents import (
+    Truncation,
+    class_name,
+    map_latents,
+    map_rows,
+    one_hot,
+    seed_classes,
+    truncate,
+    truncation_centres,
+)
+from .models import Generator
+from .rendering import RenderSettings, render_views
+from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
+from .seeds import z_from_seeds
+from .video import Mp4Writer, VideoOptions
+
+SPACES = ("z", "w")
+OUTPUTS = ("mp4", "strip")
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between rows of a and b [N, D]; exact at t = 0 and t = 1."""
+    if t == 0:
+        return a.clone()
+    if t == 1:
+        return b.clone()
+    a64, b64 = a.double(), b.double()
+    cos = (torch.nn.functional.normalize(a64, dim=-1) * torch.nn.functional.normalize(b64, dim=-1)).sum(-1)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0)).unsqueeze(-1)
+    so = torch.sin(omega)
+    lerp = a64 + (b64 - a64) * t
+    out = torch.where(so.abs() < 1e-6, lerp, (torch.sin((1 - t) * omega) * a64 + torch.sin(t * omega) * b64) / so)
+    return out.to(a.dtype)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One frame of an interpolation: between keyframes ``a`` and ``b`` (indices into the seeds) at ``t``."""
+
+    a: int
+    b: int
+    t: float
+
+
+def interpolation_steps(num_keys: int, frames: int, loop: bool = False, strip: bool = False) -> list[Step]:
+    """The frame schedule.
+
+    Video (``strip`` False): each transition has ``frames`` frames at t = i / frames; without ``loop``
+    a final frame shows the last keyframe; with it the path returns to the first keyframe and stops
+    one frame short of it, so the video repeats seamlessly. Strip: one row per transition with
+    ``frames + 1`` frames from t = 0 to t = 1.
+    """
+    if num_keys < 2:
+        raise EpigrafError(f"interpolation needs at least two keyframe seeds, got {num_keys}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise EpigrafError(f"--frames (frames per transition) must be a positive integer, got {frames!r}")
+    pairs = [(k, k + 1) for k in range(num_keys - 1)] + ([(num_keys - 1, 0)] if loop else [])
+    if strip:
+        return [Step(a, b, i / frames) for a, b in pairs for i in range(frames + 1)]
+    steps = [Step(a, b, i / frames) for a, b in pairs for i in range(frames)]
+    if not loop:
+        steps.append(Step(num_keys - 2, num_keys - 1, 1.0))
+    return steps
+
+
+class KeyframeLatents:
+    """The keyframe seeds' z, labels, untruncated ws and truncation centres, ready to interpolate."""
+
+    def __init__(self, G: Generator, seeds: Sequence[int], class_index: int | None, truncation: Truncation) -> None:
+        self.G = G
+        self.seeds = list(seeds)
+        self.truncation = truncation
+        self.classes = seed_classes(G.config, self.seeds, class_index)
+        device = G.mapping.w_avg.device
+        self.z = z_from_seeds(self.seeds, G.z_dim).to(device)
+        self.c = one_hot(self.classes, G.c_dim, device)
+        self.ws = map_rows(G, self.z, self.c)  # untruncated [K, num_ws, w_dim]
+        need_centres = G.c_dim > 0 and truncation.psi != 1
+        self.centres = truncation_centres(G, self.classes) if need_centres else G.mapping.w_avg.expand(len(seeds), -1)
+
+    def ws_for(self, steps: Sequence[Step], space: str) -> torch.Tensor:
+        """Truncated ws [len(steps), num_ws, w_dim] along the schedule."""
+        out = []
+        for s in steps:
+            centre = torch.lerp(self.centres[s.a], self.centres[s.b], s.t)
+            c = None if self.c is None else torch.lerp(self.c[s.a : s.a + 1], self.c[s.b : s.b + 1], s.t)
+            if space == "z":
+                z = slerp(self.z[s.a : s.a + 1], self.z[s.b : s.b + 1], s.t)
+                ws = map_latents(self.G, z, c, centre.unsqueeze(0), self.truncation)
+            else:
+                ws = truncate(torch.lerp(self.ws[s.a : s.a + 1], self.ws[s.b : s.b + 1], s.t), centre, self.truncation)
+            out.append(ws)
+        return torch.cat(out)
+
+
+def check_space(space: str) -> str:
+    if space not in SPACES:
+        raise EpigrafError(f"--space must be 'z' (slerp) or 'w' (lerp), got {space!r}")
+    return space
+
+
+def output_stem(seeds: Sequence[int], space: str) -> str:
+    """interp_z_0-5-9, or interp_z_0-to-99_12keys for long lists."""
+    if len(seeds) <= 8:
+        return f"interp_{space}_{'-'.join(str(s) for s in seeds)}"
+    return f"interp_{space}_{seeds[0]}-to-{seeds[-1]}_{len(seeds)}keys"
+
+
+def render_interpolation(
+    G: Generator,
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    frames: int = 30,
+    space: str = "z",
+    loop: bool = False,
+    cameras: Sequence[Camera] | None = None,
+    output: str = "mp4",
+    truncation: Truncation = Truncation(),
+    class_index: int | None = None,
+    settings: RenderSettings | None = None,
+    options: VideoOptions = VideoOptions(),
+    batch_size: int = 8,
+    trajectory: str | None = None,
+    model: str | None = None,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Render an interpolation through ``seeds`` as an mp4 or an image strip (one row per transition).
+
+    ``cameras``: one camera for every frame (default: the frontal camera), or a trajectory with as
+    many cameras as frames (``num_frames`` tells how many). Returns the written files (media + JSON).
+    """
+    settings = (settings or RenderSettings()).validate()
+    truncation.validate(G.num_ws)
+    check_space(space)
+    check_batch_size(batch_size)
+    if output not in OUTPUTS:
+        raise EpigrafError(f"output must be 'mp4' or 'strip', got {output!r}")
+    if output == "mp4":
+        options = options.validate()
+    steps = interpolation_steps(len(seeds), frames, loop, strip=output == "strip")
+    cams = list(cameras) if cameras else [Camera.default(G.config)]
+    if len(cams) not in (1, len(steps)):
+        raise EpigrafError(f"need 1 camera or one per frame ({len(steps)}), got {len(cams)}")
+    if len(cams) == 1:
+        cams = cams * len(steps)
+    keys = KeyframeLatents(G, seeds, class_index, truncation)
+    noise = [keys.seeds[s.a] if s.t < 0.5 else keys.seeds[s.b] for s in steps]
+
+    def frame_batches():
+        for start in range(0, len(steps), batch_size):
+            part = steps[start : start + batch_size]
+            ws = keys.ws_for(part, space)
+            planes = planes_for(G, ws, settings.noise_mode)
+            views = [[c] for c in cams[start : start + len(part)]]
+            out = render_views(G, planes, views, settings, noise[start : start + len(part)], background_ws(G, ws))
+            yield to_uint8(out["image"][:, 0])
+            if progress is not None:
+                progress(start + len(part), len(steps))
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = output_stem(list(seeds), space)
+    meta = interpolation_metadata(
+        G, keys, steps, cams, space, loop, frames, output, settings, options, trajectory, model
+    )
+    comment = json.dumps({k: v for k, v in meta.items() if k not in ("cameras", "schedule")}, sort_keys=True)
+    if output == "mp4":
+        path = out / f"{stem}.mp4"
+        with Mp4Writer(path, options, comment) as writer:
+            for batch in frame_batches():
+                for frame in batch:
+                    writer.write(frame)
+    else:
+        path = out / f"{stem}.png"
+        tiles = [frame for batch in frame_batches() for frame in batch]
+        save_png(path, make_grid(tiles, columns=frames + 1), {k: v for k, v in meta.items() if k != "cameras"})
+    return [path, write_text_atomic(out / f"{stem}.json", json.dumps(meta, indent=2) + "\n")]
+
+
+def interpolation_metadata(
+    G: Generator,
+    keys: KeyframeLatents,
+    steps: Sequence[Step],
+    cameras: Sequence[Camera],
+    space: str,
+    loop: bool,
+    frames: int,
+    output: str,
+    settings: RenderSettings,
+    options: VideoOptions,
+    trajectory: str | None,
+    model: str | None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "seeds": keys.seeds,
+        "class_indices": keys.classes,
+        "class_names": [class_name(G.config, k) for k in keys.classes],
+        "space": space,
+        "interpolation": "slerp of z" if space == "z" else "lerp of w",
+        "truncation_psi": keys.truncation.psi,
+        "truncation_cutoff": keys.truncation.cutoff,
+        "truncation_applied": "to every frame's w, towards the centre interpolated with the same weight",
+        "frames_per_transition": frames,
+        "total_frames": len(steps),
+        "loop": loop,
+        "output": output,
+        "trajectory": trajectory,
+        "resolution": settings.resolved_resolution(G),
+        "deterministic": settings.deterministic,
+        "noise_mode": settings.noise_mode,
+        "ray_noise": "none" if settings.deterministic else "seed of the nearer keyframe",
+        "model": model or G.config.name,
+        "image_encoding": IMAGE_ENCODING,
+        "schedule": [[keys.seeds[s.a], keys.seeds[s.b], round(s.t, 6)] for s in steps],
+        "cameras": [c.to_dict() for c in cameras],
+    }
+    if output == "mp4":
+        meta.update(fps=options.fps, crf=options.crf, codec="h264 (libx264), yuv420p")
+    else:
+        meta["layout"] = f"rows: transitions, columns: t = 0 .. 1 in {frames + 1} steps"
+    return meta
+
+
+def num_frames(num_keys: int, frames: int, loop: bool = False, output: str = "mp4") -> int:
+    """How many frames (and cameras) an interpolation has: use it to size a trajectory."""
+    return len(interpolation_steps(num_keys, frames, loop, strip=output == "strip"))

@@ -1,0 +1,187 @@
+"""From seeds to ws: latents as the official scripts draw them, classes, and truncation.
+
+* z = numpy RandomState(seed).randn(1, z_dim) (``seeds.z_from_seed``), so a seed means the same
+  sample as in the paper's code.
+* Class: an index, a name from ``config.class_names``, or, when omitted on a class-conditional
+  model, the official choice ``RandomState(seed).choice(c_dim)``.
+* Truncation: w <- centre + psi (w - centre) on the first ``cutoff`` ws (all when None). The centre is
+  ``w_avg`` for unconditional models. For class-conditional models it is the class's own mean w, as
+  the official scripts do, estimated from 256 latents drawn from ``torch.Generator().manual_seed(class)``
+  (the official scripts draw them from the global RNG, so theirs change from run to run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import EpigrafError
+from .models import Generator, GeneratorConfig
+from .seeds import z_from_seeds
+
+PSI_RANGE = (0.0, 2.0)
+CLASS_CENTRE_SAMPLES = 256
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """psi in [0, 2] (1 = off, 0 = every sample becomes the centre); cutoff: ws affected (None = all)."""
+
+    psi: float = 1.0
+    cutoff: int | None = None
+
+    def validate(self, num_ws: int | None = None) -> Truncation:
+        psi = self.psi
+        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not np.isfinite(psi):
+            raise EpigrafError(f"truncation psi must be a number in [0, 2], got {psi!r}")
+        if not PSI_RANGE[0] <= psi <= PSI_RANGE[1]:
+            raise EpigrafError(f"truncation psi must lie in [0, 2] (1 = no truncation), got {psi:g}")
+        if self.cutoff is not None:
+            if isinstance(self.cutoff, bool) or not isinstance(self.cutoff, int) or self.cutoff < 1:
+                raise EpigrafError(f"truncation cutoff must be a positive number of ws, got {self.cutoff!r}")
+            if num_ws is not None and self.cutoff > num_ws:
+                raise EpigrafError(f"truncation cutoff {self.cutoff} is larger than this model's {num_ws} ws")
+        return self
+
+
+def resolve_class(config: GeneratorConfig, value: int | str | None) -> int | None:
+    """A class given as an index or a name -> index (None stays None: the seed picks the class).
+
+    Unconditional models accept only None.
+    """
+    if value is None:
+        return None
+    names = list(config.class_names or [])
+    if config.c_dim == 0:
+        raise EpigrafError(f"class {value!r} given, but this model is unconditional (it has no classes)")
+    if isinstance(value, str):
+        text = value.strip()
+        if text in names:
+            return names.index(text)
+        lowered = [n.lower() for n in names]
+        if text.lower() in lowered:
+            return lowered.index(text.lower())
+        try:
+            value = int(text)
+        except ValueError:
+            known = f"; known names: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}" if names else ""
+            raise EpigrafError(f"unknown class {text!r}: give an index in [0, {config.c_dim - 1}]{known}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < config.c_dim:
+        raise EpigrafError(f"class index {value!r} is out of range: this model has classes 0..{config.c_dim - 1}")
+    return int(value)
+
+
+def class_name(config: GeneratorConfig, index: int | None) -> str | None:
+    names = config.class_names or []
+    return names[index] if index is not None and index < len(names) else None
+
+
+def class_from_seed(seed: int, c_dim: int) -> int:
+    """The official default class of a seed: RandomState(seed).choice(arange(c_dim), size=1)."""
+    return int(np.random.RandomState(seed).choice(np.arange(c_dim), size=1)[0])
+
+
+def seed_classes(config: GeneratorConfig, seeds: Sequence[int], class_index: int | None) -> list[int | None]:
+    """Per seed: the given class, the seed's official class (conditional models), or None."""
+    if config.c_dim == 0:
+        return [None] * len(seeds)
+    if class_index is not None:
+        return [class_index] * len(seeds)
+    return [class_from_seed(s, config.c_dim) for s in seeds]
+
+
+def one_hot(classes: Sequence[int | None], c_dim: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """[B, c_dim] one-hot labels, or None for unconditional models."""
+    if c_dim == 0:
+        return None
+    c = torch.zeros(len(classes), c_dim, device=device)
+    for i, k in enumerate(classes):
+        c[i, int(k)] = 1.0
+    return c
+
+
+@torch.no_grad()
+def truncation_centres(G: Generator, classes: Sequence[int | None]) -> torch.Tensor:
+    """[B, w_dim] truncation centre per sample: w_avg, or the class's mean w (see the module docstring)."""
+    device = G.mapping.w_avg.device
+    if G.c_dim == 0:
+        return G.mapping.w_avg.unsqueeze(0).expand(len(classes), -1)
+    cache: dict[int, torch.Tensor] = {}
+    for k in classes:
+        if k not in cache:
+            gen = torch.Generator().manual_seed(int(k))
+            z = torch.randn(CLASS_CENTRE_SAMPLES, G.z_dim, generator=gen).to(device)
+            c = one_hot([k] * CLASS_CENTRE_SAMPLES, G.c_dim, device)
+            cache[k] = G.mapping(z, c)[:, 0].mean(dim=0)
+    return torch.stack([cache[k] for k in classes])
+
+
+def truncate(ws: torch.Tensor, centres: torch.Tensor, truncation: Truncation) -> torch.Tensor:
+    """ws [B, num_ws, w_dim] -> centre + psi (w - centre) on ws[:, :cutoff]; centres [B, w_dim] or [w_dim]."""
+    if truncation.psi == 1:
+        return ws
+    centres = centres.reshape(-1, 1, ws.shape[-1]).to(ws)
+    cut = ws.shape[1] if truncation.cutoff is None else truncation.cutoff
+    out = ws.clone()
+    out[:, :cut] = centres.lerp(ws[:, :cut], truncation.psi)
+    return out
+
+
+@torch.no_grad()
+def map_latents(
+    G: Generator,
+    z: torch.Tensor,
+    c: torch.Tensor | None,
+    centres: torch.Tensor,
+    truncation: Truncation = Truncation(),
+) -> torch.Tensor:
+    """z [B, z_dim] (+ labels c [B, c_dim]) -> truncated ws [B, num_ws, w_dim].
+
+    Unconditional models go through ``G.mapping``'s own truncation (bit-identical to the official
+    call); class-conditional ones are truncated here towards their per-sample ``centres`` [B, w_dim].
+    """
+    if G.c_dim == 0:
+        return map_rows(G, z, None, truncation)
+    return truncate(map_rows(G, z, c), centres, truncation)
+
+
+@torch.no_grad()
+def map_rows(
+    G: Generator, z: torch.Tensor, c: torch.Tensor | None, truncation: Truncation = Truncation()
+) -> torch.Tensor:
+    """``G.mapping`` one row at a time: [B, z_dim] -> [B, num_ws, w_dim].
+
+    A matrix product over 1 row and over 7 rows can differ in the last bits (different BLAS
+    kernels), so mapping rows separately makes a seed's w independent of the batch it came in.
+    """
+    device = G.mapping.w_avg.device
+    z = z.to(device)
+    c = None if c is None else c.to(device)
+    rows = [
+        G.mapping(
+            z[i : i + 1],
+            None if c is None else c[i : i + 1],
+            truncation_psi=truncation.psi,
+            truncation_cutoff=truncation.cutoff,
+        )
+        for i in range(z.shape[0])
+    ]
+    return torch.cat(rows)
+
+
+def ws_from_seeds(
+    G: Generator,
+    seeds: Sequence[int],
+    truncation: Truncation = Truncation(),
+    class_index: int | None = None,
+) -> tuple[torch.Tensor, list[int | None]]:
+    """Seeds -> (ws [B, num_ws, w_dim], class per seed); z drawn exactly as the official scripts do."""
+    truncation.validate(G.num_ws)
+    classes = seed_classes(G.config, seeds, class_index)
+    z = z_from_seeds(list(seeds), G.z_dim)
+    c = one_hot(classes, G.c_dim)
+    centres = truncation_centres(G, classes) if G.c_dim > 0 and truncation.psi != 1 else G.mapping.w_avg
+    return map_latents(G, z, c, centres, truncation), classes
