@@ -139,50 +139,7 @@ def make_grid(
     return VolumeGrid((res[0], res[1], res[2]), ctr, size)
 
 
-# --------------------------------------------------------------------------- latents and planes
-def class_index(G: Generator, spec: int | str | None) -> int | None:
-    """A class given by index or by name (``G.config.class_names``) -> index; None for unconditional."""
-    if spec is None or spec == "":
-        if G.c_dim > 0:
-            raise EpigrafError(f"this model is class-conditional ({G.c_dim} classes): pass --class IDX or NAME")
-        return None
-    if G.c_dim == 0:
-        raise EpigrafError("this model has no classes; drop --class")
-    names = list(G.config.class_names or [])
-    text = str(spec).strip()
-    if text.lstrip("-").isdigit():
-        idx = int(text)
-        if not 0 <= idx < G.c_dim:
-            raise EpigrafError(f"class index {idx} is out of range; this model has classes 0-{G.c_dim - 1}")
-        return idx
-    lowered = [n.lower() for n in names]
-    if text.lower() in lowered:
-        return lowered.index(text.lower())
-    known = ", ".join(names) if names else f"indices 0-{G.c_dim - 1}"
-    raise EpigrafError(f"unknown class {text!r}; this model knows {known}")
-
-
-@torch.no_grad()
-def ws_for_seed(
-    G: Generator,
-    seed: int,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    class_idx: int | None = None,
-) -> torch.Tensor:
-    """ws [1, num_ws, w_dim] for a seed, drawn as the official scripts do (see ``seeds.z_from_seed``)."""
-    from .seeds import z_from_seed
-
-    device = next(G.parameters()).device
-    z = z_from_seed(seed, G.z_dim).to(device)
-    c = None
-    if G.c_dim > 0:
-        if class_idx is None:
-            raise EpigrafError("this model is class-conditional: give a class")
-        c = F.one_hot(torch.tensor([class_idx], device=device), G.c_dim).float()
-    return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-
-
+# --------------------------------------------------------------------------- planes
 @torch.no_grad()
 def as_planes(G: Generator, ws_or_planes: torch.Tensor) -> torch.Tensor:
     """ws [1, num_ws, w_dim] / [num_ws, w_dim] or planes [1, 3, C, R, R] / [3, C, R, R] -> [1, 3, C, R, R].

@@ -1,0 +1,128 @@
+"""Iso-levels for density volumes: a model-derived default, a data-derived suggestion, and streamed statistics.
+
+Default level (from the model): the official geometry script thresholds the raw density at 25,
+where softplus(25) = 25, i.e. a renderer density sigma of 25 for a model without a density shift.
+We keep that physical meaning for every model: sigma = 25, expressed in the volume's value type
+(raw = softplus^-1(25) - density_shift = 25 - density_shift; sigma = 25). For the released FFHQ
+checkpoints (shift 0) this is exactly the official threshold.
+
+Suggested level (from the data): when the default lies outside the volume's value range (small or
+undertrained models, off-centre boxes), Otsu's threshold on a subsample of the voxels, i.e. the
+value that best separates the "empty" and "solid" populations. ``choose_level`` applies this rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .models import GeneratorConfig
+
+OFFICIAL_SIGMA_LEVEL = 25.0
+PERCENTILES = (0.1, 1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
+
+
+def default_level(config: GeneratorConfig, value: str = "raw") -> float:
+    """The official threshold (sigma = 25) in the units of ``value`` ('raw' or 'sigma') for this model."""
+    if value == "sigma":
+        return OFFICIAL_SIGMA_LEVEL
+    if value != "raw":
+        raise ValueError(f"unknown value type {value!r}")
+    if config.clamp_mode == "softplus":
+        inverse = OFFICIAL_SIGMA_LEVEL + math.log(-math.expm1(-OFFICIAL_SIGMA_LEVEL))
+    else:  # relu
+        inverse = OFFICIAL_SIGMA_LEVEL
+    return inverse - float(config.density_shift)
+
+
+def suggest_level(samples: np.ndarray) -> float:
+    """Otsu's threshold of a sample of voxel values (the middle value for a constant sample)."""
+    from skimage.filters import threshold_otsu
+
+    values = np.asarray(samples, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("no finite values to suggest a level from")
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        return lo
+    return float(threshold_otsu(values, nbins=1024))
+
+
+class DensityStats:
+    """Exact min/max/mean/std and a strided subsample for percentiles, fed slab by slab.
+
+    The subsample takes every ``stride``-th voxel in file order, so it is deterministic and spread
+    over the whole volume; ``max_samples`` bounds its memory (8 MB by default).
+    """
+
+    def __init__(self, total_voxels: int, max_samples: int = 1 << 20) -> None:
+        self.total = int(total_voxels)
+        self.stride = max(1, math.ceil(self.total / max_samples))
+        self.count = 0
+        self.min = math.inf
+        self.max = -math.inf
+        self._sum = 0.0
+        self._sumsq = 0.0
+        self._samples: list[np.ndarray] = []
+
+    def update(self, values: np.ndarray) -> None:
+        """Add the next voxels in file order (any shape; memory order is kept, no copy of the whole)."""
+        flat = np.asarray(values, dtype=np.float32).ravel(order="K")
+        for start in range(0, flat.size, 1 << 22):  # bounded float64 temporaries
+            self._update_chunk(flat[start : start + (1 << 22)])
+
+    def _update_chunk(self, flat: np.ndarray) -> None:
+        if flat.size == 0:
+            return
+        self.min = min(self.min, float(flat.min()))
+        self.max = max(self.max, float(flat.max()))
+        as64 = flat.astype(np.float64)
+        self._sum += float(as64.sum())
+        self._sumsq += float(np.dot(as64, as64))
+        first = (-self.count) % self.stride  # keep the global stride across slab boundaries
+        self._samples.append(flat[first :: self.stride].copy())
+        self.count += flat.size
+
+    @property
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self._samples) if self._samples else np.empty(0, np.float32)
+
+    @property
+    def mean(self) -> float:
+        return self._sum / max(1, self.count)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(0.0, self._sumsq / max(1, self.count) - self.mean**2))
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready statistics; percentiles are estimated from the subsample."""
+        samples = self.samples
+        pct = np.percentile(samples, PERCENTILES) if samples.size else [math.nan] * len(PERCENTILES)
+        return {
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "std": self.std,
+            "percentiles": {f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
+            "percentile_samples": int(samples.size),
+        }
+
+
+def choose_level(default: float | None, stats: DensityStats) -> tuple[float, str]:
+    """The level to use when the user gives none: (level, 'model default' | 'suggested (Otsu)').
+
+    The model default wins when it lies strictly inside the data range; otherwise Otsu's threshold.
+    """
+    if default is not None and stats.min < default < stats.max:
+        return float(default), "model default"
+    return suggest_level(stats.samples), "suggested (Otsu)"
+
+
+def stats_of(volume: np.ndarray, max_samples: int = 1 << 20) -> DensityStats:
+    """DensityStats of an in-memory volume (any layout)."""
+    stats = DensityStats(volume.size, max_samples)
+    stats.update(volume)
+    return stats
