@@ -7,8 +7,11 @@ We keep that physical meaning for every model: sigma = 25, expressed in the volu
 checkpoints (shift 0) this is exactly the official threshold.
 
 Suggested level (from the data): when the default lies outside the volume's value range (small or
-undertrained models, off-centre boxes), Otsu's threshold on a subsample of the voxels, i.e. the
-value that best separates the "empty" and "solid" populations. ``choose_level`` applies this rule.
+undertrained models, off-centre boxes), the Ridler-Calvard ("isodata", intermeans) threshold of a
+subsample of the voxels: the value midway between the mean of the voxels below it ("empty") and
+the mean of those above it ("solid"). Unlike Otsu's threshold, which is ambiguous anywhere in the
+gap between well-separated populations, it sits in the middle of the transition.
+``choose_level`` applies this rule.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def default_level(config: GeneratorConfig, value: str = "raw") -> float:
 
 
 def suggest_level(samples: np.ndarray) -> float:
-    """Otsu's threshold of a sample of voxel values (the middle value for a constant sample)."""
-    from skimage.filters import threshold_otsu
+    """Intermeans (isodata) threshold of a sample of voxel values (the value itself for a constant sample)."""
+    from skimage.filters import threshold_isodata
 
     values = np.asarray(samples, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
@@ -47,7 +50,7 @@ def suggest_level(samples: np.ndarray) -> float:
     lo, hi = float(values.min()), float(values.max())
     if lo == hi:
         return lo
-    return float(threshold_otsu(values, nbins=1024))
+    return float(threshold_isodata(values, nbins=1024))
 
 
 class DensityStats:
@@ -112,13 +115,13 @@ class DensityStats:
 
 
 def choose_level(default: float | None, stats: DensityStats) -> tuple[float, str]:
-    """The level to use when the user gives none: (level, 'model default' | 'suggested (Otsu)').
+    """The level to use when the user gives none: (level, 'model default' | 'suggested (isodata)').
 
-    The model default wins when it lies strictly inside the data range; otherwise Otsu's threshold.
+    The model default wins when it lies strictly inside the data range; otherwise ``suggest_level``.
     """
     if default is not None and stats.min < default < stats.max:
         return float(default), "model default"
-    return suggest_level(stats.samples), "suggested (Otsu)"
+    return suggest_level(stats.samples), "suggested (isodata)"
 
 
 def stats_of(volume: np.ndarray, max_samples: int = 1 << 20) -> DensityStats:

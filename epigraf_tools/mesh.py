@@ -231,7 +231,7 @@ def build_mesh(
 ):
     """Level choice + ``mesh_from_volume`` + vertex colours; returns (mesh, info).
 
-    ``level`` None picks ``model_default`` when it lies inside the data range, else Otsu's threshold
+    ``level`` None picks ``model_default`` when it lies inside the data range, else the isodata threshold
     (see ``isolevel``); an explicit level outside the range is an EpigrafError naming the range.
     ``color_field`` (G, planes [1, 3, C, R, R]) colours the final vertices with the field's rgb.
     info: level, level_source, value range, and ``mesh_report``.

@@ -1,0 +1,127 @@
+"""epigraf_tools/mesh.py: world-unit marching cubes, closing, orientation, clean-up, colours, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from analytic_fields import COLOR_GAIN, sphere_generator
+
+from epigraf_tools.errors import EpigrafError
+from epigraf_tools.mesh import (
+    build_mesh,
+    decimate,
+    export_mesh,
+    largest_component,
+    marching_cubes,
+    parse_formats,
+    smooth_taubin,
+    vertex_colors,
+)
+from epigraf_tools.volume import extract_density, make_grid
+
+CENTER = (0.03, -0.02, 0.05)
+RADIUS = 0.09
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    G, planes = sphere_generator(radius=RADIUS, center=CENTER)
+    grid = make_grid(G.config.cube_scale, 40)
+    vol = extract_density(G, planes, grid=grid, method="separable")
+    return G, planes, grid, vol
+
+
+def _radii(mesh) -> np.ndarray:
+    return np.linalg.norm(mesh.vertices - np.asarray(CENTER), axis=1)
+
+
+def test_sphere_vertices_lie_at_the_radius_in_world_units(sphere):
+    _, _, grid, vol = sphere
+    mesh = marching_cubes(vol, 0.0, grid.voxel_size, grid.origin)
+    r = _radii(mesh)
+    assert np.abs(r - RADIUS).max() < 0.01 * RADIUS  # voxel size is 0.01, so this is sub-voxel
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert mesh.volume == pytest.approx(4 / 3 * np.pi * RADIUS**3, rel=0.02)  # positive: faces point outward
+    normals_out = np.einsum("ij,ij->i", mesh.face_normals, mesh.triangles_center - np.asarray(CENTER))
+    assert (normals_out > 0).all()
+
+
+def test_surfaces_touching_the_box_are_closed(sphere):
+    G, planes, _, _ = sphere
+    grid = make_grid(0.2, (20, 24, 22), box=0.12, center=CENTER)  # box inside the sphere on x
+    vol = extract_density(G, planes, grid=grid, method="separable")
+    closed = marching_cubes(vol, 0.0, grid.voxel_size, grid.origin)
+    assert closed.is_watertight and closed.volume > 0
+    lo, hi = closed.bounds
+    np.testing.assert_allclose(lo[0], CENTER[0] - 0.06, atol=1e-3)  # the cut stays at the box face
+    open_mesh = marching_cubes(vol, 0.0, grid.voxel_size, grid.origin, close=False)
+    assert not open_mesh.is_watertight
+
+
+def test_level_outside_the_range_names_the_range(sphere):
+    _, _, grid, vol = sphere
+    with pytest.raises(EpigrafError, match=r"outside the volume's value range \[-?\d"):
+        marching_cubes(vol, 1e6, grid.voxel_size, grid.origin)
+    with pytest.raises(EpigrafError, match="constant"):
+        marching_cubes(np.zeros((3, 3, 3), np.float32), 0.0, 1.0)
+
+
+def test_build_mesh_chooses_levels_and_colours_vertices(sphere):
+    G, planes, grid, vol = sphere
+    mesh, info = build_mesh(vol, grid.voxel_size, grid.origin, level=0.0, color_field=(G, planes))
+    assert info["level_source"] == "given" and info["watertight"] and info["faces"] == len(mesh.faces)
+    colors = np.asarray(mesh.visual.vertex_colors)
+    expected = np.clip(COLOR_GAIN * (mesh.vertices - np.asarray(CENTER)), -1, 1)
+    expected = np.round((expected + 1) * 127.5)
+    assert np.abs(colors[:, :3].astype(float) - expected).max() <= 1
+    # and they are the field's rgb at the vertices
+    rgb = G.query(planes, torch.from_numpy(mesh.vertices).float()[None])["rgb"][0].detach()
+    np.testing.assert_array_equal(colors[:, :3], ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
+    _, auto = build_mesh(vol, grid.voxel_size, grid.origin, model_default=1e9)
+    assert auto["level_source"] == "suggested (isodata)"
+    _, default = build_mesh(vol, grid.voxel_size, grid.origin, model_default=0.05)
+    assert default["level"] == 0.05 and default["level_source"] == "model default"
+
+
+def test_largest_component_drops_floaters():
+    x = np.linspace(-1, 1, 30)
+    X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
+    big = 0.5 - np.sqrt((X + 0.3) ** 2 + Y**2 + Z**2)
+    small = 0.2 - np.sqrt((X - 0.65) ** 2 + Y**2 + Z**2)
+    vol = np.maximum(big, small).astype(np.float32)
+    both = marching_cubes(vol, 0.0, 2 / 29, (-1, -1, -1))
+    kept = largest_component(both)
+    assert len(both.split(only_watertight=False)) == 2
+    assert 0 < len(kept.faces) < len(both.faces) and kept.is_watertight
+    assert kept.vertices[:, 0].max() < 0.3  # the big ball (centred at x = -0.3) is what remains
+
+
+def test_decimation_and_smoothing(sphere):
+    _, _, grid, vol = sphere
+    mesh = marching_cubes(vol, 0.0, grid.voxel_size, grid.origin)
+    small = decimate(mesh, 1000)
+    assert len(small.faces) <= 1000 and len(small.faces) > 500
+    assert np.abs(_radii(small) - RADIUS).max() < 0.05 * RADIUS
+    assert decimate(mesh, 10**9) is mesh
+    smooth = smooth_taubin(mesh, iterations=10)
+    assert np.abs(_radii(smooth).mean() - RADIUS) < 0.01 * RADIUS  # Taubin does not shrink
+    assert len(smooth.faces) == len(mesh.faces)
+
+
+def test_export_formats_round_trip(tmp_path, sphere):
+    G, planes, grid, vol = sphere
+    mesh = decimate(marching_cubes(vol, 0.0, grid.voxel_size, grid.origin), 500)
+    mesh.visual.vertex_colors = vertex_colors(G, planes, mesh.vertices)
+    paths = export_mesh(mesh, tmp_path / "s", parse_formats("ply, OBJ,glb,stl"))
+    assert [p.name for p in paths] == ["s.ply", "s.obj", "s.glb", "s.stl"]
+    ply = trimesh.load(tmp_path / "s.ply", process=False)
+    np.testing.assert_allclose(ply.vertices, mesh.vertices, atol=1e-6)
+    np.testing.assert_array_equal(ply.visual.vertex_colors, mesh.visual.vertex_colors)
+    for name in ("s.obj", "s.glb", "s.stl"):
+        loaded = trimesh.load(tmp_path / name, force="mesh")
+        assert len(loaded.faces) == len(mesh.faces)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.glb", "s.obj", "s.ply", "s.stl"]
+    with pytest.raises(EpigrafError, match="unknown mesh format"):
+        parse_formats("ply,fbx")
