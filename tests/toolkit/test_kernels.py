@@ -12,6 +12,7 @@ import torch
 
 from epigraf_tools.kernels import kernel_status, load_density_kernel
 from epigraf_tools.volume import extract_density, make_grid
+
 from support import make_tiny_generator
 
 

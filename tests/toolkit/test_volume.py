@@ -9,6 +9,7 @@ import torch
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.models import Generator, GeneratorConfig
 from epigraf_tools.volume import FoldedField, as_planes, extract_density, make_grid
+
 from support import TINY_CONFIG, make_tiny_generator
 
 
