@@ -21,7 +21,16 @@ app = typer.Typer(
 )
 
 # Modules under epigraf_tools.cli that define ``register(app)``.
-COMMAND_MODULES: list[str] = ["train", "dataset_cmd", "sample", "video", "interpolate"]
+COMMAND_MODULES: list[str] = [
+    "train",
+    "dataset_cmd",
+    "sample",
+    "video",
+    "interpolate",
+    "models_cmd",
+    "download",
+    "convert",
+]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"epigraf_tools.cli.{_name}").register(app)

@@ -72,7 +72,7 @@ for _entry in (
         DEFAULT_MODEL,
         "Embedded default model of epigraf-tools",
         "embedded",
-        source="epigraf_tools/assets/default (shipped with the package)",
+        source="package assets (epigraf_tools/assets/default)",
         licence="see its README.md",
     ),
     ZooEntry(
@@ -175,7 +175,7 @@ def entry_info(entry: ZooEntry) -> dict[str, Any]:
     if entry.kind == "embedded":
         status = "installed" if path else "not installed"
     elif entry.kind == "official-pickle":
-        status = "converted" if path else f"downloads {entry.download_mb} MB on first use"
+        status = "converted" if path else f"fetched on first use ({entry.download_mb} MB)"
     else:
         status = "cached" if path else "downloads on first use"
     return dict(

@@ -1,0 +1,120 @@
+"""``epigraf convert PKL OUT_DIR [--push-to-hub REPO_ID]``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hub_emulator import isolate_hub_env
+from official_pickle_factory import generator_snapshot_bytes
+from typer.testing import CliRunner
+
+from epigraf_tools.cli.app import app
+from epigraf_tools.models import Generator
+
+from support import make_tiny_generator
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def snapshot(tmp_path, monkeypatch):
+    isolate_hub_env(monkeypatch, tmp_path / "hf-cache")
+    G = make_tiny_generator(11)
+    path = tmp_path / "network-snapshot-000100.pkl"
+    path.write_bytes(generator_snapshot_bytes(G, with_optimizers=False))
+    return path, G
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_convert_writes_a_model_folder(snapshot, tmp_path):
+    pkl, G = snapshot
+    out = tmp_path / "models" / "tiny"
+    result = runner.invoke(app, ["convert", str(pkl), str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "Wrote" in result.stdout and "model.safetensors" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "official_config.json",
+    ]
+    assert torch.equal(Generator.from_pretrained(out).mapping.w_avg, G.mapping.w_avg)
+    again = runner.invoke(app, ["convert", str(pkl), str(out), "--quiet"])
+    assert "already holds a model" in _one_error_line(again)
+    assert runner.invoke(app, ["convert", "--model", str(pkl), "--out", str(out), "--overwrite", "-q"]).exit_code == 0
+
+
+def test_malicious_pickle_is_refused_without_output(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    pkl = tmp_path / "evil.pkl"
+    pkl.write_bytes(pickle.dumps({"G_ema": Evil()}, protocol=4))
+    out = tmp_path / "out"
+    line = _one_error_line(runner.invoke(app, ["convert", str(pkl), str(out), "-q"]))
+    assert "refusing to load posix.system" in line or "refusing to load os.system" in line
+    assert not marker.exists() and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["evil.pkl"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--include-discriminator"], "has no discriminator"),
+        (["--push-to-hub", "not a repo"], "not a Hub model id"),
+        (["--push-to-hub", "me/repo@v1"], "without @revision"),
+        (["--push-to-hub", "me/repo"], "needs a token"),
+        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
+    ],
+)
+def test_bad_arguments_exit_2_and_write_nothing(snapshot, tmp_path, extra, message):
+    pkl, _ = snapshot
+    out = tmp_path / "out"
+    line = _one_error_line(runner.invoke(app, ["convert", str(pkl), str(out), "-q", *extra]))
+    assert message in line
+    assert not out.exists()
+
+
+def test_missing_arguments(tmp_path):
+    assert "usage: epigraf convert PKL OUT_DIR" in _one_error_line(runner.invoke(app, ["convert"]))
+    assert "not found" in _one_error_line(runner.invoke(app, ["convert", str(tmp_path / "x.pkl"), str(tmp_path)]))
+
+
+def test_push_to_hub(snapshot, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    pkl, _ = snapshot
+    uploads = []
+
+    class FakeApi:
+        def __init__(self, endpoint=None, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            uploads.append(("create", repo_id, private))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            uploads.append(("upload", repo_id, sorted(os.listdir(folder_path))))
+            return type("Info", (), {"commit_url": f"https://hf.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    result = runner.invoke(app, ["convert", str(pkl), str(tmp_path / "m"), "--push-to-hub", "me/tiny", "--private"])
+    assert result.exit_code == 0, result.output
+    assert uploads[0] == ("create", "me/tiny", True)
+    assert uploads[1][2] == ["README.md", "config.json", "model.safetensors", "official_config.json"]
+    assert "Pushed to https://hf.co/me/tiny/commit/abc" in result.stdout

@@ -1,0 +1,97 @@
+"""``epigraf download SPEC``: Hub models into the HF cache (emulated Hub), official zoo entries via
+their share page (emulated), then offline use."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hub_emulator import HubEmulator, YandexDiskEmulator, isolate_hub_env, model_files
+from official_pickle_factory import generator_snapshot_bytes
+from typer.testing import CliRunner
+
+from epigraf_tools import zoo
+from epigraf_tools.cli.app import app
+
+from support import make_tiny_generator
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def hub(tmp_path, monkeypatch):
+    isolate_hub_env(monkeypatch, tmp_path / "hf-cache")
+    monkeypatch.setenv("EPIGRAF_CACHE", str(tmp_path / "epigraf-cache"))
+    files = model_files(make_tiny_generator(12).save_pretrained(tmp_path / "src"))
+    with HubEmulator() as emulator:
+        emulator.add_commit("org/tiny", files)
+        monkeypatch.setenv("HF_ENDPOINT", emulator.url)
+        yield emulator, files
+
+
+def _error(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_download_hub_model_then_offline(hub, tmp_path, monkeypatch):
+    emulator, files = hub
+    result = runner.invoke(app, ["download", "org/tiny", "--device", "cpu", "--out", str(tmp_path / "copy")])
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert folder.is_relative_to(tmp_path / "hf-cache") and (folder / "model.safetensors").is_file()
+    assert "Checked:" in result.stdout
+    assert (tmp_path / "copy" / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert not (tmp_path / "copy" / "model.safetensors").is_symlink()
+    served = len(emulator.requests)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again = runner.invoke(app, ["download", "--model", "org/tiny", "--no-verify"])
+    assert again.exit_code == 0 and Path(again.stdout.strip()) == folder
+    assert len(emulator.requests) == served
+
+
+def test_checksum_option(hub):
+    _, files = hub
+    good = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    assert runner.invoke(app, ["download", "org/tiny", "--sha256", good, "-q"]).exit_code == 0
+    assert "refusing to use it" in _error(runner.invoke(app, ["download", "org/tiny", "--sha256", "e" * 64, "-q"]))
+    assert "64 hexadecimal digits" in _error(runner.invoke(app, ["download", "org/tiny", "--sha256", "abc"]))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["org/missing"], "not found"),
+        (["org/tiny@nope"], "revision 'nope' not found"),
+        (["download-me"], "expected a zoo name"),
+        ([], "missing SPEC"),
+        (["ffhq512", "--sha256", "a" * 64], "--sha256 applies to Hub models"),
+    ],
+)
+def test_errors(hub, args, message):
+    assert message in _error(runner.invoke(app, ["download", *args, "-q"]))
+
+
+def test_local_paths_are_refused(hub, tmp_path):
+    folder = make_tiny_generator().save_pretrained(tmp_path / "local")
+    assert "already a local folder" in _error(runner.invoke(app, ["download", str(folder)]))
+
+
+def test_download_official_zoo_entry(tmp_path, monkeypatch):
+    isolate_hub_env(monkeypatch, tmp_path / "hf-cache")
+    monkeypatch.setenv("EPIGRAF_CACHE", str(tmp_path / "epigraf-cache"))
+    with YandexDiskEmulator() as share:
+        monkeypatch.setenv("EPIGRAF_YADISK_API", share.api)
+        share.publish(
+            zoo.get_entry("plants256").source,
+            "plants.pkl",
+            generator_snapshot_bytes(make_tiny_generator(13), with_optimizers=False),
+        )
+        result = runner.invoke(app, ["download", "plants256", "--keep-pickle"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "epigraf-cache" / "converted" / "plants256"
+    assert Path(result.stdout.strip().splitlines()[-1]) == folder
+    assert (tmp_path / "epigraf-cache" / "downloads" / "plants256" / "plants.pkl").is_file()
+    assert "disk.yandex.ru" in (folder / "README.md").read_text()
