@@ -1,0 +1,84 @@
+"""How much the safe reader costs: restricted vs stock unpickling of an official-format snapshot.
+
+Builds the mini fixture snapshot (G, D, G_ema, Adam states: ~75 MB, the layout of the 767 MB FFHQ
+release) with tests/official_pickle_factory.py, then times, best of N runs:
+
+- stock: ``pickle.load`` with stand-in modules for ``src.*``/``omegaconf.*`` whose persistence hook
+  just returns its meta (the official hook would also exec the embedded source: not measured);
+- safe: ``epigraf_tools.safe_pickle.safe_load`` (allow-list, weights_only storages, CPU mapping);
+- full: ``read_official_snapshot`` (safe load + hashing + module walk + config) and ``.generator()``.
+
+Usage: python benchmarks/official_pickle_read.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import official_pickle_factory as factory  # noqa: E402
+
+from epigraf_tools.official_pickle import read_official_snapshot  # noqa: E402
+from epigraf_tools.safe_pickle import safe_load  # noqa: E402
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "official_mini")
+    args = parser.parse_args()
+
+    g = {k: torch.from_numpy(v) for k, v in np.load(args.fixtures / "G_ema_state.npz").items()}
+    d = {k: torch.from_numpy(v) for k, v in np.load(args.fixtures / "D_state.npz").items()}
+    experiment = factory.load_experiment_config(args.fixtures)
+    g_kwargs, d_kwargs = factory.mini_init_kwargs(experiment, g["mapping.mean_camera_pose"])
+    data = factory.official_snapshot_bytes(g, experiment, d_state=d, g_init_kwargs=g_kwargs, d_init_kwargs=d_kwargs)
+    megabytes = len(data) / 1e6
+
+    def stock() -> None:
+        with factory.fake_official_modules():
+            sys.modules["src.torch_utils.persistence"]._reconstruct_persistent_obj = lambda meta: meta
+            pickle.load(io.BytesIO(data))
+
+    def safe() -> None:
+        safe_load(io.BytesIO(data))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "snapshot.pkl"
+        path.write_bytes(data)
+
+        def full() -> None:
+            read_official_snapshot(path).generator()
+
+        t_stock, t_safe, t_full = (best_of(fn, args.repeat) for fn in (stock, safe, full))
+    print(f"snapshot {megabytes:.1f} MB, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"stock pickle.load      {t_stock:6.3f} s  {megabytes / t_stock:7.1f} MB/s")
+    print(
+        f"safe_load              {t_safe:6.3f} s  {megabytes / t_safe:7.1f} MB/s  ratio safe/stock {t_safe / t_stock:.2f}"
+    )
+    print(f"read + build generator {t_full:6.3f} s  {megabytes / t_full:7.1f} MB/s")
+    print(f"estimate for the 767 MB FFHQ release: {767 / (megabytes / t_full):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
