@@ -73,9 +73,8 @@ def main() -> None:
         t_stock, t_safe, t_full = (best_of(fn, args.repeat) for fn in (stock, safe, full))
     print(f"snapshot {megabytes:.1f} MB, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"stock pickle.load      {t_stock:6.3f} s  {megabytes / t_stock:7.1f} MB/s")
-    print(
-        f"safe_load              {t_safe:6.3f} s  {megabytes / t_safe:7.1f} MB/s  ratio safe/stock {t_safe / t_stock:.2f}"
-    )
+    ratio = t_safe / t_stock
+    print(f"safe_load              {t_safe:6.3f} s  {megabytes / t_safe:7.1f} MB/s  ratio safe/stock {ratio:.2f}")
     print(f"read + build generator {t_full:6.3f} s  {megabytes / t_full:7.1f} MB/s")
     print(f"estimate for the 767 MB FFHQ release: {767 / (megabytes / t_full):.1f} s")
 
