@@ -24,12 +24,15 @@ app = typer.Typer(
 COMMAND_MODULES: list[str] = [
     "train",
     "dataset_cmd",
+    "metrics_cmd",
     "sample",
     "video",
     "interpolate",
     "models_cmd",
     "download",
     "convert",
+    "export_volume",
+    "export_mesh",
 ]
 
 for _name in COMMAND_MODULES:

@@ -108,6 +108,10 @@ class TrainConfig:
     # preview grid
     grid_size: int = 16
     grid_seed: int = 0
+    # metrics during training (rank 0, with G_ema): 'fid2k_full' and/or 'fid50k_full'
+    metrics: list[str] = field(default_factory=list)
+    metrics_kimg: float = 400.0
+    inception: str | None = None  # inception-2015-12-05.pt; None: $EPIGRAF_INCEPTION or ~/.cache/epigraf
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
@@ -150,6 +154,11 @@ class TrainConfig:
             CameraDistribution(self.camera_dist)
         except ValueError as exc:
             bad(str(exc))
+        from .metrics import METRICS
+
+        for m in self.metrics:
+            if m not in METRICS:
+                bad(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
         if self.patch_dist not in ("beta", "uniform"):
             bad(f"patch_dist must be 'beta' or 'uniform', got {self.patch_dist!r}")
 

@@ -155,6 +155,11 @@ class Trainer:
             blur_fade_kimg=cfg.blur_fade_kimg,
             gpc_spoof_p_end=cfg.gpc_spoof_p,
         )
+        self.inception = None
+        if cfg.metrics and self.dist.is_main:
+            from .metrics import InceptionFeatures
+
+            self.inception = InceptionFeatures(cfg.inception, device)  # fails now, not hours later
         self.state = TrainState()
         self.resumed_from: Path | None = None
         if resume is not None:
@@ -320,6 +325,7 @@ class Trainer:
         start_time = tick_start_time
         next_snapshot = _next_multiple(s.cur_nimg, cfg.snapshot_kimg)
         next_image = _next_multiple(s.cur_nimg, cfg.image_kimg)
+        next_metric = _next_multiple(s.cur_nimg, cfg.metrics_kimg) if cfg.metrics else None
         if s.cur_nimg >= total_nimg:
             self.log(f"Nothing to do: the run is already at {s.cur_nimg / 1000:.3f} kimg (kimg = {cfg.kimg}).")
         while s.cur_nimg < total_nimg:
@@ -342,7 +348,9 @@ class Trainer:
             tick_start_time = now
             snapshot_due = next_snapshot is not None and s.cur_nimg >= next_snapshot
             image_due = next_image is not None and s.cur_nimg >= next_image
-            if main:
+            metric_due = next_metric is not None and (s.cur_nimg >= next_metric or done)
+            if main and metric_due:
+                record.update(self._evaluate_metrics())
                 self._append_log(record)
                 if self.on_tick is not None:
                     self.on_tick(record)
@@ -355,6 +363,8 @@ class Trainer:
                 next_snapshot = _next_multiple(s.cur_nimg, cfg.snapshot_kimg)
             if image_due:
                 next_image = _next_multiple(s.cur_nimg, cfg.image_kimg)
+            if metric_due:
+                next_metric = _next_multiple(s.cur_nimg, cfg.metrics_kimg)
             du.barrier(self.dist)
         return TrainResult(self.run_dir, s.cur_nimg, s.batch_idx, last_snapshot, record)
 
@@ -387,6 +397,33 @@ class Trainer:
             record["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         return record
 
+    def _evaluate_metrics(self) -> dict[str, float]:
+        """FID of G_ema (rank 0); appended to RUN_DIR/metrics.jsonl and returned for the tick log."""
+        from .metrics import METRICS, compute_fid
+
+        sampler = None
+        if self.camera_dist.dist != "custom":
+            dist = self.camera_dist
+            sampler = lambda n, gen: sample_camera_angles(dist, n, gen)  # noqa: E731
+        out = {}
+        for name in self.cfg.metrics:
+            t0 = time.time()
+            value = compute_fid(
+                self.G_ema,
+                self.dataset,
+                num_gen=METRICS[name],
+                inception=self.inception,
+                cache_dir=self.run_dir / "fid-cache",
+                camera_sampler=sampler,
+            )
+            out[f"Metrics/{name}"] = value
+            entry = {"metric": name, "value": value, "kimg": self.state.cur_nimg / 1000, "step": self.state.batch_idx}
+            entry["seconds"] = round(time.time() - t0, 1)
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            self.log(f"{name} {value:.3f} at {entry['kimg']:.3f} kimg")
+        return out
+
     # ------------------------------------------------------------------ log file
     def _append_log(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / LOG_NAME, "a") as fh:
@@ -395,7 +432,11 @@ class Trainer:
 
     def _trim_log(self, step: int) -> None:
         """On resume, drop log lines written after the snapshot we continue from."""
-        path = self.run_dir / LOG_NAME
+        for name in (LOG_NAME, "metrics.jsonl"):
+            self._trim_jsonl(self.run_dir / name, step)
+
+    @staticmethod
+    def _trim_jsonl(path: Path, step: int) -> None:
         if not path.is_file():
             return
         keep = []
