@@ -1,7 +1,7 @@
 """Turning renders into viewable pictures and files: uint8 conversion, grids, maps, PNG metadata.
 
 Image encoding: raw colour x -> clamp(x, -1, 1) * 0.5 + 0.5 -> * 255 -> rounded to the nearest
-integer. The official scripts truncate instead of rounding (their pixels are up to 1 level darker).
+integer (halves up). The official scripts truncate instead (their pixels are up to 1 level darker).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ METADATA_KEY = "epigraf"  # PNG tEXt key holding the JSON metadata
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """Raw image [3, H, W] (or [B, 3, H, W]) -> uint8 [H, W, 3] (or [B, H, W, 3]), rounded."""
     x = image.detach().float().clamp(-1, 1) * 0.5 + 0.5
-    x = torch.round(x * 255).to(torch.uint8)
+    x = torch.floor(x * 255 + 0.5).to(torch.uint8)  # round half up
     return x.movedim(-3, -1).cpu().numpy()
 
 

@@ -47,18 +47,23 @@ OUTPUTS = ("mp4", "strip")
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between rows of a and b [N, D]; exact at t = 0 and t = 1."""
+    """Spherical interpolation between rows of a and b [N, D]; exact at t = 0 and t = 1.
+
+    The direction moves along the great circle at constant angular speed and the length is
+    interpolated linearly (the mapping network normalises z, so only the direction matters there).
+    """
     if t == 0:
         return a.clone()
     if t == 1:
         return b.clone()
     a64, b64 = a.double(), b.double()
-    cos = (torch.nn.functional.normalize(a64, dim=-1) * torch.nn.functional.normalize(b64, dim=-1)).sum(-1)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0)).unsqueeze(-1)
+    na, nb = a64.norm(dim=-1, keepdim=True), b64.norm(dim=-1, keepdim=True)
+    ua, ub = a64 / na.clamp_min(1e-12), b64 / nb.clamp_min(1e-12)
+    omega = torch.arccos((ua * ub).sum(-1, keepdim=True).clamp(-1.0, 1.0))
     so = torch.sin(omega)
-    lerp = a64 + (b64 - a64) * t
-    out = torch.where(so.abs() < 1e-6, lerp, (torch.sin((1 - t) * omega) * a64 + torch.sin(t * omega) * b64) / so)
-    return out.to(a.dtype)
+    arc = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so.clamp_min(1e-12)
+    direction = torch.where(so < 1e-6, torch.nn.functional.normalize(ua + (ub - ua) * t, dim=-1), arc)
+    return (direction * (na + (nb - na) * t)).to(a.dtype)
 
 
 @dataclass(frozen=True)

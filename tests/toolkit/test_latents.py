@@ -1,0 +1,97 @@
+"""epigraf_tools/latents.py: seeds -> z as officially, classes, truncation on the right layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from epigraf_tools.errors import EpigrafError
+from epigraf_tools.latents import (
+    Truncation,
+    class_from_seed,
+    map_rows,
+    resolve_class,
+    truncate,
+    truncation_centres,
+    ws_from_seeds,
+)
+
+from support import make_tiny_generator
+
+
+@pytest.fixture(scope="module")
+def G():
+    return make_tiny_generator()
+
+
+@pytest.fixture(scope="module")
+def G_cond():
+    return make_tiny_generator(c_dim=3, class_names=["cat", "dog", "fox"])
+
+
+def test_seeds_are_reproducible_and_drawn_like_the_official_scripts(G):
+    ws, classes = ws_from_seeds(G, [3, 7])
+    again, _ = ws_from_seeds(G, [7])
+    assert torch.equal(ws[1:], again)  # a seed's w does not depend on its batch
+    z = torch.from_numpy(np.random.RandomState(7).randn(1, G.z_dim)).float()
+    assert torch.equal(again, map_rows(G, z, None))
+    assert classes == [None, None]
+
+
+def test_psi_zero_is_w_avg_everywhere(G):
+    ws, _ = ws_from_seeds(G, [0, 1, 2], Truncation(0.0))
+    assert torch.allclose(ws, G.mapping.w_avg.expand_as(ws), atol=1e-6)
+
+
+def test_psi_and_cutoff_act_on_the_first_ws_only(G):
+    plain, _ = ws_from_seeds(G, [5])
+    cut, _ = ws_from_seeds(G, [5], Truncation(0.5, cutoff=3))
+    w_avg = G.mapping.w_avg
+    torch.testing.assert_close(cut[:, :3], w_avg + 0.5 * (plain[:, :3] - w_avg))
+    assert torch.equal(cut[:, 3:], plain[:, 3:])
+    full, _ = ws_from_seeds(G, [5], Truncation(0.5))
+    torch.testing.assert_close(full, w_avg + 0.5 * (plain - w_avg))
+
+
+def test_truncate_matches_the_mapping_networks_own_truncation(G):
+    z = torch.randn(2, G.z_dim)
+    ref = G.mapping(z, None, truncation_psi=0.7, truncation_cutoff=4)
+    ours = truncate(G.mapping(z, None), G.mapping.w_avg, Truncation(0.7, 4))
+    assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize(
+    "truncation, message",
+    [(Truncation(2.5), r"\[0, 2\]"), (Truncation(-0.1), r"\[0, 2\]"), (Truncation(0.7, 0), "cutoff")],
+)
+def test_truncation_validation(G, truncation, message):
+    with pytest.raises(EpigrafError, match=message):
+        ws_from_seeds(G, [0], truncation)
+    with pytest.raises(EpigrafError, match="larger than"):
+        Truncation(0.7, 99).validate(G.num_ws)
+
+
+def test_classes_by_index_name_and_seed(G_cond, G):
+    cfg = G_cond.config
+    assert resolve_class(cfg, "dog") == 1 and resolve_class(cfg, "FOX") == 2 and resolve_class(cfg, "0") == 0
+    assert resolve_class(cfg, 2) == 2 and resolve_class(cfg, None) is None
+    with pytest.raises(EpigrafError, match="unknown class 'wolf'.*cat, dog, fox"):
+        resolve_class(cfg, "wolf")
+    with pytest.raises(EpigrafError, match="out of range"):
+        resolve_class(cfg, "3")
+    with pytest.raises(EpigrafError, match="unconditional"):
+        resolve_class(G.config, 0)
+    _, classes = ws_from_seeds(G_cond, [0, 1, 2, 3])
+    assert classes == [int(np.random.RandomState(s).choice(np.arange(3), size=1)[0]) for s in range(4)]
+    assert classes == [class_from_seed(s, 3) for s in range(4)]
+    _, forced = ws_from_seeds(G_cond, [0, 1], class_index=2)
+    assert forced == [2, 2]
+
+
+def test_conditional_truncation_goes_to_the_class_centre(G_cond):
+    ws, _ = ws_from_seeds(G_cond, [4, 9], Truncation(0.0), class_index=1)
+    centre = truncation_centres(G_cond, [1])[0]
+    torch.testing.assert_close(ws, centre.expand_as(ws))
+    other = truncation_centres(G_cond, [2])[0]
+    assert not torch.allclose(centre, other)

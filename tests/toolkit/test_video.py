@@ -1,0 +1,84 @@
+"""epigraf_tools/video.py: readable H.264 files with the right frames and size, CRF, atomic writes."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from epigraf_tools.errors import EpigrafError
+from epigraf_tools.rendering import RenderSettings
+from epigraf_tools.trajectories import get_trajectory
+from epigraf_tools.video import Mp4Writer, VideoOptions, count_frames, render_video, write_mp4
+
+from support import make_tiny_generator
+
+
+def noisy_frames(n, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return [np.roll(base, i, axis=1) for i in range(n)]
+
+
+def test_odd_sizes_are_padded_and_frames_counted(tmp_path):
+    path = write_mp4(tmp_path / "odd.mp4", noisy_frames(7, 17, 33), VideoOptions(fps=10))
+    assert count_frames(path) == 7
+    frames = list(iio.imiter(path, plugin="FFMPEG"))
+    assert len(frames) == 7 and frames[0].shape == (18, 34, 3)
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_the_crf_given_is_the_crf_applied(tmp_path):
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (4, 32, 32, 1), dtype=np.uint8).repeat(3, axis=-1)  # no chroma loss
+    errors, sizes = [], []
+    for crf in (0, 45):
+        path = write_mp4(tmp_path / f"q{crf}.mp4", list(gray), VideoOptions(crf=crf))
+        decoded = np.stack(list(iio.imiter(path, plugin="FFMPEG"))).astype(int)
+        errors.append(np.abs(decoded - gray).mean())
+        sizes.append(path.stat().st_size)
+    assert errors[0] < 2 < 20 < errors[1]  # crf 0 is (near) lossless, crf 45 is not
+    assert sizes[0] > 4 * sizes[1]
+
+
+def test_failed_writes_leave_no_file(tmp_path):
+    def broken():
+        yield from noisy_frames(2, 16, 16)
+        raise RuntimeError("renderer crashed")
+
+    with pytest.raises(RuntimeError):
+        write_mp4(tmp_path / "broken.mp4", broken())
+    with pytest.raises(EpigrafError, match="one size"):
+        write_mp4(tmp_path / "sizes.mp4", [np.zeros((16, 16, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(EpigrafError, match="no frames"):
+        with Mp4Writer(tmp_path / "empty.mp4"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options, message", [(VideoOptions(fps=0), "fps"), (VideoOptions(crf=60), "crf")])
+def test_option_validation(options, message):
+    with pytest.raises(EpigrafError, match=message):
+        options.validate()
+
+
+def test_render_video_per_seed_and_grid(tmp_path):
+    G = make_tiny_generator()
+    cams, _ = get_trajectory("front_circle", frames=6, config=G.config)
+    settings = RenderSettings(resolution=16)
+    files = render_video(G, [0, 1, 2], cams, tmp_path, depth=True, settings=settings, batch_size=4)
+    assert {f.name for f in files} == {
+        f"seed000{s}{suffix}" for s in range(3) for suffix in (".mp4", "_depth.mp4", ".json")
+    }
+    for name in ("seed0001.mp4", "seed0001_depth.mp4"):
+        assert count_frames(tmp_path / name) == 6
+        assert iio.improps(tmp_path / name, plugin="FFMPEG").shape[-3:] == (16, 16, 3)
+    meta = json.loads((tmp_path / "seed0001.json").read_text())
+    assert meta["frames"] == 6 and meta["seeds"] == [1] and len(meta["cameras"]) == 6
+    grid = render_video(G, [0, 1, 2], cams, tmp_path / "g", grid=True, settings=settings, columns=3)
+    assert [f.name for f in grid] == ["grid.mp4", "grid.json"]
+    first = next(iter(iio.imiter(tmp_path / "g" / "grid.mp4", plugin="FFMPEG")))
+    assert first.shape == (16, 48, 3)
+    assert not list((tmp_path / "g").glob(".*"))
