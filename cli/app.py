@@ -31,6 +31,8 @@ COMMAND_MODULES: list[str] = [
     "models_cmd",
     "download",
     "convert",
+    "export_volume",
+    "export_mesh",
 ]
 
 for _name in COMMAND_MODULES:

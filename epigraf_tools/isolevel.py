@@ -115,13 +115,13 @@ class DensityStats:
 
 
 def choose_level(default: float | None, stats: DensityStats) -> tuple[float, str]:
-    """The level to use when the user gives none: (level, 'model default' | 'suggested (isodata)').
+    """The level to use when the user gives none: (level, 'model default' | 'isodata').
 
     The model default wins when it lies strictly inside the data range; otherwise ``suggest_level``.
     """
     if default is not None and stats.min < default < stats.max:
         return float(default), "model default"
-    return suggest_level(stats.samples), "suggested (isodata)"
+    return suggest_level(stats.samples), "isodata"
 
 
 def stats_of(volume: np.ndarray, max_samples: int = 1 << 20) -> DensityStats:

@@ -5,7 +5,8 @@
   volume is positive. Vertices are in the model's world units: ``origin + index * voxel_size``
   (the official script leaves them in voxel indices and rescales the mesh to unit size).
 * The volume is padded with one layer of "outside" values when the surface touches the box, so
-  every mesh closes (watertight); the padding shifts the origin by one voxel, not the geometry.
+  every mesh closes (watertight); the caps this adds are snapped onto the box faces, so the mesh
+  is the surface cut by the box, never larger than the box.
 * Optional clean-up: keep the largest connected component, Taubin smoothing (shrink-free), quadric
   decimation to a face budget (``fast-simplification``, the library behind trimesh's own
   ``simplify_quadric_decimation``).
@@ -83,16 +84,22 @@ def marching_cubes(
     vmin, vmax = float(np.nanmin(vol)), float(np.nanmax(vol))
     check_level(level, vmin, vmax)
     zyx = vol.transpose(2, 1, 0)  # [z, y, x]: C-contiguous for volumes from extract_density/read_mrc
-    if close and _touches_boundary(vol, level):
+    box_lo, box_hi = org.copy(), org + vs * (np.asarray(vol.shape) - 1)
+    padded = close and _touches_boundary(vol, level)
+    if padded:
         outside = min(vmin, level) - max(1.0, abs(level) * 1e-3)
         zyx = np.pad(zyx, 1, mode="constant", constant_values=outside)
         org = org - vs
     zyx = np.ascontiguousarray(zyx, dtype=np.float32)
+    if not zyx.flags.writeable:  # scikit-image needs a writable buffer
+        zyx = zyx.copy()
     verts, faces, _normals, _values = skimage_mc(
         zyx, level=level, spacing=tuple(vs[::-1]), gradient_direction="ascent", allow_degenerate=False
     )
     # Back to (x, y, z); swapping two axes mirrors, so the winding is reversed to stay outward.
     verts = verts[:, ::-1] + org
+    if padded:  # the caps lie between the last sample and the padding: put them exactly on the box faces
+        np.clip(verts, box_lo, box_hi, out=verts)
     faces = np.ascontiguousarray(faces[:, ::-1])
     return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
 

@@ -214,8 +214,8 @@ def read_mrc(path: str | os.PathLike[str]) -> MrcVolume:
     if not path.is_file():
         raise EpigrafError(f"volume file {path} does not exist")
     try:
-        with mrcfile.open(path, mode="r", permissive=False) as mrc:
-            data = np.asarray(mrc.data)
+        with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+            data = np.array(mrc.data)  # one writable in-memory copy (the file stays untouched)
             header = mrc.header
             voxel = mrc.voxel_size
             step = [float(voxel.x), float(voxel.y), float(voxel.z)]

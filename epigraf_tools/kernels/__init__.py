@@ -29,6 +29,7 @@ _FLAG_SETS: tuple[tuple[str, ...], ...] = (("-O3", "-march=native"), ("-O3",))
 _lock = threading.Lock()
 _cache: dict[str, ModuleType | None] = {}
 _status: dict[str, str] = {}
+_cache_status: dict[str, str] = {}
 
 
 def kernel_status(name: str = "density_slab") -> str:
@@ -54,13 +55,15 @@ def load_density_kernel(verbose: bool = False) -> ModuleType | None:
     Thread-safe and cached per process; a failed build is not retried in the same process.
     """
     name = "density_slab"
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):  # checked on every call, so tests can toggle it
+        _status[name] = f"disabled by {DISABLE_ENV}"
+        return None
     with _lock:
         if name in _cache:
+            _status[name] = _cache_status.get(name, _status.get(name, "not tried"))
             return _cache[name]
         module = None
-        if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-            _status[name] = f"disabled by {DISABLE_ENV}"
-        elif not DENSITY_SOURCE.is_file():
+        if not DENSITY_SOURCE.is_file():
             _status[name] = f"kernel source {DENSITY_SOURCE} is missing"
         else:
             reason = _compiler_available()
@@ -69,6 +72,7 @@ def load_density_kernel(verbose: bool = False) -> ModuleType | None:
             else:
                 module = _build(name, DENSITY_SOURCE, verbose)
         _cache[name] = module
+        _cache_status[name] = _status[name]
         return module
 
 

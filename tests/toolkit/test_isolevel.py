@@ -52,5 +52,5 @@ def test_choose_level_prefers_the_model_default_inside_the_range():
     stats = stats_of(np.linspace(-30, 80, 1000, dtype=np.float32))
     assert choose_level(25.0, stats) == (25.0, "model default")
     level, source = choose_level(100.0, stats)
-    assert source == "suggested (isodata)" and -30 < level < 80
-    assert choose_level(None, stats)[1] == "suggested (isodata)"
+    assert source == "isodata" and -30 < level < 80
+    assert choose_level(None, stats)[1] == "isodata"

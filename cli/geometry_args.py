@@ -1,0 +1,116 @@
+"""Options and helpers shared by the geometry commands (export-volume, export-mesh)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import typer
+
+from epigraf_tools.errors import EpigrafError
+from epigraf_tools.volume import MAX_RESOLUTION, METHODS, VALUE_TYPES, make_grid
+
+BoxOption = typer.Option(
+    None,
+    "--box",
+    help="Side length of the sampled box in world units: one number or 'x,y,z' (default: the model's whole "
+    "tri-plane cube, 2 x cube_scale; the official script used 0.3).",
+)
+CenterOption = typer.Option(None, "--center", help="Box centre 'x,y,z' in world units (default 0,0,0).")
+ValueOption = typer.Option(
+    "raw",
+    "--value",
+    help="raw: density before the activation, as the official script (default); sigma: softplus(raw + "
+    "density_shift), the renderer's density.",
+)
+ForceOption = typer.Option(False, "--force", help=f"Allow resolutions above {MAX_RESOLUTION}.")
+MethodOption = typer.Option(
+    "auto",
+    "--method",
+    help="Extraction path: auto (fused C++ CPU kernel when it builds, else separable), kernel, separable, "
+    "naive (the official point-by-point procedure; slow, for checks).",
+)
+
+
+def parse_numbers(text: str | None, name: str, allowed: tuple[int, ...]) -> list[float] | None:
+    """'0.1,0.2,0.3' -> [0.1, 0.2, 0.3]; the count must be in ``allowed``."""
+    if text is None:
+        return None
+    parts = [p for p in str(text).replace(" ", ",").split(",") if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise EpigrafError(f"{name} expects numbers like '0.1,0,-0.05', got {text!r}") from None
+    if len(values) not in allowed:
+        raise EpigrafError(f"{name} needs {' or '.join(map(str, allowed))} numbers, got {len(values)} in {text!r}")
+    return values
+
+
+def check_grid_options(
+    resolution: int, box: str | None, center: str | None, value: str, method: str, force: bool
+) -> tuple[float | list[float] | None, list[float] | None]:
+    """Validate every grid option before a model is loaded; returns (box, center) parsed."""
+    box_vals = parse_numbers(box, "--box", (1, 3))
+    center_vals = parse_numbers(center, "--center", (3,))
+    box_arg = box_vals[0] if box_vals is not None and len(box_vals) == 1 else box_vals
+    make_grid(1.0, resolution, box_arg, center_vals, force=force)  # the real cube_scale comes with the model
+    if value not in VALUE_TYPES:
+        raise EpigrafError(f"--value must be one of {', '.join(VALUE_TYPES)}, got {value!r}")
+    if method not in METHODS:
+        raise EpigrafError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    return box_arg, center_vals
+
+
+def prepare_writable_out(out: Path) -> Path:
+    """Create ``out`` and prove it is writable (so no work is done for nothing)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".epigraf-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise EpigrafError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def prepare_kernel(method: str, device_type: str, quiet: bool) -> None:
+    """Build/load the fused kernel up front (a spinner for the one-off ~20-60 s first build)."""
+    if method not in ("auto", "kernel") or device_type != "cpu":
+        return
+    from epigraf_tools.kernels import load_density_kernel
+
+    if quiet:
+        load_density_kernel()
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("Preparing the fused CPU density kernel (the first build takes ~20-60 s)"):
+        load_density_kernel()
+
+
+@contextlib.contextmanager
+def stage_bar(description: str, stages: list[str], quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A progress bar over named pipeline stages; yields ``stage(name)`` to advance it."""
+    if quiet:
+        yield lambda name: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=Console(stderr=True)
+    ) as progress:
+        task = progress.add_task(description, total=len(stages))
+        seen: list[str] = []
+
+        def stage(name: str) -> None:
+            if seen:
+                progress.advance(task)
+            seen.append(name)
+            progress.update(task, description=f"{description}: {name}")
+
+        yield stage
+        progress.update(task, completed=len(stages), description=f"{description}: done")
