@@ -17,10 +17,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -191,6 +192,20 @@ def entry_info(entry: ZooEntry) -> dict[str, Any]:
     )
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory inter-process lock (POSIX flock; a no-op where unavailable)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            pass
+        yield
+
+
 # ----------------------------------------------------------------------------- resolution
 def resolve_zoo_model(
     name: str,
@@ -231,8 +246,6 @@ def _resolve_official(
     entry: ZooEntry, offline: bool | None, progress: ProgressFn | None, keep_pickle: bool, force: bool
 ) -> Path:
     from .hub import hub_offline
-    from .official_pickle import convert_official
-    from .share_download import download_file, resolve_yandex_public
 
     out = converted_dir(entry)
     if _is_model_dir(out) and not force:
@@ -243,6 +256,18 @@ def _resolve_official(
             f"or download the pickle from {entry.source} and pass --model FILE.pkl"
         )
     downloads = epigraf_cache_dir() / "downloads" / entry.name
+    with _exclusive(epigraf_cache_dir() / f".{entry.name}.lock"):  # one fetch per entry across processes
+        if _is_model_dir(out) and not force:
+            return out  # another process finished it while we waited
+        return _fetch_and_convert(entry, out, downloads, progress, keep_pickle)
+
+
+def _fetch_and_convert(
+    entry: ZooEntry, out: Path, downloads: Path, progress: ProgressFn | None, keep_pickle: bool
+) -> Path:
+    from .official_pickle import convert_official
+    from .share_download import download_file, resolve_yandex_public
+
     try:
         shared = resolve_yandex_public(entry.source)
         expected = entry.sha256.get(shared.name) or shared.sha256
