@@ -39,6 +39,8 @@ Option precedence: TrainConfig defaults < --preset < the resumed run's config.js
 
   epigraf train --resume latest --out runs/small
 
+  epigraf train --model ffhq512 --data my_faces512.zip --kimg 500 --out runs/finetune   (fine-tuning)
+
   torchrun --nproc_per_node 4 -m epigraf_tools.cli.app train --data ffhq512.zip --out runs/ffhq
 """
 
@@ -157,6 +159,12 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(None, "--batch", help="Total batch size over all processes (default 64)."),
         batch_gpu: int = typer.Option(None, "--batch-gpu", help="Samples per forward pass (gradient accumulation)."),
         out: str = typer.Option(None, "--out", help="Run folder (created): snapshots, samples, log.jsonl."),
+        model: str = typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="Fine-tune: start G from this model (zoo name, folder, .pkl, Hub id); its architecture is used.",
+        ),
         config: Path = typer.Option(None, "--config", help="YAML or JSON file of training options."),
         preset: str = typer.Option(None, "--preset", help="Starting point: ffhq512, res256 or small (CPU)."),
         resume: str = typer.Option(None, "--resume", help="Continue a run: RUN_DIR, a snapshot folder, or 'latest'."),
@@ -191,12 +199,20 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             mirror=mirror,
             device=device if device != "auto" else None,
+            init_model=model,
         )
         cfg = build_config(explicit, preset, config, set_, resume)
-        run(cfg, resume, quiet)
+        init = None
+        if model is not None and resume is None:
+            from epigraf_tools.devices import resolve_device
+            from epigraf_tools.loading import classify_spec, load_generator
+
+            classify_spec(model)  # a clear error before the dataset is read
+            init = load_generator(model, resolve_device(cfg.device), progress=not quiet)
+        run(cfg, resume, quiet, init)
 
 
-def run(cfg: Any, resume: str | None, quiet: bool) -> None:
+def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -> None:
     """Train with a rich progress bar and one status line per tick (rank 0 only prints)."""
     import os
 
@@ -208,7 +224,7 @@ def run(cfg: Any, resume: str | None, quiet: bool) -> None:
     quiet = quiet or not is_main
     echo(summary(cfg), quiet)
     if quiet:
-        result = train(cfg, resume=resume)
+        result = train(cfg, resume=resume, init_generator=init_generator)
     else:
         total = int(round(cfg.kimg * 1000))
         with Progress(
@@ -227,6 +243,13 @@ def run(cfg: Any, resume: str | None, quiet: bool) -> None:
             def on_tick(rec: dict[str, Any]) -> None:
                 progress.console.print(_tick_line(rec))
 
-            result = train(cfg, resume=resume, on_step=on_step, on_tick=on_tick, log=progress.console.print)
+            result = train(
+                cfg,
+                resume=resume,
+                on_step=on_step,
+                on_tick=on_tick,
+                log=progress.console.print,
+                init_generator=init_generator,
+            )
     snap = result.last_snapshot
     echo(f"Done at {result.cur_nimg / 1000:.3f} kimg; last snapshot: {snap if snap else 'none'}", quiet)

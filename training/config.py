@@ -32,6 +32,7 @@ class TrainConfig:
 
     # data and output
     data: str = ""
+    init_model: str | None = None  # informational: the model G was initialised from (fine-tuning)
     out: str = "runs/epigraf"
     resolution: int | None = None  # None: the dataset's image size
     mirror: bool = True  # x-flip augmentation (mirrors yaw too)

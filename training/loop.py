@@ -34,7 +34,7 @@ import torch
 
 from epigraf_tools.devices import resolve_device
 from epigraf_tools.errors import EpigrafError
-from epigraf_tools.models import Generator
+from epigraf_tools.models import Generator, GeneratorConfig
 from epigraf_tools.models.discriminator import Discriminator
 
 from . import distributed as du
@@ -87,6 +87,7 @@ class Trainer:
         on_step: Callable[[int, int], None] | None = None,
         on_tick: Callable[[dict[str, Any]], None] | None = None,
         log: Callable[[str], None] | None = None,
+        init_generator: Generator | None = None,
     ) -> None:
         config.validate()
         self.cfg = cfg = config
@@ -133,8 +134,17 @@ class Trainer:
             mean_pose = self.camera_dist.mean_pose
 
         # Networks (identical on every rank: seeded by the run seed only).
+        snapshot = resolve_resume(resume, self.run_dir) if resume is not None else None
+        saved = load_state(snapshot, map_location=device) if snapshot is not None else None
         torch.manual_seed(cfg.seed)
-        self.G = Generator(cfg.generator_config(res, self.dataset.c_dim, mean_pose)).train().requires_grad_(False)
+        g_config = cfg.generator_config(res, self.dataset.c_dim, mean_pose)
+        if init_generator is not None:
+            g_config = self._init_config(init_generator, res)
+        elif saved is not None and "G_config" in saved:  # e.g. a fine-tuned run: G's own architecture
+            g_config = GeneratorConfig.from_dict(json.loads(saved["G_config"]))
+        self.G = Generator(g_config).train().requires_grad_(False)
+        if init_generator is not None:
+            self.G.load_state_dict(init_generator.state_dict())
         self.D = Discriminator(cfg.discriminator_config(res, self.dataset.c_dim)).train().requires_grad_(False)
         self.G.to(device)
         self.D.to(device)
@@ -162,9 +172,19 @@ class Trainer:
             self.inception = InceptionFeatures(cfg.inception, device)  # fails now, not hours later
         self.state = TrainState()
         self.resumed_from: Path | None = None
-        if resume is not None:
-            self._restore(resolve_resume(resume, self.run_dir))
+        if snapshot is not None:
+            self._restore(snapshot, saved)
         self._progress_update()
+
+    def _init_config(self, init: Generator, res: int):
+        """The pretrained generator's architecture, rendering at this dataset's resolution."""
+        import dataclasses
+
+        if init.c_dim != self.dataset.c_dim:
+            raise ConfigError(
+                f"the initial model has {init.c_dim}-d labels but the dataset has {self.dataset.c_dim}-d labels"
+            )
+        return dataclasses.replace(init.config, img_resolution=res)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -186,8 +206,7 @@ class Trainer:
             "D_config": json.dumps(self.D.config.to_dict()),
         }
 
-    def _restore(self, snapshot: Path) -> None:
-        state = load_state(snapshot, map_location=self.device)
+    def _restore(self, snapshot: Path, state: dict[str, Any]) -> None:
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
@@ -351,6 +370,7 @@ class Trainer:
             metric_due = next_metric is not None and (s.cur_nimg >= next_metric or done)
             if main and metric_due:
                 record.update(self._evaluate_metrics())
+            if main:
                 self._append_log(record)
                 if self.on_tick is not None:
                     self.on_tick(record)
@@ -474,14 +494,21 @@ def train(
     on_step: Callable[[int, int], None] | None = None,
     on_tick: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
+    init_generator: Generator | None = None,
 ) -> TrainResult:
     """Train EpiGRAF as configured; resume from a snapshot, a run folder or 'latest' (of config.out).
 
-    Returns where the run ended. Under torchrun every process calls this; only rank 0 writes.
+    ``init_generator`` starts G (and G_ema) from pretrained weights (fine-tuning; its architecture
+    replaces the generator options; ignored when resuming). Returns where the run ended. Under
+    torchrun every process calls this; only rank 0 writes.
     """
+    if resume is not None:
+        init_generator = None
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        trainer = Trainer(config, resume=resume, on_step=on_step, on_tick=on_tick, log=log)
+        trainer = Trainer(
+            config, resume=resume, on_step=on_step, on_tick=on_tick, log=log, init_generator=init_generator
+        )
     try:
         return trainer.run()
     finally:

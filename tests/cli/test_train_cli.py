@@ -69,3 +69,33 @@ def test_dataset_info(tmp_path):
     assert json.loads(res.output)["class_counts"] == [3, 3]
     res = runner.invoke(app, ["dataset", "info", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_fine_tune_from_a_model_folder(tmp_path):
+    data = write_dataset(tmp_path / "d.zip", n=4, size=32)
+    first = tmp_path / "first"
+    assert runner.invoke(app, ["train", "--data", str(data), "--out", str(first), *TINY]).exit_code == 0
+    snap = next(first.glob("snapshot-*"))
+    # a different --set for the generator is overridden by the model's own architecture
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "ft"),
+        "--model",
+        str(snap),
+        *TINY,
+        "--set",
+        "feat_dim=4",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    ft = json.loads((next((tmp_path / "ft").glob("snapshot-*")) / "config.json").read_text())
+    assert ft["feat_dim"] == 8
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_model"] == str(snap)
+    # resuming a fine-tuned run rebuilds G from the snapshot's architecture
+    res = runner.invoke(app, ["train", "--resume", str(tmp_path / "ft"), "--kimg", "0.008", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "x"), "--model", "no/such/dir/"])
+    assert res.exit_code == 2
