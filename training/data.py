@@ -332,7 +332,12 @@ class ImageDataset(torch.utils.data.Dataset):
         stats = self.pose_stats()
         if stats is None:
             return None
-        if abs(stats.yaw_mean) > CENTRE_TOLERANCE or abs(stats.pitch_mean - np.pi / 2) > CENTRE_TOLERANCE:
+        # Yaw is circular: when views go all around the object (short mean resultant vector) there is
+        # no meaningful centre to check; otherwise the circular mean must be near 0.
+        yaw = self.camera_angles[:, 0].astype(np.float64)
+        resultant = np.hypot(np.cos(yaw).mean(), np.sin(yaw).mean())
+        yaw_centre = float(np.arctan2(np.sin(yaw).mean(), np.cos(yaw).mean())) if resultant > 0.5 else 0.0
+        if abs(yaw_centre) > CENTRE_TOLERANCE or abs(stats.pitch_mean - np.pi / 2) > CENTRE_TOLERANCE:
             return (
                 f"camera poses are not zero-centred (mean yaw {stats.yaw_mean:.3f}, mean pitch {stats.pitch_mean:.3f}; "
                 f"expected about 0 and {np.pi / 2:.3f}): EpiGRAF assumes yaw 0 / pitch pi/2 is the frontal view "
