@@ -24,6 +24,7 @@ app = typer.Typer(
 COMMAND_MODULES: list[str] = [
     "train",
     "dataset_cmd",
+    "dataset_synth",
     "metrics_cmd",
     "sample",
     "video",
