@@ -21,6 +21,7 @@ stratified jitter, importance sampling, the same compositing) but differs from a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from .errors import EpigrafError
 from .models import Generator, RayDraws
 from .models.cameras import generate_rays
 from .models.fast_field import FastTriPlaneField
-from .models.renderer import render_rays_chunked
+from .models.renderer import BackgroundFn, FieldFn, RenderOptions, render_rays
 
 ALPHA_EPS = 1e-3  # rays whose opacity is below this have no surface: depth and normals are 0 there
 MAX_RESOLUTION = 4096
@@ -44,6 +45,7 @@ class RenderSettings:
     deterministic: bool = False  # True: no ray jitter, evenly spaced importance samples
     chunk_rays: int | None = None  # rays per chunk and sample; None: 2048 on CPU, 32768 on GPUs
     noise_mode: str = "const"  # tri-plane per-layer noise as the official scripts use
+    workers: int | None = None  # CPU threads rendering chunks in parallel; None: torch.get_num_threads()
 
     def validate(self) -> RenderSettings:
         if self.resolution is not None and (
@@ -105,6 +107,7 @@ def render_views(
     noise_keys: Sequence[int] | Sequence[Sequence[int]] | None = None,
     bg_ws: torch.Tensor | None = None,
     normals: bool = False,
+    field: FastTriPlaneField | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render each of B tri-planes [B, 3, C, R, R] from V cameras.
 
@@ -113,7 +116,8 @@ def render_views(
     image [B, V, 3, H, W] (raw: clamp to [-1, 1] for display), alpha [B, V, 1, H, W] (opacity),
     depth [B, V, 1, H, W] (expected distance from the camera centre along the ray, sum(w z) / alpha;
     0 where alpha < 1e-3), and with ``normals`` also normals [B, V, 3, H, W] (unit, camera frame:
-    x right, y up, z towards the viewer; 0 where alpha < 1e-3).
+    x right, y up, z towards the viewer; 0 where alpha < 1e-3). ``field``: a ``prepare_field(G, planes)``
+    result to reuse across calls with the same planes (videos), saving its one-off preparation.
     """
     settings = (settings or RenderSettings()).validate()
     cfg = G.config
@@ -150,7 +154,7 @@ def render_views(
         draws = RayDraws(None, None)
 
     opts = cfg.render_options(0.0)
-    field = FastTriPlaneField(planes, G.synthesis.tri_plane_mlp, cfg.cube_scale)
+    field = field if field is not None else prepare_field(G, planes)
     background_fn = None
     if G.synthesis.bg_model is not None:
         if bg_ws is None:
@@ -161,16 +165,16 @@ def render_views(
 
     chunk = settings.chunk_rays or default_chunk_rays(device)
     chunk = max(1, chunk // max(1, b))  # chunks span all B samples: keep points per chunk bounded
-    with torch.inference_mode():
-        out = render_rays_chunked(
-            field,
-            ray_origins.reshape(b, v * n_rays, 3),
-            dirs.reshape(b, v * n_rays, 3),
-            opts,
-            draws,
-            chunk,
-            background_fn=background_fn,
-        )
+    out = render_chunks(
+        field,
+        ray_origins.reshape(b, v * n_rays, 3),
+        dirs.reshape(b, v * n_rays, 3),
+        opts,
+        draws,
+        chunk,
+        background_fn,
+        workers=settings.workers,
+    )
     alpha = out["alpha"].reshape(b * v, n_rays, 1)
     hit = alpha > ALPHA_EPS
     depth = torch.where(hit, out["depth"].reshape(b * v, n_rays, 1) / alpha.clamp_min(ALPHA_EPS), 0.0)
@@ -187,6 +191,54 @@ def render_views(
         cam = torch.einsum("vji,vnj->vni", cams.cam2world[:, :3, :3], world)  # R^T n: world -> camera axes
         result["normals"] = image(torch.where(hit, cam, 0.0))
     return result
+
+
+def render_chunks(
+    field: FieldFn,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    opts: RenderOptions,
+    draws: RayDraws,
+    chunk: int,
+    background_fn: BackgroundFn | None = None,
+    workers: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """``render_rays`` over chunks of rays [B, R, 3]; returns rgb, depth, alpha ([B, R, C]).
+
+    On the CPU the chunks are spread over ``workers`` threads (default: torch's intra-op thread
+    count) that each run their ops single-threaded. Many small ops parallelised inside each op
+    spend their time in thread barriers, and stall whenever another process holds a core; whole
+    chunks per thread do not. Each chunk's result is the same either way, so images are identical.
+    """
+    r = origins.shape[1]
+    starts = list(range(0, r, chunk))
+
+    def one(start: int) -> dict[str, torch.Tensor]:
+        sl = slice(start, start + chunk)
+        sub = RayDraws(
+            draws.perturb[:, sl] if draws.perturb is not None else None,
+            draws.pdf[:, sl] if draws.pdf is not None else None,
+        )
+        with torch.inference_mode():
+            out = render_rays(field, origins[:, sl], dirs[:, sl], opts, sub, None, background_fn)
+        return {k: out[k] for k in ("rgb", "depth", "alpha")}
+
+    threads = torch.get_num_threads() if workers is None else workers
+    if origins.device.type != "cpu" or threads <= 1 or len(starts) == 1:
+        parts = [one(s) for s in starts]
+    else:
+        previous = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(min(threads, len(starts)), initializer=torch.set_num_threads, initargs=(1,)) as ex:
+                parts = list(ex.map(one, starts))
+        finally:
+            torch.set_num_threads(previous)
+    return {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
+
+
+def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField:
+    """The inference field of tri-planes [B, 3, C, R, R] (a table copy made once; reuse it across views)."""
+    return FastTriPlaneField(planes, G.synthesis.tri_plane_mlp, G.config.cube_scale)
 
 
 def _key_grid(noise_keys: Sequence[int] | Sequence[Sequence[int]], b: int, v: int) -> list[list[int]]:

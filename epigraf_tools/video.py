@@ -27,7 +27,7 @@ from .errors import EpigrafError
 from .images import depth_to_uint8, gray_to_rgb, make_grid, pad_to_even, to_uint8
 from .latents import Truncation, class_name, ws_from_seeds
 from .models import Generator
-from .rendering import RenderSettings, render_views
+from .rendering import RenderSettings, prepare_field, render_views
 from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
 
 CRF_RANGE = (0, 51)
@@ -152,11 +152,12 @@ def render_seed_frames(
 ) -> Iterable[tuple[np.ndarray, np.ndarray | None]]:
     """Yield (frame uint8 [H, W, 3], depth frame uint8 [H, W, 3] or None) for one seed's ws [1, num_ws, w_dim]."""
     planes = planes_for(G, ws, settings.noise_mode)
+    field = prepare_field(G, planes)  # once per seed, shared by every frame batch
     bg = background_ws(G, ws)
     near, far = G.config.ray_start, G.config.ray_end
     done = 0
     for cams in _frame_batches(cameras, batch_size):
-        out = render_views(G, planes, cams, settings, noise_keys=[seed], bg_ws=bg)
+        out = render_views(G, planes, cams, settings, noise_keys=[seed], bg_ws=bg, field=field)
         frames = to_uint8(out["image"][0])
         alpha = out["alpha"][0, :, 0].float().cpu().numpy()
         dist = out["depth"][0, :, 0].float().cpu().numpy()

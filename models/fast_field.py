@@ -1,16 +1,18 @@
 """An inference-only evaluator of the tri-plane field, prepared once per set of tri-planes.
 
-``query_field`` (triplane.py) is the readable reference: sample three planes, average, run the MLP.
-At render time the same planes are queried millions of times, so this module pays a few one-off
-costs up front and keeps the per-point work small:
+``query_field`` (triplane.py) is the readable reference: sample three planes with ``grid_sample``,
+average, run the MLP. At render time the same planes are queried millions of times, so this
+module pays a few one-off costs up front and keeps the per-point work small:
 
-* the planes are stored channels-last ([B*3, R, R, C] in memory), so each bilinear tap reads one
-  contiguous C-vector instead of C values spread over C separate planes (3-4x faster grid_sample
-  on CPU for ray-coherent points);
+* the planes are stored once as a table of feature rows, [B * 3 * R * R, C] (channels last), and
+  the three bilinear lookups of a point, with their sum, become ONE weighted gather of 12 rows
+  (``F.embedding_bag`` with per-sample weights: 4 corners x 3 planes). Each tap reads one
+  contiguous C-vector, the plane sum comes for free and the result is already [N, C], so no
+  transposes are needed before the MLP. Taps outside a plane get weight 0 (zero padding), and
+  texel coordinates follow ``align_corners=True``, exactly as the reference;
 * the 1/3 of the plane average is folded into the first layer's weights, and every hidden layer's
   sqrt(2) leaky-ReLU gain into the next layer's weights (leaky ReLU is positively homogeneous);
-* the weights' equalised-learning-rate gains are applied once, not on every call;
-* world-to-plane scaling (1 / cube_scale) is applied to the three coordinate pairs in one pass.
+* the weights' equalised-learning-rate gains are applied once, not on every call.
 
 The result equals ``query_field`` up to float32 rounding (~1e-6; see tests/models/test_fast_field.py).
 It tracks no gradients; training keeps using ``query_field``.
@@ -28,7 +30,7 @@ from .triplane import PLANE_AXES, TriPlaneMLP
 class FastTriPlaneField:
     """Callable field: points [B, N, 3] (world) -> raw [B, N, 4] (rgb raw, density raw).
 
-    planes: [B, 3, C, R, R]; ``mlp`` is the generator's ``TriPlaneMLP``. Build one per rendered
+    planes: [B, 3, C, H, W]; ``mlp`` is the generator's ``TriPlaneMLP``. Build one per rendered
     batch of tri-planes (it holds a channels-last copy of them).
     """
 
@@ -36,34 +38,51 @@ class FastTriPlaneField:
         b, n_planes, c, h, w = planes.shape
         if n_planes != 3:
             raise ValueError(f"expected 3 planes, got {n_planes}")
+        device = planes.device
         with torch.no_grad():
-            self.planes = planes.detach().reshape(b * 3, c, h, w).contiguous(memory_format=torch.channels_last)
-            self.batch = b
-            self.channels = c
-            self.inv_scale = 1.0 / cube_scale
+            # Pad every plane with zeros (1 texel before, 2 after): clamping texel coordinates to
+            # [-1, size] then reproduces zero padding without any per-tap masks.
+            self.pw, ph = w + 3, h + 3
+            table = planes.new_zeros(b, 3, ph, self.pw, c)
+            table[:, :, 1 : h + 1, 1 : w + 1].copy_(planes.detach().permute(0, 1, 3, 4, 2))
+            self.table = table.view(b * 3 * ph * self.pw, c)
+            self.batch, self.channels = b, c
+            self.axes = torch.tensor(PLANE_AXES, device=device)  # [3, 2] coordinate pairs
+            dt = planes.dtype
+            half = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=dt, device=device)
+            self.scale = half / cube_scale  # world -> align_corners=True texel coordinates: p * scale + half
+            self.shift = half
+            self.upper = torch.tensor([w, h], dtype=dt, device=device)
+            plane_rows = torch.arange(3, device=device) * (ph * self.pw)
+            self.offset = (torch.arange(b, device=device) * (3 * ph * self.pw)).view(b, 1, 1) + plane_rows + self.pw + 1
+            self.corners = torch.tensor([0, 1, self.pw, self.pw + 1], device=device)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
             self.layers: list[tuple[torch.Tensor, torch.Tensor | None, bool]] = []
             carry_gain = 1.0 / 3.0  # the plane average, folded into the first layer
             for layer in mlp.model:
+                if layer.activation not in ("lrelu", "linear"):
+                    raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
                 weight = layer.weight.detach().to(planes.dtype) * (layer.weight_gain * carry_gain)
                 bias = None
                 if layer.bias is not None:
                     bias = layer.bias.detach().to(planes.dtype) * layer.bias_gain
-                hidden = layer.activation == "lrelu"
-                if layer.activation not in ("lrelu", "linear"):
-                    raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
-                self.layers.append((weight.t().contiguous(), bias, hidden))
+                self.layers.append((weight.t().contiguous(), bias, layer.activation == "lrelu"))
                 carry_gain = ACTIVATION_GAINS[layer.activation]
             self.out_gain = carry_gain  # 1 for the usual linear output layer
 
-    def _plane_grids(self, points: torch.Tensor) -> torch.Tensor:
-        """[B, N, 3] world points -> grid_sample grids [B*3, 1, N, 2] in plane coordinates."""
+    def taps(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World points [B, N, 3] -> (table rows [B*N, 12], bilinear weights [B*N, 12])."""
         b, n, _ = points.shape
-        p = points * self.inv_scale
-        grids = torch.empty(b, 3, n, 2, dtype=self.planes.dtype, device=points.device)
-        for idx, (u, v) in enumerate(PLANE_AXES):
-            grids[:, idx, :, 0] = p[..., u]
-            grids[:, idx, :, 1] = p[..., v]
-        return grids.reshape(b * 3, 1, n, 2)
+        pix = points[..., self.axes] * self.scale + self.shift  # [B, N, 3, 2] texel coordinates (x, y)
+        pix = torch.minimum(pix.clamp_min_(-1.0), self.upper)  # beyond the border: all weight on zeros
+        base = pix.floor()
+        frac = pix - base
+        base = base.long()
+        rows = (base[..., 1] * self.pw + base[..., 0] + self.offset).unsqueeze(-1) + self.corners  # [B, N, 3, 4]
+        fx, fy = frac[..., 0:1], frac[..., 1:2]
+        wx = torch.cat([1 - fx, fx], dim=-1)  # [B, N, 3, 2]
+        wy = torch.cat([1 - fy, fy], dim=-1)
+        weights = wy.unsqueeze(-1) * wx.unsqueeze(-2)  # [B, N, 3, 2 (y), 2 (x)] in corner order
+        return rows.reshape(b * n, 12), weights.reshape(b * n, 12)
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         """points [B, N, 3] -> [B, N, out] with ``out`` = 4 for EpiGRAF (3 colours + density)."""
@@ -71,11 +90,8 @@ class FastTriPlaneField:
             b, n, _ = points.shape
             if b != self.batch:
                 raise ValueError(f"points have batch {b} but the field was prepared for {self.batch}")
-            feats = F.grid_sample(
-                self.planes, self._plane_grids(points), mode="bilinear", padding_mode="zeros", align_corners=True
-            )  # [B*3, C, 1, N]
-            feats = feats.reshape(b, 3, self.channels, n).sum(dim=1)  # [B, C, N]; 1/3 is in layer 0
-            x = feats.transpose(1, 2).reshape(b * n, self.channels)
+            rows, weights = self.taps(points.to(self.table.dtype))
+            x = F.embedding_bag(rows, self.table, mode="sum", per_sample_weights=weights)  # [B*N, C]
             for weight, bias, hidden in self.layers:
                 x = torch.addmm(bias, x, weight) if bias is not None else x @ weight
                 if hidden:

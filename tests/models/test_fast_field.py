@@ -21,7 +21,7 @@ def test_fast_field_matches_reference(n_layers):
     ref = query_field(planes, mlp, points, cube_scale=0.2)
     fast = FastTriPlaneField(planes, mlp, cube_scale=0.2)(points)
     assert fast.shape == (2, 500, 4)
-    torch.testing.assert_close(fast, ref, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)  # float32 sums of 12 taps
 
 
 def test_fast_field_rejects_wrong_batch():
