@@ -88,3 +88,18 @@ def test_config_errors_before_work(tmp_path):
     with pytest.raises(ConfigError, match="no training data"):
         train(tiny_train_config("", tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_optimisers_and_schedules_match_the_official_construction(tiny_dataset, tmp_path, fixture_dir):
+    """reference.json 'construction': D Adam with the lazy-R1 correction, nerf noise after one step of 64."""
+    construction = json.loads((fixture_dir / "reference.json").read_text())["construction"]
+    from epigraf_tools.training.loop import Trainer
+
+    tr = Trainer(tiny_train_config(tiny_dataset, tmp_path / "run", d_reg_interval=16, batch=4))
+    d_group, g_group = tr.D_opt.param_groups[0], tr.G_opt.param_groups[0]
+    assert d_group["lr"] == pytest.approx(construction["D_opt"]["lr"], rel=1e-12)
+    assert list(d_group["betas"]) == pytest.approx(construction["D_opt"]["betas"], rel=1e-12)
+    assert g_group["lr"] == construction["G_opt"]["lr"] and list(g_group["betas"]) == construction["G_opt"]["betas"]
+    assert d_group["eps"] == construction["D_opt"]["eps"]
+    tr.G.progressive_update(64 / 1000)  # the fixture snapshot was taken after one step of batch 64
+    assert tr.G.nerf_noise_std == pytest.approx(construction["G_nerf_noise_std"], rel=1e-6)
