@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from epigraf_tools.errors import EpigrafError
+from epigraf_tools.latents import ws_from_seeds
 from epigraf_tools.rendering import RenderSettings
+from epigraf_tools.sampling import generate_samples
 from epigraf_tools.trajectories import get_trajectory
-from epigraf_tools.video import Mp4Writer, VideoOptions, count_frames, render_video, write_mp4
+from epigraf_tools.video import Mp4Writer, VideoOptions, count_frames, render_seed_frames, render_video, write_mp4
 
 from support import make_tiny_generator
 
@@ -82,3 +84,13 @@ def test_render_video_per_seed_and_grid(tmp_path):
     first = next(iter(iio.imiter(tmp_path / "g" / "grid.mp4", plugin="FFMPEG")))
     assert first.shape == (16, 48, 3)
     assert not list((tmp_path / "g").glob(".*"))
+
+
+def test_video_frames_are_the_sample_images_of_their_cameras():
+    G = make_tiny_generator()
+    cams, _ = get_trajectory("points", config=G.config)
+    settings = RenderSettings(resolution=16)
+    ws, _ = ws_from_seeds(G, [6])
+    frames = [f for f, _ in render_seed_frames(G, ws, 6, cams, settings, batch_size=2)]
+    samples = [s.image for s in generate_samples(G, [6], cams, settings=settings)]
+    assert all(np.array_equal(f, s) for f, s in zip(frames, samples, strict=True))
