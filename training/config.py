@@ -47,6 +47,7 @@ class TrainConfig:
     keep_snapshots: int = 0  # 0 keeps all
     seed: int = 0
     device: str = "auto"
+    num_threads: int | None = None  # CPU threads for torch (None: torch's default); 1 is best on a busy machine
     mixed_precision: bool = True  # fp16 in the D's highest-resolution blocks, CUDA only (official)
     # patches
     patch_res: int = 64

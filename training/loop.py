@@ -95,6 +95,8 @@ class Trainer:
         self.on_tick = on_tick
         self.log = log or (lambda msg: None)
         device = resolve_device(cfg.device)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
         self.dist = du.setup(device.type)
         if device.type == "cuda":
             device = torch.device("cuda", self.dist.local_rank if self.dist.enabled else (device.index or 0))
