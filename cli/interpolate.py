@@ -75,6 +75,7 @@ def interpolate_cmd(
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
+    from epigraf_tools.distributed import context_from_env
     from epigraf_tools.errors import EpigrafError
     from epigraf_tools.interpolation import OUTPUTS, check_space, num_frames, render_interpolation
     from epigraf_tools.latents import resolve_class
@@ -95,6 +96,10 @@ def interpolate_cmd(
         check_trajectory_name(trajectory)
         _, traj_options = get_trajectory(trajectory, total)
     options = VideoOptions(fps=fps if fps is not None else traj_options.get("fps", 30.0), crf=crf).validate()
+    ctx = context_from_env()
+    if not ctx.is_main:  # one sequence: under torchrun, rank 0 renders it and the others stand by
+        echo(f"rank {ctx.rank}: interpolate runs on rank 0 only", quiet)
+        return
 
     G, label = load_model(model, device)
     trunc.validate(G.num_ws)

@@ -141,17 +141,12 @@ def render_views(
     # Start every ray (distance - radius) further along so linspace(ray_start, ray_end) covers the object.
     ray_origins = origins + dirs * shift.view(-1, 1, 1)
 
+    keys = None
     if not settings.deterministic:
         if noise_keys is None:
             raise EpigrafError("noise_keys are needed for stochastic rendering (or set deterministic=True)")
         keys = _key_grid(noise_keys, b, v)
-        draws = ray_draws([k for row in keys for k in row], n_rays, cfg.num_ray_steps)
-        draws = RayDraws(
-            draws.perturb.reshape(b, v * n_rays, cfg.num_ray_steps, 1).to(device, dtype),
-            draws.pdf.reshape(b, v * n_rays, cfg.num_ray_steps).to(device, dtype),
-        )
-    else:
-        draws = RayDraws(None, None)
+    draws = DrawSource(keys, n_rays, cfg.num_ray_steps, device, dtype)
 
     opts = cfg.render_options(0.0)
     field = field if field is not None else prepare_field(G, planes)
@@ -171,6 +166,7 @@ def render_views(
         dirs.reshape(b, v * n_rays, 3),
         opts,
         draws,
+        n_rays,
         chunk,
         background_fn,
         workers=settings.workers,
@@ -193,44 +189,66 @@ def render_views(
     return result
 
 
+class DrawSource:
+    """The uniforms of each (sample, view) sliced per chunk: one whole-image set per key, never copied per view.
+
+    keys: [B][V] noise keys (None: deterministic rendering). Calling it with (view, start, stop)
+    returns ``RayDraws`` [B, stop - start, S] on ``device``.
+    """
+
+    def __init__(
+        self, keys: list[list[int]] | None, num_rays: int, num_steps: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        self.keys, self.device, self.dtype = keys, device, dtype
+        unique = sorted({k for row in keys for k in row}) if keys is not None else []
+        self.cache = {k: ray_draws([k], num_rays, num_steps) for k in unique}
+
+    def __call__(self, view: int, start: int, stop: int) -> RayDraws:
+        if self.keys is None:
+            return RayDraws(None, None)
+        rows = [self.cache[row[view]] for row in self.keys]
+        perturb = torch.cat([d.perturb[:, start:stop] for d in rows]).to(self.device, self.dtype)
+        pdf = torch.cat([d.pdf[:, start:stop] for d in rows]).to(self.device, self.dtype)
+        return RayDraws(perturb, pdf)
+
+
 def render_chunks(
     field: FieldFn,
     origins: torch.Tensor,
     dirs: torch.Tensor,
     opts: RenderOptions,
-    draws: RayDraws,
+    draws: DrawSource,
+    rays_per_view: int,
     chunk: int,
     background_fn: BackgroundFn | None = None,
     workers: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``render_rays`` over chunks of rays [B, R, 3]; returns rgb, depth, alpha ([B, R, C]).
+    """``render_rays`` over chunks of rays [B, V * R, 3] (V views of R rays); returns rgb, depth, alpha.
 
-    On the CPU the chunks are spread over ``workers`` threads (default: torch's intra-op thread
-    count) that each run their ops single-threaded. Many small ops parallelised inside each op
-    spend their time in thread barriers, and stall whenever another process holds a core; whole
-    chunks per thread do not. Each chunk's result is the same either way, so images are identical.
+    Chunks never straddle two views, so each takes its uniforms straight from its view's draws. On
+    the CPU the chunks are spread over ``workers`` threads (default: torch's intra-op thread count)
+    that each run their ops single-threaded: many small ops parallelised inside each op spend their
+    time in thread barriers and stall whenever another process holds a core; whole chunks per
+    thread do not. Each chunk's result is the same either way, so images are identical.
     """
-    r = origins.shape[1]
-    starts = list(range(0, r, chunk))
+    views = origins.shape[1] // rays_per_view
+    spans = [(v, s, min(s + chunk, rays_per_view)) for v in range(views) for s in range(0, rays_per_view, chunk)]
 
-    def one(start: int) -> dict[str, torch.Tensor]:
-        sl = slice(start, start + chunk)
-        sub = RayDraws(
-            draws.perturb[:, sl] if draws.perturb is not None else None,
-            draws.pdf[:, sl] if draws.pdf is not None else None,
-        )
+    def one(span: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        view, start, stop = span
+        sl = slice(view * rays_per_view + start, view * rays_per_view + stop)
         with torch.inference_mode():
-            out = render_rays(field, origins[:, sl], dirs[:, sl], opts, sub, None, background_fn)
+            out = render_rays(field, origins[:, sl], dirs[:, sl], opts, draws(view, start, stop), None, background_fn)
         return {k: out[k] for k in ("rgb", "depth", "alpha")}
 
     threads = torch.get_num_threads() if workers is None else workers
-    if origins.device.type != "cpu" or threads <= 1 or len(starts) == 1:
-        parts = [one(s) for s in starts]
+    if origins.device.type != "cpu" or threads <= 1 or len(spans) == 1:
+        parts = [one(span) for span in spans]
     else:
         previous = torch.get_num_threads()
         try:
-            with ThreadPoolExecutor(min(threads, len(starts)), initializer=torch.set_num_threads, initargs=(1,)) as ex:
-                parts = list(ex.map(one, starts))
+            with ThreadPoolExecutor(min(threads, len(spans)), initializer=torch.set_num_threads, initargs=(1,)) as ex:
+                parts = list(ex.map(one, spans))
         finally:
             torch.set_num_threads(previous)
     return {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
