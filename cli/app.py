@@ -41,8 +41,32 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="epigraf")
+    """Console-script entry point.
+
+    Usage errors (unknown option or command, a value of the wrong type, a missing argument) are
+    reported on one line with exit code 2, like every other bad input, instead of click's usage box.
+    """
+    try:  # typer >= 0.16 vendors click; older versions use click itself
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click_exc
+
+    try:
+        result = app(prog_name="epigraf", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        print(exc.format_message())
+        sys.exit(0)
+    except click_exc.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        print(f"Error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(2)
+    except click_exc.ClickException as exc:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_exc.Abort:
+        print("Aborted.", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     """Yield a temporary path beside ``final``; rename it onto ``final`` only if the block succeeds.
 
     The temporary name keeps the final suffix (writers such as imageio pick the format from it).
+    The file gets ordinary permissions (0666 minus the umask), not mkstemp's private 0600.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -23,10 +24,18 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_bytes_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
@@ -51,8 +60,7 @@ def atomic_dir(final: str | os.PathLike[str], remove: Iterable[str] = ()) -> Ite
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _current_umask()
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp/mkstemp make private entries; give ordinary permissions
