@@ -1,1 +1,56 @@
-"""epigraf-tools: load EpiGRAF checkpoints and make images, videos, volumes and meshes."""
+"""epigraf-tools: load EpiGRAF checkpoints and make images, videos, volumes and meshes.
+
+The public Python API. Names are imported lazily (on first use) so that ``import epigraf_tools`` and
+the CLI start fast; every name below is also importable from its own module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module (under epigraf_tools) that defines it
+_EXPORTS: dict[str, str] = {
+    "Generator": "models",
+    "GeneratorConfig": "models",
+    "EpigrafError": "errors",
+    "load_generator": "loading",
+    "download_model": "hub",
+    "zoo_entries": "zoo",
+    "read_official_snapshot": "official_pickle",
+    "convert_official": "official_pickle",
+    "parse_seeds": "seeds",
+    "z_from_seed": "seeds",
+    "Truncation": "latents",
+    "ws_from_seeds": "latents",
+    "Camera": "camera",
+    "get_trajectory": "trajectories",
+    "RenderSettings": "rendering",
+    "generate_samples": "sampling",
+    "save_samples": "sampling",
+    "render_video": "video",
+    "render_interpolation": "interpolation",
+    "extract_density": "volume",
+    "make_grid": "volume",
+    "export_volume": "mrc",
+    "read_mrc": "mrc",
+    "build_mesh": "mesh",
+    "export_mesh": "mesh",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'epigraf_tools' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
