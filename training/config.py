@@ -182,8 +182,11 @@ class TrainConfig:
             self.camera_vertical_stddev,
         )
 
-    def generator_config(self, resolution: int, c_dim: int, mean_camera_pose: list[float]) -> GeneratorConfig:
+    def generator_config(
+        self, resolution: int, c_dim: int, mean_camera_pose: list[float], class_names: list[str] | None = None
+    ) -> GeneratorConfig:
         return GeneratorConfig(
+            class_names=class_names,
             z_dim=self.z_dim,
             w_dim=self.w_dim,
             c_dim=c_dim,

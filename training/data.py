@@ -138,6 +138,7 @@ class ImageDataset(torch.utils.data.Dataset):
         meta = self._read_meta()
         self.camera_angles, self.has_poses = self._load_poses(meta, require_poses)
         self.labels = self._load_labels(meta) if use_labels else np.zeros([len(self.image_names), 0], np.float32)
+        self.class_names = self._load_class_names(meta)
         self.xflip = xflip
         self._cache: dict[int, np.ndarray] = {}
         bytes_needed = len(self.image_names) * 3 * self.resolution**2
@@ -253,6 +254,13 @@ class ImageDataset(torch.utils.data.Dataset):
         if raw.ndim == 2:
             return raw.astype(np.float32)
         raise DatasetError(f"{DATASET_JSON}: labels must be integers or vectors of floats")
+
+    def _load_class_names(self, meta: dict) -> list[str] | None:
+        """Optional ``class_names`` list (one per one-hot class); kept only when it fits the labels."""
+        names = meta.get("class_names")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return None
+        return [str(n) for n in names] if len(names) == self.labels.shape[1] else None
 
     # ------------------------------------------------------------------ access
     @property

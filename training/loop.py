@@ -139,7 +139,7 @@ class Trainer:
         snapshot = resolve_resume(resume, self.run_dir) if resume is not None else None
         saved = load_state(snapshot, map_location=device) if snapshot is not None else None
         torch.manual_seed(cfg.seed)
-        g_config = cfg.generator_config(res, self.dataset.c_dim, mean_pose)
+        g_config = cfg.generator_config(res, self.dataset.c_dim, mean_pose, self.dataset.class_names)
         if init_generator is not None:
             g_config = self._init_config(init_generator, res)
         elif saved is not None and "G_config" in saved:  # e.g. a fine-tuned run: G's own architecture

@@ -65,3 +65,14 @@ def test_dataset_zip_layout_and_poses(tmp_path):
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="unknown shape"):
         SynthConfig(shapes=("cone",))
+
+
+def test_class_names_reach_the_generator_config(tmp_path):
+    from epigraf_tools.training.config import TrainConfig
+    from epigraf_tools.training.data import ImageDataset
+
+    out = make_synthetic_dataset(tmp_path / "d.zip", SynthConfig(num_images=4, resolution=16, seed=1))
+    ds = ImageDataset(out)
+    assert ds.class_names == ["sphere", "box", "torus", "capsule"]
+    cfg = TrainConfig(data=str(out)).generator_config(16, ds.c_dim, [0.0, 1.57, 0.0], ds.class_names)
+    assert cfg.class_names == ds.class_names and cfg.c_dim == 4
