@@ -61,6 +61,20 @@ def _touches_boundary(vol: np.ndarray, level: float) -> bool:
     return any(bool((f >= level).any()) for f in faces)
 
 
+def _untied_level(values: np.ndarray, level: float) -> float:
+    """The float32 level nearest to ``level`` (upwards) that no sample equals.
+
+    A sample exactly at the level makes marching cubes put several vertices on one grid point, which
+    leaves non-manifold edges (it happens at 512^3); moving the level by an ulp avoids it.
+    """
+    lvl = np.float32(level)
+    for _ in range(16):
+        if not (values == lvl).any():
+            break
+        lvl = np.nextafter(lvl, np.float32(np.inf))
+    return float(lvl)
+
+
 def marching_cubes(
     volume: np.ndarray,
     level: float,
@@ -93,8 +107,9 @@ def marching_cubes(
     zyx = np.ascontiguousarray(zyx, dtype=np.float32)
     if not zyx.flags.writeable:  # scikit-image needs a writable buffer
         zyx = zyx.copy()
+    level = _untied_level(zyx, level)
     verts, faces, _normals, _values = skimage_mc(
-        zyx, level=level, spacing=tuple(vs[::-1]), gradient_direction="ascent", allow_degenerate=False
+        zyx, level=level, spacing=tuple(vs[::-1]), gradient_direction="ascent", allow_degenerate=True
     )
     # Back to (x, y, z); swapping two axes mirrors, so the winding is reversed to stay outward.
     verts = verts[:, ::-1] + org
@@ -155,7 +170,13 @@ def decimate(mesh, max_faces: int):
     verts, faces = fast_simplification.simplify(
         np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int32), target_count=max_faces
     )
-    return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+    # Edge collapses occasionally fold two triangles onto the same three vertices (a zero-volume fin);
+    # dropping every such copy removes most of the non-manifold edges decimation leaves behind.
+    _, inverse, counts = np.unique(np.sort(faces, axis=1), axis=0, return_inverse=True, return_counts=True)
+    faces = faces[counts[inverse.ravel()] == 1]
+    out = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+    out.remove_unreferenced_vertices()
+    return out
 
 
 @torch.no_grad()

@@ -248,7 +248,8 @@ def _project(feats: torch.Tensor, folded: FoldedField, add_bias: bool, hidden_ma
 # --------------------------------------------------------------------------- extraction
 def _normalised_axes(grid: VolumeGrid, cube_scale: float, device: torch.device) -> list[torch.Tensor]:
     # float64 until the end: bf16/half coordinates would read the wrong texels.
-    return [torch.from_numpy(grid.axis(a) / cube_scale).to(device=device, dtype=torch.float32) for a in range(3)]
+    # (cast on the CPU first: some devices, e.g. MPS, have no float64)
+    return [torch.from_numpy(grid.axis(a) / cube_scale).float().to(device) for a in range(3)]
 
 
 def _choose_method(method: str, device: torch.device, folded: FoldedField):
@@ -393,7 +394,7 @@ def _naive_slab(G: Generator, planes: torch.Tensor, grid: VolumeGrid, k0: int, k
     """Reference: every voxel's world point through the full field, 32^3 points per call."""
     device = planes.device
     rx, ry, _ = grid.resolution
-    axes = [torch.from_numpy(grid.axis(a)).to(device=device, dtype=torch.float32) for a in range(3)]
+    axes = [torch.from_numpy(grid.axis(a)).float().to(device) for a in range(3)]
     flat = slab.view(-1)
     total = flat.numel()
     for n0 in range(0, total, OFFICIAL_CHUNK):

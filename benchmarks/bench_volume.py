@@ -1,0 +1,204 @@
+"""Density volumes and meshes: the official-style point-by-point procedure vs the separable paths.
+
+On an FFHQ-size tri-plane ([3, 32, 512, 512], MLP 32-64-4, random weights; the content does not
+change the cost) it times, in one run and on the same planes:
+
+- naive: every voxel's world point through the field in 32^3-point chunks, as the official
+  ``extract_geometry.py`` does (``extract_density(method='naive')``, which keeps only one chunk of
+  coordinates in memory instead of the whole grid: the per-point work is the official one);
+- separable: per-plane 2-D sampling + first layer, per-voxel add/activate/last layer in PyTorch tiles;
+- kernel: the same with the per-voxel step in the fused C++ CPU kernel;
+
+and prints each time, the ratio to naive, the max |difference| to naive, and each path's max error
+against a float64 evaluation of the field at 200k random voxels (the float32 paths differ from one
+another by about the sum of their own rounding errors). ``--rss`` also measures
+the peak resident memory of a full ``export_volume`` into an MRC file in a fresh process, and
+``--mesh`` times the mesh pipeline on the largest volume (planes made smooth so surfaces are
+object-like rather than noise).
+
+Usage: python benchmarks/bench_volume.py [--resolutions 256,512] [--threads N] [--rss] [--mesh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from epigraf_tools.kernels import kernel_status, load_density_kernel
+from epigraf_tools.models import Generator, GeneratorConfig
+from epigraf_tools.volume import extract_density, make_grid
+
+
+def ffhq_size_model(seed: int = 0) -> tuple[Generator, torch.Tensor]:
+    """A generator with the FFHQ field (32 features, MLP 32-64-4) and smooth random 512^2 planes."""
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(img_resolution=32, triplane_res=16, channel_base=256, channel_max=32, feat_dim=32,
+                          mlp_hid_dim=64, cube_scale=0.2)  # fmt: skip
+    G = Generator(cfg).eval()
+    coarse = torch.randn(1, 3 * 32, 8, 8)
+    fine = torch.randn(1, 3 * 32, 512, 512) * 0.05
+    planes = (F.interpolate(coarse, size=512, mode="bicubic", align_corners=True) * 2.0 + fine).reshape(
+        1, 3, 32, 512, 512
+    )
+    with torch.no_grad():  # a density head that makes blobs: positive inside, negative outside
+        G.synthesis.tri_plane_mlp.model[-1].bias[-1] = -1.0
+    return G, planes
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def bench_density(G, planes, resolution: int, skip_naive: bool) -> dict:
+    grid = make_grid(0.2, resolution)
+    rows = {}
+    ref = None
+    if not skip_naive:
+        t, ref = timed(lambda: extract_density(G, planes, grid=grid, method="naive"))
+        rows["naive"] = t
+    t, sep = timed(lambda: extract_density(G, planes, grid=grid, method="separable"))
+    rows["separable"] = t
+    diffs = {"separable": float(np.abs(sep - ref).max()) if ref is not None else None}
+    if load_density_kernel() is not None:
+        t, fused = timed(lambda: extract_density(G, planes, grid=grid, method="kernel"))
+        rows["kernel"] = t
+        diffs["kernel"] = float(np.abs(fused - (ref if ref is not None else sep)).max())
+        if ref is None:
+            diffs["kernel_vs"] = "separable"
+    base = ref if ref is not None else sep
+    truth_err = error_vs_float64(G, planes, grid, {"naive(point-wise)": None, "separable": sep,
+                                                   **({"kernel": fused} if "kernel" in rows else {})})  # fmt: skip
+    print(f"\n{resolution}^3 ({grid.num_voxels / 1e6:.1f} M voxels), value range [{base.min():.3g}, {base.max():.3g}]")
+    for name, t in rows.items():
+        ratio = f"{rows['naive'] / t:6.1f}x" if "naive" in rows else "   n/a"
+        diff = "" if name == "naive" else f"  max|diff| {diffs.get(name)}"
+        print(f"  {name:10s} {t:8.2f} s  {grid.num_voxels / t / 1e6:7.1f} Mvox/s  {ratio} vs naive{diff}")
+    print("  max|error| vs a float64 evaluation at 200k random voxels: "
+          + ", ".join(f"{k} {v:.2e}" for k, v in truth_err.items()))  # fmt: skip
+    return {"resolution": resolution, "times": rows, "max_abs_diff": diffs, "error_vs_float64": truth_err,
+            "volume": base}  # fmt: skip
+
+
+def error_vs_float64(G, planes, grid, volumes: dict, samples: int = 200_000) -> dict:
+    """Max |value - float64 truth| at random voxels; None in ``volumes`` = the float32 point-wise field."""
+    gen = np.random.default_rng(0)
+    idx = [gen.integers(0, r, samples) for r in grid.resolution]
+    pts = np.stack([grid.axis(a)[idx[a]] for a in range(3)], axis=-1)
+    G64 = copy.deepcopy(G).double()
+    truth = G64.synthesis.field(planes.double(), torch.from_numpy(pts)[None])[0, :, -1].numpy()
+    out = {}
+    for name, vol in volumes.items():
+        if vol is None:
+            vals = G.synthesis.field(planes, torch.from_numpy(pts).float()[None])[0, :, -1].numpy()
+        else:
+            vals = vol[idx[0], idx[1], idx[2]]
+        out[name] = float(np.abs(vals - truth).max())
+    return out
+
+
+def bench_rss(resolution: int) -> None:
+    """Peak RSS of export_volume to an MRC in a fresh process (so nothing else inflates it)."""
+    code = f"""
+import tempfile, time, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from bench_volume import ffhq_size_model
+from epigraf_tools.mrc import export_volume
+from epigraf_tools.volume import make_grid
+
+def hwm_kb():  # this process's peak resident set (VmHWM starts afresh at exec, unlike ru_maxrss)
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])
+
+G, planes = ffhq_size_model()
+base = hwm_kb()
+with tempfile.TemporaryDirectory(dir={str(Path.cwd())!r}) as d:
+    t = time.perf_counter()
+    export_volume(G, planes, d + '/v.mrc', make_grid(0.2, {resolution}))
+    t = time.perf_counter() - t
+    peak = hwm_kb()
+print(base, peak, t)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    base_kb, peak_kb, seconds = int(out[0]), int(out[1]), float(out[2])
+    vol_mb = resolution**3 * 4 / 2**20
+    print(f"\nexport_volume {resolution}^3 to MRC (fresh process): {seconds:.2f} s; peak RSS {peak_kb / 1024:.0f} MB "
+          f"(model and planes alone {base_kb / 1024:.0f} MB; the volume is {vol_mb:.0f} MB; "
+          f"peak - volume = {(peak_kb / 1024 - vol_mb):.0f} MB)")  # fmt: skip
+
+
+def bench_mesh(G, planes, volume: np.ndarray, resolution: int) -> None:
+    from epigraf_tools.isolevel import stats_of, suggest_level
+    from epigraf_tools.mesh import (
+        decimate,
+        export_mesh,
+        largest_component,
+        marching_cubes,
+        smooth_taubin,
+        vertex_colors,
+    )
+
+    grid = make_grid(0.2, resolution)
+    t_level, level = timed(lambda: suggest_level(stats_of(volume).samples))
+    t_mc, mesh = timed(lambda: marching_cubes(volume, level, grid.voxel_size, grid.origin))
+    print(f"\nmesh pipeline on {resolution}^3 (level {level:.3g}, isodata; {t_level:.2f} s for stats + level)")
+    print(f"  marching cubes     {t_mc:7.2f} s  {len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces, "
+          f"watertight {mesh.is_watertight}")  # fmt: skip
+    t, big = timed(lambda: largest_component(mesh))
+    print(f"  largest component  {t:7.2f} s  {len(big.faces):,} faces")
+    t, smooth = timed(lambda: smooth_taubin(big, 10))
+    print(f"  Taubin x10         {t:7.2f} s")
+    t, small = timed(lambda: decimate(smooth, 200_000))
+    print(f"  decimate to 200k   {t:7.2f} s  {len(small.faces):,} faces, watertight {small.is_watertight}")
+    t, colors = timed(lambda: vertex_colors(G, planes, small.vertices))
+    small.visual.vertex_colors = colors
+    print(f"  vertex colours     {t:7.2f} s  ({len(small.vertices):,} field queries)")
+    with tempfile.TemporaryDirectory() as d:
+        t, _ = timed(lambda: export_mesh(small, Path(d) / "m", ["ply", "glb"]))
+    print(f"  export ply+glb     {t:7.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolutions", default="256,512")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--skip-naive-above", type=int, default=4096, help="skip the naive path above this size")
+    parser.add_argument("--rss", action="store_true", help="peak RSS of a 512^3 export_volume (fresh process)")
+    parser.add_argument("--mesh", action="store_true", help="time the mesh pipeline on the largest volume")
+    parser.add_argument("--json", type=Path, default=None, help="also write the timings here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    t, _ = timed(load_density_kernel)
+    print(f"fused kernel: {kernel_status()} ({t:.1f} s to load/build)")
+    G, planes = ffhq_size_model()
+    results = []
+    with torch.no_grad():
+        for res in (int(r) for r in args.resolutions.split(",")):
+            results.append(bench_density(G, planes, res, skip_naive=res > args.skip_naive_above))
+    if args.mesh:
+        bench_mesh(G, planes, results[-1]["volume"], results[-1]["resolution"])
+    if args.rss:
+        bench_rss(512)
+    print(f"\nprocess peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+          f"load average now {os.getloadavg()[0]:.1f}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != "volume"} for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()
