@@ -141,3 +141,15 @@ def test_folded_field_reproduces_the_mlp():
     expected = G.synthesis.tri_plane_mlp(feats.mean(0))[:, -1]
     torch.testing.assert_close(folded.hidden_to_density(hidden), expected.detach(), atol=1e-5, rtol=1e-5)
     assert folded.kernel_slope == 0.2
+
+
+def test_auto_falls_back_to_pytorch_without_the_kernel(monkeypatch):
+    monkeypatch.setenv("EPIGRAF_NO_KERNELS", "1")
+    G = make_tiny_generator()
+    planes = _random_planes(G)
+    grid = make_grid(G.config.cube_scale, 5)
+    np.testing.assert_array_equal(
+        extract_density(G, planes, grid=grid, method="auto"), extract_density(G, planes, grid=grid, method="separable")
+    )
+    with pytest.raises(RuntimeError, match="EPIGRAF_NO_KERNELS"):
+        extract_density(G, planes, grid=grid, method="kernel")
