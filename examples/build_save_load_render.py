@@ -1,6 +1,6 @@
 """Build a generator from a config, save it, load it back and render an image (no checkpoint needed).
 
-    python examples/build_save_load_render.py --out out/example
+python examples/build_save_load_render.py --out out/example
 """
 
 from __future__ import annotations
