@@ -63,9 +63,12 @@ def main() -> None:
     except click_exc.ClickException as exc:
         print(f"Error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click_exc.Abort:
+    except typer.Abort:
         print("Aborted.", file=sys.stderr)
         sys.exit(1)
+    except BrokenPipeError:  # e.g. `epigraf --help | head`: the reader left; nothing to report
+        sys.stderr.close()
+        sys.exit(0)
     sys.exit(result if isinstance(result, int) else 0)
 
 
