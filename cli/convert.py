@@ -17,7 +17,7 @@ config and the file's SHA-256).
 The pickle is read with a restricted unpickler: nothing stored in it is executed (official \
 snapshots embed their network source code; it is ignored). Unknown classes, globals outside the \
 allow-list, missing keys and shape mismatches are refused with a message naming them. \
-The conversion keeps the official licence (NVIDIA Source Code License-NC for the released models).
+The conversion keeps the official licence (NVIDIA's Source Code License-NC for the released models).
 
 [bold]Examples[/bold]
 

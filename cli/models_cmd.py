@@ -32,7 +32,7 @@ def _rows_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(show_lines=False, caption="NVIDIA-NC: NVIDIA Source Code License-NC, non-commercial use only")
+    table = Table(show_lines=False, caption="NVIDIA-NC: NVIDIA's Source Code License-NC, non-commercial use only")
     for column in ("name", "resolution", "classes", "licence", "source", "status"):
         table.add_column(column, overflow="fold")
     for r in rows:

@@ -5,7 +5,7 @@
   absent from a checkout; then asking for it is a one-line error.
 - ``ffhq512``, ``plants256``, ``food256``: the official EpiGRAF checkpoints (Skorokhodov et al.,
   NeurIPS 2022). Their authors publish them only as training pickles (767-875 MB) on Yandex Disk
-  share pages, under the NVIDIA Source Code License-NC (non-commercial). There is no official
+  share pages, under NVIDIA's Source Code License-NC (non-commercial). There is no official
   Hugging Face copy, so the zoo does not pretend one: on first use the pickle is fetched from the
   share page, checked against the size and SHA-256 the share service reports, converted safely
   (:mod:`epigraf_tools.official_pickle`) and kept converted in the epigraf cache
@@ -31,7 +31,7 @@ from .models import CONFIG_NAME, WEIGHTS_NAME
 
 DEFAULT_MODEL = "default"
 EPIGRAF_CODE = "https://github.com/universome/epigraf"
-NVIDIA_NC = "NVIDIA Source Code License-NC (non-commercial use only)"
+NVIDIA_NC = "NVIDIA's Source Code License-NC (non-commercial use only)"
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 
