@@ -112,7 +112,7 @@ level 10, largest component, truncation 0.7. The dataset's shapes have a boundin
 
 ## Limitations
 
-Trained for about an hour on two CPU cores, not days on GPUs: samples are centred, shaded,
+Trained for about 1.5 hours on two CPU cores, not days on GPUs: samples are centred, shaded,
 3D-consistent objects of the right size with crisp geometry (empty space has zero density), but the
 four classes are not yet cleanly separated (boxes and tori come out as rounded boxes and capsules),
 the colour palette is narrower than the data's and sample diversity at truncation 0.7 is low.
