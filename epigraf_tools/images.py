@@ -56,15 +56,32 @@ def normals_to_uint8(normals: np.ndarray) -> np.ndarray:
     return np.where(valid, np.round((np.clip(normals, -1, 1) + 1) * 127.5), 0).astype(np.uint8)
 
 
-def make_grid(images: Sequence[np.ndarray], columns: int | None = None, pad: int = 0) -> np.ndarray:
-    """Tile equally sized uint8 images [H, W, C] row by row (columns default: ceil(sqrt(n)))."""
+def grid_columns(n: int) -> int:
+    """Columns for ``n`` tiles: a divisor of ``n`` near its square root when one exists, so 8 tiles make a
+    4 x 2 grid instead of 3 x 3 with an empty cell; otherwise ceil(sqrt(n))."""
+    if n < 1:
+        raise ValueError("a grid needs at least one tile")
+    base = math.ceil(math.sqrt(n))
+    for cols in range(base, 2 * base + 1):
+        if n % cols == 0:
+            return cols
+    return base
+
+
+def make_grid(
+    images: Sequence[np.ndarray], columns: int | None = None, pad: int = 0, fill: int = 0
+) -> np.ndarray:
+    """Tile equally sized uint8 images [H, W, C] row by row (columns default: ``grid_columns``).
+
+    Cells left over in the last row and the padding get ``fill`` (255 suits white-background models).
+    """
     if not images:
         raise ValueError("make_grid needs at least one image")
     n = len(images)
-    cols = columns or math.ceil(math.sqrt(n))
+    cols = columns or grid_columns(n)
     rows = math.ceil(n / cols)
     h, w, c = images[0].shape
-    out = np.zeros((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c), dtype=images[0].dtype)
+    out = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c), fill, dtype=images[0].dtype)
     for i, img in enumerate(images):
         r, k = divmod(i, cols)
         out[r * (h + pad) : r * (h + pad) + h, k * (w + pad) : k * (w + pad) + w] = img

@@ -200,15 +200,18 @@ def save_samples(
     if grid:
         barrier(ctx)
         if ctx.is_main:
-            written.append(write_grid(out, list(seeds), nv))
+            written.append(write_grid(out, list(seeds), nv, fill=255 if G.config.white_back else 0))
     return written
 
 
 _VIEW_KEYS = ("view", "camera", "cam2world_opengl", "eg3d_label")
 
 
-def write_grid(out_dir: Path, seeds: Sequence[int], num_views: int) -> Path:
-    """grid.png from the per-seed PNGs already in ``out_dir`` (so every rank's images are included)."""
+def write_grid(out_dir: Path, seeds: Sequence[int], num_views: int, fill: int = 0) -> Path:
+    """grid.png from the per-seed PNGs already in ``out_dir`` (so every rank's images are included).
+
+    ``fill`` colours unused cells: the model's background (255 for white-background models).
+    """
     from PIL import Image
 
     tiles = []
@@ -221,4 +224,4 @@ def write_grid(out_dir: Path, seeds: Sequence[int], num_views: int) -> Path:
                 tiles.append(np.asarray(img.convert("RGB")))
     columns = num_views if num_views > 1 else None
     meta = {"seeds": list(seeds), "views": num_views, "layout": "rows: seeds, columns: views"}
-    return save_png(out_dir / "grid.png", make_grid(tiles, columns), meta)
+    return save_png(out_dir / "grid.png", make_grid(tiles, columns, fill=fill), meta)

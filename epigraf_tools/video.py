@@ -24,7 +24,7 @@ from .atomic import atomic_path, write_text_atomic
 from .camera import Camera
 from .distributed import DistContext, barrier, shard
 from .errors import EpigrafError
-from .images import depth_to_uint8, gray_to_rgb, make_grid, pad_to_even, to_uint8
+from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to_even, to_uint8
 from .latents import Truncation, class_name, ws_from_seeds
 from .models import Generator
 from .rendering import RenderSettings, prepare_field, render_views
@@ -283,11 +283,13 @@ def render_video(
             meta = video_metadata(
                 G, seeds, classes or [None] * len(seeds), cameras, truncation, settings, options, trajectory, model
             )
-            meta["grid_columns"] = columns or int(np.ceil(np.sqrt(len(seeds))))
+            columns = columns or grid_columns(len(seeds))
+            meta["grid_columns"] = columns
+            fill = 255 if G.config.white_back else 0
 
             def grid_frames() -> Iterable[tuple[np.ndarray, np.ndarray | None]]:
                 for i in range(len(cameras)):
-                    frame = make_grid([s[i, 0] for s in stores], columns)
+                    frame = make_grid([s[i, 0] for s in stores], columns, fill=fill)
                     yield frame, (make_grid([s[i, 1] for s in stores], columns) if depth else None)
 
             written += _write_videos(out, "grid", grid_frames(), depth, options, meta)

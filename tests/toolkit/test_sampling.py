@@ -12,7 +12,7 @@ from PIL import Image
 from epigraf_tools.camera import Camera
 from epigraf_tools.distributed import DistContext, context_from_env, shard
 from epigraf_tools.errors import EpigrafError
-from epigraf_tools.images import make_grid, read_png_metadata, to_uint8
+from epigraf_tools.images import grid_columns, make_grid, read_png_metadata, to_uint8
 from epigraf_tools.latents import Truncation
 from epigraf_tools.rendering import RenderSettings, render_views
 from epigraf_tools.sampling import generate_samples, save_samples
@@ -121,3 +121,12 @@ def test_make_grid_layout():
     tiles = [np.full((2, 2, 3), i, np.uint8) for i in range(5)]
     grid = make_grid(tiles, columns=3)
     assert grid.shape == (4, 6, 3) and grid[2, 2, 0] == 4 and grid[3, 5, 0] == 0
+    white = make_grid(tiles, columns=3, fill=255)
+    assert white[2, 2, 0] == 4 and white[3, 5, 0] == 255  # the empty cell takes the background
+
+
+def test_grid_columns_avoid_empty_cells():
+    # A divisor near sqrt(n) when one exists (8 seeds -> 4 x 2), else ceil(sqrt(n)) with a partial last row.
+    assert [grid_columns(n) for n in (1, 2, 4, 6, 8, 9, 12, 16)] == [1, 2, 2, 3, 4, 3, 4, 4]
+    assert grid_columns(7) == 3 and grid_columns(13) == 4
+    assert make_grid([np.zeros((2, 2, 3), np.uint8)] * 8).shape == (4, 8, 3)
