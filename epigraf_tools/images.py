@@ -68,9 +68,7 @@ def grid_columns(n: int) -> int:
     return base
 
 
-def make_grid(
-    images: Sequence[np.ndarray], columns: int | None = None, pad: int = 0, fill: int = 0
-) -> np.ndarray:
+def make_grid(images: Sequence[np.ndarray], columns: int | None = None, pad: int = 0, fill: int = 0) -> np.ndarray:
     """Tile equally sized uint8 images [H, W, C] row by row (columns default: ``grid_columns``).
 
     Cells left over in the last row and the padding get ``fill`` (255 suits white-background models).
