@@ -73,7 +73,13 @@ def build_config(
     resume: str | None,
 ) -> Any:
     """Merge the option sources into a validated TrainConfig (no data is read here)."""
-    from epigraf_tools.training.config import ConfigError, TrainConfig, load_config_file, preset
+    from epigraf_tools.training.config import (
+        ConfigError,
+        TrainConfig,
+        load_config_file,
+        preset,
+        upgrade_stored_config,
+    )
     from epigraf_tools.training.snapshots import LATEST_NAME
 
     merged: dict[str, Any] = {}
@@ -92,7 +98,8 @@ def build_config(
                 f"cannot resume: {cfg_path} not found"
                 + ("" if has_latest else f" ({run_dir} does not look like a training run folder)")
             )
-        merged.update(json.loads(cfg_path.read_text()))
+        # A run written before an option existed resumes as it trained (e.g. augment=noaug before ADA).
+        merged.update(upgrade_stored_config(json.loads(cfg_path.read_text())))
         merged.setdefault("out", str(run_dir))
         if not explicit.get("out"):
             merged["out"] = str(run_dir)
@@ -123,6 +130,7 @@ def summary(cfg: Any) -> str:
         f"GPC {cfg.g_camera_cond}",
         f"discrim.    channels {cfg.d_channel_base}/{cfg.d_channel_max}, hyper_mod {cfg.hyper_mod}, camera cond "
         f"{cfg.d_camera_cond}",
+        f"augment     {_augment_summary(cfg)}",
         f"optimiser   Adam lr G {cfg.g_lr} / D {cfg.d_lr}, betas {tuple(cfg.betas)}, "
         f"EMA {cfg.resolved_ema_kimg()} kimg",
         f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}",
@@ -130,6 +138,17 @@ def summary(cfg: Any) -> str:
         f"device {cfg.device}, seed {cfg.seed}",
     ]
     return "\n".join(lines)
+
+
+def _augment_summary(cfg: Any) -> str:
+    if cfg.augment == "ada":
+        return (
+            f"ada (p from {cfg.augment_p}, target {cfg.ada_target}, every {cfg.ada_interval} steps, "
+            f"speed {cfg.ada_kimg} kimg)"
+        )
+    if cfg.augment == "fixed":
+        return f"fixed p {cfg.augment_p}"
+    return "none"
 
 
 def _tick_line(rec: dict[str, Any]) -> str:
@@ -142,6 +161,8 @@ def _tick_line(rec: dict[str, Any]) -> str:
         fmt("Loss/G/loss", "G"),
         fmt("Loss/D/loss", "D"),
         fmt("Loss/D/r1_penalty", "R1"),
+        fmt("Aug/p", "p"),
+        fmt("Aug/rt", "rt"),
         f"sec/kimg {rec['sec_per_kimg']:.1f}",
     ]
     return "  ".join(p for p in parts if p)

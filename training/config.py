@@ -26,6 +26,22 @@ class ConfigError(EpigrafError):
     """A training option that cannot work (the message names it)."""
 
 
+AUGMENT_MODES = ("ada", "fixed", "noaug")
+
+# Options added after runs had been written whose defaults change how a run trains, with the value
+# that reproduces how those older runs trained. A stored config.json without the key predates the
+# option, so resuming it must use this value rather than today's default.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "augment": "noaug",  # runs written before ADA existed trained without augmentation
+}
+
+
+def upgrade_stored_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's stored config (config.json, or the copy in training_state.pt) with the options it
+    predates filled in as the run actually trained (LEGACY_DEFAULTS)."""
+    return {**LEGACY_DEFAULTS, **data}
+
+
 @dataclass
 class TrainConfig:
     """Options of one training run (see docs/training.md for each)."""
@@ -63,6 +79,12 @@ class TrainConfig:
     d_reg_interval: int = 16
     blur_init_sigma: float = 10.0
     blur_fade_kimg: float = 200.0
+    # discriminator augmentation (training/augment.py), applied to real and fake patches after the blur
+    augment: str = "ada"  # 'ada' (adaptive p, the official default), 'fixed' (p = augment_p), 'noaug'
+    augment_p: float = 0.0  # the constant p of 'fixed'; the starting p of 'ada'
+    ada_target: float = 0.6  # 'ada' raises p while the mean sign of D(real) is above this
+    ada_interval: int = 4  # steps between adjustments of p
+    ada_kimg: float = 500.0  # speed: p can go from 0 to 1 in this many thousand images
     # optimisers and EMA
     g_lr: float = 0.0025
     d_lr: float = 0.002
@@ -163,6 +185,16 @@ class TrainConfig:
                 bad(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
         if self.patch_dist not in ("beta", "uniform"):
             bad(f"patch_dist must be 'beta' or 'uniform', got {self.patch_dist!r}")
+        if self.augment not in AUGMENT_MODES:
+            bad(f"augment must be one of {', '.join(AUGMENT_MODES)}, got {self.augment!r}")
+        if not 0 <= self.augment_p <= 1:
+            bad(f"augment_p must be in [0, 1], got {self.augment_p}")
+        if not -1 <= self.ada_target <= 1:
+            bad(f"ada_target must be in [-1, 1] (a mean of signs), got {self.ada_target}")
+        if self.ada_interval < 1:
+            bad(f"ada_interval must be >= 1, got {self.ada_interval}")
+        if self.ada_kimg <= 0:
+            bad(f"ada_kimg must be positive, got {self.ada_kimg}")
 
     # ------------------------------------------------------------------ derived values
     def r1_gamma(self, resolution: int) -> float:

@@ -15,6 +15,12 @@ each compute the same update as one rank that processes all chunks in turn.
 Gradient scaling (a deliberate difference from the official loop, which sums chunk gradients):
 each chunk contributes ``mean loss / chunks per rank``, so the update is the batch mean whatever
 the split into ranks and chunks; with one chunk per rank, as in the official defaults, the two agree.
+
+Augmentation (``augment`` 'ada' or 'fixed'): D's inputs are augmented (training/augment.py) with
+draws from their own per-(seed, step, phase, chunk) stream. With 'ada', the signs of the Dmain real
+logits are summed, and every ``ada_interval`` steps they are all-reduced over ranks and p moves by
+sign(mean - ada_target) * batch * ada_interval / (ada_kimg * 1000), clamped at 0. p and the pending
+sums are part of the training state, so a resume continues with exactly the same p.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from epigraf_tools.models import Generator, GeneratorConfig
 from epigraf_tools.models.discriminator import Discriminator
 
 from . import distributed as du
+from .augment import AdaController, AdaptiveAugment
 from .config import ConfigError, TrainConfig
 from .data import ImageDataset, InfiniteOrder
 from .loss import PHASES, EpiGRAFLoss, blur_sigma
@@ -158,6 +165,12 @@ class Trainer:
         self.D_opt = torch.optim.Adam(
             self.D.parameters(), lr=cfg.d_lr * ratio, betas=tuple(b**ratio for b in betas), eps=1e-8
         )
+        self.augment = AdaptiveAugment(cfg.augment_p) if cfg.augment != "noaug" else None
+        self.ada = (
+            AdaController(self.augment, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg)
+            if self.augment is not None and cfg.augment == "ada"
+            else None
+        )
         self.loss = EpiGRAFLoss(
             self.G,
             self.D,
@@ -166,6 +179,7 @@ class Trainer:
             blur_init_sigma=cfg.blur_init_sigma,
             blur_fade_kimg=cfg.blur_fade_kimg,
             gpc_spoof_p_end=cfg.gpc_spoof_p,
+            augment=self.augment,
         )
         self.inception = None
         if cfg.metrics and self.dist.is_main:
@@ -191,7 +205,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         s = self.state
-        return {
+        state = {
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "G_ema": self.G_ema.state_dict(),
@@ -207,6 +221,11 @@ class Trainer:
             "G_config": json.dumps(self.G.config.to_dict()),
             "D_config": json.dumps(self.D.config.to_dict()),
         }
+        if self.augment is not None:
+            state["augment_p"] = self.augment.p.detach().clone()
+        if self.ada is not None:
+            state["ada"] = self.ada.state_dict()
+        return state
 
     def _restore(self, snapshot: Path, state: dict[str, Any]) -> None:
         try:
@@ -226,8 +245,29 @@ class Trainer:
             cur_tick=int(state["cur_tick"]),
             tick_start_nimg=int(state["tick_start_nimg"]),
         )
+        self._restore_augment(state)
         self.resumed_from = snapshot
         self.log(f"Resumed from {snapshot} at {self.state.cur_nimg / 1000:.3f} kimg (step {self.state.batch_idx})")
+
+    def _restore_augment(self, state: dict[str, Any]) -> None:
+        """ADA's p and pending sign sums; 'fixed' keeps the configured p (the option may change on resume)."""
+        stored = json.loads(state.get("config", "{}"))
+        if "augment" not in stored and self.cfg.augment != "noaug":
+            warnings.warn(
+                "resuming a run written before discriminator augmentation existed (it trained with "
+                f"augment='noaug') with augment={self.cfg.augment!r}; pass augment='noaug' to continue it "
+                "unchanged (the CLI does this by itself)",
+                stacklevel=3,
+            )
+        if self.ada is None:
+            return
+        p = state.get("augment_p")  # absent in states written without augmentation: start from 0
+        self.augment.p.copy_(p if p is not None else torch.tensor(0.0))
+        self.ada.load_state_dict(state.get("ada", {}))
+
+    def _all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks (on the training device: NCCL reduces CUDA tensors only)."""
+        return du.all_reduce_sum(values.to(self.device), self.dist)
 
     def _progress_update(self) -> None:
         kimg = self.state.cur_nimg / 1000
@@ -283,6 +323,9 @@ class Trainer:
                 torch.manual_seed(seed)
                 rng = np.random.RandomState(seed)
                 gen = torch.Generator().manual_seed(seed)
+                aug_gen = None
+                if self.augment is not None:
+                    aug_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, s.batch_idx, phase_idx, chunk, 2))
                 real = reals[chunk]
                 out = self.loss.accumulate_gradients(
                     phase=phase,
@@ -297,7 +340,12 @@ class Trainer:
                     cur_nimg=s.cur_nimg,
                     rng=rng,
                     generator=gen,
+                    aug_generator=aug_gen,
                 )
+                if phase == "Dmain" and self.augment is not None:
+                    out["Aug/rt"] = out["Loss/scores/real"].sign()
+                    if self.ada is not None:
+                        self.ada.accumulate(out["Loss/scores/real"])
                 for k, v in out.items():
                     stats.setdefault(k, []).append(v.float().cpu())
             module.requires_grad_(False)
@@ -307,6 +355,8 @@ class Trainer:
         self._update_ema()
         s.cur_nimg += cfg.batch
         s.batch_idx += 1
+        if self.ada is not None and s.batch_idx % cfg.ada_interval == 0:
+            self.ada.update(cfg.batch, reduce=self._all_reduce_sum)
         self._progress_update()
         return stats
 
@@ -395,8 +445,7 @@ class Trainer:
         keys = sorted(sums)
         if self.dist.enabled:
             t = torch.tensor([v for k in keys for v in (sums[k], counts[k])], dtype=torch.float64)
-            du.all_reduce_sum(t, self.dist)
-            vals = t.tolist()
+            vals = self._all_reduce_sum(t).tolist()
             sums = {k: vals[2 * i] for i, k in enumerate(keys)}
             counts = {k: int(vals[2 * i + 1]) for i, k in enumerate(keys)}
         tick_kimg = (s.cur_nimg - s.tick_start_nimg) / 1000
@@ -413,6 +462,8 @@ class Trainer:
             "nerf_noise_std": self.G.nerf_noise_std,
             "gpc_spoof_p": self.loss.gpc_spoof_p,
         }
+        if self.augment is not None:
+            record["Aug/p"] = float(self.augment.p)  # "Aug/rt" (mean sign of D(real)) comes with the stats
         for k in keys:
             record[k] = sums[k] / max(counts[k], 1)
         if self.device.type == "cuda":

@@ -9,6 +9,9 @@ Phases (as in StyleGAN2 / the official EpiGRAF loop):
   ``gain = interval`` (lazy regularisation).
 During the first ``blur_fade_kimg`` kimg both real and fake patches are blurred with a Gaussian whose
 sigma fades linearly from ``blur_init_sigma`` to 0; its taps are 2^-(t/sigma)^2 (base 2, not e).
+With an ``augment`` pipeline (ADA, training/augment.py), every D input, real or fake, is augmented
+after the blur: patch -> blur -> augment -> D. R1 still differentiates with respect to the real
+patch before both, so its gradient (and double backward) runs through the augmentation.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import AdaptiveAugment
 from .patches import PatchSampler, extract_patches, linear_schedule
 
 PHASES = ("Gall", "Dmain", "Dreg")
@@ -69,7 +73,8 @@ class EpiGRAFLoss:
     """Computes the losses of one phase on one chunk and accumulates gradients.
 
     G must be an ``epigraf_tools.models.Generator`` (train mode renders patches with nerf noise),
-    D a ``Discriminator`` on ``patch_sampler.resolution`` patches.
+    D a ``Discriminator`` on ``patch_sampler.resolution`` patches; ``augment`` (optional) is applied
+    to every D input after the blur.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class EpiGRAFLoss:
         gpc_spoof_p_end: float = 0.5,
         gpc_spoof_kimg: float = 1000.0,
         patch_enabled: bool = True,
+        augment: AdaptiveAugment | None = None,
     ) -> None:
         self.G = G
         self.D = D
@@ -93,6 +99,7 @@ class EpiGRAFLoss:
         self.gpc_spoof_p_end = gpc_spoof_p_end
         self.gpc_spoof_kimg = gpc_spoof_kimg
         self.patch_enabled = patch_enabled
+        self.augment = augment
         self.progressive_update(0.0)
 
     def progressive_update(self, cur_kimg: float) -> None:
@@ -135,8 +142,12 @@ class EpiGRAFLoss:
         blur: float,
         patch_params: dict[str, torch.Tensor] | None,
         camera_angles: torch.Tensor,
+        aug_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        """D's logits [B, 1] for patches: blurred, then augmented (when an augmentation pipeline is set)."""
         img = blur_images(img, blur)
+        if self.augment is not None:
+            img = self.augment(img, generator=aug_generator)
         return self.D(img, c if c.shape[1] > 0 else None, patch_params=patch_params, camera_angles=camera_angles)
 
     # ------------------------------------------------------------------ one phase on one chunk
@@ -154,11 +165,14 @@ class EpiGRAFLoss:
         cur_nimg: float,
         rng: np.random.RandomState,
         generator: torch.Generator,
+        aug_generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """Backpropagate ``gain * mean loss`` of ``phase`` and return detached per-sample statistics.
 
         real_img: [B, 3, H, W] full images in [-1, 1]; gen_z [B, z_dim]; labels [B, c_dim];
-        angles [B, 3]. ``rng``/``generator`` drive the patch draws (fake first, then real).
+        angles [B, 3]. ``rng``/``generator`` drive the patch draws (fake first, then real);
+        ``aug_generator`` the augmentation draws (a separate stream, so that turning augmentation on
+        leaves the patch draws as they were).
         """
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
@@ -169,7 +183,7 @@ class EpiGRAFLoss:
         if phase == "Gall":
             patch = self.sample_patches(gen_z.shape[0], rng, generator, device)
             fake = self.run_G(gen_z, gen_c, gen_camera_angles, gen_camera_angles_cond, patch)
-            logits = self.run_D(fake, gen_c, blur, patch, gen_camera_angles)
+            logits = self.run_D(fake, gen_c, blur, patch, gen_camera_angles, aug_generator)
             loss = F.softplus(-logits)
             loss.mean().mul(gain).backward()
             stats["Loss/scores/fake"] = logits.detach()
@@ -180,14 +194,14 @@ class EpiGRAFLoss:
             patch = self.sample_patches(gen_z.shape[0], rng, generator, device)
             with torch.no_grad():
                 fake = self.run_G(gen_z, gen_c, gen_camera_angles, gen_camera_angles_cond, patch, update_emas=True)
-            logits_fake = self.run_D(fake, gen_c, blur, patch, gen_camera_angles)
+            logits_fake = self.run_D(fake, gen_c, blur, patch, gen_camera_angles, aug_generator)
             loss_fake = F.softplus(logits_fake)
             loss_fake.mean().mul(gain).backward()
             stats["Loss/scores/fake"] = logits_fake.detach()
 
         real, patch = self._real_patches(real_img, rng, generator)
         real = real.detach().requires_grad_(phase == "Dreg")
-        logits_real = self.run_D(real, real_c, blur, patch, real_camera_angles)
+        logits_real = self.run_D(real, real_c, blur, patch, real_camera_angles, aug_generator)
         stats["Loss/scores/real"] = logits_real.detach()
         if phase == "Dmain":
             loss_real = F.softplus(-logits_real)
