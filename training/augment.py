@@ -172,56 +172,39 @@ class AdaptiveAugment(nn.Module):
         p = min(max(float(self.p), 0.0), 1.0)
         g = generator
 
-        def fire(prob: float) -> torch.Tensor:
-            return torch.rand(batch, generator=g) < prob
-
         def octaves(std: float) -> torch.Tensor:
             return torch.exp2(torch.randn(batch, generator=g) * std)
 
         def turn() -> torch.Tensor:
             return (torch.rand(batch, generator=g) * 2 - 1) * math.pi
 
+        p_rot = 1 - math.sqrt(1 - p)  # two independent rotations: at least one fires with probability p
+        # (entry, transform, probability, value draw, identity value), in the pipeline's order
+        steps: list[tuple[str, str, float, Callable[[], torch.Tensor], float]] = [
+            ("rotate90", "rotate90", p, lambda: torch.randint(0, 4, (batch,), generator=g), 0),
+            ("xint", "xint", p, lambda: (torch.rand(batch, 2, generator=g) * 2 - 1) * XINT_MAX, 0.0),
+            ("scale", "scale", p, lambda: octaves(SCALE_STD), 1.0),
+            ("rotate_pre", "rotate", p_rot, turn, 0.0),
+            ("aniso", "aniso", p, lambda: octaves(ANISO_STD), 1.0),
+            ("rotate_post", "rotate", p_rot, turn, 0.0),
+            ("xfrac", "xfrac", p, lambda: torch.randn(batch, 2, generator=g) * XFRAC_STD, 0.0),
+            ("brightness", "brightness", p, lambda: torch.randn(batch, generator=g) * BRIGHTNESS_STD, 0.0),
+            ("contrast", "contrast", p, lambda: octaves(CONTRAST_STD), 1.0),
+            ("lumaflip", "lumaflip", p, lambda: torch.randint(0, 2, (batch,), generator=g), 0),
+            ("hue", "hue", p, turn, 0.0),
+            ("saturation", "saturation", p, lambda: octaves(SATURATION_STD), 1.0),
+        ]
         out: AugmentParams = {}
         enabled = set(self.transforms)
-        if "rotate90" in enabled:
-            out["rotate90_fired"] = m = fire(p)
-            out["rotate90"] = torch.where(m, torch.randint(0, 4, (batch,), generator=g), 0)
-        if "xint" in enabled:
-            out["xint_fired"] = m = fire(p)
-            t = (torch.rand(batch, 2, generator=g) * 2 - 1) * XINT_MAX
-            out["xint"] = torch.where(m[:, None], t, 0.0)
-        if "scale" in enabled:
-            out["scale_fired"] = m = fire(p)
-            out["scale"] = torch.where(m, octaves(SCALE_STD), 1.0)
-        p_rot = 1 - math.sqrt(1 - p)
+        for entry, transform, prob, value, identity in steps:
+            if transform not in enabled:
+                continue
+            fired = torch.rand(batch, generator=g) < prob
+            drawn = value()
+            out[f"{entry}_fired"] = fired
+            out[entry] = torch.where(fired.view(-1, *[1] * (drawn.dim() - 1)), drawn, identity)
         if "rotate" in enabled:
-            out["rotate_pre_fired"] = m = fire(p_rot)
-            out["rotate_pre"] = torch.where(m, turn(), 0.0)
-        if "aniso" in enabled:
-            out["aniso_fired"] = m = fire(p)
-            out["aniso"] = torch.where(m, octaves(ANISO_STD), 1.0)
-        if "rotate" in enabled:
-            out["rotate_post_fired"] = m = fire(p_rot)
-            out["rotate_post"] = torch.where(m, turn(), 0.0)
-            out["rotate_fired"] = out["rotate_pre_fired"] | m
-        if "xfrac" in enabled:
-            out["xfrac_fired"] = m = fire(p)
-            out["xfrac"] = torch.where(m[:, None], torch.randn(batch, 2, generator=g) * XFRAC_STD, 0.0)
-        if "brightness" in enabled:
-            out["brightness_fired"] = m = fire(p)
-            out["brightness"] = torch.where(m, torch.randn(batch, generator=g) * BRIGHTNESS_STD, 0.0)
-        if "contrast" in enabled:
-            out["contrast_fired"] = m = fire(p)
-            out["contrast"] = torch.where(m, octaves(CONTRAST_STD), 1.0)
-        if "lumaflip" in enabled:
-            out["lumaflip_fired"] = m = fire(p)
-            out["lumaflip"] = torch.where(m, torch.randint(0, 2, (batch,), generator=g), 0)
-        if "hue" in enabled:
-            out["hue_fired"] = m = fire(p)
-            out["hue"] = torch.where(m, turn(), 0.0)
-        if "saturation" in enabled:
-            out["saturation_fired"] = m = fire(p)
-            out["saturation"] = torch.where(m, octaves(SATURATION_STD), 1.0)
+            out["rotate_fired"] = out["rotate_pre_fired"] | out["rotate_post_fired"]
         return out
 
     # ------------------------------------------------------------------ application
@@ -280,28 +263,19 @@ class AdaptiveAugment(nn.Module):
         The content transform is xfrac . rotate_post . aniso . rotate_pre . scale; its inverse is
         composed factor by factor, each step's inverse multiplied on the right.
         """
-        inv = torch.eye(3, dtype=torch.float64).repeat(batch, 1, 1)
-        used = False
-        if "scale" in params:
-            s = params["scale"].double()
-            inv = inv @ _scale_2d(1 / s, 1 / s)
-            used = True
-        if "rotate_pre" in params:
-            inv = inv @ _rotation_2d(-params["rotate_pre"].double())
-            used = True
-        if "aniso" in params:
-            a = params["aniso"].double()
-            inv = inv @ _scale_2d(1 / a, a)
-            used = True
-        if "rotate_post" in params:
-            inv = inv @ _rotation_2d(-params["rotate_post"].double())
-            used = True
-        if "xfrac" in params:
-            t = params["xfrac"].double()
-            inv = inv @ _translate_2d(-t[:, 0] * width, -t[:, 1] * height)
-            used = True
-        if not used:
+        inverses: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {  # in the pipeline's order
+            "scale": lambda s: _scale_2d(1 / s, 1 / s),
+            "rotate_pre": lambda theta: _rotation_2d(-theta),
+            "aniso": lambda a: _scale_2d(1 / a, a),
+            "rotate_post": lambda theta: _rotation_2d(-theta),
+            "xfrac": lambda t: _translate_2d(-t[:, 0] * width, -t[:, 1] * height),
+        }
+        present = [name for name in inverses if name in params]
+        if not present:
             return None
+        inv = torch.eye(3, dtype=torch.float64).repeat(batch, 1, 1)
+        for name in present:
+            inv = inv @ inverses[name](params[name].double())
         return inv
 
     def _resample(self, x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
