@@ -109,3 +109,20 @@ def test_renders_show_one_centred_object_of_consistent_size_from_every_side(defa
         for m in mask:
             cy, cx = ys[m].mean().item(), xs[m].mean().item()
             assert abs(cy - 23.5) < 8 and abs(cx - 23.5) < 8, (class_index, cy, cx)
+
+
+def test_shipped_training_recipe_is_a_valid_config_with_the_model_settings():
+    """train_config.yaml is the model card's reproduce recipe: it must parse as a TrainConfig, keep
+    augmentation off (the model was trained before ADA existed; ADA is the default now) and agree
+    with the shipped generator's architecture."""
+    import json
+
+    from epigraf_tools.training.config import TrainConfig, load_config_file
+
+    cfg = TrainConfig(**load_config_file(MODEL_DIR / "train_config.yaml"))
+    g = json.loads((MODEL_DIR / "config.json").read_text())
+    assert cfg.augment == "noaug"
+    keys = ("resolution", "triplane_res", "feat_dim", "z_dim", "w_dim", "num_ray_steps", "cube_scale", "fov")
+    ours = {k: getattr(cfg, k) for k in keys}
+    shipped = {k: g["img_resolution" if k == "resolution" else k] for k in keys}
+    assert ours == shipped
