@@ -43,7 +43,8 @@ snap = args.snapshot
 dest = args.dest
 dest.mkdir(parents=True, exist_ok=True)
 cfg = json.loads((snap / "config.json").read_text())
-cfg["class_names"] = ["sphere", "box", "torus", "capsule"]
+if cfg.get("c_dim", 0):
+    cfg["class_names"] = ["sphere", "box", "torus", "capsule"]
 cfg["name"] = "epigraf-tools default (shapes64)"
 (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 shutil.copy(snap / "model.safetensors", dest / "model.safetensors")
@@ -59,29 +60,77 @@ wall = sum(r["sec_per_tick"] for r in recs if r["kimg"] <= rec["kimg"])
 
 
 G = load_generator(str(dest))
+conditional = G.c_dim > 0
+# (row label, class index): every class of a conditional model, or the seed's own draw.
+conditions = [(name, ci) for ci, name in enumerate(cfg["class_names"])] if conditional else [("any", None)]
+cs = G.config.cube_scale
+
+
+def sample_mesh(seed: int, class_index: int | None, psi: float):
+    ws, _ = ws_from_seeds(G, [seed], Truncation(psi), class_index=class_index)
+    with torch.no_grad():
+        V = extract_density(G, G.planes(ws), resolution=64, value="sigma")
+    return build_mesh(V, (2 * cs / 63,) * 3, (-cs,) * 3, level=10.0, keep_largest=True)
+
+
+def hue_of(rgb: np.ndarray) -> float:
+    """Hue angle (radians) of an RGB colour, from the colour's projection on the chroma plane."""
+    r, g, b = rgb
+    return math.atan2(math.sqrt(3) * (g - b), 2 * r - g - b)
+
+
 rows = []
-for ci, name in enumerate(cfg["class_names"]):
-    for seed in (0, 1):
-        ws, _ = ws_from_seeds(G, [seed], Truncation(0.7), class_index=ci)
-        with torch.no_grad():
-            V = extract_density(G, G.planes(ws), resolution=64, value="sigma")
-        cs = G.config.cube_scale
-        vox = 2 * cs / 63
-        mesh, rep = build_mesh(V, (vox,) * 3, (-cs,) * 3, level=10.0, keep_largest=True)
+for name, ci in conditions:
+    for seed in (0, 1) if conditional else range(8):
+        mesh, rep = sample_mesh(seed, ci, 0.7)
         r = np.linalg.norm(mesh.vertices, axis=1).max()
         eq = (3 * abs(mesh.volume) / (4 * math.pi)) ** (1 / 3)
-        rows.append(f"| {name} | {seed} | {r:.3f} | {eq:.3f} | {rep['watertight']} |")
+        genus = (2 - mesh.euler_number) // 2
+        rows.append(f"| {name} | {seed} | {r:.3f} | {eq:.3f} | {genus} | {rep['watertight']} |")
 print("\n".join(rows))
+
+# Diversity over 16 seeds at psi 1: how many meshes have a hole (genus 1: a torus), and how spread the
+# object hues are (mean resultant length of the hue angles: 1 = one hue, ~0.1 = the dataset's uniform hues).
+div_rows = []
+n_div = 16 if conditional else 32
+for name, ci in conditions:
+    holes = 0
+    hues = []
+    for seed in range(n_div):
+        mesh, _ = sample_mesh(seed, ci, 1.0)
+        holes += int((2 - mesh.euler_number) // 2 >= 1)
+        ws, _ = ws_from_seeds(G, [seed], Truncation(1.0), class_index=ci)
+        with torch.no_grad():
+            out = G.render(ws, torch.tensor([[0.0, math.pi / 2, 0.0]]), resolution=48, deterministic=True)
+        alpha = out["alpha"][0, 0] > 0.5
+        if alpha.any():
+            rgb = (out["image"][0].clamp(-1, 1) * 0.5 + 0.5)[:, alpha].mean(dim=1).numpy()
+            hues.append(hue_of(rgb))
+    R = abs(np.mean(np.exp(1j * np.array(hues)))) if hues else float("nan")
+    div_rows.append(f"| {name} | {n_div} | {holes} | {R:.2f} |")
+print("\n".join(div_rows))
+kind = "class-conditional" if conditional else "unconditional"
+classes_row = (
+    "`sphere`, `box`, `torus`, `capsule` (`--class NAME` or index)"
+    if conditional
+    else "none: the latent picks the shape family (sphere, box, torus or capsule), its size, colour and pose"
+)
+class_note = (
+    " The `class_names` entry of `config.json` was added when packaging (the run started before training"
+    " copied them from `dataset.json`; now it does)."
+    if conditional
+    else ""
+)
 card = (
     f"""# epigraf-tools default model: `shapes64`
 
-A small class-conditional EpiGRAF trained with this repository's own code, on CPU, on the procedural
+A small {kind} EpiGRAF trained with this repository's own code, on CPU, on the procedural
 shapes dataset of `epigraf dataset synth`. It ships inside the package so that every command works
 out of the box and offline; it is a demonstration model, not a research result.
 
 | | |
 |---|---|
-| classes | `sphere`, `box`, `torus`, `capsule` (`--class NAME` or index) |
+| classes | {classes_row} |
 | images | 64x64, white background (`white_back`), trained on 32x32 patches (min scale 0.5, Beta annealing over 20 kimg) |
 | generator | z/w 128, mapping depth 2, tri-plane 32^2 x 16 features (channels 4096/64), MLP 16-32-4, 12 + 12 ray steps |
 | discriminator | patch-aware StyleGAN2 ResNet D, channels 2048/64, hyper-modulation on |
@@ -103,9 +152,7 @@ OMP_NUM_THREADS=1 epigraf train --data data/shapes64.zip --config epigraf_tools/
 `train_config.yaml` beside this card is the exact configuration. {args.history} Resume is exact
 (tested), and 2 gloo processes reproduce 1 process to 1e-5 (tested), so the single command above
 trains the same model up to float rounding. No schedule depends on the total `--kimg`; random draws
-are seeded per step and chunk (we have not re-run the whole training to confirm bit-identity). The
-`class_names` entry of `config.json` was added when packaging (the run started before training
-copied them from `dataset.json`; now it does).
+are seeded per step and chunk (we have not re-run the whole training to confirm bit-identity).{class_note}
 
 ## Measured
 
@@ -116,10 +163,20 @@ Geometry (what `tests/toolkit/test_default_model.py` checks): meshes of 64^3 sig
 level 10, largest component, truncation 0.7. The dataset's shapes have a bounding radius in
 [0.12, 0.22] and an equivalent-sphere radius in [0.065, 0.22].
 
-| class | seed | bounding radius | equivalent radius | watertight |
-|---|---|---|---|---|
+| class | seed | bounding radius | equivalent radius | genus | watertight |
+|---|---|---|---|---|---|
 """
     + "\n".join(rows)
+    + f"""
+
+Diversity ({n_div} seeds per row, truncation 1): meshes with a hole (genus >= 1; only tori have one,
+a quarter of the dataset) and the hue concentration of the objects (mean resultant length of the hue
+angles of the frontal renders: 1 = a single hue; the dataset's hues are uniform, about 0 to 0.2 for {n_div} draws).
+
+| class | seeds | with a hole | hue concentration |
+|---|---|---|---|
+"""
+    + "\n".join(div_rows)
     + f"""
 
 ## Limitations
