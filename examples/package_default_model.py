@@ -150,9 +150,10 @@ OMP_NUM_THREADS=1 epigraf train --data data/shapes64.zip --config epigraf_tools/
 ```
 
 `train_config.yaml` beside this card is the exact configuration. {args.history} Resume is exact
-(tested), and 2 gloo processes reproduce 1 process to 1e-5 (tested), so the single command above
-trains the same model up to float rounding. No schedule depends on the total `--kimg`; random draws
-are seeded per step and chunk (we have not re-run the whole training to confirm bit-identity).{class_note}
+(tested), and a step of 2 gloo processes matches a step of 1 process to 1e-5 (tested). Over thousands
+of GAN steps such rounding differences grow, so the single command above gives a model of the same
+recipe and, we expect, quality, not bit-identical weights. No schedule depends on the total `--kimg`;
+random draws are seeded per step and chunk (we have not re-run the whole training).{class_note}
 
 ## Measured
 
@@ -171,7 +172,7 @@ level 10, largest component, truncation 0.7. The dataset's shapes have a boundin
 
 Diversity ({n_div} seeds per row, truncation 1): meshes with a hole (genus >= 1; only tori have one,
 a quarter of the dataset) and the hue concentration of the objects (mean resultant length of the hue
-angles of the frontal renders: 1 = a single hue; the dataset's hues are uniform, about 0 to 0.2 for {n_div} draws).
+angles of the frontal renders: 1 = a single hue; {n_div} uniform hues, as in the dataset, give {math.sqrt(math.pi / (4 * n_div)):.2f} on average).
 
 | class | seeds | with a hole | hue concentration |
 |---|---|---|---|
@@ -182,7 +183,8 @@ angles of the frontal renders: 1 = a single hue; the dataset's hues are uniform,
 ## Limitations
 
 Trained for {wall / 3600:.1f} hours on a two-core CPU, not days on GPUs. {args.limitations}
-Training longer with the command above (or `epigraf train --resume runs/default --kimg N`) improves it.
+Training longer (`epigraf train --resume runs/default --kimg N`) is the obvious next step; we have not
+measured how much it helps.
 """
 )
 (dest / "README.md").write_text(card)
