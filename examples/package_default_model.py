@@ -183,8 +183,8 @@ angles of the frontal renders: 1 = a single hue; {n_div} uniform hues, as in the
 ## Limitations
 
 Trained for {wall / 3600:.1f} hours on a two-core CPU, not days on GPUs. {args.limitations}
-Training longer (`epigraf train --resume runs/default --kimg N`) is the obvious next step; we have not
-measured how much it helps.
+Training longer (`epigraf train --resume runs/default --kimg N`) is the obvious next step.
+
 """
 )
 (dest / "README.md").write_text(card)
