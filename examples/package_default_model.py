@@ -66,8 +66,11 @@ conditions = [(name, ci) for ci, name in enumerate(cfg["class_names"])] if condi
 cs = G.config.cube_scale
 
 
-def sample_mesh(seed: int, class_index: int | None, psi: float):
-    ws, _ = ws_from_seeds(G, [seed], Truncation(psi), class_index=class_index)
+def sample_ws(seed: int, class_index: int | None, psi: float) -> torch.Tensor:
+    return ws_from_seeds(G, [seed], Truncation(psi), class_index=class_index)[0]
+
+
+def sample_mesh(ws: torch.Tensor):
     with torch.no_grad():
         V = extract_density(G, G.planes(ws), resolution=64, value="sigma")
     return build_mesh(V, (2 * cs / 63,) * 3, (-cs,) * 3, level=10.0, keep_largest=True)
@@ -82,24 +85,24 @@ def hue_of(rgb: np.ndarray) -> float:
 rows = []
 for name, ci in conditions:
     for seed in (0, 1) if conditional else range(8):
-        mesh, rep = sample_mesh(seed, ci, 0.7)
+        mesh, rep = sample_mesh(sample_ws(seed, ci, 0.7))
         r = np.linalg.norm(mesh.vertices, axis=1).max()
         eq = (3 * abs(mesh.volume) / (4 * math.pi)) ** (1 / 3)
         genus = (2 - mesh.euler_number) // 2
         rows.append(f"| {name} | {seed} | {r:.3f} | {eq:.3f} | {genus} | {rep['watertight']} |")
 print("\n".join(rows))
 
-# Diversity over 16 seeds at psi 1: how many meshes have a hole (genus 1: a torus), and how spread the
-# object hues are (mean resultant length of the hue angles: 1 = one hue, ~0.1 = the dataset's uniform hues).
+# Diversity over n_div seeds at psi 1: how many meshes have a hole (genus 1: a torus), and how spread the
+# object hues are (mean resultant length of the hue angles: 1 = one hue, sqrt(pi / 4n) for n uniform hues).
 div_rows = []
 n_div = 16 if conditional else 32
 for name, ci in conditions:
     holes = 0
     hues = []
     for seed in range(n_div):
-        mesh, _ = sample_mesh(seed, ci, 1.0)
+        ws = sample_ws(seed, ci, 1.0)
+        mesh, _ = sample_mesh(ws)
         holes += int((2 - mesh.euler_number) // 2 >= 1)
-        ws, _ = ws_from_seeds(G, [seed], Truncation(1.0), class_index=ci)
         with torch.no_grad():
             out = G.render(ws, torch.tensor([[0.0, math.pi / 2, 0.0]]), resolution=48, deterministic=True)
         alpha = out["alpha"][0, 0] > 0.5
@@ -184,7 +187,6 @@ angles of the frontal renders: 1 = a single hue; {n_div} uniform hues, as in the
 
 Trained for {wall / 3600:.1f} hours on a two-core CPU, not days on GPUs. {args.limitations}
 Training longer (`epigraf train --resume runs/default --kimg N`) is the obvious next step.
-
 """
 )
 (dest / "README.md").write_text(card)
