@@ -116,7 +116,74 @@ def marching_cubes(
     if padded:  # the caps lie between the last sample and the padding: put them exactly on the box faces
         np.clip(verts, box_lo, box_hi, out=verts)
     faces = np.ascontiguousarray(faces[:, ::-1])
+    verts, faces = _separate_coincident(verts, faces, step=1e-3 * float(vs.min()))
     return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+
+
+def _separate_coincident(verts: np.ndarray, faces: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Move vertices that share a position a tiny ``step`` toward their neighbours.
+
+    Marching cubes keeps one vertex per grid edge, and scikit-image returns float32 positions, so a sample
+    a hair off the level (or a cap clipped onto a box edge) puts several distinct vertices at one point.
+    The mesh is closed as written, but readers that merge coincident vertices on load (trimesh's default,
+    MeshLab) would fuse separate sheets and report holes. So each such vertex is moved inside its own fan,
+    by far less than a voxel, which keeps topology and shape; only pieces squeezed to a point are welded.
+    """
+    moved = verts.astype(np.float64, copy=True)
+    degree = np.bincount(faces.reshape(-1), minlength=len(verts)) * 2
+    for _ in range(8):  # a vertex whose whole fan sits on the same point only moves once its neighbours have
+        idx = np.flatnonzero(_coincident(moved) & (degree > 0))
+        if len(idx) == 0:
+            return moved, faces
+        hit = np.zeros(len(moved), dtype=bool)
+        hit[idx] = True
+        fan = faces[hit[faces].any(axis=1)]
+        sums = np.zeros_like(moved)
+        for corner in range(3):
+            np.add.at(sums, fan[:, corner], moved[fan[:, (corner + 1) % 3]] + moved[fan[:, (corner + 2) % 3]])
+        towards = sums[idx] / degree[idx, None] - moved[idx]
+        dist = np.linalg.norm(towards, axis=1, keepdims=True)
+        moved[idx] += towards * np.minimum(step, 0.5 * dist) / np.maximum(dist, 1e-300)
+    return _weld(moved, faces)
+
+
+def _coincident(verts: np.ndarray) -> np.ndarray:
+    """Mask of vertices whose exact position another vertex shares.
+
+    ``np.unique(axis=0)`` sorts rows and takes ~10 s on a 512^3 mesh, so rows are first hashed to one
+    64-bit key; only rows whose key repeats (true repeats plus rare collisions) are compared exactly.
+    """
+    bits = np.ascontiguousarray(verts, dtype=np.float64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        key = bits[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ bits[:, 1] * np.uint64(0xC2B2AE3D27D4EB4F) ^ bits[:, 2]
+    order = np.argsort(key)
+    same = key[order][1:] == key[order][:-1]
+    candidate = np.zeros(len(verts), dtype=bool)
+    candidate[order[1:][same]] = True
+    candidate[order[:-1][same]] = True
+    mask = np.zeros(len(verts), dtype=bool)
+    idx = np.flatnonzero(candidate)
+    if len(idx):
+        _, inverse, counts = np.unique(verts[idx], axis=0, return_inverse=True, return_counts=True)
+        mask[idx] = counts[inverse.reshape(-1)] > 1
+    return mask
+
+
+def _weld(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices at one position, drop the faces that collapse and the vertices left unused.
+
+    Only pieces squeezed to a point by float32 rounding are left for this (a lone sample a hair above the
+    level gives a closed fan of vertices all on that sample); their faces have no area and vanish whole.
+    """
+    if not _coincident(verts).any():
+        return verts, faces
+    uniq, inverse = np.unique(verts, axis=0, return_inverse=True)
+    faces = inverse.reshape(-1)[faces]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    used = np.unique(faces)
+    remap = np.full(len(uniq), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return uniq[used], np.ascontiguousarray(remap[faces])
 
 
 def largest_component(mesh):

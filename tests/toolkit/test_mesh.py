@@ -136,3 +136,19 @@ def test_samples_exactly_at_the_level_still_give_closed_meshes():
         vol = rng.integers(-3, 4, size=(7, 6, 5)).astype(np.float32)
         mesh = marching_cubes(vol, 0.0, (0.1, 0.2, 0.3))
         assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
+        merged = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=True)
+        assert merged.is_watertight and len(merged.vertices) == len(mesh.vertices)
+
+
+def test_samples_a_hair_off_the_level_give_meshes_that_survive_vertex_merging():
+    """A sample 1e-30 above the level puts every vertex of its edges on the sample itself; those
+    coincident vertices are moved apart, so readers that merge vertices on load still see a closed mesh."""
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        vol = rng.integers(-3, 4, size=(7, 6, 5)).astype(np.float32)
+        vol[vol == 0] = np.float32(1e-30) * rng.choice([-1, 1], size=int((vol == 0).sum()))
+        mesh = marching_cubes(vol, 0.0, (0.1, 0.2, 0.3))
+        assert len(np.unique(mesh.vertices.round(8), axis=0)) == len(mesh.vertices)
+        assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
+        merged = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=True)
+        assert merged.is_watertight and merged.euler_number == mesh.euler_number
