@@ -175,15 +175,27 @@ def _weld(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     Only pieces squeezed to a point by float32 rounding are left for this (a lone sample a hair above the
     level gives a closed fan of vertices all on that sample); their faces have no area and vanish whole.
     """
-    if not _coincident(verts).any():
+    idx = np.flatnonzero(_coincident(verts))
+    if len(idx) == 0:
         return verts, faces
-    uniq, inverse = np.unique(verts, axis=0, return_inverse=True)
-    faces = inverse.reshape(-1)[faces]
+    # Only the few coincident rows are sorted; each points at the first vertex of its group.
+    _, first, inverse = np.unique(verts[idx], axis=0, return_index=True, return_inverse=True)
+    target = np.arange(len(verts))
+    target[idx] = idx[first][inverse.reshape(-1)]
+    faces = target[faces]
     faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
-    used = np.unique(faces)
-    remap = np.full(len(uniq), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    return uniq[used], np.ascontiguousarray(remap[faces])
+    return _drop_unused(verts, faces)
+
+
+def _drop_unused(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep only the vertices some face uses, in their order, and renumber the faces.
+
+    A mask rather than ``np.unique(faces)``, which sorts every index (14 s for 18 million here).
+    """
+    used = np.zeros(len(verts), dtype=bool)
+    used[faces.reshape(-1)] = True
+    remap = np.cumsum(used) - 1
+    return verts[used], np.ascontiguousarray(remap[faces])
 
 
 def largest_component(mesh):
@@ -207,11 +219,8 @@ def largest_component(mesh):
 def _subset(mesh, face_mask: np.ndarray):
     import trimesh
 
-    faces = mesh.faces[face_mask]
-    used = np.unique(faces)
-    remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
-    remap[used] = np.arange(used.size)
-    return trimesh.Trimesh(vertices=mesh.vertices[used], faces=remap[faces], process=False)
+    verts, faces = _drop_unused(np.asarray(mesh.vertices), np.asarray(mesh.faces)[face_mask])
+    return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
 
 
 def smooth_taubin(mesh, iterations: int = 10, lamb: float = 0.5, nu: float = 0.53):
