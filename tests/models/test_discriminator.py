@@ -65,7 +65,7 @@ def test_train_mode_gives_same_logits(mini_discriminator, reference):
         mini_discriminator.train()
         b = mini_discriminator(img, None, patch_params=patch)
         mini_discriminator.eval()
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)  # exact: train() changes no arithmetic on this batch
 
 
 def test_parameter_names_match_official(official_d_state):

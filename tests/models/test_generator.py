@@ -54,6 +54,7 @@ def test_save_load_round_trip_is_bit_identical(tiny_generator, tmp_path):
     with torch.no_grad():
         a = tiny_generator.render(tiny_generator.mapping(z, None), ANGLES.repeat(2, 1), deterministic=True)
         b = loaded.render(loaded.mapping(z, None), ANGLES.repeat(2, 1), deterministic=True)
+    # exact: the same weights through the same code on the same batch
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["depth"], b["depth"])
 
 

@@ -25,7 +25,7 @@ from epigraf_tools.sampling import generate_samples
 from epigraf_tools.trajectories import orbit
 from epigraf_tools.video import count_frames
 
-from support import make_tiny_generator
+from support import assert_images_close, make_tiny_generator
 
 SETTINGS = RenderSettings(resolution=16)
 
@@ -76,8 +76,9 @@ def test_endpoints_are_the_seeds_own_images(G, tmp_path, space):
     strip = np.asarray(Image.open(files[0]))
     assert strip.shape == (16, 48, 3)  # one transition: t = 0, 0.5, 1
     first, last = (s.image for s in generate_samples(G, [4, 11], truncation=trunc, settings=SETTINGS))
-    assert np.array_equal(strip[:, :16], first)
-    assert np.array_equal(strip[:, 32:], last)
+    # the strip renders its frames in another batch than generate_samples: other GEMM kernels
+    assert_images_close(strip[:, :16], first)
+    assert_images_close(strip[:, 32:], last)
     assert not np.array_equal(strip[:, 16:32], first)
     meta = json.loads(files[1].read_text())
     assert meta["space"] == space and meta["truncation_psi"] == 0.7 and meta["schedule"][1] == [4, 11, 0.5]

@@ -79,6 +79,7 @@ def test_build_mesh_chooses_levels_and_colours_vertices(sphere):
     assert np.abs(colors[:, :3].astype(float) - expected).max() <= 1
     # and they are the field's rgb at the vertices
     rgb = G.query(planes, torch.from_numpy(mesh.vertices).float()[None])["rgb"][0].detach()
+    # exact: vertex_colors runs this same query on the same points in one chunk
     np.testing.assert_array_equal(colors[:, :3], ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
     _, auto = build_mesh(vol, grid.voxel_size, grid.origin, model_default=1e9)
     assert auto["level_source"] == "isodata"

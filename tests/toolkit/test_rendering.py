@@ -57,7 +57,9 @@ def test_noise_depends_only_on_the_key_not_on_the_batch(G, planes):
     settings = RenderSettings(resolution=12)
     pair = render_views(G, planes, [Camera(), Camera(yaw=0.5)], settings, noise_keys=[11, 3])
     alone = render_views(G, planes[1:], [Camera(yaw=0.5)], settings, noise_keys=[3])
-    assert torch.equal(pair["image"][1, 1], alone["image"][0, 0])
+    # batch 2x2 vs 1x1: the MLP's matmuls take other kernels, so last bits may differ; noise from another
+    # key would differ by far more
+    torch.testing.assert_close(pair["image"][1, 1], alone["image"][0, 0], atol=1e-5, rtol=0)
     other = render_views(G, planes[1:], [Camera(yaw=0.5)], settings, noise_keys=[4])
     assert not torch.equal(other["image"], alone["image"])
     with pytest.raises(EpigrafError, match="noise_keys"):

@@ -17,7 +17,7 @@ from epigraf_tools.latents import Truncation
 from epigraf_tools.rendering import RenderSettings, render_views
 from epigraf_tools.sampling import generate_samples, save_samples
 
-from support import make_tiny_generator
+from support import assert_images_close, make_tiny_generator
 
 SETTINGS = RenderSettings(resolution=16)
 
@@ -42,8 +42,9 @@ def test_seeds_are_reproducible_and_independent_of_batch_size(G):
     a = [s.image for s in generate_samples(G, [0, 1, 2], settings=SETTINGS, batch_size=3)]
     b = [s.image for s in generate_samples(G, [0, 1, 2], settings=SETTINGS, batch_size=1)]
     c = [s.image for s in generate_samples(G, [2], settings=SETTINGS)]
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    assert np.array_equal(a[2], c[0])
+    for x, y in zip(a, b, strict=True):  # batch 3 vs 1: other GEMM kernels in the renderer's MLP
+        assert_images_close(x, y)
+    assert_images_close(a[2], c[0])
     assert not np.array_equal(a[0], a[1])
 
 
@@ -54,10 +55,10 @@ def test_psi_zero_gives_the_w_avg_image(G):
         planes = G.planes(ws)
     for s in samples:  # the same w_avg scene, rendered with each seed's ray noise
         ref = render_views(G, planes, [Camera.default(G.config)], SETTINGS, noise_keys=[s.seed])
-        assert np.array_equal(s.image, to_uint8(ref["image"][0, 0]))
+        assert_images_close(s.image, to_uint8(ref["image"][0, 0]))  # batch 2 vs 1 through the MLP
     det = RenderSettings(resolution=16, deterministic=True)
     a, b = generate_samples(G, [3, 8], truncation=Truncation(0.0), settings=det)
-    assert np.array_equal(a.image, b.image)
+    assert_images_close(a.image, b.image)  # rows of one batch may fall in different GEMM tiles
 
 
 def test_save_samples_writes_images_maps_metadata_and_grid(G, tmp_path):

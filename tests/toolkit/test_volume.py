@@ -90,7 +90,9 @@ def test_writes_into_a_memory_map_in_mrc_order(tmp_path):
     # an x-major C-contiguous target works too (strided writes)
     xyz = np.zeros(grid.resolution, dtype=np.float32)
     extract_density(G, planes, grid=grid, method="separable", out=xyz)
-    np.testing.assert_allclose(xyz, mm.transpose(2, 1, 0), atol=0)
+    # 60-voxel slabs vs whole-volume slabs: different matmul shapes, so oneDNN may pick other kernels
+    # (12 of 210 values differed by 3e-8 on an AVX-512 Xeon)
+    np.testing.assert_allclose(xyz, mm.transpose(2, 1, 0), atol=1e-6, rtol=1e-6)
 
 
 def test_default_volume_layout_and_progress():
@@ -148,6 +150,7 @@ def test_auto_falls_back_to_pytorch_without_the_kernel(monkeypatch):
     G = make_tiny_generator()
     planes = _random_planes(G)
     grid = make_grid(G.config.cube_scale, 5)
+    # exact: without the kernel "auto" runs the very same separable code on the same slabs
     np.testing.assert_array_equal(
         extract_density(G, planes, grid=grid, method="auto"), extract_density(G, planes, grid=grid, method="separable")
     )
