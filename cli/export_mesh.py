@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -43,12 +44,16 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_level(text: str) -> float | None:
+    """'auto' -> None, else a finite float; NaN and inf are refused here, before any model or volume is read."""
     if text is None or text.strip().lower() == "auto":
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"--level must be a number or 'auto', got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--level must be a finite number or 'auto', got {text!r}")
+    return value
 
 
 @handle_errors
@@ -106,7 +111,7 @@ def export_mesh_cmd(
         return
 
     seed_list = seeds_from_text(seeds if seeds is not None else "0")
-    box_arg, center_vals = check_grid_options(resolution, box, center, value, method, force)
+    box_arg, center_vals = check_grid_options(resolution, box, center, value, method, force, in_memory=True)
     out = prepare_writable_out(out)
     _mesh_seeds(seed_list, trunc, class_, resolution, box_arg, center_vals, value, force, method, model, device,
                 colors, out, **options)  # fmt: skip

@@ -50,18 +50,48 @@ def parse_numbers(text: str | None, name: str, allowed: tuple[int, ...]) -> list
 
 
 def check_grid_options(
-    resolution: int, box: str | None, center: str | None, value: str, method: str, force: bool
+    resolution: int,
+    box: str | None,
+    center: str | None,
+    value: str,
+    method: str,
+    force: bool,
+    in_memory: bool = False,
 ) -> tuple[float | list[float] | None, list[float] | None]:
-    """Validate every grid option before a model is loaded; returns (box, center) parsed."""
+    """Validate every grid option before a model is loaded; returns (box, center) parsed.
+
+    ``in_memory``: the whole volume will be held in RAM (export-mesh), so even with --force a grid
+    larger than the machine's memory is refused now rather than by a MemoryError after the model loads.
+    """
     box_vals = parse_numbers(box, "--box", (1, 3))
     center_vals = parse_numbers(center, "--center", (3,))
     box_arg = box_vals[0] if box_vals is not None and len(box_vals) == 1 else box_vals
-    make_grid(1.0, resolution, box_arg, center_vals, force=force)  # the real cube_scale comes with the model
+    grid = make_grid(1.0, resolution, box_arg, center_vals, force=force)  # the real cube_scale comes with the model
+    if in_memory:
+        check_fits_in_memory(4 * grid.resolution[0] * grid.resolution[1] * grid.resolution[2], "--resolution")
     if value not in VALUE_TYPES:
         raise EpigrafError(f"--value must be one of {', '.join(VALUE_TYPES)}, got {value!r}")
     if method not in METHODS:
         raise EpigrafError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     return box_arg, center_vals
+
+
+def physical_memory_bytes() -> int | None:
+    """Total RAM, or None where the platform does not say (then no memory check is made)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_fits_in_memory(nbytes: int, option: str) -> None:
+    """Refuse an array of ``nbytes`` that cannot fit in this machine's RAM (named after ``option``)."""
+    total = physical_memory_bytes()
+    if total is not None and nbytes > total:
+        raise EpigrafError(
+            f"{option} asks for a {nbytes / 2**30:.1f} GiB volume in memory but this machine has "
+            f"{total / 2**30:.1f} GiB; use a lower {option}"
+        )
 
 
 def prepare_writable_out(out: Path) -> Path:

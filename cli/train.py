@@ -223,6 +223,7 @@ def register(app: typer.Typer) -> None:
             init_model=model,
         )
         cfg = build_config(explicit, preset, config, set_, resume)
+        check_dataset(cfg.data)
         init = None
         if model is not None and resume is None:
             from epigraf_tools.devices import resolve_device
@@ -231,6 +232,18 @@ def register(app: typer.Typer) -> None:
             classify_spec(model)  # a clear error before the dataset is read
             init = load_generator(model, resolve_device(cfg.device), progress=not quiet)
         run(cfg, resume, quiet, init)
+
+
+def check_dataset(data: str | None) -> None:
+    """Open the dataset's index (names, first image, dataset.json) before any model is loaded or built.
+
+    A missing or unreadable dataset is then a one-line error in a second, not after minutes of setup.
+    """
+    if not data:
+        return
+    from epigraf_tools.training.data import ImageDataset
+
+    ImageDataset(data, check_sizes=False, require_poses=False, use_labels=False)
 
 
 def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -> None:
