@@ -107,7 +107,10 @@ def prepare_writable_out(out: Path) -> Path:
 
 
 def prepare_kernel(method: str, device_type: str, quiet: bool) -> None:
-    """Build/load the fused kernel up front (a spinner for the one-off ~20-60 s first build)."""
+    """Build/load the fused kernel up front, saying once on stderr when a one-off cold build starts.
+
+    A cached build loads in milliseconds and prints nothing; --quiet silences the build notice.
+    """
     if method not in ("auto", "kernel") or device_type != "cpu":
         return
     from epigraf_tools.kernels import load_density_kernel
@@ -117,8 +120,17 @@ def prepare_kernel(method: str, device_type: str, quiet: bool) -> None:
         return
     from rich.console import Console
 
-    with Console(stderr=True).status("Preparing the fused CPU density kernel (the first build takes ~20-60 s)"):
-        load_density_kernel()
+    console = Console(stderr=True)
+
+    def on_build(message: str) -> None:
+        typer.echo(message, err=True)
+        status.start()
+
+    status = console.status("Building the fused CPU density kernel")
+    try:
+        load_density_kernel(on_build=on_build)
+    finally:
+        status.stop()
 
 
 @contextlib.contextmanager

@@ -26,6 +26,20 @@ def _fixture_dir() -> Path:
 FIXTURE_DIR = _fixture_dir()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kernel: may build/load the fused C++ density kernel (a 30-60 s cold build)")
+
+
+@pytest.fixture(autouse=True)
+def _pytorch_path_unless_kernel_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only tests marked ``kernel`` may compile the C++ kernel; every other test uses the PyTorch path.
+
+    Set through the environment, so CLI subprocesses started by a test inherit it too.
+    """
+    if request.node.get_closest_marker("kernel") is None:
+        monkeypatch.setenv("EPIGRAF_NO_KERNELS", "1")
+
+
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     if not (FIXTURE_DIR / "reference_outputs.npz").is_file():

@@ -1,26 +1,43 @@
 """Optional fused C++ CPU kernels, JIT-built on first use and cached.
 
 The kernels are built with ``torch.utils.cpp_extension.load`` (needs a C++ compiler and the
-``ninja`` executable; the PyPI ``ninja`` package provides one). A cold build takes ~20 s, later
-loads come from the torch extensions cache (``$TORCH_EXTENSIONS_DIR``, default
-``~/.cache/torch_extensions``) in milliseconds. When anything goes wrong, callers get ``None`` and
-use the pure-PyTorch path, which computes the same values; set ``EPIGRAF_NO_KERNELS=1`` to skip
-the kernels altogether.
+``ninja`` executable; the PyPI ``ninja`` package provides one). A cold build takes 30-60 s on a
+small CPU; later loads take milliseconds. The build lives in a cache folder keyed by everything the
+binary depends on (torch version, Python version, compiler version, flags, source hash), by default
+``$XDG_CACHE_HOME/epigraf-tools/kernels/<key>`` (``~/.cache/...``; override with
+``$EPIGRAF_KERNEL_CACHE``), so every venv with the same torch and compiler reuses one build instead
+of recompiling. Before a cold build, ``on_build`` (or, without one, the ``epigraf_tools.kernels``
+logger at INFO) hears that it is starting, why, and how long it takes. When anything goes wrong,
+callers get ``None`` and use the pure-PyTorch path, which computes the same values; set
+``EPIGRAF_NO_KERNELS=1`` to skip the kernels altogether.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import os
+import platform
 import shutil
+import subprocess
+import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 KERNEL_DIR = Path(__file__).resolve().parent
 DENSITY_SOURCE = KERNEL_DIR / "density_slab.cpp"
 DISABLE_ENV = "EPIGRAF_NO_KERNELS"
+CACHE_ENV = "EPIGRAF_KERNEL_CACHE"
+BUILD_MESSAGE = (
+    "Building the fused C++ density kernel once for this torch and compiler (about 30-60 s). It makes "
+    "density volumes several times faster; later runs load it from {where}."
+)
+
+logger = logging.getLogger(__name__)
 
 # Flag sets tried in order: the native build is the fast one; the plain one is for compilers that
 # reject -march=native (some clang/arm64 setups).
@@ -49,10 +66,43 @@ def _compiler_available() -> str | None:
     return None
 
 
-def load_density_kernel(verbose: bool = False) -> ModuleType | None:
+def kernel_cache_root() -> Path:
+    """The folder that holds one sub-folder per build key (shared by every venv of this user)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "epigraf-tools" / "kernels"
+
+
+@functools.lru_cache(maxsize=4)
+def compiler_version(cxx: str) -> str:
+    """The compiler's first ``--version`` line ('unknown' when it does not answer)."""
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.strip().splitlines()[0] if out.strip() else "unknown"
+
+
+def build_key(source: Path, flags: tuple[str, ...]) -> str:
+    """A folder name that changes whenever the binary would: torch, Python, compiler, flags, source."""
+    import torch
+
+    cxx = os.environ.get("CXX", "c++")
+    ident = "\n".join(
+        [torch.__version__, sys.implementation.cache_tag or "", platform.machine(), compiler_version(cxx), *flags]
+    )
+    digest = hashlib.sha256(ident.encode() + b"\0" + source.read_bytes()).hexdigest()[:16]
+    tag = "native" if "-march=native" in flags else "portable"
+    return f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{tag}-{digest}"
+
+
+def load_density_kernel(verbose: bool = False, on_build: Callable[[str], None] | None = None) -> ModuleType | None:
     """Return the compiled ``density_slab`` module, building it on first use; None when unavailable.
 
     Thread-safe and cached per process; a failed build is not retried in the same process.
+    ``on_build(message)`` is called once before a cold build (nothing is said when a build is cached).
     """
     name = "density_slab"
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):  # checked on every call, so tests can toggle it
@@ -70,27 +120,39 @@ def load_density_kernel(verbose: bool = False) -> ModuleType | None:
             if reason is not None:
                 _status[name] = reason
             else:
-                module = _build(name, DENSITY_SOURCE, verbose)
+                module = _build(name, DENSITY_SOURCE, verbose, on_build)
         _cache[name] = module
         _cache_status[name] = _status[name]
         return module
 
 
-def _build(name: str, source: Path, verbose: bool) -> ModuleType | None:
+def _build(name: str, source: Path, verbose: bool, on_build: Callable[[str], None] | None = None) -> ModuleType | None:
     from torch.utils.cpp_extension import load
 
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:10]
     errors = []
+    announced = False
     for flags in _FLAG_SETS:
-        # The flag set is part of the name so a cached native build never masks a portable one.
+        # The flag set is part of the key so a cached native build never masks a portable one.
         tag = "native" if "-march=native" in flags else "portable"
+        key = build_key(source, flags)
+        build_dir = kernel_cache_root() / key
+        module_name = f"epigraf_{name}_{key.rsplit('-', 1)[-1]}_{tag}"
         try:
+            if not announced and not _is_built(build_dir, module_name):
+                announced = True
+                message = BUILD_MESSAGE.format(where=build_dir.parent)
+                if on_build is not None:
+                    on_build(message)
+                else:
+                    logger.info(message)
+            build_dir.mkdir(parents=True, exist_ok=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 module = load(
-                    name=f"epigraf_{name}_{digest}_{tag}",
+                    name=module_name,
                     sources=[str(source)],
                     extra_cflags=list(flags),
+                    build_directory=str(build_dir),
                     verbose=verbose,
                 )
             _status[name] = f"loaded ({tag} build)"
@@ -99,6 +161,11 @@ def _build(name: str, source: Path, verbose: bool) -> ModuleType | None:
             errors.append(f"{tag}: {_first_error_line(str(exc)) or exc.__class__.__name__}")
     _status[name] = "build failed: " + "; ".join(errors)
     return None
+
+
+def _is_built(build_dir: Path, module_name: str) -> bool:
+    """Whether a finished build is in ``build_dir`` (then loading it takes milliseconds)."""
+    return any(build_dir.glob(f"{module_name}*.so")) or any(build_dir.glob(f"{module_name}*.pyd"))
 
 
 def _first_error_line(text: str) -> str:

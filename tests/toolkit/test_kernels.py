@@ -1,7 +1,7 @@
 """epigraf_tools/kernels: the fused C++ density kernel equals the pure-PyTorch path.
 
-The only test that builds the kernel (a cold JIT build takes ~20-60 s, later runs load it from the
-torch extensions cache); it is skipped when no compiler or ninja is available.
+The only tests that may build the kernel (a cold JIT build takes 30-60 s, later runs load it from the
+epigraf-tools kernel cache); it is skipped when no compiler or ninja is available.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from epigraf_tools.kernels import kernel_status, load_density_kernel
 from epigraf_tools.volume import extract_density, make_grid
 
 from support import make_tiny_generator
+
+pytestmark = pytest.mark.kernel  # the conftest keeps every unmarked test on the PyTorch path
 
 
 def test_fused_kernel_matches_the_pytorch_path(mini_generator, reference):

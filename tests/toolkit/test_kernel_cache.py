@@ -1,0 +1,80 @@
+"""epigraf_tools/kernels: where builds are cached and the one-off build notice (the build is faked here)."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.utils.cpp_extension
+
+import epigraf_tools.kernels as kernels
+from epigraf_tools.cli.geometry_args import prepare_kernel
+
+
+@pytest.fixture()
+def fake_build(monkeypatch, tmp_path):
+    """A stand-in for ``cpp_extension.load`` that 'compiles' by writing NAME.so into the build folder."""
+    calls: list[dict] = []
+
+    def load(name, sources, extra_cflags, build_directory, verbose):
+        calls.append({"name": name, "build_directory": build_directory, "flags": extra_cflags})
+        (Path(build_directory) / f"{name}.so").write_bytes(b"")
+        return types.ModuleType(name)
+
+    monkeypatch.delenv(kernels.DISABLE_ENV, raising=False)
+    monkeypatch.setenv(kernels.CACHE_ENV, str(tmp_path / "kernels"))
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", load)
+    monkeypatch.setattr(kernels, "_compiler_available", lambda: None)
+    monkeypatch.setattr(kernels, "_cache", {})
+    return calls
+
+
+def test_the_build_notice_comes_once_and_only_for_a_cold_build(fake_build, monkeypatch):
+    heard: list[str] = []
+    assert kernels.load_density_kernel(on_build=heard.append) is not None
+    assert len(heard) == 1 and "30-60 s" in heard[0] and "once" in heard[0]
+    assert kernels.load_density_kernel(on_build=heard.append) is not None  # cached in this process
+    monkeypatch.setattr(kernels, "_cache", {})  # a new process: the build is on disk, nothing to say
+    assert kernels.load_density_kernel(on_build=heard.append) is not None
+    assert len(heard) == 1 and len(fake_build) == 2
+
+
+def test_builds_are_keyed_by_torch_python_compiler_and_source_not_by_venv(fake_build, monkeypatch, tmp_path):
+    kernels.load_density_kernel()
+    first = fake_build[0]["build_directory"]
+    assert first.startswith(str(tmp_path / "kernels")) and torch.__version__.replace("+", "-") in first
+    assert sys.implementation.cache_tag in first
+    monkeypatch.setattr(sys, "prefix", "/another/venv")  # another venv with the same torch: the same folder
+    assert kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",)) == kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",))
+    key = kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",))
+    real_version = torch.__version__
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",)) != key
+    monkeypatch.setattr(torch, "__version__", real_version)
+    assert kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",)) == key
+    kernels.compiler_version.cache_clear()
+    monkeypatch.setattr(kernels, "compiler_version", lambda cxx: "g++ (fake) 99.1")
+    assert kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",)) != key
+
+
+def test_default_cache_is_under_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.delenv(kernels.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert kernels.kernel_cache_root() == tmp_path / "epigraf-tools" / "kernels"
+
+
+def test_the_cli_says_on_stderr_that_the_kernel_is_being_built(fake_build, capsys, monkeypatch):
+    prepare_kernel("auto", "cpu", quiet=False)
+    err = capsys.readouterr().err
+    assert err.count("Building the fused C++ density kernel once") == 1
+    monkeypatch.setattr(kernels, "_cache", {})
+    prepare_kernel("auto", "cpu", quiet=False)  # built: silent
+    assert "Building" not in capsys.readouterr().err
+
+
+def test_quiet_silences_the_build_notice(fake_build, capsys):
+    prepare_kernel("auto", "cpu", quiet=True)
+    assert capsys.readouterr().err == ""
