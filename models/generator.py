@@ -230,12 +230,18 @@ class Generator(nn.Module):
         frac = min(max(cur_kimg, 0.0) / max(cfg.nerf_noise_kimg_growth, 1e-8), 1.0)
         self.nerf_noise_std = cfg.nerf_noise_std_init * (1.0 - frac)
 
+    # The public inference methods (planes, query, render_planes, render) run under torch.no_grad():
+    # their outputs are plain tensors (``.numpy()`` works, no graph is kept in memory). Training
+    # differentiates through ``forward``, which uses the private ``_render``; for gradients
+    # through the field use ``synthesis.field`` (as surface normals do).
+    @torch.no_grad()
     def planes(self, ws: torch.Tensor, noise_mode: str = "const", generator: torch.Generator | None = None):
-        """ws [B, num_ws, w_dim] -> tri-plane [B, 3, C, R, R]."""
+        """ws [B, num_ws, w_dim] -> tri-plane [B, 3, C, R, R] (no autograd; see the note above)."""
         return self.synthesis.planes(ws, noise_mode=noise_mode, generator=generator)
 
+    @torch.no_grad()
     def query(self, planes: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Field values at world points [B, N, 3]: rgb (raw, image range), sigma_raw, sigma."""
+        """Field values at world points [B, N, 3]: rgb (raw, image range), sigma_raw, sigma (no autograd)."""
         out = self.synthesis.field(planes, points)
         raw = out[..., -1]
         return {
@@ -244,7 +250,12 @@ class Generator(nn.Module):
             "sigma": density_activation(raw, self.config.density_shift, self.config.clamp_mode),
         }
 
-    def render_planes(
+    @torch.no_grad()
+    def render_planes(self, planes: torch.Tensor, camera_angles: torch.Tensor, *args: Any, **kwargs: Any):
+        """Volume-render tri-planes [B, 3, C, R, R] without autograd; options as ``_render_planes``."""
+        return self._render_planes(planes, camera_angles, *args, **kwargs)
+
+    def _render_planes(
         self,
         planes: torch.Tensor,
         camera_angles: torch.Tensor,
@@ -298,6 +309,7 @@ class Generator(nn.Module):
 
         return {"image": to_image(out["rgb"]), "depth": to_image(out["depth"]), "alpha": to_image(out["alpha"])}
 
+    @torch.no_grad()
     def render(
         self,
         ws: torch.Tensor,
@@ -306,10 +318,21 @@ class Generator(nn.Module):
         generator: torch.Generator | None = None,
         **render_kwargs: Any,
     ) -> dict[str, torch.Tensor]:
-        """ws [B, num_ws, w_dim] + cameras -> images; see ``render_planes`` for the options."""
-        planes = self.planes(ws, noise_mode=noise_mode, generator=generator)
+        """ws [B, num_ws, w_dim] + cameras -> images, without autograd; see ``_render_planes`` for the options."""
+        return self._render(ws, camera_angles, noise_mode, generator, **render_kwargs)
+
+    def _render(
+        self,
+        ws: torch.Tensor,
+        camera_angles: torch.Tensor,
+        noise_mode: str = "const",
+        generator: torch.Generator | None = None,
+        **render_kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        """``render`` with autograd (the training path)."""
+        planes = self.synthesis.planes(ws, noise_mode=noise_mode, generator=generator)
         bg_ws = self.synthesis.background_ws(ws)
-        return self.render_planes(planes, camera_angles, generator=generator, bg_ws=bg_ws, **render_kwargs)
+        return self._render_planes(planes, camera_angles, generator=generator, bg_ws=bg_ws, **render_kwargs)
 
     def forward(
         self,
@@ -332,7 +355,7 @@ class Generator(nn.Module):
             truncation_cutoff=truncation_cutoff,
             update_emas=update_emas,
         )
-        return self.render(ws, camera_angles, noise_mode=noise_mode, **render_kwargs)["image"]
+        return self._render(ws, camera_angles, noise_mode=noise_mode, **render_kwargs)["image"]
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
