@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -66,12 +70,46 @@ def _synth(out, num_images, resolution, shapes, seed, fov, radius, yaw_range, pi
         raise EpigrafError(str(exc)) from None
     if radius <= cfg.max_size + 0.05:
         raise EpigrafError(f"--radius {radius} puts the camera inside the objects (max size {cfg.max_size})")
+    with synth_progress(quiet) as update:
+        make_synthetic_dataset(out, cfg, progress=update)
+    echo(f"wrote {out} ({num_images} images, {resolution}x{resolution})", quiet)
+
+
+class LineProgress:
+    """Progress for logs (stderr is not a terminal): a line every ``percent`` % or ``seconds`` s, and at the end."""
+
+    def __init__(self, label: str, percent: float = 10.0, seconds: float = 10.0) -> None:
+        self.label, self.percent, self.seconds = label, percent, seconds
+        self.start = time.monotonic()
+        self.last_time = self.start
+        self.last_fraction = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        fraction = done / max(total, 1)
+        if done < total and fraction - self.last_fraction < self.percent / 100 and now - self.last_time < self.seconds:
+            return
+        self.last_time, self.last_fraction = now, fraction
+        elapsed = now - self.start
+        left = f", ~{elapsed / fraction - elapsed:.0f} s left" if 0 < fraction < 1 else ""
+        typer.echo(f"{self.label}: {done}/{total} ({fraction:.0%}), {elapsed:.0f} s{left}", err=True)
+
+
+@contextlib.contextmanager
+def synth_progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A bar on a terminal, periodic lines in logs, nothing under --quiet (all on stderr)."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    if not sys.stderr.isatty():
+        yield LineProgress("rendering")
+        return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(disable=quiet, transient=True) as progress:
-        task = progress.add_task("rendering", total=num_images)
-        make_synthetic_dataset(out, cfg, progress=lambda i, n: progress.update(task, completed=i))
-    echo(f"wrote {out} ({num_images} images, {resolution}x{resolution})", quiet)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("rendering", total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def register(app: typer.Typer) -> None:

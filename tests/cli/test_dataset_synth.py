@@ -34,3 +34,46 @@ def test_synth_bad_arguments_exit_2_without_files(tmp_path):
         res = runner.invoke(app, ["dataset", "synth", *args])
         assert res.exit_code == 2, (args, res.output)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_renders_on_one_thread_and_restores_the_setting(tmp_path, monkeypatch):
+    import torch
+
+    import epigraf_tools.training.synthetic as synthetic
+
+    seen = []
+    real = synthetic.render_shape
+    monkeypatch.setattr(synthetic, "render_shape", lambda *a: (seen.append(torch.get_num_threads()), real(*a))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = synthetic.SynthConfig(num_images=2, resolution=8)
+        synthetic.make_synthetic_dataset(tmp_path / "a.zip", cfg)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        synthetic.make_synthetic_dataset(tmp_path / "b.zip", cfg, threads=None)  # keep the caller's setting
+        assert seen[2:] == [2, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_synth_progress_reaches_logs_when_stderr_is_not_a_terminal(tmp_path):
+    res = runner.invoke(app, ["dataset", "synth", str(tmp_path / "s.zip"), "-n", "3", "--resolution", "8"])
+    assert res.exit_code == 0, res.output
+    assert "rendering: 3/3 (100%)" in res.output  # CliRunner's stderr is not a TTY: plain progress lines
+
+
+def test_line_progress_prints_every_ten_percent_or_ten_seconds(capsys, monkeypatch):
+    from epigraf_tools.cli import dataset_synth
+
+    clock = [0.0]
+    monkeypatch.setattr(dataset_synth.time, "monotonic", lambda: clock[0])
+    report = dataset_synth.LineProgress("rendering")
+    for i in range(1, 101):
+        report(i, 100)
+    assert len(capsys.readouterr().err.splitlines()) == 10  # 10 %, 20 %, ... 100 %
+    report = dataset_synth.LineProgress("rendering")
+    report(1, 1000)  # under 10 % and under 10 s: silent
+    clock[0] = 11.0
+    report(2, 1000)  # 10 s later: a line, with an estimate
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rendering: 2/1000 (0%), 11 s, ~") and "s left" in lines[0]
