@@ -40,6 +40,61 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"epigraf_tools.cli.{_name}").register(app)
 
 
+def _plain_help_types() -> None:
+    """Show click's plain metavars in --help (INTEGER, TEXT, PATH; nothing for flags).
+
+    Recent typer releases print a Python type tag (``<bool>``, ``<str>``) beside every option,
+    flags included, which reads as noise in every command's help. One hook here covers every
+    command; a typer without the hook is left alone.
+    """
+    try:
+        from typer.core import TyperArgument, TyperOption
+    except ImportError:  # pragma: no cover
+        return
+
+    plain = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "Path": "PATH", "bool": ""}
+
+    def wrap(original):  # noqa: ANN001, ANN202 - typer's own signature
+        def display_type_rich(self, ctx):  # noqa: ANN001, ANN202
+            if getattr(self, "metavar", None) is not None:
+                return self.metavar
+            if getattr(self, "is_flag", False) or getattr(self, "count", False):
+                return None
+            shown = original(self, ctx)
+            if not isinstance(shown, str) or not (shown.startswith("<") and ">" in shown):
+                return shown
+            label, rest = shown[1:].split(">", 1)
+            label = plain.get(label, label.upper())
+            return f"{label}{rest}" if label else None
+
+        return display_type_rich
+
+    for cls in (TyperOption, TyperArgument):
+        if hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = wrap(cls.display_type_rich)
+
+
+_plain_help_types()
+
+
+def version_callback(value: bool) -> None:
+    """``epigraf --version``: print ``epigraf-tools <version>`` and stop."""
+    if value:
+        from epigraf_tools import __version__
+
+        typer.echo(f"epigraf-tools {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """EpiGRAF 3D GAN toolkit: samples, videos, interpolations, density volumes and meshes."""
+
+
 def main() -> None:
     """Console-script entry point.
 

@@ -36,11 +36,16 @@ def transfer_progress(enabled: bool = True) -> Iterator[StageProgress]:
         TimeRemainingColumn(),
     )
     tasks: dict[str, int] = {}
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bars:
+    # The bars start with the first report: rich prints a newline when it stops a display on a
+    # non-terminal, so a load with nothing to transfer (the embedded model) must not start one.
+    with contextlib.ExitStack() as stack:
+        bars: list[Progress] = []
 
         def report(stage: str, done: int, total: int) -> None:
+            if not bars:
+                bars.append(stack.enter_context(Progress(*columns, console=Console(stderr=True), transient=False)))
             if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total or None)
-            bars.update(tasks[stage], completed=done, total=total or None)
+                tasks[stage] = bars[0].add_task(stage, total=total or None)
+            bars[0].update(tasks[stage], completed=done, total=total or None)
 
         yield report
