@@ -66,7 +66,7 @@ def export_volume_cmd(
 
     seed_list = seeds_from_text(seeds)
     trunc = Truncation(truncation, truncation_cutoff).validate()
-    box_arg, center_vals = check_grid_options(resolution, box, center, value, method, force)
+    box_arg, center_vals = check_grid_options(resolution, box, center, value, method, force, on_disk=out)
     out = prepare_writable_out(out)
 
     G, label = load_model(model, device)

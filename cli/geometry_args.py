@@ -57,18 +57,24 @@ def check_grid_options(
     method: str,
     force: bool,
     in_memory: bool = False,
+    on_disk: Path | None = None,
 ) -> tuple[float | list[float] | None, list[float] | None]:
     """Validate every grid option before a model is loaded; returns (box, center) parsed.
 
     ``in_memory``: the whole volume will be held in RAM (export-mesh), so even with --force a grid
     larger than the machine's memory is refused now rather than by a MemoryError after the model loads.
+    ``on_disk``: the output folder a volume file will be streamed into (export-volume); a grid larger
+    than its free space is refused likewise.
     """
     box_vals = parse_numbers(box, "--box", (1, 3))
     center_vals = parse_numbers(center, "--center", (3,))
     box_arg = box_vals[0] if box_vals is not None and len(box_vals) == 1 else box_vals
     grid = make_grid(1.0, resolution, box_arg, center_vals, force=force)  # the real cube_scale comes with the model
+    nbytes = 4 * grid.resolution[0] * grid.resolution[1] * grid.resolution[2]
     if in_memory:
-        check_fits_in_memory(4 * grid.resolution[0] * grid.resolution[1] * grid.resolution[2], "--resolution")
+        check_fits_in_memory(nbytes, "--resolution")
+    if on_disk is not None:
+        check_fits_on_disk(nbytes, on_disk, "--resolution")
     if value not in VALUE_TYPES:
         raise EpigrafError(f"--value must be one of {', '.join(VALUE_TYPES)}, got {value!r}")
     if method not in METHODS:
@@ -89,8 +95,26 @@ def check_fits_in_memory(nbytes: int, option: str) -> None:
     total = physical_memory_bytes()
     if total is not None and nbytes > total:
         raise EpigrafError(
-            f"{option} asks for a {nbytes / 2**30:.1f} GiB volume in memory but this machine has "
+            f"{option} asks for a {nbytes / 2**30:,.1f} GiB volume in memory but this machine has "
             f"{total / 2**30:.1f} GiB; use a lower {option}"
+        )
+
+
+def check_fits_on_disk(nbytes: int, folder: Path, option: str) -> None:
+    """Refuse a file of ``nbytes`` larger than the free space where ``folder`` is (or will be created)."""
+    import shutil
+
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return  # cannot tell: prepare_writable_out reports an unusable folder
+    if nbytes > free:
+        raise EpigrafError(
+            f"{option} asks for a {nbytes / 2**30:,.1f} GiB volume file but {existing} has "
+            f"{free / 2**30:.1f} GiB free; use a lower {option} or another --out"
         )
 
 

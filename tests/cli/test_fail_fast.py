@@ -76,6 +76,18 @@ def test_grid_larger_than_memory_is_refused_even_with_force(tmp_path, monkeypatc
     _one_line_exit_2(result, "GiB", "--resolution")
 
 
+def test_volume_file_larger_than_the_free_disk_is_refused_even_with_force(tmp_path, monkeypatch):
+    from epigraf_tools.cli import export_volume as export_volume_module
+
+    monkeypatch.setattr(export_volume_module, "load_model", _no_model)
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app, ["export-volume", "--seeds", "0", "--resolution", "1000000", "--force", "--out", str(out)]
+    )
+    _one_line_exit_2(result, "GiB free", "--resolution")
+    assert not out.exists()
+
+
 def test_train_checks_the_dataset_before_loading_a_model(tmp_path, monkeypatch):
     import epigraf_tools.loading as loading
 
