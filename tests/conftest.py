@@ -27,7 +27,7 @@ FIXTURE_DIR = _fixture_dir()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "kernel: may build/load the fused C++ density kernel (a 30-60 s cold build)")
+    config.addinivalue_line("markers", "kernel: may build or load the fused C++ density kernel (minutes cold)")
 
 
 @pytest.fixture(autouse=True)

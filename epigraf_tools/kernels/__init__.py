@@ -1,8 +1,8 @@
 """Optional fused C++ CPU kernels, JIT-built on first use and cached.
 
 The kernels are built with ``torch.utils.cpp_extension.load`` (needs a C++ compiler and the
-``ninja`` executable; the PyPI ``ninja`` package provides one). A cold build takes 30-60 s on a
-small CPU; later loads take milliseconds. The build lives in a cache folder keyed by everything the
+``ninja`` executable; the PyPI ``ninja`` package provides one). A cold build took 70-150 s on a
+shared 2-core CPU; later loads take milliseconds. The build lives in a cache folder keyed by everything the
 binary depends on (torch version, Python version, compiler version, flags, source hash), by default
 ``$XDG_CACHE_HOME/epigraf-tools/kernels/<key>`` (``~/.cache/...``; override with
 ``$EPIGRAF_KERNEL_CACHE``), so every venv with the same torch and compiler reuses one build instead
@@ -33,7 +33,7 @@ DENSITY_SOURCE = KERNEL_DIR / "density_slab.cpp"
 DISABLE_ENV = "EPIGRAF_NO_KERNELS"
 CACHE_ENV = "EPIGRAF_KERNEL_CACHE"
 BUILD_MESSAGE = (
-    "Building the fused C++ density kernel once for this torch and compiler (about 30-60 s). It makes "
+    "Building the fused C++ density kernel once for this torch and compiler (1-3 minutes on a small CPU). It makes "
     "density volumes several times faster; later runs load it from {where}."
 )
 

@@ -1,6 +1,6 @@
 """epigraf_tools/kernels: the fused C++ density kernel equals the pure-PyTorch path.
 
-The only tests that may build the kernel (a cold JIT build takes 30-60 s, later runs load it from the
+The only tests that may build the kernel (a cold JIT build takes 1-3 minutes, later runs load it from the
 epigraf-tools kernel cache); it is skipped when no compiler or ninja is available.
 """
 
