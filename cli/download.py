@@ -73,9 +73,9 @@ def register(app: typer.Typer) -> None:
 
         folder = _fetch(parsed, revision, sha256, force, keep_pickle, quiet)
         if verify:
-            from epigraf_tools.models import Generator
+            from epigraf_tools.loading import load_model_folder
 
-            G = Generator.from_pretrained(folder, map_location=dev)
+            G = load_model_folder(folder, dev)
             echo(f"Checked: {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters on {dev}", quiet)
         if out is not None:
             from epigraf_tools.atomic import atomic_dir
