@@ -67,6 +67,10 @@ def register(app: typer.Typer) -> None:
             raise EpigrafError("--sha256 applies to Hub models; zoo entries carry their own checksums")
         if revision is not None and parsed.kind != "hub":
             raise EpigrafError("--revision applies to Hub models")
+        if revision is not None:
+            from epigraf_tools.hub import validate_revision
+
+            validate_revision(revision)  # it becomes a file name in the cache: check before any request
         dev = resolve_device(device) if verify else None
         if out is not None:
             check_output_folder(out, overwrite)
