@@ -262,6 +262,7 @@ class GeneratorConfig:
                 f"feat_dim={self.feat_dim} with triplane_res={self.triplane_res} gives {planes:,} tri-plane values per "
                 f"sample, above the budget of {MAX_PLANE_ELEMENTS:,} (about {MAX_PLANE_ELEMENTS * 4 >> 30} GiB)"
             )
+        check_parameter_budget(self)  # arithmetic only: every path that makes a config gets it
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -460,9 +461,7 @@ def read_config_file(path: Path) -> GeneratorConfig:
             raise
         raise ModelFileError(f"{path.name} is not a usable JSON config ({str(exc).splitlines()[0][:120]})") from None
     try:
-        config = GeneratorConfig.from_dict(data)
-        check_parameter_budget(config)
-        return config
+        return GeneratorConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path.name}: {exc}") from None
     except TypeError as exc:
@@ -528,7 +527,7 @@ class Generator(nn.Module):
             config = GeneratorConfig(**overrides)
         elif overrides:
             config = dataclasses.replace(config, **overrides)
-        check_parameter_budget(config)
+        check_parameter_budget(config)  # again: fields may have been changed after validation
         self.config = config
         self.synthesis = TriPlaneSynthesis(config)
         self.mapping = _mapping_network(config, self.synthesis.num_ws)

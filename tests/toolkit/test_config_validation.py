@@ -136,7 +136,10 @@ def test_parameter_estimate_tracks_real_models():
 
 
 def test_over_budget_is_refused_before_allocating():
-    cfg = GeneratorConfig(z_dim=16384, w_dim=16384, map_depth=8)  # valid fields, 2 G parameters together
+    with pytest.raises(ConfigError, match="above the budget"):  # valid fields, 2.9 G parameters together
+        GeneratorConfig(z_dim=16384, w_dim=16384, map_depth=8)
+    cfg = GeneratorConfig(**TINY_CONFIG)
+    cfg.z_dim = 10**7  # changed after validation: Generator checks the budget again before building
     with pytest.raises(ConfigError, match="above the budget"):
         Generator(cfg)
 
