@@ -67,15 +67,19 @@ def register(app: typer.Typer) -> None:
             raise EpigrafError("--sha256 applies to Hub models; zoo entries carry their own checksums")
         if revision is not None and parsed.kind != "hub":
             raise EpigrafError("--revision applies to Hub models")
+        if revision is not None:
+            from epigraf_tools.hub import validate_revision
+
+            validate_revision(revision)  # it becomes a file name in the cache: check before any request
         dev = resolve_device(device) if verify else None
         if out is not None:
             check_output_folder(out, overwrite)
 
         folder = _fetch(parsed, revision, sha256, force, keep_pickle, quiet)
         if verify:
-            from epigraf_tools.models import Generator
+            from epigraf_tools.loading import load_model_folder
 
-            G = Generator.from_pretrained(folder, map_location=dev)
+            G = load_model_folder(folder, dev)
             echo(f"Checked: {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters on {dev}", quiet)
         if out is not None:
             from epigraf_tools.atomic import atomic_dir

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 from .errors import EpigrafError, ModelNotFoundError
 from .model_card import MODEL_CARD_NAME
 from .models import CONFIG_NAME, WEIGHTS_NAME
+from .transfer_progress import StallWatch, download_timeouts, env_seconds
 
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME)
 _TRUE = {"1", "on", "yes", "true"}
@@ -45,6 +48,36 @@ class HubSpec:
         return self.repo_id + (f"@{self.revision}" if self.revision else "")
 
 
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_REF_BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def validate_revision(revision: str | None) -> str | None:
+    """A branch or tag name by git's ``check-ref-format`` rules, or a 40-hex commit; else EpigrafError.
+
+    The revision becomes a file name in the cache (``refs/<revision>``), so ``..`` or an absolute
+    path would write outside it; git's rules exclude exactly those, and the Hub's own names obey them.
+    """
+    if revision is None:
+        return None
+    rev = str(revision)
+    if _COMMIT_RE.match(rev):
+        return rev
+    problems = (
+        not rev or len(rev) > 255,
+        _REF_BAD_CHARS.search(rev) is not None,
+        ".." in rev or "@{" in rev or "//" in rev or rev == "@",
+        rev.startswith("/") or rev.endswith(("/", ".")),
+        any(part.startswith(".") or part.endswith(".lock") for part in rev.split("/")),
+    )
+    if any(problems):
+        raise EpigrafError(
+            f"revision {rev!r} is not a valid branch, tag or commit: use a git ref name (no '..', spaces, "
+            "'~^:?*[\\', leading '/' or '.') or a 40-hex commit id"
+        )
+    return rev
+
+
 def is_hub_spec(text: str) -> bool:
     """True for strings shaped like ``org/name`` or ``org/name@rev`` (no check that it exists)."""
     return bool(_SPEC_RE.match(str(text))) and ".." not in str(text)
@@ -61,7 +94,7 @@ def parse_hub_spec(text: str) -> HubSpec:
         validate_repo_id(match["repo"])
     except HFValidationError as exc:
         raise EpigrafError(f"{text!r} is not a valid Hub repo id: {str(exc).splitlines()[0]}") from None
-    return HubSpec(match["repo"], match["rev"])
+    return HubSpec(match["repo"], validate_revision(match["rev"]))
 
 
 def hub_endpoint(endpoint: str | None = None) -> str | None:
@@ -110,15 +143,106 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 @contextlib.contextmanager
 def _progress_bars(enabled: bool) -> Iterator[None]:
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import logging as hf_logging
 
     was_disabled = are_progress_bars_disabled()
+    verbosity = hf_logging.get_verbosity()
     if not enabled and not was_disabled:
         disable_progress_bars()
+    if not enabled:  # retries log a warning each ("Retrying in 1s [Retry 1/5]"): not under --quiet
+        hf_logging.set_verbosity_error()
     try:
         yield
     finally:
         if not enabled and not was_disabled:
             enable_progress_bars()
+        if not enabled:
+            hf_logging.set_verbosity(verbosity)
+
+
+@contextlib.contextmanager
+def _hub_timeouts() -> Iterator[float]:
+    """Apply connect/read timeouts to huggingface_hub for this call; yields the etag (metadata) timeout.
+
+    huggingface_hub reads ``HF_HUB_DOWNLOAD_TIMEOUT`` / ``HF_HUB_ETAG_TIMEOUT`` once at import; we read
+    them (or our defaults, see ``transfer_progress.download_timeouts``) at every call.
+    """
+    from huggingface_hub import constants
+
+    read_s, _ = download_timeouts()
+    download_s = env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", read_s)
+    etag_s = env_seconds("HF_HUB_ETAG_TIMEOUT", read_s)
+    saved = constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT = download_s, etag_s
+    try:
+        yield etag_s
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT = saved
+
+
+def _repo_cache(cache: Path, repo_id: str) -> Path:
+    return cache / ("models--" + repo_id.replace("/", "--"))
+
+
+def _cache_bytes(repo_dir: Path) -> int:
+    """Bytes written so far into a repo's cache folder (blobs, partial downloads included)."""
+    total = 0
+    for path in (repo_dir / "blobs").glob("*") if (repo_dir / "blobs").is_dir() else ():
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
+
+
+class _MuteAbandoned(logging.Filter):
+    """Drops huggingface_hub's log records once the download that emits them has been given up."""
+
+    def __init__(self, abandoned: threading.Event) -> None:
+        super().__init__()
+        self.abandoned = abandoned
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.abandoned.is_set()
+
+
+def _watched(fn, repo_dir: Path, label: str):
+    """Run ``fn()`` in a worker thread; abort with EpigrafError when the cache stops growing.
+
+    huggingface_hub's timeouts bound each socket operation, not a server that drips a byte a second
+    or one that fails and is retried with back-off; the stall watch bounds the whole call. On a stall
+    the partial blobs (``*.incomplete``) are removed; the worker is a daemon and dies with the process.
+    """
+    result: dict[str, object] = {}
+    abandoned = threading.Event()
+    mute = _MuteAbandoned(abandoned)
+
+    def work() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result["error"] = exc
+        finally:
+            for handler in logging.getLogger("huggingface_hub").handlers:
+                handler.removeFilter(mute)
+
+    worker = threading.Thread(target=work, name="epigraf-hub-download", daemon=True)
+    watch = StallWatch(label)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+            if worker.is_alive():
+                watch.update(_cache_bytes(repo_dir))
+    except EpigrafError:
+        abandoned.set()  # its retries must not print after the error line (or into a closed stream)
+        for handler in logging.getLogger("huggingface_hub").handlers:  # child loggers propagate to these
+            handler.addFilter(mute)
+        for part in (repo_dir / "blobs").glob("*.incomplete") if (repo_dir / "blobs").is_dir() else ():
+            with contextlib.suppress(OSError):
+                part.unlink()
+        raise
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["value"]
 
 
 @contextlib.contextmanager
@@ -159,10 +283,19 @@ def hub_errors(
     except hf.HFValidationError as exc:
         raise EpigrafError(f"invalid Hub reference {spec}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:  # network layer (httpx errors are not OSError) and disk problems
-        raise EpigrafError(f"could not fetch {spec}: {exc.__class__.__name__}: {exc}") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise EpigrafError(f"could not fetch {spec}: {exc.__class__.__name__}: {first}") from None
+    except EpigrafError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:  # e.g. `{}` or HTML instead of the API's JSON
+        raise EpigrafError(
+            f"{where} gave an answer for {spec} that is not a Hub API response "
+            f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})"
+        ) from None
     except Exception as exc:
         if exc.__class__.__module__.startswith("httpx"):
-            raise EpigrafError(f"could not reach {where} to fetch {spec}: {exc.__class__.__name__}: {exc}") from None
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise EpigrafError(f"could not reach {where} to fetch {spec}: {exc.__class__.__name__}: {first}") from None
         raise
 
 
@@ -191,23 +324,31 @@ def download_model(
     hub = parse_hub_spec(spec) if isinstance(spec, str) else spec
     if revision:
         hub = HubSpec(hub.repo_id, revision)
+    validate_revision(hub.revision)
     offline = hub_offline() if offline is None else offline
     endpoint = hub_endpoint(endpoint)
     cache = Path(cache_dir).expanduser() if cache_dir else hub_cache_dir()
-    with hub_errors(hub, offline, endpoint, cache), _progress_bars(progress):
-        folder = snapshot_download(
-            hub.repo_id,
-            revision=hub.revision,
-            cache_dir=str(cache),
-            endpoint=endpoint,
-            token=token,
-            local_files_only=offline,
-            allow_patterns=None if all_files else list(MODEL_FILES),
-            force_download=force,
-            library_name="epigraf-tools",
-            library_version=_library_version(),
-        )
+    with hub_errors(hub, offline, endpoint, cache), _progress_bars(progress), _hub_timeouts() as etag_timeout:
+
+        def fetch() -> str:
+            return snapshot_download(
+                hub.repo_id,
+                revision=hub.revision,
+                cache_dir=str(cache),
+                endpoint=endpoint,
+                token=token,
+                local_files_only=offline,
+                allow_patterns=None if all_files else list(MODEL_FILES),
+                force_download=force,
+                etag_timeout=etag_timeout,
+                library_name="epigraf-tools",
+                library_version=_library_version(),
+            )
+
+        folder = fetch() if offline else _watched(fetch, _repo_cache(cache, hub.repo_id), f"download of {hub}")
     folder = Path(folder)
+    if not folder.resolve().is_relative_to(cache.resolve()):
+        raise EpigrafError(f"{hub}: the Hub cache gave a folder outside {cache}; refusing to use it")
     missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / name).is_file()]
     if missing:
         raise ModelNotFoundError(

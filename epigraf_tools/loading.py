@@ -131,10 +131,20 @@ def load_generator(
     folder = resolve_model_dir(
         str(parsed) if parsed.kind == "hub" else parsed.value, offline=offline, progress=progress
     )
+    return load_model_folder(folder, device)
+
+
+def load_model_folder(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Generator:
+    """``Generator.from_pretrained`` with every problem of the folder as one EpigrafError line.
+
+    ``from_pretrained`` validates config.json field by field (types, ranges, the parameter budget),
+    then the safetensors header (keys, shapes, dtypes) before reading any data, then that every
+    weight is finite; its ConfigError / ModelFileError name the file and the field or tensor.
+    """
     try:
         return Generator.from_pretrained(folder, map_location=device)
     except Exception as exc:
-        known = (ValueError, RuntimeError, OSError, KeyError, TypeError)
+        known = (ValueError, RuntimeError, OSError, KeyError, TypeError, RecursionError, MemoryError)
         if not isinstance(exc, known) and not type(exc).__module__.startswith("safetensors"):
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

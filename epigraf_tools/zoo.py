@@ -266,12 +266,14 @@ def _fetch_and_convert(
     entry: ZooEntry, out: Path, downloads: Path, progress: ProgressFn | None, keep_pickle: bool
 ) -> Path:
     from .official_pickle import convert_official
-    from .share_download import download_file, resolve_yandex_public
+    from .share_download import download_file, resolve_yandex_public, safe_child
 
     try:
         shared = resolve_yandex_public(entry.source)
         expected = entry.sha256.get(shared.name) or shared.sha256
-        pkl = downloads / shared.name
+        downloads.mkdir(parents=True, exist_ok=True)
+        # shared.name is already reduced to a plain basename; safe_child also confines it to downloads/
+        pkl = safe_child(downloads, shared.name)
         if not pkl.is_file():
 
             def report(done: int, total: int) -> None:

@@ -11,6 +11,11 @@ It answers what huggingface_hub's ``snapshot_download`` / ``hf_hub_download`` as
 Repos can be private (then a bearer token is required, as on the Hub: 401 otherwise), files can be
 served corrupted (bytes differ from what was registered, headers stay consistent) and every request
 is logged, so tests can prove when no network was used.
+
+``fault(mode, prefix)`` makes every request whose path starts with ``prefix`` misbehave (see
+``FAULTS``): hang after accepting, drip a byte a second, HTTP 500, redirect to itself, answer HTML,
+answer ``{}``, or announce a Content-Length and close early. Hanging and dripping handlers stop when
+the emulator stops, so tests stay bounded.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -43,6 +49,55 @@ class HubEmulator:
         self.corrupt: set[tuple[str, str]] = set()  # (repo_id, path) served with altered bytes
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.faults: list[tuple[str, str]] = []  # (path prefix, mode)
+        self._stopping = threading.Event()
+
+    FAULTS = ("hang", "drip", "http500", "redirect-loop", "not-json", "empty-json", "short-body")
+
+    def fault(self, mode: str, prefix: str = "/") -> None:
+        """Make requests whose path starts with ``prefix`` misbehave in one of the ``FAULTS`` ways."""
+        assert mode in self.FAULTS, mode
+        self.faults.append((prefix, mode))
+
+    def _faulty(self, h: BaseHTTPRequestHandler, head: bool) -> bool:
+        path = urlsplit(h.path).path
+        mode = next((m for prefix, m in self.faults if path.startswith(prefix)), None)
+        if mode is None:
+            return False
+        self.requests.append((h.command, path))
+        if mode == "hang":  # accepted, never answered (until the emulator stops)
+            self._stopping.wait(60)
+        elif mode == "drip":
+            h.send_response(200)
+            h.send_header("Content-Length", str(10**6))
+            h.send_header("Content-Type", "application/json")
+            h.end_headers()
+            for _ in range(60):
+                if self._stopping.wait(1.0):
+                    break
+                try:
+                    h.wfile.write(b" ")
+                    h.wfile.flush()
+                except OSError:
+                    break
+        elif mode == "http500":
+            self._send(h, 500, b"internal error", {"Content-Type": "text/plain"}, head)
+        elif mode == "redirect-loop":
+            self._send(h, 302, b"", {"Location": h.path}, head)
+        elif mode == "not-json":
+            self._send(h, 200, b"<html>maintenance</html>", {"Content-Type": "application/json"}, head)
+        elif mode == "empty-json":
+            self._send(h, 200, b"{}", {"Content-Type": "application/json"}, head)
+        elif mode == "short-body":
+            h.send_response(200)
+            h.send_header("Content-Length", "1000")
+            h.send_header("Content-Type", "application/octet-stream")
+            h.end_headers()
+            if not head:
+                h.wfile.write(b"x" * 10)
+            h.close_connection = True
+        time.sleep(0)
+        return True
 
     # ------------------------------------------------------------------ content
     def add_commit(self, repo_id: str, files: dict[str, bytes], ref: str = "main", private_token: str | None = None):
@@ -71,10 +126,12 @@ class HubEmulator:
                 pass
 
             def do_HEAD(self) -> None:
-                emulator._handle(self, head=True)
+                if not emulator._faulty(self, head=True):
+                    emulator._handle(self, head=True)
 
             def do_GET(self) -> None:
-                emulator._handle(self, head=False)
+                if not emulator._faulty(self, head=False):
+                    emulator._handle(self, head=False)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -83,6 +140,7 @@ class HubEmulator:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -223,7 +281,8 @@ class YandexDiskEmulator(HubEmulator):
                 if name not in share:
                     return self._error(h, 404, "DiskNotFoundError", head)
                 key = urllib_quote(query["public_key"])
-                body = json.dumps({"href": f"{self.url}/files/{key}/{name}", "method": "GET", "templated": False})
+                href = f"{self.url}/files/{key}/{urllib_quote(name)}"
+                body = json.dumps({"href": href, "method": "GET", "templated": False})
                 return self._send(h, 200, body.encode(), {"Content-Type": "application/json"}, head)
             public = query["public_key"]
             if public in self.folders:
@@ -233,7 +292,7 @@ class YandexDiskEmulator(HubEmulator):
                 body = self._meta(*next(iter(share.items())))
             return self._send(h, 200, json.dumps(body).encode(), {"Content-Type": "application/json"}, head)
         if parts.path.startswith("/files/"):
-            _, _, key, name = parts.path.split("/", 3)
+            _, _, key, name = parts.path.split("/", 3)  # both quoted: a name may hold '/' or '..'
             data = (self.shares.get(unquote(key)) or {}).get(unquote(name))
             if data is None:
                 return self._error(h, 404, "NotFound", head)

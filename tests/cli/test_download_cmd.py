@@ -95,3 +95,42 @@ def test_download_official_zoo_entry(tmp_path, monkeypatch):
     assert Path(result.stdout.strip().splitlines()[-1]) == folder
     assert (tmp_path / "epigraf-cache" / "downloads" / "plants256" / "plants.pkl").is_file()
     assert "disk.yandex.ru" in (folder / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- hostile inputs
+@pytest.mark.parametrize("revision", ["../../x", "/tmp/x", "a/../../x", ".."])
+def test_revision_that_escapes_the_cache_is_refused_before_any_request(hub, tmp_path, revision):
+    emulator, _ = hub
+    assert "not a valid branch, tag or commit" in _error(
+        runner.invoke(app, ["download", "org/tiny", "--revision", revision])
+    )
+    assert emulator.requests == []
+    assert not (tmp_path / "x").exists() and not (tmp_path / "hf-cache" / "x").exists()
+
+
+def test_corrupt_download_without_sha256_is_exit_2(hub):
+    emulator, _ = hub
+    emulator.corrupt.add(("org/tiny", "model.safetensors"))
+    assert "model.safetensors is not a valid safetensors file" in _error(runner.invoke(app, ["download", "org/tiny"]))
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("empty-json", "not a Hub API response"),
+        ("not-json", "not a Hub API response"),
+        ("http500", "500"),
+        ("redirect-loop", "redirect"),
+        ("hang", "stalled"),
+        ("drip", "stalled"),
+    ],
+)
+def test_hostile_hub_answers_are_one_line_even_with_retries(hub, monkeypatch, tmp_path, mode, message):
+    emulator, _ = hub
+    monkeypatch.setenv("EPIGRAF_DOWNLOAD_TIMEOUT_S", "1")
+    monkeypatch.setenv("EPIGRAF_DOWNLOAD_STALL_S", "1.5")
+    emulator.fault(mode, "/api/")
+    result = runner.invoke(app, ["download", "org/tiny", "--quiet"])
+    assert message in _error(result).lower() or message in result.stderr
+    assert result.stdout == ""
+    assert not list((tmp_path / "hf-cache").rglob("*.incomplete"))

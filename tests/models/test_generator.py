@@ -99,3 +99,29 @@ def test_training_forward_backpropagates_into_every_parameter(tiny_generator):
     img.square().mean().backward()
     no_grad = [n for n, p in G.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert no_grad == []
+
+
+def test_from_pretrained_raises_model_level_errors_naming_file_and_tensor(tiny_generator, tmp_path):
+    """The models package raises ValueError subclasses; the toolkit turns them into EpigrafError."""
+    from safetensors.torch import load_file, save_file
+
+    from epigraf_tools.models import ConfigError, ModelFileError
+
+    folder = tiny_generator.save_pretrained(tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    state["mapping.w_avg"] = torch.full_like(state["mapping.w_avg"], float("nan"))
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ModelFileError, match="model.safetensors: tensor mapping.w_avg has .* NaN"):
+        Generator.from_pretrained(folder)
+    data = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**data, "white_back": "no"}))
+    with pytest.raises(ConfigError, match="config.json: field 'white_back' must be true or false"):
+        Generator.from_pretrained(folder)
+    assert issubclass(ConfigError, ValueError) and issubclass(ModelFileError, ValueError)
+
+
+def test_budget_is_part_of_config_validation():
+    from epigraf_tools.models import ConfigError
+
+    with pytest.raises(ConfigError, match="above the budget"):
+        GeneratorConfig(z_dim=16384, w_dim=16384, map_depth=8)

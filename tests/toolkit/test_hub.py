@@ -177,3 +177,83 @@ def test_push_folder_creates_the_repo_and_uploads(monkeypatch, tmp_path):
     assert calls[2][:3] == ("upload", "me/converted", str(tmp_path))
     with pytest.raises(EpigrafError, match="without @revision"):
         push_folder(tmp_path, "me/converted@main")
+
+
+# ----------------------------------------------------------------------------- hostile revisions and servers
+@pytest.mark.parametrize(
+    "revision",
+    [
+        "../../x",
+        "..",
+        "/etc/passwd",
+        "a/../b",
+        "main/",
+        ".hidden",
+        "x.lock",
+        "a b",
+        "a\x00b",
+        "a\\b",
+        "a~1",
+        "@",
+        "x" * 300,
+    ],
+)
+def test_revisions_that_could_escape_the_cache_are_refused(cache, revision):
+    with pytest.raises(EpigrafError, match="not a valid branch, tag or commit"):
+        download_model(REPO, revision=revision, endpoint="http://127.0.0.1:9")
+    assert not (cache / "x").exists() and not (cache.parent / "x").exists()  # where refs/../../x would land
+
+
+@pytest.mark.parametrize("revision", ["main", "v1.0", "refs/pr/1", "feature/a-b_c", "a" * 40])
+def test_ordinary_revisions_are_accepted(revision):
+    from epigraf_tools.hub import validate_revision
+
+    assert validate_revision(revision) == revision
+    assert parse_hub_spec(f"org/name@{revision}").revision == revision
+
+
+@pytest.fixture()
+def fast_timeouts(monkeypatch):
+    """Small limits so hostile-server tests finish in a few seconds."""
+    monkeypatch.setenv("EPIGRAF_DOWNLOAD_TIMEOUT_S", "1")
+    monkeypatch.setenv("EPIGRAF_DOWNLOAD_STALL_S", "1.5")
+
+
+@pytest.mark.parametrize(
+    "mode, prefix, message",
+    [
+        ("hang", "/api/", "stalled"),
+        ("drip", "/api/", "stalled"),
+        ("hang", "/epigraf-test/tiny/resolve/", "stalled"),
+        ("http500", "/api/", "500"),
+        ("redirect-loop", "/api/", "redirect"),
+        ("not-json", "/api/", "not a Hub API response"),
+        ("empty-json", "/api/", "not a Hub API response"),
+        ("short-body", "/api/", "could not"),
+    ],
+)
+def test_hostile_hub_servers_fail_fast_with_one_line(cache, tiny_files, fast_timeouts, mode, prefix, message):
+    import time
+
+    with HubEmulator() as hub:
+        hub.add_commit(REPO, tiny_files[0])
+        hub.fault(mode, prefix)
+        start = time.monotonic()
+        with pytest.raises(EpigrafError) as info:
+            download_model(REPO, endpoint=hub.url, progress=False)
+        elapsed = time.monotonic() - start
+    text = str(info.value)
+    assert message in text.lower() or message in text, text
+    assert "\n" not in text and elapsed < 20, (text, elapsed)
+    assert not list(cache.rglob("*.incomplete"))
+
+
+def test_corrupt_blob_without_checksum_is_a_clear_load_error(cache, tiny_files):
+    from epigraf_tools.loading import load_model_folder
+
+    with HubEmulator() as hub:
+        hub.add_commit(REPO, tiny_files[0])
+        hub.corrupt.add((REPO, "model.safetensors"))
+        folder = download_model(REPO, endpoint=hub.url, progress=False)
+    with pytest.raises(EpigrafError, match="model.safetensors is not a valid safetensors file"):
+        load_model_folder(folder)

@@ -4,6 +4,7 @@ page (emulated) and converted once, and Hub entries with pinned revisions and ch
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 import torch
@@ -148,3 +149,97 @@ def test_unknown_name_and_registry_rules():
         zoo.register_entry(zoo.get_entry("ffhq512"))
     with pytest.raises(ValueError, match="needs hub_repo"):
         zoo.register_entry(zoo.ZooEntry("x", "x", "hub", source="s", licence="l"))
+
+
+# ----------------------------------------------------------------------------- hostile share pages
+HOSTILE_NAMES = [
+    "../../evil.pkl",
+    "../evil.pkl",
+    "/tmp/evil.pkl",
+    "..",
+    ".",
+    "",
+    ".bashrc",
+    "a\\..\\..\\evil.pkl",
+    "evil\x00.pkl",
+    "x" * 5000 + ".pkl",
+    "sub/dir/evil.pkl",
+    "\u202eevil.pkl",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_server_file_names_never_escape_the_download_folder(env, share, name):
+    G = make_tiny_generator(11)
+    share.publish(zoo.get_entry("ffhq512").source, name, generator_snapshot_bytes(G, with_optimizers=False))
+    before = {p for p in env.rglob("*")}
+    try:
+        folder = zoo.resolve_zoo_model("ffhq512", keep_pickle=True)
+    except EpigrafError as exc:  # refusing is fine too, as long as it is one line
+        assert "\n" not in str(exc)
+    else:
+        assert folder == env / "epigraf-cache" / "converted" / "ffhq512"
+    cache = (env / "epigraf-cache").resolve()
+    downloads = cache / "downloads" / "ffhq512"
+    allowed = (cache, downloads, cache / "converted", cache / "downloads", cache / ".ffhq512.lock")
+    for path in {p for p in env.rglob("*")} - before:
+        resolved = path.resolve()
+        inside = resolved in allowed or any(resolved.is_relative_to(a) for a in (downloads, cache / "converted"))
+        assert inside, path
+        if resolved.is_relative_to(downloads) and resolved.is_file():
+            assert not resolved.name.startswith(".") and len(resolved.name) <= 200, resolved.name
+    assert not (env.parent / "evil.pkl").exists() and not os.path.exists("/tmp/evil.pkl")
+
+
+def test_safe_child_refuses_paths():
+    from epigraf_tools.share_download import safe_child
+
+    for name in ("../x", "/abs", "..", "", ".hidden", "a/b", "a\\b", "a\x00b", "x" * 300):
+        with pytest.raises(EpigrafError, match="plain file name"):
+            safe_child("/tmp/somewhere", name)
+
+
+@pytest.fixture()
+def fast_timeouts(monkeypatch):
+    monkeypatch.setenv("EPIGRAF_DOWNLOAD_TIMEOUT_S", "1")
+    monkeypatch.setenv("EPIGRAF_DOWNLOAD_STALL_S", "1.5")
+
+
+@pytest.mark.parametrize(
+    "mode, prefix, message",
+    [
+        ("hang", "/v1/", "could not reach the share service"),
+        ("drip", "/v1/", "stalled"),
+        ("hang", "/files/", "failed"),
+        ("drip", "/files/", "stalled"),
+        ("short-body", "/files/", "incomplete"),
+        ("http500", "/v1/", "HTTP 500"),
+        ("http500", "/files/", "HTTP 500"),
+        ("redirect-loop", "/v1/", "HTTP 302"),
+        ("not-json", "/v1/", "not JSON"),
+        ("empty-json", "/v1/", "does not point to a file or folder"),
+    ],
+)
+def test_hostile_share_servers_fail_fast_with_one_line(env, share, fast_timeouts, monkeypatch, mode, prefix, message):
+    import time
+
+    if mode == "drip":  # a byte a second beats any socket timeout above 1 s: the stall watch must catch it
+        monkeypatch.setenv("EPIGRAF_DOWNLOAD_TIMEOUT_S", "5")
+
+    share.publish(zoo.get_entry("ffhq512").source, "snap.pkl", b"x" * 5000)
+    share.fault(mode, prefix)
+    start = time.monotonic()
+    with pytest.raises(EpigrafError) as info:
+        zoo.resolve_zoo_model("ffhq512")
+    elapsed = time.monotonic() - start
+    text = str(info.value)
+    assert message in text and "\n" not in text and elapsed < 15, (text, elapsed)
+    downloads = env / "epigraf-cache" / "downloads"
+    assert not downloads.exists() or not [p for p in downloads.rglob("*") if p.is_file()]  # no partial file
+    assert not (env / "epigraf-cache" / "converted" / "ffhq512").exists()
+
+
+def test_bad_timeout_setting_is_one_clear_error(env, share, monkeypatch):
+    monkeypatch.setenv("EPIGRAF_DOWNLOAD_STALL_S", "soon")
+    with pytest.raises(EpigrafError, match="EPIGRAF_DOWNLOAD_STALL_S='soon' must be a positive number"):
+        zoo.resolve_zoo_model("ffhq512")
