@@ -32,7 +32,7 @@ from .errors import EpigrafError
 from .models import CONFIG_NAME, WEIGHTS_NAME, Generator, GeneratorConfig
 from .official_config import discriminator_config_from_official, generator_config_from_official
 from .omegaconf_state import to_plain
-from .safe_pickle import InertObject, PersistentObject, plain_tensor, safe_loads
+from .safe_pickle import InertObject, PersistentObject, UnsafePickleError, plain_tensor, safe_loads
 
 ProgressFn = Callable[[int, int], None]  # (bytes read, total bytes)
 
@@ -191,6 +191,7 @@ def snapshot_from_object(data: Any) -> OfficialSnapshot:
         raise EpigrafError(f"the snapshot has no G_ema network (found keys: {found})")
     if g_ema.class_name != "Generator":
         raise EpigrafError(f"G_ema is a {g_ema.class_name}, expected an EpiGRAF Generator")
+    extras = {key: to_plain(data.get(key)) for key in ("training_set_kwargs", "stats")}  # bounded resolution
     names: dict[int, str] = {}
     g_ema_state = module_state_dict(g_ema, "G_ema")
     try:
@@ -216,8 +217,7 @@ def snapshot_from_object(data: Any) -> OfficialSnapshot:
     snap.g_opt = _optimizer_state(data.get("G_opt"), names)
     if isinstance(data.get("augment_pipe"), PersistentObject):
         snap.augment_state = module_state_dict(data["augment_pipe"], "augment_pipe")
-    for key in ("training_set_kwargs", "stats"):
-        value = to_plain(data.get(key))
+    for key, value in extras.items():
         setattr(snap, key, value if isinstance(value, dict) else None)
     return snap
 
@@ -234,12 +234,12 @@ def module_state_dict(root: Any, what: str, param_names: dict[int, str] | None =
     def visit(node: Any, prefix: str, depth: int) -> None:
         where = f"{what}.{prefix[:-1]}" if prefix else what
         if depth > MAX_MODULE_DEPTH:
-            raise EpigrafError(f"{what} nests modules deeper than {MAX_MODULE_DEPTH} levels (at {where[:120]}...)")
+            raise UnsafePickleError(f"{what} nests modules deeper than {MAX_MODULE_DEPTH} levels (at {where[:120]}...)")
         if id(node) in seen:
-            raise EpigrafError(f"{where} is a module that appears twice in {what} (a cycle or shared child)")
+            raise UnsafePickleError(f"{where} is a module that appears twice in {what} (a cycle or shared child)")
         seen.add(id(node))
         if len(seen) > MAX_MODULES:
-            raise EpigrafError(f"{what} has more than {MAX_MODULES:,} modules")
+            raise UnsafePickleError(f"{what} has more than {MAX_MODULES:,} modules")
         if isinstance(node, PersistentObject):
             if node.class_name not in KNOWN_PERSISTENT_CLASSES:
                 raise EpigrafError(f"unknown network class {node.class_name!r} at {where}")

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from .errors import EpigrafError
-from .safe_pickle import InertObject
+from .safe_pickle import InertObject, UnsafePickleError
 
 _FULL = re.compile(r"^\$\{([^${}]*)\}$")
 _INNER = re.compile(r"\$\{([^${}]*)\}")
@@ -50,7 +50,7 @@ def _root(node: Any) -> Any:
         node = _parent(node)
         seen += 1
         if seen > 10_000:
-            raise EpigrafError("the pickled config has a cycle in its parent links")
+            raise UnsafePickleError("the pickled config has a cycle in its parent links")
     return node
 
 
@@ -60,10 +60,10 @@ class _ConfigResolver:
 
     def plain(self, obj: Any, depth: int = 0) -> Any:
         if depth > _MAX_DEPTH:
-            raise EpigrafError("the pickled config nests or interpolates too deeply (a cycle?)")
+            raise UnsafePickleError("the pickled config nests or interpolates too deeply (a cycle?)")
         self.steps += 1
         if self.steps > MAX_RESOLVE_STEPS:
-            raise EpigrafError(
+            raise UnsafePickleError(
                 f"the pickled config takes more than {MAX_RESOLVE_STEPS:,} steps to resolve "
                 "(interpolations that multiply, or shared sub-trees)"
             )
@@ -112,7 +112,7 @@ class _ConfigResolver:
 
             text = _INNER.sub(substitute, text)
             if len(text) > MAX_RESOLVED_CHARS:
-                raise EpigrafError(
+                raise UnsafePickleError(
                     f"a value in the pickled config resolves to more than {MAX_RESOLVED_CHARS:,} characters "
                     "(self-multiplying ${...} interpolations?)"
                 )
@@ -129,11 +129,11 @@ class _ConfigResolver:
             if not match:
                 return node
             node = self._lookup(match.group(1), node, depth + 1)
-        raise EpigrafError("the pickled config interpolates too deeply (a cycle?)")
+        raise UnsafePickleError("the pickled config interpolates too deeply (a cycle?)")
 
     def _lookup(self, path: str, node: Any, depth: int) -> Any:
         if depth > _MAX_DEPTH:
-            raise EpigrafError("the pickled config interpolates too deeply (a cycle?)")
+            raise UnsafePickleError("the pickled config interpolates too deeply (a cycle?)")
         path = path.strip()
         if not path or ":" in path:  # custom resolvers are never evaluated
             raise _Unresolved(path)

@@ -245,9 +245,9 @@ class _DtypeSpec:
         )
         if not ok:
             raise UnsafePickleError(f"numpy dtype {self.dtype.str} carries a non-plain state (fields or flags)")
-        self._built = True
         if state[1] == ">" and self.dtype.itemsize > 1:
-            self.dtype = self.dtype.newbyteorder(">")
+            raise UnsafePickleError(f"big-endian numpy data ({self.dtype.str}) is not supported")
+        self._built = True
 
 
 def _dtype_of(spec: Any) -> np.dtype:
