@@ -391,6 +391,7 @@ class _StorageHeader(pickle.Unpickler):
 
 
 _STORAGE_REF = _Opaque("storage reference")
+_CHECKED_PREFIXES: set[bytes] = set()  # payload prefixes (magic, protocol, sys info) already validated
 
 
 def _header_pickle(data: bytes, pos: int) -> tuple[Any, _StorageHeader, int]:
@@ -414,19 +415,23 @@ def _load_storage(budget: _LoadBudget, data: Any) -> PickledStorage:
     if data[:2] == b"PK":
         raise UnsafePickleError("a tensor storage payload is a zip archive; official snapshots store raw data")
     try:
-        magic, _, pos = _header_pickle(data, 0)
-        protocol, _, pos = _header_pickle(data, pos)
-        info, _, pos = _header_pickle(data, pos)
+        pos = next((len(p) for p in _CHECKED_PREFIXES if data.startswith(p)), 0)
+        if not pos:  # magic, protocol and sys info: the same bytes in every payload of a snapshot
+            magic, _, pos = _header_pickle(data, 0)
+            protocol, _, pos = _header_pickle(data, pos)
+            info, _, pos = _header_pickle(data, pos)
+            if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL or not isinstance(info, dict):
+                raise UnsafePickleError("a tensor storage payload is not in torch's legacy format")
+            if info.get("little_endian") is not True:
+                raise UnsafePickleError("a big-endian tensor storage is not supported")
+            if len(_CHECKED_PREFIXES) < 8:
+                _CHECKED_PREFIXES.add(data[:pos])
         ref, header, pos = _header_pickle(data, pos)
         keys, _, pos = _header_pickle(data, pos)
     except UnsafePickleError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the tiny header pickles means "not a storage"
         raise UnsafePickleError(f"a tensor storage payload is malformed ({type(exc).__name__})") from None
-    if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL or not isinstance(info, dict):
-        raise UnsafePickleError("a tensor storage payload is not in torch's legacy format")
-    if info.get("little_endian") is not True:
-        raise UnsafePickleError("a big-endian tensor storage is not supported")
     pid = header.pid
     if ref is not _STORAGE_REF or not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
         raise UnsafePickleError("a tensor storage payload holds more than tensor data")
@@ -443,7 +448,7 @@ def _load_storage(budget: _LoadBudget, data: Any) -> PickledStorage:
             f"a {kind.name} declares {numel:,} elements ({nbytes:,} bytes) but holds {len(data) - pos - 8:,} bytes"
         )
     budget.charge(nbytes, f"a {kind.name} of {numel:,} elements")
-    raw = bytearray(data[pos + 8 :])
+    raw = bytearray(memoryview(data)[pos + 8 :])  # one copy, writable (tensors must own writable memory)
     flat = torch.frombuffer(raw, dtype=dtype) if nbytes else torch.empty(0, dtype=dtype)
     return PickledStorage(flat)
 
