@@ -12,7 +12,7 @@ release) with tests/official_pickle_factory.py, then times, best of N runs:
 with random weights, G's Adam state, the mini D and its Adam state), and ``--stats`` prints what the
 budget pre-scan saw (opcodes, memo, nesting: how far each is from its budget).
 
-Usage: python benchmarks/official_pickle_read.py [--repeat 3] [--ffhq512] [--stats]
+Usage: python benchmarks/official_pickle_read.py [--repeat 3] [--ffhq512] [--stats] [--pure-python]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "official_mini")
     parser.add_argument("--ffhq512", action="store_true", help="an FFHQ-512-size snapshot instead of the mini one")
     parser.add_argument("--stats", action="store_true", help="print what the budget pre-scan saw")
+    parser.add_argument("--pure-python", action="store_true", help="also time stock pickle._Unpickler")
     args = parser.parse_args()
 
     g = {k: torch.from_numpy(v) for k, v in np.load(args.fixtures / "G_ema_state.npz").items()}
@@ -109,6 +110,15 @@ def main() -> None:
     print(f"safe_load              {t_safe:6.3f} s  {megabytes / t_safe:7.1f} MB/s  ratio safe/stock {ratio:.2f}")
     print(f"read + build generator {t_full:6.3f} s  {megabytes / t_full:7.1f} MB/s")
     print(f"estimate for the 767 MB FFHQ release: {767 / (megabytes / t_full):.1f} s")
+    if args.pure_python:  # the alternative to a pre-scan: counting inside the pure-Python unpickler
+
+        def pure() -> None:
+            with factory.fake_official_modules():
+                sys.modules["src.torch_utils.persistence"]._reconstruct_persistent_obj = lambda meta: meta
+                pickle._Unpickler(io.BytesIO(data)).load()
+
+        t_pure = best_of(pure, args.repeat)
+        print(f"stock pickle._Unpickler {t_pure:6.3f} s  {megabytes / t_pure:7.1f} MB/s  (pure Python, no checks)")
 
 
 if __name__ == "__main__":
