@@ -344,7 +344,12 @@ def official_config_summary(snap: OfficialSnapshot) -> dict[str, Any]:
     }
 
 
+MAX_LISTED_ELEMENTS = 4096  # tensors written into official_config.json in full; larger ones are summarised
+
+
 def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor) and obj.numel() > MAX_LISTED_ELEMENTS:
+        return f"<tensor {list(obj.shape)} {str(obj.dtype).removeprefix('torch.')}>"
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):

@@ -187,9 +187,10 @@ def _reconstruct_persistent(meta: Any) -> PersistentObject:
 
 
 # ----------------------------------------------------------------------------- budgets
-# Whatever a load builds from the file's bytes (storages, arrays, bytes objects) is counted; a file
-# cannot make more than this, whatever its headers claim. The largest official release is 875 MB.
-MAX_MATERIALISED_BYTES = 4 << 30  # 4.5x the largest release; far below what would exhaust memory
+# Whatever a load builds from the file's bytes (storages, tensor views of them, arrays, bytes objects)
+# is counted; a file cannot make more than this, whatever its headers claim. The largest official
+# release is 875 MB, which counts about twice (each storage once, and once as its tensor).
+MAX_MATERIALISED_BYTES = 4 << 30  # 2.3x what the largest release counts; far below exhausting memory
 MAX_TENSOR_DIMS = 16  # official tensors have at most 5 dimensions
 MAX_HEADER_PICKLE = 1 << 16  # the small pickles that frame a storage payload are ~300 bytes
 
@@ -458,8 +459,14 @@ def _check_hooks(hooks: Any, what: str) -> None:
         raise UnsafePickleError(f"{what} carries backward hooks; official snapshots have none")
 
 
-def _rebuild_tensor(storage, offset, size, stride, requires_grad, backward_hooks, metadata=None) -> PickledTensor:
-    """A view of a storage whose geometry is checked to lie inside it (no stride-0 'huge' tensors)."""
+def _rebuild_tensor(
+    budget: _LoadBudget, storage, offset, size, stride, requires_grad, backward_hooks, metadata=None
+) -> PickledTensor:
+    """A view of a storage whose geometry is checked to lie inside it (no stride-0 'huge' tensors).
+
+    Views count towards the materialised budget too: many full views of one large storage would
+    otherwise multiply what a consumer that lists or copies tensors has to handle.
+    """
     if not isinstance(storage, PickledStorage):
         raise UnsafePickleError(f"tensor rebuilt from {type(storage).__name__}, not a storage")
     size, stride = _shape_of(size, "a tensor"), _shape_of(stride, "a tensor's stride")
@@ -477,6 +484,7 @@ def _rebuild_tensor(storage, offset, size, stride, requires_grad, backward_hooks
                 f"a tensor of shape {list(size)} (stride {list(stride)}, offset {offset}) needs more than its "
                 f"storage of {available:,} elements"
             )
+    budget.charge(numel * storage.flat.element_size(), f"a tensor of shape {list(size)}")
     return storage.flat.as_strided(size, stride, offset if numel else 0).as_subclass(PickledTensor)
 
 
@@ -530,7 +538,9 @@ def _exact_allow_list(budget: _LoadBudget) -> dict[tuple[str, str], Any]:
         allowed[(mod, "_frombuffer")] = _SafeCall(partial(_np_frombuffer, budget), "numpy _frombuffer")
     allowed[("numpy", "ndarray")] = _NDARRAY_TYPE
     allowed[("numpy", "dtype")] = _SafeCall(_DtypeSpec, "numpy dtype")
-    allowed[("torch._utils", "_rebuild_tensor_v2")] = _SafeCall(_rebuild_tensor, "torch _rebuild_tensor_v2")
+    allowed[("torch._utils", "_rebuild_tensor_v2")] = _SafeCall(
+        partial(_rebuild_tensor, budget), "torch _rebuild_tensor_v2"
+    )
     allowed[("torch._utils", "_rebuild_parameter")] = _SafeCall(_rebuild_parameter, "torch _rebuild_parameter")
     allowed[("torch._utils", "_rebuild_parameter_with_state")] = _SafeCall(
         _rebuild_parameter, "torch _rebuild_parameter_with_state"

@@ -770,7 +770,17 @@ def _embedded_cases() -> dict[str, tuple[bytes, str]]:
     kwargs["mapping_kwargs"]["mean_camera_pose"] = tensor_from(good, (10**9, 10**9), (0, 0))
     experiment = experiment_for(G.config)
     experiment["notes"] = _doubling_config(prefix="notes.")
+    shared = storage_of(legacy_storage_payload(torch.zeros(1 << 20)))  # 4 MiB, stored once (memoized)
+    many_views = init_kwargs_for(G.config)
+    many_views["views"] = [
+        Reduce(torch._utils._rebuild_tensor_v2, (shared, 0, (1 << 20,), (1,), False, OrderedDict()))
+        for _ in range(1100)
+    ]
     return {
+        "1100 full views of one 4 MiB storage in G's kwargs (listed on convert)": (
+            generator_snapshot_bytes(G, with_optimizers=False, g_init_kwargs=many_views),
+            "materialised",
+        ),
         "void scalar as stats.cur_nimg (segfault on convert)": (
             splice(
                 tiny_snapshot(extra={"stats": {"cur_nimg": "SPLICE_HERE"}}),

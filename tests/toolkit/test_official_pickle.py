@@ -335,3 +335,11 @@ def test_include_discriminator_checks_d_shapes(tmp_path, fixture_dir, official_g
         convert_official(path, out, include_discriminator=True)
     assert not out.exists()
     convert_official(path, out)  # without D, G alone still converts
+
+
+def test_large_tensors_are_summarised_not_listed_in_official_config():
+    from epigraf_tools.official_pickle import MAX_LISTED_ELEMENTS, _jsonable
+
+    assert _jsonable({"pose": torch.tensor([0.0, 1.5, 0.0])}) == {"pose": [0.0, 1.5, 0.0]}
+    big = torch.zeros(MAX_LISTED_ELEMENTS + 1).expand(1000, -1)
+    assert _jsonable([big]) == [f"<tensor [1000, {MAX_LISTED_ELEMENTS + 1}] float32>"]
