@@ -5,7 +5,7 @@ release) with tests/official_pickle_factory.py, then times, best of N runs:
 
 - stock: ``pickle.load`` with stand-in modules for ``src.*``/``omegaconf.*`` whose persistence hook
   just returns its meta (the official hook would also exec the embedded source: not measured);
-- safe: ``epigraf_tools.safe_pickle.safe_load`` (allow-list, weights_only storages, CPU mapping);
+- safe: ``epigraf_tools.safe_pickle.safe_load`` (budget pre-scan, allow-list, validated storages, CPU);
 - full: ``read_official_snapshot`` (safe load + hashing + module walk + config) and ``.generator()``.
 
 ``--ffhq512`` instead builds a snapshot of FFHQ-512 size (G and G_ema of the FFHQ-512 architecture

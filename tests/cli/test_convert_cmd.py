@@ -172,3 +172,19 @@ def test_segfault_pickle_exits_2_through_the_console_script(hostile, tmp_path, c
     if command == "convert":
         assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1, proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["memo index 2^31 (9 bytes)", "stride-0 [1e9, 1e9] tensor in G's kwargs (listed on convert)"]
+)
+def test_hostile_pickle_exits_2_in_models_check_and_sample(hostile, tmp_path, name):
+    data, pattern = hostile[name]
+    pkl = tmp_path / "bad.pkl"
+    pkl.write_bytes(data)
+    for args in (["models", "--model", str(pkl), "--check", "--device", "cpu"], ["sample", "--model", str(pkl), "-q"]):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")] if args[0] == "sample" else args)
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and re.search(pattern, errors[0]), result.stderr
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
