@@ -94,6 +94,8 @@ def generator_config_from_official(
         name=str(_get(dataset, "name", "epigraf")),
     )
     if isinstance(mean_pose, torch.Tensor):
+        if mean_pose.numel() != 3:
+            raise EpigrafError(f"mean_camera_pose must hold 3 angles, the snapshot's has shape {list(mean_pose.shape)}")
         values["mean_camera_pose"] = [float(v) for v in mean_pose.flatten().tolist()]
     if values["conv_clamp"] is not None:
         values["conv_clamp"] = float(values["conv_clamp"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from .errors import EpigrafError
 from .models import CONFIG_NAME, WEIGHTS_NAME, Generator, GeneratorConfig
 from .official_config import discriminator_config_from_official, generator_config_from_official
 from .omegaconf_state import to_plain
-from .safe_pickle import InertObject, PersistentObject, safe_load
+from .safe_pickle import InertObject, PersistentObject, UnsafePickleError, plain_tensor, safe_loads
 
 ProgressFn = Callable[[int, int], None]  # (bytes read, total bytes)
 
@@ -44,6 +45,10 @@ KNOWN_PERSISTENT_CLASSES = frozenset(
 DISCRIMINATOR_WEIGHTS_NAME = "discriminator.safetensors"
 DISCRIMINATOR_CONFIG_NAME = "discriminator_config.json"
 OFFICIAL_CONFIG_NAME = "official_config.json"
+# Module trees: official networks nest 5 levels and hold a few hundred modules; these bounds keep a
+# crafted tree (5000 levels deep, self-referencing, or a shared-child DAG of exponential size) cheap.
+MAX_MODULE_DEPTH = 32
+MAX_MODULES = 100_000
 # Sections of the experiment config worth keeping beside converted weights (the rest is cluster setup).
 KEPT_CONFIG_SECTIONS = ("model", "dataset", "training", "experiment_name", "desc", "git_hash")
 
@@ -86,15 +91,26 @@ class OfficialSnapshot:
 
     def discriminator(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """Our Discriminator with the official D weights, for resuming training."""
+        from .models.discriminator import Discriminator
+
+        config = self.check_discriminator()
+        D = Discriminator(config)
+        D.load_state_dict(self.d_state, strict=True)
+        return D.to(device)
+
+    def check_discriminator(self) -> Any:
+        """D's DiscriminatorConfig, after checking every D tensor's shape against it (on the meta device)."""
         if self.d_state is None or self.d_config is None:
             raise EpigrafError("this snapshot has no discriminator (D)")
         from .models.discriminator import Discriminator, DiscriminatorConfig
 
         known = {f.name for f in dataclasses.fields(DiscriminatorConfig)}
-        D = Discriminator(DiscriminatorConfig(**{k: v for k, v in self.d_config.items() if k in known}))
-        _check_state_fits(D, self.d_state, "the official D")
-        D.load_state_dict(self.d_state, strict=True)
-        return D.to(device)
+        try:
+            config = DiscriminatorConfig(**{k: v for k, v in self.d_config.items() if k in known})
+        except (TypeError, ValueError) as exc:
+            raise EpigrafError(f"the snapshot's discriminator configuration is not supported: {exc}") from None
+        _check_state_fits(_on_meta(lambda: Discriminator(config)), self.d_state, "the official D")
+        return config
 
     @property
     def kimg(self) -> float | None:
@@ -147,9 +163,14 @@ def read_official_snapshot(path: str | os.PathLike[str], progress: ProgressFn | 
     if not path.is_file():
         raise EpigrafError(f"official snapshot {path} not found")
     with open(path, "rb") as fh:
-        reader = _CountingReader(fh, path.stat().st_size, progress)
+        size = os.fstat(fh.fileno()).st_size
+        reader = _CountingReader(fh, size, progress)
         try:
-            data = safe_load(reader)  # type: ignore[arg-type]
+            if size == 0:
+                data = safe_loads(b"")
+            else:  # the budget scan reads the mapped file; the load then reads (and hashes) it once
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    data = safe_loads(mapped, file=reader)  # type: ignore[arg-type]
         except EpigrafError as exc:
             raise type(exc)(f"{path.name}: {exc}") from None
         digest = reader.finish()
@@ -170,9 +191,13 @@ def snapshot_from_object(data: Any) -> OfficialSnapshot:
         raise EpigrafError(f"the snapshot has no G_ema network (found keys: {found})")
     if g_ema.class_name != "Generator":
         raise EpigrafError(f"G_ema is a {g_ema.class_name}, expected an EpiGRAF Generator")
+    extras = {key: to_plain(data.get(key)) for key in ("training_set_kwargs", "stats")}  # bounded resolution
     names: dict[int, str] = {}
     g_ema_state = module_state_dict(g_ema, "G_ema")
-    config, g_kwargs, gen_config = generator_config_from_official(g_ema, g_ema_state)
+    try:
+        config, g_kwargs, gen_config = generator_config_from_official(g_ema, g_ema_state)
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise EpigrafError(f"the snapshot's generator configuration is malformed: {exc}") from None
     snap = OfficialSnapshot(g_ema_state=g_ema_state, generator_config=gen_config, config=config, g_kwargs=g_kwargs)
     snap.module_src_sha256["Generator"] = g_ema.module_src_sha256
     if isinstance(data.get("G"), PersistentObject):
@@ -183,14 +208,16 @@ def snapshot_from_object(data: Any) -> OfficialSnapshot:
             raise EpigrafError(f"D is a {d.class_name}, expected the EpiGRAF Discriminator")
         d_names: dict[int, str] = {}
         snap.d_state = module_state_dict(d, "D", d_names)
-        snap.d_config = discriminator_config_from_official(d)
+        try:
+            snap.d_config = discriminator_config_from_official(d)
+        except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+            raise EpigrafError(f"the snapshot's discriminator configuration is malformed: {exc}") from None
         snap.module_src_sha256["Discriminator"] = d.module_src_sha256
         snap.d_opt = _optimizer_state(data.get("D_opt"), d_names)
     snap.g_opt = _optimizer_state(data.get("G_opt"), names)
     if isinstance(data.get("augment_pipe"), PersistentObject):
         snap.augment_state = module_state_dict(data["augment_pipe"], "augment_pipe")
-    for key in ("training_set_kwargs", "stats"):
-        value = to_plain(data.get(key))
+    for key, value in extras.items():
         setattr(snap, key, value if isinstance(value, dict) else None)
     return snap
 
@@ -202,9 +229,17 @@ def module_state_dict(root: Any, what: str, param_names: dict[int, str] | None =
     pickle keys by the same Parameter objects, can be re-keyed by name.
     """
     out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
 
-    def visit(node: Any, prefix: str) -> None:
+    def visit(node: Any, prefix: str, depth: int) -> None:
         where = f"{what}.{prefix[:-1]}" if prefix else what
+        if depth > MAX_MODULE_DEPTH:
+            raise UnsafePickleError(f"{what} nests modules deeper than {MAX_MODULE_DEPTH} levels (at {where[:120]}...)")
+        if id(node) in seen:
+            raise UnsafePickleError(f"{where} is a module that appears twice in {what} (a cycle or shared child)")
+        seen.add(id(node))
+        if len(seen) > MAX_MODULES:
+            raise UnsafePickleError(f"{what} has more than {MAX_MODULES:,} modules")
         if isinstance(node, PersistentObject):
             if node.class_name not in KNOWN_PERSISTENT_CLASSES:
                 raise EpigrafError(f"unknown network class {node.class_name!r} at {where}")
@@ -218,20 +253,26 @@ def module_state_dict(root: Any, what: str, param_names: dict[int, str] | None =
         for kind, group in (("parameters", params), ("buffers", buffers), ("modules", children)):
             if not isinstance(group, dict):
                 raise EpigrafError(f"{where} has malformed _{kind} ({type(group).__name__})")
+        if not isinstance(skip, (set, frozenset)):
+            raise EpigrafError(f"{where} has a malformed _non_persistent_buffers_set")
         for kind, group in (("parameter", params), ("buffer", buffers)):
             for name, tensor in group.items():
+                if not isinstance(name, str):
+                    raise EpigrafError(f"{where} has a {kind} named by a {type(name).__name__}")
                 if tensor is None or (kind == "buffer" and name in skip):
                     continue
                 if not isinstance(tensor, torch.Tensor):
                     raise EpigrafError(f"{kind} {where}.{name} is a {type(tensor).__name__}, not a tensor")
                 if param_names is not None:
                     param_names[id(tensor)] = prefix + name
-                out[prefix + name] = tensor.detach()
+                out[prefix + name] = plain_tensor(tensor)
         for name, child in children.items():
+            if not isinstance(name, str):
+                raise EpigrafError(f"{where} has a child module named by a {type(name).__name__}")
             if child is not None:
-                visit(child, f"{prefix}{name}.")
+                visit(child, f"{prefix}{name}.", depth + 1)
 
-    visit(root, "")
+    visit(root, "", 0)
     return out
 
 
@@ -245,7 +286,7 @@ def _optimizer_state(opt: Any, names: dict[int, str]) -> OptimizerState | None:
     for param, values in (state.get("state") or {}).items():
         name = names.get(id(param))
         if name is not None and isinstance(values, dict):
-            per_param[name] = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+            per_param[name] = {k: plain_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in values.items()}
     return OptimizerState(hyperparams=hyper, state=per_param)
 
 
@@ -269,10 +310,23 @@ def _check_state_fits(model: torch.nn.Module, state: dict[str, torch.Tensor], wh
         raise EpigrafError(f"{what} does not match the configuration read from the snapshot: {'; '.join(problems)}")
 
 
+def _on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """Build a module on the meta device: its state-dict shapes, without allocating its weights."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise EpigrafError(f"the snapshot's configuration cannot be built: {str(exc).splitlines()[0]}") from None
+
+
 def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> Generator:
-    """Generator(config) with ``state`` loaded strictly (clear error on any mismatch)."""
+    """Generator(config) with ``state`` loaded strictly (clear error on any mismatch).
+
+    Every tensor's shape is checked against the architecture (built on the meta device) before the
+    real model is allocated.
+    """
+    _check_state_fits(_on_meta(lambda: Generator(config)), state, "the official G_ema")
     G = Generator(config)
-    _check_state_fits(G, state, "the official G_ema")
     G.load_state_dict(state, strict=True)
     return G.eval()
 
@@ -290,7 +344,12 @@ def official_config_summary(snap: OfficialSnapshot) -> dict[str, Any]:
     }
 
 
+MAX_LISTED_ELEMENTS = 4096  # tensors written into official_config.json in full; larger ones are summarised
+
+
 def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor) and obj.numel() > MAX_LISTED_ELEMENTS:
+        return f"<tensor {list(obj.shape)} {str(obj.dtype).removeprefix('torch.')}>"
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -330,6 +389,10 @@ def convert_official(
     out = Path(out_dir).expanduser()
     check_output_folder(out, overwrite)
     snap = read_official_snapshot(pkl, progress=progress)
+    if include_discriminator:
+        if snap.d_state is None:
+            raise EpigrafError(f"{Path(pkl).name} has no discriminator to include")
+        snap.check_discriminator()
     G = snap.generator()
     stale = [DISCRIMINATOR_WEIGHTS_NAME, DISCRIMINATOR_CONFIG_NAME] if not include_discriminator else []
     with atomic_dir(out, remove=stale) as tmp:
@@ -344,8 +407,6 @@ def convert_official(
         }
         write_model_card(tmp, G.config, source=source, licence=OFFICIAL_LICENCE, num_params=_num_params(G))
         if include_discriminator:
-            if snap.d_state is None:
-                raise EpigrafError(f"{Path(pkl).name} has no discriminator to include")
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in snap.d_state.items()}, str(tmp / DISCRIMINATOR_WEIGHTS_NAME))

@@ -15,12 +15,17 @@ import re
 from typing import Any
 
 from .errors import EpigrafError
-from .safe_pickle import InertObject
+from .safe_pickle import InertObject, UnsafePickleError
 
 _FULL = re.compile(r"^\$\{([^${}]*)\}$")
 _INNER = re.compile(r"\$\{([^${}]*)\}")
 _MISSING = "???"
-_MAX_DEPTH = 64
+# Budgets. A real experiment config has a few hundred nodes, nests ~8 deep and resolves strings of
+# at most a few hundred characters; interpolations can still multiply work (``b: ${a}${a}``,
+# ``c: ${b}${b}``... doubles at each step), so every resolution is bounded.
+_MAX_DEPTH = 64  # nesting plus interpolation hops
+MAX_RESOLVED_CHARS = 1 << 16  # one resolved string: 64 KiB (real values are paths and names)
+MAX_RESOLVE_STEPS = 200_000  # node visits for one to_plain() call: ~500x a real config
 
 
 class _Unresolved(Exception):
@@ -45,14 +50,23 @@ def _root(node: Any) -> Any:
         node = _parent(node)
         seen += 1
         if seen > 10_000:
-            raise EpigrafError("the pickled config has a cycle in its parent links")
+            raise UnsafePickleError("the pickled config has a cycle in its parent links")
     return node
 
 
 class _ConfigResolver:
+    def __init__(self) -> None:
+        self.steps = 0
+
     def plain(self, obj: Any, depth: int = 0) -> Any:
         if depth > _MAX_DEPTH:
-            raise EpigrafError("the pickled config nests or interpolates too deeply (a cycle?)")
+            raise UnsafePickleError("the pickled config nests or interpolates too deeply (a cycle?)")
+        self.steps += 1
+        if self.steps > MAX_RESOLVE_STEPS:
+            raise UnsafePickleError(
+                f"the pickled config takes more than {MAX_RESOLVE_STEPS:,} steps to resolve "
+                "(interpolations that multiply, or shared sub-trees)"
+            )
         if _is_node(obj):
             state = _node_state(obj)
             if "_content" in state:
@@ -97,6 +111,11 @@ class _ConfigResolver:
                     return "\0{" + match.group(1) + "}"  # keep it, but stop re-matching it
 
             text = _INNER.sub(substitute, text)
+            if len(text) > MAX_RESOLVED_CHARS:
+                raise UnsafePickleError(
+                    f"a value in the pickled config resolves to more than {MAX_RESOLVED_CHARS:,} characters "
+                    "(self-multiplying ${...} interpolations?)"
+                )
         return text.replace("\0{", "${")
 
     def _deref(self, node: Any, depth: int) -> Any:
@@ -110,11 +129,11 @@ class _ConfigResolver:
             if not match:
                 return node
             node = self._lookup(match.group(1), node, depth + 1)
-        raise EpigrafError("the pickled config interpolates too deeply (a cycle?)")
+        raise UnsafePickleError("the pickled config interpolates too deeply (a cycle?)")
 
     def _lookup(self, path: str, node: Any, depth: int) -> Any:
         if depth > _MAX_DEPTH:
-            raise EpigrafError("the pickled config interpolates too deeply (a cycle?)")
+            raise UnsafePickleError("the pickled config interpolates too deeply (a cycle?)")
         path = path.strip()
         if not path or ":" in path:  # custom resolvers are never evaluated
             raise _Unresolved(path)
@@ -148,7 +167,10 @@ def to_plain(obj: Any) -> Any:
     Plain dicts (including ``EasyDict`` holders), lists and tuples are converted element-wise;
     tensors and other values are returned unchanged.
     """
-    return _ConfigResolver().plain(obj)
+    try:
+        return _ConfigResolver().plain(obj)
+    except (TypeError, ValueError, RecursionError) as exc:  # e.g. a key that resolves to an unhashable dict
+        raise EpigrafError(f"the pickled config is malformed: {type(exc).__name__}: {exc}") from None
 
 
 def config_root(node: Any) -> dict | None:

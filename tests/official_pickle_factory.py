@@ -525,3 +525,276 @@ def generator_snapshot_bytes(G, **kwargs) -> bytes:
     g_init_kwargs = kwargs.pop("g_init_kwargs", None) or init_kwargs_for(G.config)
     state = {k: v.detach().clone() for k, v in G.state_dict().items()}
     return official_snapshot_bytes(state, experiment, g_init_kwargs=g_init_kwargs, **kwargs)
+
+
+# ----------------------------------------------------------------------------- hostile pickles
+# Small files that each attack the reader in one way (crash, memory, CPU, patching library objects).
+# ``hostile_pickles()`` maps a name to (bytes, regex the refusal must match); the tests load each
+# through the reader (in a subprocess where the unfixed reader would crash or hang) and via the CLI.
+class Reduce:
+    """Pickles as ``fn(*args)`` (then BUILD ``state`` if given), with ``fn`` any importable callable."""
+
+    def __init__(self, fn: Any, args: tuple, state: Any = None) -> None:
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self):
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+
+def legacy_storage_payload(tensor: torch.Tensor) -> bytes:
+    """What pickling a tensor stores for its storage: a legacy ``torch.save`` of it."""
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated, but it is what tensor pickling saves
+        torch.save(tensor.storage(), buf, _use_new_zipfile_serialization=False)
+    return buf.getvalue()
+
+
+def storage_of(payload: bytes) -> Reduce:
+    return Reduce(torch.storage._load_from_bytes, (payload,))
+
+
+def tensor_from(payload: bytes, size: tuple, stride: tuple, offset: int = 0, state: Any = None) -> Reduce:
+    args = (storage_of(payload), offset, size, stride, False, OrderedDict())
+    return Reduce(torch._utils._rebuild_tensor_v2, args, state)
+
+
+def _proto2(body: bytes) -> bytes:
+    return b"\x80\x02" + body + b"."
+
+
+def _short_unicode(text: str) -> bytes:
+    data = text.encode()
+    return b"X" + len(data).to_bytes(4, "little") + data
+
+
+_FIELDS_STATE = pickle.dumps((3, "<", None, ("f0",), {"f0": (None, 0)}, 8, 1, 0), protocol=2)[2:-1]
+_VOID_STATE = pickle.dumps((3, "|", None, ("f0",), {"f0": (np.dtype("O"), 0)}, 8, 1, 0), protocol=2)[2:-1]
+
+
+def patched_void_dtype() -> bytes:
+    """Opcodes leaving on the stack a V8 dtype given an object field by BUILD (flags say no objects)."""
+    return b"cnumpy\ndtype\n" + _short_unicode("V8") + b"\x89\x88\x87R" + _VOID_STATE + b"b"
+
+
+def _numpy_scalar_of_patched_dtype() -> bytes:
+    """numpy.core.multiarray.scalar(<patched dtype>, 8 raw bytes): dereferences the bytes as a pointer."""
+    return b"cnumpy.core.multiarray\nscalar\n" + patched_void_dtype() + b"C\x08AAAAAAAA\x86R"
+
+
+def _official_size_payload(numel_claimed: int, real: int = 3) -> bytes:
+    payload = legacy_storage_payload(torch.zeros(real))
+    old = real.to_bytes(8, "little")
+    head, _, data = payload.rpartition(old)
+    # the persistent id says 'real' elements (K\x03); claim more there and in the size field
+    head = head.replace(b"K" + bytes([real]) + b"Nt", b"\x8a\x08" + numel_claimed.to_bytes(8, "little") + b"Nt")
+    return head + numel_claimed.to_bytes(8, "little") + data
+
+
+def _zip_storage_payload() -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(None))
+        zf.writestr("archive/data/0", b"\0" * (16 << 20))  # 16 MiB that deflate to ~16 KiB
+    return buf.getvalue()
+
+
+def _doubling_config(levels: int = 40, prefix: str = "") -> Any:
+    """An omegaconf tree whose values double at each level: v0: x, v1: ${v0}${v0}, ..."""
+    tree = {"v0": "x"}
+    for i in range(1, levels):
+        tree[f"v{i}"] = f"${{{prefix}v{i - 1}}}${{{prefix}v{i - 1}}}"
+    return tree
+
+
+def _sharing_dag(levels: int = 60) -> list:
+    node: list = [0]
+    for _ in range(levels):
+        node = [node, node]  # 2^levels leaves when walked as a tree
+    return node
+
+
+def _snapshot_around(obj: Any, key: str = "stats") -> bytes:
+    """A minimal snapshot whose ``key`` holds ``obj`` (G_ema is a bare Generator)."""
+    g = Persistent("Generator", {"_parameters": {}, "_buffers": {}, "_modules": {}})
+    return pickle_with_fake_modules({"G_ema": g, key: obj})
+
+
+def _self_referencing_module() -> bytes:
+    seq = torch.nn.Sequential()
+    seq.__dict__["_modules"]["again"] = seq
+    g = Persistent("Generator", {"_parameters": {}, "_buffers": {}, "_modules": {"model": seq}})
+    return pickle_with_fake_modules({"G_ema": g})
+
+
+def hostile_pickles() -> dict[str, tuple[bytes, str]]:
+    """name -> (pickle bytes, regex of the expected refusal)."""
+    good = legacy_storage_payload(torch.arange(4.0))
+    huge = 1 << 40
+    cases: dict[str, tuple[bytes, str]] = {
+        # library objects patched by BUILD
+        "numpy scalar of a void dtype given an object field (segfault)": (
+            _proto2(b"}" + _numpy_scalar_of_patched_dtype() + b"K\x01s"),  # used as a dict key: hashed
+            "'V8' is not allowed",
+        ),
+        "numpy float64 dtype given fields by BUILD": (
+            _proto2(b"cnumpy\ndtype\n" + _short_unicode("f8") + b"\x89\x88\x87R" + _FIELDS_STATE + b"b"),
+            "non-plain state",
+        ),
+        "numpy array of a void dtype given an object field (segfault)": (
+            _proto2(
+                b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R(K\x01K\x01\x85"
+                + patched_void_dtype()
+                + b"\x89C\x08AAAAAAAAtb"
+            ),
+            "'V8' is not allowed",
+        ),
+        "numpy object dtype": (_proto2(b"cnumpy\ndtype\n" + _short_unicode("O8") + b"\x89\x88\x87R"), "not allowed"),
+        "numpy void dtype": (_proto2(b"cnumpy\ndtype\n" + _short_unicode("V8") + b"\x89\x88\x87R"), "not allowed"),
+        "numpy array whose data is shorter than its shape": (
+            pickle.dumps(np.zeros(4), protocol=2).replace(b"K\x04\x85", b"J\x00\xca\x9a;J\x00\xca\x9a;\x86"),
+            "not exactly its size",
+        ),
+        "tensor patched by BUILD (Tensor.__setstate__ -> set_)": (
+            pickle.dumps(
+                {"t": tensor_from(good, (4,), (1,), state=(storage_of(good), 0, (10**9, 10**9), (0, 0)))}, protocol=4
+            ),
+            "modify a tensor",
+        ),
+        "parameter patched by BUILD": (
+            pickle.dumps(
+                Reduce(
+                    torch._utils._rebuild_parameter,
+                    (tensor_from(good, (4,), (1,)), False, OrderedDict()),
+                    (True, None, {1: 2}),
+                ),
+                protocol=4,
+            ),
+            "modify a parameter",
+        ),
+        # memory: lying lengths and counts
+        "memo index 2^31 (9 bytes)": (b"\x80\x02Nr" + (1 << 31).to_bytes(4, "little") + b".", "memo index"),
+        "BINBYTES8 claiming 1 TiB": (b"\x80\x04\x8e" + huge.to_bytes(8, "little") + b".", "claims"),
+        "BYTEARRAY8 claiming 4 GiB": (b"\x80\x05\x96" + (1 << 32).to_bytes(8, "little") + b".", "claims"),
+        "BINUNICODE8 claiming 1 TiB": (b"\x80\x04\x8d" + huge.to_bytes(8, "little") + b".", "claims"),
+        "bytearray(2**32) via REDUCE": (
+            b"\x80\x02cbuiltins\nbytearray\n\x8a\x05\x00\x00\x00\x00\x01\x85R.",
+            "only from bytes",
+        ),
+        "bytes(2**32) via REDUCE": (b"\x80\x02cbuiltins\nbytes\n\x8a\x05\x00\x00\x00\x00\x01\x85R.", "only from bytes"),
+        "storage claiming 2^40 elements": (
+            pickle.dumps(storage_of(_official_size_payload(huge)), protocol=4),
+            "declares",
+        ),
+        "zip-format storage with a deflated record (zip bomb)": (
+            pickle.dumps(storage_of(_zip_storage_payload()), protocol=4),
+            "zip archive",
+        ),
+        "stride-0 tensor of shape [1e9, 1e9]": (
+            pickle.dumps({"t": tensor_from(good, (10**9, 10**9), (0, 0))}, protocol=4),
+            "needs more than its storage",
+        ),
+        "tensor reaching past its storage": (
+            pickle.dumps({"t": tensor_from(good, (3,), (2,), offset=1)}, protocol=4),
+            "needs more than its storage",
+        ),
+        "tensor with a negative stride": (
+            pickle.dumps({"t": tensor_from(good, (2,), (-1,), offset=3)}, protocol=4),
+            "non-negative",
+        ),
+        # CPU and recursion
+        "5000-deep nested tuples": (b"\x80\x02N" + b"\x85" * 5000 + b".", "deeper than"),
+        "5000-deep nested lists": (b"\x80\x02" + b"]" * 5000 + b"a" * 4999 + b".", "deeper than"),
+        "self-referencing module tree": (_self_referencing_module(), "appears twice"),
+        "self-referencing list in stats": (_snapshot_around(_self_ref_list()), "too deeply"),
+        "2^60-leaf shared DAG in stats": (_snapshot_around(_sharing_dag()), "steps to resolve"),
+        "self-doubling ${...} interpolations": (_snapshot_around(_config_tree(_doubling_config())), "characters|steps"),
+        "GET of a never-stored memo index": (b"\x80\x02h\x07.", "never stored"),
+        "extension-registry opcode": (b"\x80\x02\x82\x01.", "extension-registry"),
+    }
+    cases.update(_embedded_cases())
+    return cases
+
+
+def _self_ref_list() -> list:
+    loop: list = []
+    loop.append(loop)
+    return loop
+
+
+def _config_tree(tree: dict) -> Any:
+    with fake_official_modules():
+        return make_config_node(tree)
+
+
+def _unframed(data: bytes) -> bytes:
+    """The same pickle without protocol-4 FRAME opcodes (optional), so opcodes can be spliced in."""
+    import pickletools
+
+    cuts = [pos for op, _, pos in pickletools.genops(data) if op.name == "FRAME"]
+    out, last = [], 0
+    for pos in cuts:
+        out.append(data[last:pos])
+        last = pos + 9
+    out.append(data[last:])
+    return b"".join(out)
+
+
+def splice(data: bytes, marker: str, opcodes: bytes) -> bytes:
+    """Replace the string ``marker`` in a pickle by ``opcodes`` (which must push exactly one object)."""
+    raw = marker.encode()
+    plain = _unframed(data)
+    needle = b"\x8c" + bytes([len(raw)]) + raw
+    assert plain.count(needle) == 1, "marker not found exactly once"
+    return plain.replace(needle, opcodes)
+
+
+def tiny_snapshot(**kwargs: Any) -> bytes:
+    """A complete official-format snapshot of a tiny random generator (G, G_ema; no D)."""
+    from support import make_tiny_generator
+
+    return generator_snapshot_bytes(make_tiny_generator(5), with_optimizers=False, **kwargs)
+
+
+def _embedded_cases() -> dict[str, tuple[bytes, str]]:
+    """Attacks placed where a real snapshot's values are used (stats, constructor kwargs, config)."""
+    from support import make_tiny_generator
+
+    G = make_tiny_generator(5)
+    good = legacy_storage_payload(torch.arange(4.0))
+    kwargs = init_kwargs_for(G.config)
+    kwargs["mapping_kwargs"]["mean_camera_pose"] = tensor_from(good, (10**9, 10**9), (0, 0))
+    experiment = experiment_for(G.config)
+    experiment["notes"] = _doubling_config(prefix="notes.")
+    shared = storage_of(legacy_storage_payload(torch.zeros(1 << 20)))  # 4 MiB, stored once (memoized)
+    many_views = init_kwargs_for(G.config)
+    many_views["views"] = [
+        Reduce(torch._utils._rebuild_tensor_v2, (shared, 0, (1 << 20,), (1,), False, OrderedDict()))
+        for _ in range(1100)
+    ]
+    return {
+        "1100 full views of one 4 MiB storage in G's kwargs (listed on convert)": (
+            generator_snapshot_bytes(G, with_optimizers=False, g_init_kwargs=many_views),
+            "materialised",
+        ),
+        "void scalar as stats.cur_nimg (segfault on convert)": (
+            splice(
+                tiny_snapshot(extra={"stats": {"cur_nimg": "SPLICE_HERE"}}),
+                "SPLICE_HERE",
+                _numpy_scalar_of_patched_dtype(),
+            ),
+            "'V8' is not allowed",
+        ),
+        "stride-0 [1e9, 1e9] tensor in G's kwargs (listed on convert)": (
+            generator_snapshot_bytes(G, with_optimizers=False, g_init_kwargs=kwargs),
+            "needs more than its storage",
+        ),
+        "self-doubling ${...} chain in the experiment config (hang)": (
+            generator_snapshot_bytes(G, with_optimizers=False, experiment=experiment),
+            "characters|steps",
+        ),
+    }

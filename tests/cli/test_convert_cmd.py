@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +122,69 @@ def test_push_to_hub(snapshot, tmp_path, monkeypatch):
     assert uploads[0] == ("create", "me/tiny", True)
     assert uploads[1][2] == ["README.md", "config.json", "model.safetensors", "official_config.json"]
     assert "Pushed to https://hf.co/me/tiny/commit/abc" in result.stdout
+
+
+# ----------------------------------------------------------------------------- hostile pickles
+CLI_HOSTILE = [
+    "memo index 2^31 (9 bytes)",
+    "stride-0 [1e9, 1e9] tensor in G's kwargs (listed on convert)",
+    "self-referencing module tree",
+    "5000-deep nested tuples",
+    "zip-format storage with a deflated record (zip bomb)",
+    "self-doubling ${...} chain in the experiment config (hang)",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    from official_pickle_factory import hostile_pickles
+
+    return hostile_pickles()
+
+
+@pytest.mark.parametrize("name", CLI_HOSTILE)
+def test_hostile_pickle_exits_2_in_one_line_without_output(hostile, tmp_path, name):
+    data, pattern = hostile[name]
+    pkl = tmp_path / "bad.pkl"
+    pkl.write_bytes(data)
+    out = tmp_path / "out"
+    line = _one_error_line(runner.invoke(app, ["convert", str(pkl), str(out), "-q"]))
+    assert re.search(pattern, line), line
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["bad.pkl"]
+
+
+@pytest.mark.parametrize("command", ["convert", "sample"])
+def test_segfault_pickle_exits_2_through_the_console_script(hostile, tmp_path, command):
+    """The issue's crash: a numpy scalar of a dtype patched by BUILD. Run as a user would (a child
+    process), so that a crash fails this test instead of killing the test run."""
+    data, pattern = hostile["void scalar as stats.cur_nimg (segfault on convert)"]
+    pkl = tmp_path / "bad.pkl"
+    pkl.write_bytes(data)
+    out = tmp_path / "out"
+    args = [str(pkl), str(out)] if command == "convert" else ["--model", str(pkl), "--out", str(out), "--seeds", "0"]
+    epigraf = Path(sys.executable).with_name("epigraf")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(epigraf), command, *args, "-q"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-1000:])
+    # the error is one line; `sample -q` still draws the loading progress bar before it (a separate bug)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and re.search(pattern, errors[0]) and "Traceback" not in proc.stderr, proc.stderr
+    if command == "convert":
+        assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1, proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["memo index 2^31 (9 bytes)", "stride-0 [1e9, 1e9] tensor in G's kwargs (listed on convert)"]
+)
+def test_hostile_pickle_exits_2_in_models_check_and_sample(hostile, tmp_path, name):
+    data, pattern = hostile[name]
+    pkl = tmp_path / "bad.pkl"
+    pkl.write_bytes(data)
+    for args in (["models", "--model", str(pkl), "--check", "--device", "cpu"], ["sample", "--model", str(pkl), "-q"]):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")] if args[0] == "sample" else args)
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and re.search(pattern, errors[0]), result.stderr
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()

@@ -313,3 +313,33 @@ def test_megascans_like_config(fixture_dir):
     assert (config.c_dim, config.white_back, config.cube_scale, config.fov) == (198, True, 0.475, 30.0)
     assert config.channel_base == 32768 and config.name == "plants_256"  # derived as int(cbase * fmaps)
     assert (config.bg_model, config.bg_num_steps, config.bg_channel_max) == ("sphere", 8, 128)
+
+
+def test_include_discriminator_checks_d_shapes(tmp_path, fixture_dir, official_g_state, official_d_state):
+    """A D tensor whose shape does not follow the D config is refused before any file is written."""
+    try:
+        import epigraf_tools.models.discriminator  # noqa: F401
+    except ImportError:
+        pytest.skip("models.discriminator is not available in this checkout")
+    experiment = load_experiment_config(fixture_dir)
+    g_kwargs, d_kwargs = mini_init_kwargs(experiment, official_g_state["mapping.mean_camera_pose"])
+    d_state = dict(official_d_state)
+    d_state["b4.out.weight"] = torch.zeros(7, *d_state["b4.out.weight"].shape[1:])
+    data = official_snapshot_bytes(
+        official_g_state, experiment, d_state=d_state, g_init_kwargs=g_kwargs, d_init_kwargs=d_kwargs
+    )
+    path = tmp_path / "bad-d.pkl"
+    path.write_bytes(data)
+    out = tmp_path / "out"
+    with pytest.raises(EpigrafError, match=r"the official D does not match .*b4\.out\.weight"):
+        convert_official(path, out, include_discriminator=True)
+    assert not out.exists()
+    convert_official(path, out)  # without D, G alone still converts
+
+
+def test_large_tensors_are_summarised_not_listed_in_official_config():
+    from epigraf_tools.official_pickle import MAX_LISTED_ELEMENTS, _jsonable
+
+    assert _jsonable({"pose": torch.tensor([0.0, 1.5, 0.0])}) == {"pose": [0.0, 1.5, 0.0]}
+    big = torch.zeros(MAX_LISTED_ELEMENTS + 1).expand(1000, -1)
+    assert _jsonable([big]) == [f"<tensor [1000, {MAX_LISTED_ELEMENTS + 1}] float32>"]

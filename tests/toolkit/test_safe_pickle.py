@@ -10,11 +10,13 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
+import sys
 
 import pytest
 import torch
-from official_pickle_factory import Persistent, pickle_with_fake_modules
+from official_pickle_factory import Persistent, hostile_pickles, pickle_with_fake_modules
 
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.official_pickle import read_official_snapshot
@@ -187,3 +189,99 @@ def test_plain_data_round_trips():
     out = safe_load(io.BytesIO(pickle.dumps(obj, protocol=4)))
     assert torch.equal(out["t"], obj["t"]) and isinstance(out["p"], torch.nn.Parameter)
     assert np.array_equal(out["a"], obj["a"]) and out["s"] == 0.5 and out["set"] == {1, 2} and out["b"] == b"\x00\x01"
+
+
+# ----------------------------------------------------------------------------- hostile files
+# Each file attacks the reader once (crash, memory, CPU, patched library objects). They are all
+# loaded in ONE child process under a memory limit and a timeout, because the unfixed reader
+# segfaults, allocates gigabytes or hangs on some of them; each case then checks its own result.
+HOSTILE = hostile_pickles()
+_CHILD = r"""
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))  # a blow-up fails here, not on the machine
+from pathlib import Path
+from epigraf_tools.errors import EpigrafError
+from epigraf_tools.official_pickle import convert_official
+for path in sorted(Path(sys.argv[1]).glob("*.pkl")):
+    try:
+        convert_official(path, path.with_suffix(".out"))  # the whole path: read, build, list, write
+        result = {"outcome": "loaded"}
+    except EpigrafError as exc:
+        result = {"outcome": "refused", "type": type(exc).__name__, "message": str(exc)}
+    except BaseException as exc:
+        result = {"outcome": "crashed", "type": type(exc).__name__, "message": str(exc)[:300]}
+    print(json.dumps({"case": path.stem, **result}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_results(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("hostile")
+    names = sorted(HOSTILE)
+    for i, name in enumerate(names):
+        (folder / f"{i:03d}.pkl").write_bytes(HOSTILE[name][0])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(folder)], capture_output=True, text=True, timeout=300, env=env
+    )
+    results = {names[int(r["case"])]: r for r in map(json.loads, proc.stdout.splitlines())}
+    return {"results": results, "returncode": proc.returncode, "stderr": proc.stderr[-2000:]}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_pickles_are_refused_in_one_line(hostile_results, name):
+    result = hostile_results["results"].get(name)
+    assert result is not None, f"the reader died (rc {hostile_results['returncode']}): {hostile_results['stderr']}"
+    assert result["outcome"] == "refused", result
+    assert result["type"] == "UnsafePickleError", result
+    assert re.search(HOSTILE[name][1], result["message"]), result["message"]
+    assert "\n" not in result["message"]
+    assert len(HOSTILE[name][0]) < 20 << 20  # tiny files: none needs more than a few MB to attack
+
+
+def test_the_hostile_corpus_is_large_enough():
+    assert len(HOSTILE) >= 20
+
+
+def test_small_budgets_are_enforced(monkeypatch):
+    """Budgets too large to reach in a test file, checked by lowering them."""
+    import epigraf_tools.pickle_scan as scan
+    import epigraf_tools.safe_pickle as sp
+
+    data = pickle.dumps(list(range(3000)), protocol=4)
+    monkeypatch.setattr(scan, "MAX_OPCODES", 1000)
+    with pytest.raises(UnsafePickleError, match="more than 1,000 opcodes"):
+        safe_load(io.BytesIO(data))
+    monkeypatch.setattr(scan, "MAX_OPCODES", 10**7)
+    monkeypatch.setattr(scan, "MAX_MARK_ITEMS", 100)
+    with pytest.raises(UnsafePickleError, match="collects 1,000 items"):
+        safe_load(io.BytesIO(data))
+    monkeypatch.setattr(sp, "MAX_MATERIALISED_BYTES", 1000)
+    with pytest.raises(UnsafePickleError, match="materialised"):
+        safe_load(io.BytesIO(pickle.dumps([torch.zeros(100), torch.zeros(200)], protocol=4)))
+
+
+def test_deep_module_chain_is_refused_without_recursion_error():
+    from epigraf_tools.official_pickle import module_state_dict
+
+    node = PersistentObject("FullyConnectedLayer", {"_parameters": {}, "_buffers": {}, "_modules": {}}, "", 6)
+    for _ in range(5000):
+        node = PersistentObject("SynthesisBlock", {"_parameters": {}, "_modules": {"b": node}}, "", 6)
+    with pytest.raises(UnsafePickleError, match="nests modules deeper than"):
+        module_state_dict(node, "G_ema")
+
+
+def test_loaded_tensors_and_arrays_are_plain_and_share_nothing_patchable():
+    import numpy as np
+
+    from epigraf_tools.safe_pickle import PickledArray
+
+    obj = {"t": torch.arange(4.0), "a": np.arange(3, dtype="<f8"), "s": np.float32(2.5), "b": np.bool_(True)}
+    out = safe_load(io.BytesIO(pickle.dumps(obj, protocol=2)))
+    assert isinstance(out["a"], PickledArray) and out["a"].dtype == np.dtype("<f8")
+    np.testing.assert_array_equal(out["a"], [0.0, 1.0, 2.0])
+    assert out["s"] == 2.5 and type(out["s"]) is float and out["b"] is True
+    with pytest.raises(UnsafePickleError, match="modify a numpy array"):
+        out["a"].__setstate__((1, (1,), None, False, b""))
+    with pytest.raises(UnsafePickleError, match="big-endian"):
+        safe_load(io.BytesIO(pickle.dumps(np.arange(3, dtype=">f8"), protocol=2)))
