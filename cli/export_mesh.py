@@ -156,7 +156,7 @@ def _mesh_seeds(seed_list, trunc, class_, resolution, box_arg, center_vals, valu
     from epigraf_tools.mesh import build_mesh
     from epigraf_tools.volume import extract_density, make_grid
 
-    G, label = load_model(model, device)
+    G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
     grid = make_grid(G.config.cube_scale, resolution, box_arg, center_vals, force=force)
@@ -205,7 +205,7 @@ def _mesh_volume_file(path: Path, model, device, colors, out, level, formats, ke
                 raise EpigrafError(f"{path} has no sidecar with its seed ({path.with_suffix('.json').name})")
             echo(f"note: no sidecar with a seed beside {path}; writing the mesh without colours", quiet)
         else:
-            G, _ = load_model(model, device)
+            G, _ = load_model(model, device, quiet)
             trunc = Truncation(float(side.get("truncation_psi", 1.0)), side.get("truncation_cutoff")).validate(G.num_ws)
             with torch.no_grad():
                 ws, _ = ws_from_seeds(G, [int(side["seed"])], trunc, side.get("class_index"))

@@ -69,7 +69,7 @@ def export_volume_cmd(
     box_arg, center_vals = check_grid_options(resolution, box, center, value, method, force, on_disk=out)
     out = prepare_writable_out(out)
 
-    G, label = load_model(model, device)
+    G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
     grid = make_grid(G.config.cube_scale, resolution, box_arg, center_vals, force=force)

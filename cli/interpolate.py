@@ -101,7 +101,7 @@ def interpolate_cmd(
         echo(f"rank {ctx.rank}: interpolate runs on rank 0 only", quiet)
         return
 
-    G, label = load_model(model, device)
+    G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
     base = build_camera(G.config, yaw, pitch, fov, radius, look_at, degrees)

@@ -77,14 +77,14 @@ def build_camera(
     return camera_from_options(config, yaw, pitch, radius, fov, parse_look_at(look_at), degrees)
 
 
-def load_model(model: str | None, device: str) -> tuple[Generator, str]:
-    """Load through ``epigraf_tools.loading`` (the one way every command loads models)."""
+def load_model(model: str | None, device: str, quiet: bool = False) -> tuple[Generator, str]:
+    """Load through ``epigraf_tools.loading`` (the one way every command loads); ``quiet`` hides transfer bars."""
     from epigraf_tools.devices import resolve_device
     from epigraf_tools.distributed import context_from_env, device_for_rank
     from epigraf_tools.loading import load_generator
 
     dev = device_for_rank(resolve_device(device), context_from_env())
-    G = load_generator(model, dev)
+    G = load_generator(model, dev, progress=not quiet)
     return G, (str(model) if model is not None else "default")
 
 

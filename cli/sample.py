@@ -95,7 +95,7 @@ def sample_cmd(
         raise EpigrafError("--frames needs --trajectory (sample renders one view per seed otherwise)")
     ctx = context_from_env()
 
-    G, label = load_model(model, device)
+    G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
     camera = build_camera(G.config, yaw, pitch, fov, radius, look_at, degrees)

@@ -97,7 +97,7 @@ def video_cmd(
     options = VideoOptions(fps=fps if fps is not None else traj_options.get("fps", 30.0), crf=crf).validate()
     ctx = context_from_env()
 
-    G, label = load_model(model, device)
+    G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
     base = build_camera(G.config, yaw, pitch, fov, radius, look_at, degrees)
