@@ -52,9 +52,8 @@ from .poses import sample_camera_angles
 from .preview import PreviewGrid
 from .snapshots import (
     clean_partial_snapshots,
-    load_state,
+    load_resume_state,
     prune_snapshots,
-    resolve_resume,
     write_snapshot,
 )
 
@@ -143,8 +142,10 @@ class Trainer:
             mean_pose = self.camera_dist.mean_pose
 
         # Networks (identical on every rank: seeded by the run seed only).
-        snapshot = resolve_resume(resume, self.run_dir) if resume is not None else None
-        saved = load_state(snapshot, map_location=device) if snapshot is not None else None
+        snapshot, saved = None, None
+        if resume is not None:  # an unreadable newest state falls back to an older snapshot, with a warning
+            warn = self.log if self.dist.is_main else None
+            snapshot, saved = load_resume_state(resume, self.run_dir, map_location=device, warn=warn)
         torch.manual_seed(cfg.seed)
         g_config = cfg.generator_config(res, self.dataset.c_dim, mean_pose, self.dataset.class_names)
         if init_generator is not None:
