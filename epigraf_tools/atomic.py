@@ -169,17 +169,17 @@ def write_text_atomic(final: str | os.PathLike[str], text: str) -> Path:
     return write_bytes_atomic(final, text.encode("utf-8"))
 
 
-def _claim(src: Path, dst: Path) -> None:
+def _claim(src: Path, dst: Path, message: str) -> None:
     """Move ``src`` to ``dst`` only if ``dst`` does not exist, atomically (a hard link cannot overwrite)."""
     try:
         os.link(src, dst)
     except FileExistsError:
-        raise OutputExistsError(f"{dst} exists") from None
+        raise OutputExistsError(message) from None
     except OSError:  # no hard links here (some network/FUSE file systems): reserve the name, then replace
         try:
             os.close(os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
-            raise OutputExistsError(f"{dst} exists") from None
+            raise OutputExistsError(message) from None
         os.replace(src, dst)
         return
     src.unlink()
@@ -187,7 +187,10 @@ def _claim(src: Path, dst: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(
-    final: str | os.PathLike[str], remove: Iterable[str] = (), exclusive: Iterable[str] = ()
+    final: str | os.PathLike[str],
+    remove: Iterable[str] = (),
+    exclusive: Iterable[str] = (),
+    exists_message: str | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary folder beside ``final``; on success its files move into ``final``.
 
@@ -198,7 +201,8 @@ def atomic_dir(
 
     ``exclusive`` names files that must not exist in ``final`` yet: they are claimed first, in the
     order given, each with an exclusive create, so of two concurrent writers exactly one wins and
-    the other gets :class:`OutputExistsError` (an up-front ``exists()`` check alone would let both pass).
+    the other gets :class:`OutputExistsError` with ``exists_message`` (an up-front ``exists()``
+    check alone would let both pass).
     """
     final = Path(final)
     exclusive = list(exclusive)
@@ -219,7 +223,7 @@ def atomic_dir(
         try:
             for name in exclusive:
                 if (tmp / name).exists():
-                    _claim(tmp / name, final / name)
+                    _claim(tmp / name, final / name, exists_message or f"{final / name} exists")
                     claimed.append(final / name)
         except OutputExistsError:
             for path in claimed:  # give the names back to the run that owns the folder
