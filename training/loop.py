@@ -94,6 +94,7 @@ class Trainer:
         on_tick: Callable[[dict[str, Any]], None] | None = None,
         log: Callable[[str], None] | None = None,
         init_generator: Generator | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         config.validate()
         self.cfg = cfg = config
@@ -144,8 +145,8 @@ class Trainer:
         # Networks (identical on every rank: seeded by the run seed only).
         snapshot, saved = None, None
         if resume is not None:  # an unreadable newest state falls back to an older snapshot, with a warning
-            warn = self.log if self.dist.is_main else None
-            snapshot, saved = load_resume_state(resume, self.run_dir, map_location=device, warn=warn)
+            say = (warn or self.log) if self.dist.is_main else None
+            snapshot, saved = load_resume_state(resume, self.run_dir, map_location=device, warn=say)
         torch.manual_seed(cfg.seed)
         g_config = cfg.generator_config(res, self.dataset.c_dim, mean_pose, self.dataset.class_names)
         if init_generator is not None:
@@ -549,11 +550,13 @@ def train(
     on_tick: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
     init_generator: Generator | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train EpiGRAF as configured; resume from a snapshot, a run folder or 'latest' (of config.out).
 
     ``init_generator`` starts G (and G_ema) from pretrained weights (fine-tuning; its architecture
-    replaces the generator options; ignored when resuming). Returns where the run ended. Under
+    replaces the generator options; ignored when resuming). ``warn`` (default: ``log``) gets the line
+    saying that an unreadable newest snapshot was skipped on resume. Returns where the run ended. Under
     torchrun every process calls this; only rank 0 writes.
     """
     if resume is not None:
@@ -561,7 +564,13 @@ def train(
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         trainer = Trainer(
-            config, resume=resume, on_step=on_step, on_tick=on_tick, log=log, init_generator=init_generator
+            config,
+            resume=resume,
+            on_step=on_step,
+            on_tick=on_tick,
+            log=log,
+            init_generator=init_generator,
+            warn=warn,
         )
     try:
         return trainer.run()

@@ -63,3 +63,23 @@ def test_named_snapshot_must_be_readable(run_with_two_snapshots):
     (snap / STATE_NAME).write_bytes(b"junk")
     with pytest.raises(EpigrafError, match="cannot read"):
         load_resume_state(snap)
+
+
+def test_cli_resume_says_which_snapshot_it_skipped(run_with_two_snapshots):
+    from typer.testing import CliRunner
+
+    from epigraf_tools.cli.app import app
+
+    run = run_with_two_snapshots
+    state = run / "snapshot-000000008" / STATE_NAME
+    state.write_bytes(state.read_bytes()[:100])  # a copy cut short
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--kimg", "0.008", "--quiet"])
+    assert res.exit_code == 0, res.output
+    warnings = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("Warning: ") and str(state) in warnings[0]
+    for snap in list_snapshots(run):
+        (snap / STATE_NAME).write_bytes(b"")
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--kimg", "0.012", "--quiet"])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot resume: no snapshot in"), lines
