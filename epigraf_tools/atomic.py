@@ -1,11 +1,12 @@
 """Atomic file writes: outputs appear complete under their final name or not at all.
 
 Every temporary file or folder is named ``.epigraf-tmp-<host>-<pid>-<start>-<random>-<name>``
-(host: a hash of the host name; start: the writer's process start time, when the OS tells it).
+(host: a hash of the host name and PID namespace; start: the writer's process start time, when
+the OS tells it).
 A run killed with SIGKILL cannot remove its temporary files, so the first write of a later run
 into the same folder removes those whose writer is gone: same host, and either no process with
 that PID exists or the one that does started at another time (the PID was reused). Temporary
-files of live runs, and of other hosts sharing the folder, are never touched.
+files of live runs, and of other hosts or containers sharing the folder, are never touched.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ def _process_start(pid: int) -> str:
 
 
 def _host_tag() -> str:
-    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+    """Who can judge a PID: the host name plus the PID namespace (a container sharing the host
+    name, e.g. with --network host, numbers its processes differently)."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = ""
+    return hashlib.sha1(f"{socket.gethostname()}/{namespace}".encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def _temp_prefix() -> str:
