@@ -109,3 +109,30 @@ def test_sigterm_during_training_leaves_only_complete_snapshots(tmp_path):
         assert load_state(snap)["format"] == 1 and (snap / "model.safetensors").is_file()
     assert json.loads((run / "latest.json").read_text())["snapshot"] in {p.name for p in snaps}
     assert not (snaps[-1] / STATE_NAME).stat().st_size == 0
+
+
+def test_next_run_removes_what_a_sigkilled_run_left(tmp_path):
+    out = tmp_path / "vol"
+    proc = _start(["export-volume", "--resolution", "512", "--method", "separable", "--out", str(out), "-q"])
+    _wait_for(proc, lambda: bool(_temps(out)), "temporary .mrc")
+    proc.kill()  # SIGKILL: nothing can clean up
+    _finish(proc)
+    left = _temps(out)
+    assert len(left) == 1 and left[0].endswith("-seed0000.mrc")
+    proc = _start(
+        ["export-volume", "--seeds", "1", "--resolution", "8", "--method", "separable", "--out", str(out), "-q"]
+    )
+    rc, err = _finish(proc)
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["seed0001.cxc", "seed0001.json", "seed0001.mrc"]
+
+
+def test_sigterm_during_video_grid_removes_its_scratch_folder(tmp_path):
+    out = tmp_path / "vid"
+    proc = _start(["video", "--seeds", "0-3", "--grid", "--frames", "240", "--resolution", "64", "--out", str(out)])
+    _wait_for(proc, lambda: any(n.endswith("-grid.frames") for n in _temps(out)), "grid scratch folder")
+    proc.send_signal(signal.SIGTERM)
+    rc, err = _finish(proc)
+    assert rc == 143, err
+    assert err.splitlines()[-1] == "Terminated."
+    assert list(out.iterdir()) == []
