@@ -15,9 +15,9 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -114,14 +114,20 @@ def _sweep_once(folder: Path) -> None:
         clean_stale_temps(folder)
 
 
-def temp_dir(final: str | os.PathLike[str]) -> Path:
-    """Create an empty temporary folder beside ``final`` (named as above, ordinary permissions)."""
+def temp_name(final: str | os.PathLike[str], suffix: str | None = None) -> Path:
+    """A fresh temporary name beside ``final`` (named as above; ``suffix`` defaults to final's), not created.
+
+    Callers create it inside their ``try`` (``os.open(..., O_EXCL)``, ``os.mkdir``) and remove it in
+    ``finally``: an interrupt can then come at any moment after creation and still find the name
+    (mkstemp/mkdtemp run Python code after creating, where a signal would lose it). The PID and 64
+    random bits make the name this process's alone.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_once(final.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(), suffix=f"-{_short(final.name)}", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_current_umask())
-    return tmp
+    suffix = final.suffix if suffix is None else suffix
+    stem = final.name[: len(final.name) - len(final.suffix)] if final.suffix else final.name
+    return final.parent / f"{_temp_prefix()}{secrets.token_hex(8)}-{_short(stem)}{suffix}"
 
 
 def ordinary_permissions(folder: str | os.PathLike[str]) -> None:
@@ -142,18 +148,12 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     The file gets ordinary permissions (0666 minus the umask), not mkstemp's private 0600.
     It is removed on any exception, KeyboardInterrupt and the CLI's SIGTERM included.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_once(final.parent)
-    suffix = suffix or final.suffix
-    stem = final.name[: len(final.name) - len(final.suffix)] if final.suffix else final.name
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), suffix=f"-{_short(stem)}{suffix}", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+    tmp_path = temp_name(final, suffix or None)
+    try:  # created inside the try, so that an interrupt right after creation still removes the file
+        os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # minus the umask
         yield tmp_path
         if tmp_path.exists():
-            os.chmod(tmp_path, 0o666 & ~_current_umask())
+            os.chmod(tmp_path, 0o666 & ~_current_umask())  # a writer may have replaced the file
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -213,8 +213,9 @@ def atomic_dir(
     """
     final = Path(final)
     exclusive = list(exclusive)
-    tmp = temp_dir(final)
-    try:
+    tmp = temp_name(final, suffix="")
+    try:  # made inside the try, so that an interrupt right after mkdir still removes it
+        os.mkdir(tmp, 0o777)
         yield tmp
         ordinary_permissions(tmp)
         try:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_path, temp_dir, write_text_atomic
+from .atomic import atomic_path, temp_name, write_text_atomic
 from .camera import Camera
 from .distributed import DistContext, barrier, shard
 from .errors import EpigrafError
@@ -260,6 +260,9 @@ def render_video(
 
     tmp_dir = _grid_scratch(out, ctx)
     try:
+        if ctx.is_main:  # made inside the try: an interrupt at any point removes it
+            tmp_dir.mkdir()
+        barrier(ctx)
         res = settings.resolved_resolution(G)
         for k, seed in enumerate(mine):
             ws, _ = ws_from_seeds(G, [seed], truncation, class_index)
@@ -298,12 +301,12 @@ def render_video(
 
 
 def _grid_scratch(out: Path, ctx: DistContext) -> Path:
-    """This run's own scratch folder for grid frames (named by rank 0, shared with the other ranks).
+    """The name of this run's own scratch folder for grid frames (chosen by rank 0, shared by all ranks).
 
     A name of its own per run, so that two runs into one folder cannot delete each other's frames;
     one left by a killed run is removed by the next write into the folder (``epigraf_tools.atomic``).
     """
-    name = [str(temp_dir(out / "grid.frames")) if ctx.is_main else None]
+    name = [str(temp_name(out / "grid.frames", suffix="")) if ctx.is_main else None]
     if ctx.distributed:
         import torch.distributed as dist
 

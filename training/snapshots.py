@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from epigraf_tools.atomic import TEMP_PREFIX, clean_stale_temps, ordinary_permissions, temp_dir, write_text_atomic
+from epigraf_tools.atomic import TEMP_PREFIX, clean_stale_temps, ordinary_permissions, temp_name, write_text_atomic
 from epigraf_tools.errors import EpigrafError
 
 STATE_NAME = "training_state.pt"
@@ -57,8 +57,9 @@ def write_snapshot(run_dir: Path, cur_nimg: int, G_ema: torch.nn.Module, state: 
     """Write RUN_DIR/snapshot-<nimg>/ atomically and point latest.json at it."""
     run_dir = Path(run_dir)
     final = run_dir / snapshot_name(cur_nimg)
-    tmp = temp_dir(final)
-    try:
+    tmp = temp_name(final, suffix="")
+    try:  # made inside the try: an interrupt (Ctrl-C, SIGTERM) at any point removes it
+        os.mkdir(tmp, 0o777)
         G_ema.save_pretrained(tmp)
         torch.save({"format": STATE_FORMAT, **state}, tmp / STATE_NAME)
         ordinary_permissions(tmp)  # save_pretrained's files come from mkstemp (0600)
