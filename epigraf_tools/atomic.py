@@ -213,7 +213,7 @@ def atomic_dir(
     """
     final = Path(final)
     exclusive = list(exclusive)
-    tmp = temp_name(final, suffix="")
+    tmp = temp_name(final)
     try:  # made inside the try, so that an interrupt right after mkdir still removes it
         os.mkdir(tmp, 0o777)
         yield tmp

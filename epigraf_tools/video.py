@@ -306,7 +306,7 @@ def _grid_scratch(out: Path, ctx: DistContext) -> Path:
     A name of its own per run, so that two runs into one folder cannot delete each other's frames;
     one left by a killed run is removed by the next write into the folder (``epigraf_tools.atomic``).
     """
-    name = [str(temp_name(out / "grid.frames", suffix="")) if ctx.is_main else None]
+    name = [str(temp_name(out / "grid.frames")) if ctx.is_main else None]
     if ctx.distributed:
         import torch.distributed as dist
 

@@ -57,7 +57,7 @@ def write_snapshot(run_dir: Path, cur_nimg: int, G_ema: torch.nn.Module, state: 
     """Write RUN_DIR/snapshot-<nimg>/ atomically and point latest.json at it."""
     run_dir = Path(run_dir)
     final = run_dir / snapshot_name(cur_nimg)
-    tmp = temp_name(final, suffix="")
+    tmp = temp_name(final)
     try:  # made inside the try: an interrupt (Ctrl-C, SIGTERM) at any point removes it
         os.mkdir(tmp, 0o777)
         G_ema.save_pretrained(tmp)
