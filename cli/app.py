@@ -106,6 +106,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         from click import exceptions as click_exc
 
+    from .common import SIGINT_EXIT, install_signal_handlers, interrupted_exit, unreported_interrupt
+
+    install_signal_handlers()
     try:
         result = app(prog_name="epigraf", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
@@ -121,9 +124,13 @@ def main() -> None:
     except typer.Abort:
         print("Aborted.", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as exc:
+        sys.exit(interrupted_exit(exc).exit_code)
     except BrokenPipeError:  # e.g. `epigraf --help | head`: the reader left; nothing to report
         sys.stderr.close()
         sys.exit(0)
+    if result == SIGINT_EXIT and (exc := unreported_interrupt()) is not None:  # typer caught it outside a command
+        result = interrupted_exit(exc).exit_code
     sys.exit(result if isinstance(result, int) else 0)
 
 

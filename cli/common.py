@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +22,52 @@ ModelOption = typer.Option(None, "--model", "-m", help=MODEL_HELP)
 DeviceOption = typer.Option("auto", "--device", help=DEVICE_HELP)
 QuietOption = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 DebugOption = typer.Option(False, "--debug", help="Show full tracebacks on errors.")
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so that cleanup runs exactly as after Ctrl-C."""
+
+
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143, what shells report for a process ended by SIGTERM
+SIGINT_EXIT = 128 + signal.SIGINT  # 130
+
+
+_state: dict[str, bool] = {"terminated": False, "reported": False}
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    _state["terminated"] = True
+    # Further SIGTERMs must not cut the cleanup short: a scheduler that insists sends SIGKILL,
+    # and the next run then removes the leftovers (epigraf_tools.atomic).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM (kill, timeout, job schedulers, torchrun stopping its workers) into ``Terminated``.
+
+    ``finally:`` blocks and the atomic writers' context managers then remove temporary files, and
+    ``handle_errors`` exits 143. Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. the CLI called from a worker thread)
+        pass
+
+
+def interrupted_exit(exc: KeyboardInterrupt) -> typer.Exit:
+    """One line on stderr, and the exit code a shell expects: 143 after SIGTERM, 130 after Ctrl-C."""
+    _state["reported"] = True
+    terminated = isinstance(exc, Terminated)
+    typer.echo("Terminated." if terminated else "Interrupted.", err=True)
+    return typer.Exit(SIGTERM_EXIT if terminated else SIGINT_EXIT)
+
+
+def unreported_interrupt() -> KeyboardInterrupt | None:
+    """The interrupt that typer turned into exit 130 outside any command (None if it was reported)."""
+    if _state["reported"]:
+        return None
+    return Terminated() if _state["terminated"] else KeyboardInterrupt()
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -46,9 +93,8 @@ def handle_errors(func: F) -> F:
             if debug:
                 raise
             fail(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__, 2)
-        except KeyboardInterrupt:
-            typer.echo("Interrupted.", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) once main() installed the handler
+            raise interrupted_exit(exc) from None
         except Exception as exc:  # noqa: BLE001 - last-resort guard: never a traceback without --debug
             if debug:
                 raise

@@ -257,8 +257,12 @@ def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -
     is_main = int(os.environ.get("RANK", "0")) == 0
     quiet = quiet or not is_main
     echo(summary(cfg), quiet)
+
+    def warn(message: str) -> None:  # shown even with --quiet: the run continues from an older snapshot
+        typer.echo(message, err=True)
+
     if quiet:
-        result = train(cfg, resume=resume, init_generator=init_generator)
+        result = train(cfg, resume=resume, init_generator=init_generator, warn=warn)
     else:
         total = int(round(cfg.kimg * 1000))
         with Progress(
@@ -284,6 +288,7 @@ def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -
                 on_tick=on_tick,
                 log=progress.console.print,
                 init_generator=init_generator,
+                warn=warn,
             )
     snap = result.last_snapshot
     echo(f"Done at {result.cur_nimg / 1000:.3f} kimg; last snapshot: {snap if snap else 'none'}", quiet)

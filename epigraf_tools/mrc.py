@@ -103,41 +103,41 @@ def export_volume(
     """Extract a density volume straight into a memory-mapped MRC file, plus ``.json`` and ``.cxc``.
 
     ``metadata`` (model, seed, psi, class ...) goes into the sidecar. Peak memory: the volume's pages
-    (the OS may evict them once written) plus ``extract_density``'s working set. Nothing appears
-    under the final names unless everything succeeded. Returns the sidecar dictionary.
+    (the OS may evict them once written) plus ``extract_density``'s working set. The volume appears
+    complete or not at all, and before its sidecars. Returns the sidecar dictionary.
     """
     import mrcfile
 
     path = Path(path)
     stats = DensityStats(grid.num_voxels)
-    written: list[Path] = []
+    with atomic_path(path) as tmp:
+        mrc = mrcfile.new_mmap(tmp, shape=grid.shape_zyx, mrc_mode=2, overwrite=True)
+        try:
+            _set_header(mrc, grid.voxel_size, grid.origin, "epigraf-tools density volume")
+            extract_density(
+                G,
+                ws_or_planes,
+                grid=grid,
+                value=value,
+                out=mrc.data.transpose(2, 1, 0),
+                progress=progress,
+                method=method,
+                on_slab=lambda _k0, slab: stats.update(slab),
+            )
+            _set_stats(mrc, stats)
+            mrc.flush()
+        finally:
+            mrc.close()
+        info = volume_info(G, grid, value, stats, metadata)
+    # The sidecars describe the volume, so they follow it: a sidecar never exists without its volume.
+    # Should one fail, both go (an older pair would describe another volume); the volume stays valid alone.
     try:
-        with atomic_path(path) as tmp:
-            mrc = mrcfile.new_mmap(tmp, shape=grid.shape_zyx, mrc_mode=2, overwrite=True)
-            try:
-                _set_header(mrc, grid.voxel_size, grid.origin, "epigraf-tools density volume")
-                extract_density(
-                    G,
-                    ws_or_planes,
-                    grid=grid,
-                    value=value,
-                    out=mrc.data.transpose(2, 1, 0),
-                    progress=progress,
-                    method=method,
-                    on_slab=lambda _k0, slab: stats.update(slab),
-                )
-                _set_stats(mrc, stats)
-                mrc.flush()
-            finally:
-                mrc.close()
-            info = volume_info(G, grid, value, stats, metadata)
-            if sidecar:
-                written.append(write_text_atomic(sidecar_path(path), json.dumps(info, indent=2) + "\n"))
-            if chimerax:
-                script = chimerax_script(path.name, info["suggested_level"])
-                written.append(write_text_atomic(path.with_suffix(".cxc"), script))
+        if sidecar:
+            write_text_atomic(sidecar_path(path), json.dumps(info, indent=2) + "\n")
+        if chimerax:
+            write_text_atomic(path.with_suffix(".cxc"), chimerax_script(path.name, info["suggested_level"]))
     except BaseException:
-        for extra in written:
+        for extra in (sidecar_path(path), path.with_suffix(".cxc")):
             extra.unlink(missing_ok=True)
         raise
     return info

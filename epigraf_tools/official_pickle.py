@@ -395,7 +395,11 @@ def convert_official(
         snap.check_discriminator()
     G = snap.generator()
     stale = [DISCRIMINATOR_WEIGHTS_NAME, DISCRIMINATOR_CONFIG_NAME] if not include_discriminator else []
-    with atomic_dir(out, remove=stale) as tmp:
+    # Without overwrite the model files are claimed exclusively as they move into place, so of two
+    # concurrent converts into one folder exactly one succeeds (the check above alone lets both pass).
+    claim = () if overwrite else (CONFIG_NAME, WEIGHTS_NAME)
+    taken = f"{out} already holds a model; pass --overwrite (overwrite=True) to replace it"
+    with atomic_dir(out, remove=stale, exclusive=claim, exists_message=taken) as tmp:
         G.save_pretrained(tmp)
         (tmp / OFFICIAL_CONFIG_NAME).write_text(json.dumps(official_config_summary(snap), indent=2) + "\n")
         source = {

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_path, write_text_atomic
+from .atomic import atomic_path, temp_name, write_text_atomic
 from .camera import Camera
 from .distributed import DistContext, barrier, shard
 from .errors import EpigrafError
@@ -227,7 +227,7 @@ def render_video(
     ``depth`` adds a depth video beside each (…_depth.mp4: near bright, far dark). A JSON sidecar
     with the same stem records seeds, truncation, class, cameras and encoding. ``batch_size`` is the
     number of frames rendered together. Under torchrun (``ctx``) seeds are sharded; for grids each
-    rank stores its seeds' frames in a temporary folder and rank 0 encodes the grid.
+    rank stores its seeds' frames in this run's own temporary folder and rank 0 encodes the grid.
     Progress reports frames done / frames to do on this rank.
     """
     settings = (settings or RenderSettings()).validate()
@@ -258,26 +258,26 @@ def render_video(
             written += _write_videos(out, stem, frames, depth, options, meta)
         return written
 
-    tmp_dir = out / ".grid.frames"
-    if ctx.is_main and tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    barrier(ctx)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    res = settings.resolved_resolution(G)
-    for k, seed in enumerate(mine):
-        ws, _ = ws_from_seeds(G, [seed], truncation, class_index)
-        store = np.lib.format.open_memmap(tmp_dir / f"{seed}.npy", "w+", np.uint8, (len(cameras), 2, res, res, 3))
-        for i, (frame, dframe) in enumerate(
-            render_seed_frames(G, ws, seed, cameras, settings, batch_size, depth, reporter(k * len(cameras)))
-        ):
-            store[i, 0] = frame
-            if dframe is not None:
-                store[i, 1] = dframe
-        store.flush()
-        del store
-    barrier(ctx)
-    if ctx.is_main:
-        try:
+    tmp_dir = _grid_scratch(out, ctx)
+    try:
+        if ctx.is_main:  # made inside the try: an interrupt at any point removes it
+            tmp_dir.mkdir()
+        barrier(ctx)
+        res = settings.resolved_resolution(G)
+        for k, seed in enumerate(mine):
+            ws, _ = ws_from_seeds(G, [seed], truncation, class_index)
+            shape = (len(cameras), 2, res, res, 3)
+            store = np.lib.format.open_memmap(tmp_dir / f"{seed}.npy", "w+", np.uint8, shape)
+            for i, (frame, dframe) in enumerate(
+                render_seed_frames(G, ws, seed, cameras, settings, batch_size, depth, reporter(k * len(cameras)))
+            ):
+                store[i, 0] = frame
+                if dframe is not None:
+                    store[i, 1] = dframe
+            store.flush()
+            del store
+        barrier(ctx)
+        if ctx.is_main:
             stores = [np.load(tmp_dir / f"{seed}.npy", mmap_mode="r") for seed in seeds]
             classes = [ws_from_seeds(G, [s], Truncation(), class_index)[1][0] for s in seeds] if G.c_dim else []
             meta = video_metadata(
@@ -293,10 +293,26 @@ def render_video(
                     yield frame, (make_grid([s[i, 1] for s in stores], columns) if depth else None)
 
             written += _write_videos(out, "grid", grid_frames(), depth, options, meta)
-        finally:
+    finally:
+        if ctx.is_main:  # on success, failure or interruption alike
             shutil.rmtree(tmp_dir, ignore_errors=True)
     barrier(ctx)
     return written
+
+
+def _grid_scratch(out: Path, ctx: DistContext) -> Path:
+    """The name of this run's own scratch folder for grid frames (chosen by rank 0, shared by all ranks).
+
+    A name of its own per run, so that two runs into one folder cannot delete each other's frames;
+    one left by a killed run is removed by the next write into the folder (``epigraf_tools.atomic``).
+    """
+    name = [str(temp_name(out / "grid.frames")) if ctx.is_main else None]
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast_object_list(name, src=0)
+    return Path(name[0])
 
 
 def _write_videos(

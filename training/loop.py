@@ -52,9 +52,8 @@ from .poses import sample_camera_angles
 from .preview import PreviewGrid
 from .snapshots import (
     clean_partial_snapshots,
-    load_state,
+    load_resume_state,
     prune_snapshots,
-    resolve_resume,
     write_snapshot,
 )
 
@@ -95,6 +94,7 @@ class Trainer:
         on_tick: Callable[[dict[str, Any]], None] | None = None,
         log: Callable[[str], None] | None = None,
         init_generator: Generator | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         config.validate()
         self.cfg = cfg = config
@@ -143,8 +143,10 @@ class Trainer:
             mean_pose = self.camera_dist.mean_pose
 
         # Networks (identical on every rank: seeded by the run seed only).
-        snapshot = resolve_resume(resume, self.run_dir) if resume is not None else None
-        saved = load_state(snapshot, map_location=device) if snapshot is not None else None
+        snapshot, saved = None, None
+        if resume is not None:  # an unreadable newest state falls back to an older snapshot, with a warning
+            say = (warn or self.log) if self.dist.is_main else None
+            snapshot, saved = load_resume_state(resume, self.run_dir, map_location=device, warn=say)
         torch.manual_seed(cfg.seed)
         g_config = cfg.generator_config(res, self.dataset.c_dim, mean_pose, self.dataset.class_names)
         if init_generator is not None:
@@ -548,11 +550,13 @@ def train(
     on_tick: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
     init_generator: Generator | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train EpiGRAF as configured; resume from a snapshot, a run folder or 'latest' (of config.out).
 
     ``init_generator`` starts G (and G_ema) from pretrained weights (fine-tuning; its architecture
-    replaces the generator options; ignored when resuming). Returns where the run ended. Under
+    replaces the generator options; ignored when resuming). ``warn`` (default: ``log``) gets the line
+    saying that an unreadable newest snapshot was skipped on resume. Returns where the run ended. Under
     torchrun every process calls this; only rank 0 writes.
     """
     if resume is not None:
@@ -560,7 +564,13 @@ def train(
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         trainer = Trainer(
-            config, resume=resume, on_step=on_step, on_tick=on_tick, log=log, init_generator=init_generator
+            config,
+            resume=resume,
+            on_step=on_step,
+            on_tick=on_tick,
+            log=log,
+            init_generator=init_generator,
+            warn=warn,
         )
     try:
         return trainer.run()

@@ -8,6 +8,9 @@ RUN_DIR/snapshot-<nimg>/ (nimg = real images shown so far, 9 digits) holds
 The folder is assembled under a hidden temporary name, every file is fsynced, then the folder is
 renamed into place, so a snapshot folder exists complete or not at all; a run killed at any moment
 (SIGKILL included) resumes from the last such folder. RUN_DIR/latest.json names the newest one.
+Files and folders get ordinary permissions (0666/0777 minus the umask), as every other output.
+A snapshot whose training_state.pt cannot be read (a disk that filled up, a copy cut short) is
+skipped on resume with a warning: the run continues from the newest intact one.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from epigraf_tools.atomic import write_text_atomic
+from epigraf_tools.atomic import TEMP_PREFIX, clean_stale_temps, ordinary_permissions, temp_name, write_text_atomic
 from epigraf_tools.errors import EpigrafError
 
 STATE_NAME = "training_state.pt"
@@ -54,10 +57,12 @@ def write_snapshot(run_dir: Path, cur_nimg: int, G_ema: torch.nn.Module, state: 
     """Write RUN_DIR/snapshot-<nimg>/ atomically and point latest.json at it."""
     run_dir = Path(run_dir)
     final = run_dir / snapshot_name(cur_nimg)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", suffix=".tmp", dir=run_dir))
-    try:
+    tmp = temp_name(final)
+    try:  # made inside the try: an interrupt (Ctrl-C, SIGTERM) at any point removes it
+        os.mkdir(tmp, 0o777)
         G_ema.save_pretrained(tmp)
         torch.save({"format": STATE_FORMAT, **state}, tmp / STATE_NAME)
+        ordinary_permissions(tmp)  # save_pretrained's files come from mkstemp (0600)
         _fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -91,11 +96,17 @@ def prune_snapshots(run_dir: Path, keep: int) -> None:
 
 
 def clean_partial_snapshots(run_dir: Path) -> None:
-    """Remove temporary folders left by a run killed while writing a snapshot."""
+    """Remove temporary folders left by a run killed while writing a snapshot.
+
+    Our own temporary names are removed only when their writer is gone (see ``epigraf_tools.atomic``);
+    ``.snapshot-*.tmp`` folders are the names older versions used.
+    """
     run_dir = Path(run_dir)
     if run_dir.is_dir():
+        clean_stale_temps(run_dir)
         for p in run_dir.glob(".snapshot-*.tmp"):
-            shutil.rmtree(p, ignore_errors=True)
+            if not p.name.startswith(TEMP_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def resolve_resume(spec: str | os.PathLike[str], run_dir: Path | None = None) -> Path:
@@ -114,6 +125,39 @@ def resolve_resume(spec: str | os.PathLike[str], run_dir: Path | None = None) ->
     if not snaps:
         raise EpigrafError(f"cannot resume: {path} holds no complete snapshot (snapshot-*/{STATE_NAME})")
     return snaps[-1]
+
+
+def load_resume_state(
+    spec: str | os.PathLike[str],
+    run_dir: Path | None = None,
+    map_location: str | torch.device = "cpu",
+    warn: Callable[[str], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """The snapshot to resume from ``spec`` (as ``resolve_resume``) and its training state.
+
+    For a run folder or 'latest', a newest snapshot whose state cannot be read is skipped, with one
+    ``warn`` line naming it, in favour of the newest intact one; if none is intact, EpigrafError.
+    A snapshot folder named directly must itself be readable.
+    """
+    chosen = resolve_resume(spec, run_dir)
+    direct = str(spec) != "latest" and (Path(spec) / STATE_NAME).is_file()
+    candidates = [chosen] if direct else list_snapshots(chosen.parent)[::-1]
+    skipped: list[str] = []
+    for snap in candidates:
+        try:
+            state = load_state(snap, map_location=map_location)
+        except EpigrafError:
+            if direct:
+                raise
+            skipped.append(str(snap / STATE_NAME))
+            continue
+        if skipped and warn is not None:
+            warn(f"Warning: {', '.join(skipped)} unreadable; resuming from the newest intact snapshot, {snap}")
+        return snap, state
+    raise EpigrafError(
+        f"cannot resume: no snapshot in {chosen.parent} has a readable {STATE_NAME} "
+        f"(tried {len(candidates)}, newest {candidates[0].name})"
+    )
 
 
 def load_state(snapshot: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -186,3 +186,43 @@ def test_hostile_pickle_exits_2_in_models_check_and_sample(hostile, tmp_path, na
         assert len(errors) == 1 and re.search(pattern, errors[0]), result.stderr
         assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_two_concurrent_converts_into_one_folder_exactly_one_wins(snapshot, tmp_path, monkeypatch):
+    """Both pass the up-front 'already holds a model' check; the claim when files move decides."""
+    import threading
+
+    from epigraf_tools import official_pickle
+    from epigraf_tools.errors import EpigrafError
+
+    pkl, G = snapshot
+    out = tmp_path / "models" / "tiny"
+    barrier = threading.Barrier(2)
+    read = official_pickle.read_official_snapshot
+
+    def read_then_wait(*args, **kwargs):
+        snap = read(*args, **kwargs)
+        barrier.wait(timeout=60)  # both runs are now past check_output_folder
+        return snap
+
+    monkeypatch.setattr(official_pickle, "read_official_snapshot", read_then_wait)
+    results: list[str] = []
+
+    def convert() -> None:
+        try:
+            official_pickle.convert_official(pkl, out)
+            results.append("ok")
+        except EpigrafError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=convert) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 2 and results.count("ok") == 1, results
+    assert next(r for r in results if r != "ok").endswith(
+        "already holds a model; pass --overwrite (overwrite=True) to replace it"
+    )
+    assert torch.equal(Generator.from_pretrained(out).mapping.w_avg, G.mapping.w_avg)
+    assert [p.name for p in out.parent.iterdir()] == ["tiny"]  # no temporary folder left

@@ -128,3 +128,53 @@ def test_corrupt_files_are_user_errors(tmp_path, content):
         read_mrc(path)
     with pytest.raises(EpigrafError, match="does not exist"):
         read_mrc(tmp_path / "missing.mrc")
+
+
+def test_volume_appears_before_its_sidecars(tmp_path, monkeypatch):
+    """A kill at any moment must never leave a .json/.cxc describing a volume that is not there."""
+    import epigraf_tools.atomic as atomic
+
+    G, planes = sphere_generator()
+    seen: dict[str, list[str]] = {}
+    real_replace = atomic.os.replace
+
+    def recording_replace(src, dst):
+        seen[str(dst)] = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", recording_replace)
+    export_volume(G, planes, tmp_path / "x.mrc", make_grid(0.2, 8), method="separable")
+    assert seen[str(tmp_path / "x.mrc")] == []  # nothing under a final name before the volume
+    assert seen[str(tmp_path / "x.json")] == ["x.mrc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.cxc", "x.json", "x.mrc"]
+
+
+def test_failed_volume_write_leaves_no_sidecar(tmp_path, monkeypatch):
+    import epigraf_tools.atomic as atomic
+
+    G, planes = sphere_generator()
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        export_volume(G, planes, tmp_path / "x.mrc", make_grid(0.2, 8), method="separable")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_sidecar_keeps_the_volume_and_drops_stale_sidecars(tmp_path, monkeypatch):
+    import epigraf_tools.mrc as mrc_module
+
+    G, planes = sphere_generator()
+    (tmp_path / "x.json").write_text("{}")  # from an earlier export of another volume
+    (tmp_path / "x.cxc").write_text("old")
+
+    def failing_write(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mrc_module, "write_text_atomic", failing_write)
+    with pytest.raises(OSError):
+        export_volume(G, planes, tmp_path / "x.mrc", make_grid(0.2, 8), method="separable")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mrc"]
+    assert read_mrc(tmp_path / "x.mrc").resolution == (8, 8, 8)

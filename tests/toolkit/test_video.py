@@ -95,3 +95,44 @@ def test_video_frames_are_the_sample_images_of_their_cameras():
     samples = [s.image for s in generate_samples(G, [6], cams, settings=settings)]
     for f, s in zip(frames, samples, strict=True):  # 2 cameras a batch vs all 6: other GEMM kernels
         assert_images_close(f, s)
+
+
+def test_two_grid_runs_into_one_folder_both_succeed(tmp_path, monkeypatch):
+    """A second run starting while the first renders must not delete the first run's frames."""
+    import epigraf_tools.video as video
+
+    G = make_tiny_generator()
+    cams, _ = get_trajectory("front_circle", frames=3, config=G.config)
+    settings = RenderSettings(resolution=16)
+    out = tmp_path / "g"
+    render = video.render_seed_frames
+    inner: list = []
+
+    def render_and_start_another_run(*args, **kwargs):
+        if not inner:  # while the outer run renders its first seed, a whole second run writes into out
+            inner.append(None)
+            inner[0] = render_video(G, [5, 6], cams, out, grid=True, settings=settings)
+        yield from render(*args, **kwargs)
+
+    monkeypatch.setattr(video, "render_seed_frames", render_and_start_another_run)
+    outer = render_video(G, [0, 1], cams, out, grid=True, settings=settings)
+    assert [f.name for f in outer] == [f.name for f in inner[0]] == ["grid.mp4", "grid.json"]
+    assert json.loads((out / "grid.json").read_text())["seeds"] == [0, 1]  # the later finisher's file
+    assert count_frames(out / "grid.mp4") == 3
+    assert not list(out.glob(".*"))
+
+
+def test_interrupted_grid_run_removes_its_scratch_folder(tmp_path, monkeypatch):
+    import epigraf_tools.video as video
+
+    G = make_tiny_generator()
+    cams, _ = get_trajectory("front_circle", frames=3, config=G.config)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what Ctrl-C, or SIGTERM under the CLI, raises mid-render
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(video, "render_seed_frames", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render_video(G, [0, 1], cams, tmp_path, grid=True, settings=RenderSettings(resolution=16))
+    assert list(tmp_path.iterdir()) == []
