@@ -5,7 +5,7 @@ release) with tests/official_pickle_factory.py, then times, best of N runs:
 
 - stock: ``pickle.load`` with stand-in modules for ``src.*``/``omegaconf.*`` whose persistence hook
   just returns its meta (the official hook would also exec the embedded source: not measured);
-- safe: ``epigraf_tools.safe_pickle.safe_load`` (budget pre-scan, allow-list, validated storages, CPU);
+- safe: ``epigraf_tools.checkpoints.safe_pickle.safe_load`` (budget pre-scan, allow-list, validated storages, CPU);
 - full: ``read_official_snapshot`` (safe load + hashing + module walk + config) and ``.generator()``.
 
 ``--ffhq512`` instead builds a snapshot of FFHQ-512 size (G and G_ema of the FFHQ-512 architecture
@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import official_pickle_factory as factory  # noqa: E402
 
-from epigraf_tools.official_pickle import read_official_snapshot  # noqa: E402
-from epigraf_tools.safe_pickle import safe_load  # noqa: E402
+from epigraf_tools.checkpoints.official_pickle import read_official_snapshot  # noqa: E402
+from epigraf_tools.checkpoints.safe_pickle import safe_load  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -77,7 +77,7 @@ def main() -> None:
     data = factory.official_snapshot_bytes(g, experiment, d_state=d, g_init_kwargs=g_kwargs, d_init_kwargs=d_kwargs)
     megabytes = len(data) / 1e6
     if args.stats:
-        from epigraf_tools import pickle_scan
+        from epigraf_tools.checkpoints import pickle_scan
 
         start = time.perf_counter()
         seen = pickle_scan.scan_pickle(data)

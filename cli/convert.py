@@ -47,10 +47,10 @@ def register(app: typer.Typer) -> None:
         quiet: bool = QuietOption,
         debug: bool = DebugOption,
     ) -> None:
+        from epigraf_tools.checkpoints.official_pickle import check_output_folder, convert_official
+        from epigraf_tools.checkpoints.transfer_progress import transfer_progress
         from epigraf_tools.devices import resolve_device
         from epigraf_tools.errors import EpigrafError
-        from epigraf_tools.official_pickle import check_output_folder, convert_official
-        from epigraf_tools.transfer_progress import transfer_progress
 
         pkl = _one_of(pkl, model, "PKL", "--model")
         out_dir = _one_of(out_dir, out, "OUT_DIR", "--out")
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         check_output_folder(out_dir, overwrite)
         dev = resolve_device(device)
         if push_to_hub is not None:
-            from epigraf_tools.hub import parse_hub_spec, require_token
+            from epigraf_tools.checkpoints.hub import parse_hub_spec, require_token
 
             if parse_hub_spec(push_to_hub).revision:
                 raise EpigrafError("--push-to-hub takes a repo id without @revision")
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         names = ", ".join(sorted(p.name for p in folder.iterdir()))
         echo(f"Wrote {folder} ({names}); {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters", quiet)
         if push_to_hub is not None:
-            from epigraf_tools.hub import push_folder
+            from epigraf_tools.checkpoints.hub import push_folder
 
             url = push_folder(folder, push_to_hub, private=private or None)
             echo(f"Pushed to {url}", quiet)

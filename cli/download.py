@@ -47,10 +47,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import re
 
+        from epigraf_tools.checkpoints.loading import classify_spec
+        from epigraf_tools.checkpoints.official_pickle import check_output_folder
         from epigraf_tools.devices import resolve_device
         from epigraf_tools.errors import EpigrafError
-        from epigraf_tools.loading import classify_spec
-        from epigraf_tools.official_pickle import check_output_folder
 
         if spec and model and spec != model:
             raise EpigrafError("give the model once: either SPEC or --model")
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         if revision is not None and parsed.kind != "hub":
             raise EpigrafError("--revision applies to Hub models")
         if revision is not None:
-            from epigraf_tools.hub import validate_revision
+            from epigraf_tools.checkpoints.hub import validate_revision
 
             validate_revision(revision)  # it becomes a file name in the cache: check before any request
         dev = resolve_device(device) if verify else None
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
 
         folder = _fetch(parsed, revision, sha256, force, keep_pickle, quiet)
         if verify:
-            from epigraf_tools.loading import load_model_folder
+            from epigraf_tools.checkpoints.loading import load_model_folder
 
             G = load_model_folder(folder, dev)
             echo(f"Checked: {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters on {dev}", quiet)
@@ -93,9 +93,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _fetch(parsed, revision, sha256, force, keep_pickle, quiet) -> Path:
-    from epigraf_tools.hub import download_model
-    from epigraf_tools.transfer_progress import transfer_progress
-    from epigraf_tools.zoo import resolve_zoo_model
+    from epigraf_tools.checkpoints.hub import download_model
+    from epigraf_tools.checkpoints.transfer_progress import transfer_progress
+    from epigraf_tools.checkpoints.zoo import resolve_zoo_model
 
     if parsed.kind == "zoo":
         with transfer_progress(not quiet) as report:

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         dev = resolve_device(device)
         features = InceptionFeatures(inception, dev)  # fails here, before any work, without the weights
 
-        from epigraf_tools.loading import load_generator
+        from epigraf_tools.checkpoints.loading import load_generator
         from epigraf_tools.training.data import ImageDataset
 
         G = load_generator(model, dev, progress=not quiet)

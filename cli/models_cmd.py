@@ -46,8 +46,8 @@ def _rows_table(rows: list[dict]) -> None:
 
 def describe_spec(spec: str) -> dict:
     """What ``--model spec`` refers to, with its config when it is already local (no downloads)."""
-    from epigraf_tools.loading import classify_spec
-    from epigraf_tools.zoo import entry_info, get_entry
+    from epigraf_tools.checkpoints.loading import classify_spec
+    from epigraf_tools.checkpoints.zoo import entry_info, get_entry
 
     parsed = classify_spec(spec)
     info: dict = {"spec": spec, "kind": parsed.kind}
@@ -79,9 +79,9 @@ def register(app: typer.Typer) -> None:
         quiet: bool = QuietOption,
         debug: bool = DebugOption,
     ) -> None:
+        from epigraf_tools.checkpoints.zoo import entry_info, zoo_entries
         from epigraf_tools.devices import resolve_device
         from epigraf_tools.errors import EpigrafError
-        from epigraf_tools.zoo import entry_info, zoo_entries
 
         if check and model is None:
             raise EpigrafError("--check needs --model SPEC")
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         else:
             data = describe_spec(model)
             if check:
-                from epigraf_tools.loading import load_generator
+                from epigraf_tools.checkpoints.loading import load_generator
 
                 G = load_generator(model, dev, progress=not quiet)
                 data["check"] = {

@@ -78,10 +78,10 @@ def build_camera(
 
 
 def load_model(model: str | None, device: str, quiet: bool = False) -> tuple[Generator, str]:
-    """Load through ``epigraf_tools.loading`` (the one way every command loads); ``quiet`` hides transfer bars."""
+    """Load through ``checkpoints.loading`` (the one way every command loads); ``quiet`` hides transfer bars."""
+    from epigraf_tools.checkpoints.loading import load_generator
     from epigraf_tools.devices import resolve_device
     from epigraf_tools.distributed import context_from_env, device_for_rank
-    from epigraf_tools.loading import load_generator
 
     dev = device_for_rank(resolve_device(device), context_from_env())
     G = load_generator(model, dev, progress=not quiet)

@@ -226,8 +226,8 @@ def register(app: typer.Typer) -> None:
         check_dataset(cfg.data)
         init = None
         if model is not None and resume is None:
+            from epigraf_tools.checkpoints.loading import classify_spec, load_generator
             from epigraf_tools.devices import resolve_device
-            from epigraf_tools.loading import classify_spec, load_generator
 
             classify_spec(model)  # a clear error before the dataset is read
             init = load_generator(model, resolve_device(cfg.device), progress=not quiet)

@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="take fov/radius/resolution from this model's config")
     args = parser.parse_args()
     if args.model is not None:
-        from epigraf_tools.loading import load_generator
+        from epigraf_tools.checkpoints.loading import load_generator
 
         config = load_generator(args.model).config
     else:

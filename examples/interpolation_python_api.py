@@ -9,9 +9,9 @@ import argparse
 from pathlib import Path
 
 from epigraf_tools.camera import Camera
+from epigraf_tools.checkpoints.loading import load_generator
 from epigraf_tools.interpolation import num_frames, render_interpolation
 from epigraf_tools.latents import Truncation
-from epigraf_tools.loading import load_generator
 from epigraf_tools.rendering import RenderSettings
 from epigraf_tools.trajectories import yaw_sweep
 

@@ -10,9 +10,9 @@ import argparse
 from pathlib import Path
 
 from epigraf_tools.camera import Camera
+from epigraf_tools.checkpoints.loading import load_generator
 from epigraf_tools.images import make_grid, normals_to_uint8, save_png
 from epigraf_tools.latents import Truncation
-from epigraf_tools.loading import load_generator
 from epigraf_tools.rendering import RenderSettings
 from epigraf_tools.sampling import generate_samples, save_samples
 from epigraf_tools.trajectories import points

@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from epigraf_tools.camera import Camera
+from epigraf_tools.checkpoints.loading import load_generator
 from epigraf_tools.latents import Truncation
-from epigraf_tools.loading import load_generator
 from epigraf_tools.rendering import RenderSettings
 from epigraf_tools.trajectories import front_circle, load_keyframes, orbit
 from epigraf_tools.video import VideoOptions, count_frames, render_video

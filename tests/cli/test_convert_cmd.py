@@ -192,7 +192,7 @@ def test_two_concurrent_converts_into_one_folder_exactly_one_wins(snapshot, tmp_
     """Both pass the up-front 'already holds a model' check; the claim when files move decides."""
     import threading
 
-    from epigraf_tools import official_pickle
+    from epigraf_tools.checkpoints import official_pickle
     from epigraf_tools.errors import EpigrafError
 
     pkl, G = snapshot

@@ -11,7 +11,7 @@ from hub_emulator import HubEmulator, YandexDiskEmulator, isolate_hub_env, model
 from official_pickle_factory import generator_snapshot_bytes
 from typer.testing import CliRunner
 
-from epigraf_tools import zoo
+from epigraf_tools.checkpoints import zoo
 from epigraf_tools.cli.app import app
 
 from support import make_tiny_generator

@@ -89,7 +89,7 @@ def test_volume_file_larger_than_the_free_disk_is_refused_even_with_force(tmp_pa
 
 
 def test_train_checks_the_dataset_before_loading_a_model(tmp_path, monkeypatch):
-    import epigraf_tools.loading as loading
+    import epigraf_tools.checkpoints.loading as loading
 
     monkeypatch.setattr(loading, "load_generator", _no_model)
     model = tmp_path / "tiny"

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from epigraf_tools import zoo
+from epigraf_tools.checkpoints import zoo
 from epigraf_tools.cli.app import app
 
 from support import make_tiny_generator

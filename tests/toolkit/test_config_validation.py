@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from epigraf_tools.checkpoints.loading import load_generator
 from epigraf_tools.cli.app import app
 from epigraf_tools.errors import EpigrafError
-from epigraf_tools.loading import load_generator
 from epigraf_tools.models import ConfigError, Generator, GeneratorConfig
 from epigraf_tools.models.generator import MAX_PARAMETERS, estimate_parameters
 

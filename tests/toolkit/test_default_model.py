@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from epigraf_tools.zoo import embedded_model_dir
+from epigraf_tools.checkpoints.zoo import embedded_model_dir
 
 MODEL_DIR = embedded_model_dir()
 pytestmark = pytest.mark.skipif(

@@ -9,8 +9,7 @@ import pytest
 import torch
 from hub_emulator import HubEmulator, isolate_hub_env, model_files
 
-from epigraf_tools.errors import EpigrafError, ModelNotFoundError
-from epigraf_tools.hub import (
+from epigraf_tools.checkpoints.hub import (
     ChecksumMismatchError,
     HubSpec,
     download_model,
@@ -18,6 +17,7 @@ from epigraf_tools.hub import (
     parse_hub_spec,
     push_folder,
 )
+from epigraf_tools.errors import EpigrafError, ModelNotFoundError
 from epigraf_tools.models import Generator
 
 from support import make_tiny_generator
@@ -206,7 +206,7 @@ def test_revisions_that_could_escape_the_cache_are_refused(cache, revision):
 
 @pytest.mark.parametrize("revision", ["main", "v1.0", "refs/pr/1", "feature/a-b_c", "a" * 40])
 def test_ordinary_revisions_are_accepted(revision):
-    from epigraf_tools.hub import validate_revision
+    from epigraf_tools.checkpoints.hub import validate_revision
 
     assert validate_revision(revision) == revision
     assert parse_hub_spec(f"org/name@{revision}").revision == revision
@@ -249,7 +249,7 @@ def test_hostile_hub_servers_fail_fast_with_one_line(cache, tiny_files, fast_tim
 
 
 def test_corrupt_blob_without_checksum_is_a_clear_load_error(cache, tiny_files):
-    from epigraf_tools.loading import load_model_folder
+    from epigraf_tools.checkpoints.loading import load_model_folder
 
     with HubEmulator() as hub:
         hub.add_commit(REPO, tiny_files[0])

@@ -7,9 +7,9 @@ import torch
 from hub_emulator import HubEmulator, isolate_hub_env, model_files
 from official_pickle_factory import generator_snapshot_bytes
 
-from epigraf_tools import zoo
+from epigraf_tools.checkpoints import zoo
+from epigraf_tools.checkpoints.loading import ModelSpec, classify_spec, load_generator, resolve_model_dir
 from epigraf_tools.errors import EpigrafError, ModelNotFoundError
-from epigraf_tools.loading import ModelSpec, classify_spec, load_generator, resolve_model_dir
 
 from support import make_tiny_generator
 

@@ -19,9 +19,9 @@ from official_pickle_factory import (
     official_snapshot_bytes,
 )
 
+from epigraf_tools.checkpoints.official_pickle import convert_official, read_official_snapshot
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.models import Generator, GeneratorConfig
-from epigraf_tools.official_pickle import convert_official, read_official_snapshot
 
 from support import MINI_CONFIG, make_tiny_generator
 
@@ -225,8 +225,8 @@ def _config_only(experiment: dict, g_init_kwargs: dict, state: dict | None = Non
 
     from official_pickle_factory import EasyDict, Persistent, config_child, fake_official_modules, make_config_node
 
-    from epigraf_tools.official_pickle import generator_config_from_official
-    from epigraf_tools.safe_pickle import safe_load
+    from epigraf_tools.checkpoints.official_pickle import generator_config_from_official
+    from epigraf_tools.checkpoints.safe_pickle import safe_load
 
     with fake_official_modules():
         root = make_config_node(experiment)
@@ -338,7 +338,7 @@ def test_include_discriminator_checks_d_shapes(tmp_path, fixture_dir, official_g
 
 
 def test_large_tensors_are_summarised_not_listed_in_official_config():
-    from epigraf_tools.official_pickle import MAX_LISTED_ELEMENTS, _jsonable
+    from epigraf_tools.checkpoints.official_pickle import MAX_LISTED_ELEMENTS, _jsonable
 
     assert _jsonable({"pose": torch.tensor([0.0, 1.5, 0.0])}) == {"pose": [0.0, 1.5, 0.0]}
     big = torch.zeros(MAX_LISTED_ELEMENTS + 1).expand(1000, -1)

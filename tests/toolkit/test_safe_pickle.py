@@ -18,9 +18,9 @@ import pytest
 import torch
 from official_pickle_factory import Persistent, hostile_pickles, pickle_with_fake_modules
 
+from epigraf_tools.checkpoints.official_pickle import read_official_snapshot
+from epigraf_tools.checkpoints.safe_pickle import PersistentObject, RestrictedUnpickler, UnsafePickleError, safe_load
 from epigraf_tools.errors import EpigrafError
-from epigraf_tools.official_pickle import read_official_snapshot
-from epigraf_tools.safe_pickle import PersistentObject, RestrictedUnpickler, UnsafePickleError, safe_load
 
 
 def call_pickle(module: str, name: str, *args) -> bytes:
@@ -201,7 +201,7 @@ import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))  # a blow-up fails here, not on the machine
 from pathlib import Path
 from epigraf_tools.errors import EpigrafError
-from epigraf_tools.official_pickle import convert_official
+from epigraf_tools.checkpoints.official_pickle import convert_official
 for path in sorted(Path(sys.argv[1]).glob("*.pkl")):
     try:
         convert_official(path, path.with_suffix(".out"))  # the whole path: read, build, list, write
@@ -245,8 +245,8 @@ def test_the_hostile_corpus_is_large_enough():
 
 def test_small_budgets_are_enforced(monkeypatch):
     """Budgets too large to reach in a test file, checked by lowering them."""
-    import epigraf_tools.pickle_scan as scan
-    import epigraf_tools.safe_pickle as sp
+    import epigraf_tools.checkpoints.pickle_scan as scan
+    import epigraf_tools.checkpoints.safe_pickle as sp
 
     data = pickle.dumps(list(range(3000)), protocol=4)
     monkeypatch.setattr(scan, "MAX_OPCODES", 1000)
@@ -262,7 +262,7 @@ def test_small_budgets_are_enforced(monkeypatch):
 
 
 def test_deep_module_chain_is_refused_without_recursion_error():
-    from epigraf_tools.official_pickle import module_state_dict
+    from epigraf_tools.checkpoints.official_pickle import module_state_dict
 
     node = PersistentObject("FullyConnectedLayer", {"_parameters": {}, "_buffers": {}, "_modules": {}}, "", 6)
     for _ in range(5000):
@@ -274,7 +274,7 @@ def test_deep_module_chain_is_refused_without_recursion_error():
 def test_loaded_tensors_and_arrays_are_plain_and_share_nothing_patchable():
     import numpy as np
 
-    from epigraf_tools.safe_pickle import PickledArray
+    from epigraf_tools.checkpoints.safe_pickle import PickledArray
 
     obj = {"t": torch.arange(4.0), "a": np.arange(3, dtype="<f8"), "s": np.float32(2.5), "b": np.bool_(True)}
     out = safe_load(io.BytesIO(pickle.dumps(obj, protocol=2)))

@@ -11,9 +11,9 @@ import torch
 from hub_emulator import HubEmulator, YandexDiskEmulator, isolate_hub_env, model_files
 from official_pickle_factory import generator_snapshot_bytes
 
-from epigraf_tools import zoo
+from epigraf_tools.checkpoints import zoo
+from epigraf_tools.checkpoints.hub import ChecksumMismatchError
 from epigraf_tools.errors import EpigrafError, ModelNotFoundError
-from epigraf_tools.hub import ChecksumMismatchError
 from epigraf_tools.models import Generator
 
 from support import make_tiny_generator
@@ -192,7 +192,7 @@ def test_server_file_names_never_escape_the_download_folder(env, share, name):
 
 
 def test_safe_child_refuses_paths():
-    from epigraf_tools.share_download import safe_child
+    from epigraf_tools.checkpoints.share_download import safe_child
 
     for name in ("../x", "/abs", "..", "", ".hidden", "a/b", "a\\b", "a\x00b", "x" * 300):
         with pytest.raises(EpigrafError, match="plain file name"):

@@ -9,7 +9,7 @@ object: how deeply it nests) to refuse such files up front. The real load then r
 
 The nesting estimate follows the stack, not object identity: an object modified after it was
 memoized can end up deeper than estimated. Consumers of unpickled data therefore keep their own
-depth and size limits (see :mod:`epigraf_tools.official_pickle`, :mod:`epigraf_tools.omegaconf_state`).
+depth and size limits (see :mod:`.official_pickle`, :mod:`.omegaconf_state`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import mmap
 import pickletools
 from dataclasses import dataclass
 
-from .errors import EpigrafError
+from ..errors import EpigrafError
 
 # Budgets. A real FFHQ-512 official snapshot (~400 MB: G, D, G_ema, Adam states, ~1500 tensors per
 # network) has ~10^5 opcodes, ~5*10^4 memo entries and nests ~40 deep; the numbers below leave

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text_atomic
-from .models import GeneratorConfig
+from ..atomic import write_text_atomic
+from ..models import GeneratorConfig
 
 MODEL_CARD_NAME = "README.md"
 # The official threshold of scripts/extract_geometry.py: sigma = 25 (raw 25 for models without a density shift).

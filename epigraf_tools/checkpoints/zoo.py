@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import EpigrafError, ModelNotFoundError
-from .models import CONFIG_NAME, WEIGHTS_NAME
+from ..errors import EpigrafError, ModelNotFoundError
+from ..models import CONFIG_NAME, WEIGHTS_NAME
 
 DEFAULT_MODEL = "default"
 EPIGRAF_CODE = "https://github.com/universome/epigraf"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import EpigrafError
+from ..errors import EpigrafError
 from .safe_pickle import InertObject, UnsafePickleError
 
 _FULL = re.compile(r"^\$\{([^${}]*)\}$")

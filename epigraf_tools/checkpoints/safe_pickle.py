@@ -22,7 +22,7 @@ raises :class:`UnsafePickleError` naming it, before anything is called. The obje
 pickle machinery are immutable built-in types, holder classes created fresh for each load, or
 wrappers whose ``__setstate__`` validates or refuses: a crafted BUILD cannot patch a numpy dtype,
 array or tensor (a BUILD on a numpy dtype could give it an object field and crash the process).
-Before the load, :func:`epigraf_tools.pickle_scan.scan_pickle` checks the opcode stream against
+Before the load, :func:`epigraf_tools.checkpoints.pickle_scan.scan_pickle` checks the opcode stream against
 budgets (opcodes, memo, declared lengths, nesting); during it, materialised bytes are counted.
 See docs/security.md.
 """
@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from .errors import EpigrafError
+from ..errors import EpigrafError
 from .pickle_scan import UnsafePickleError, scan_pickle
 
 __all__ = ["UnsafePickleError", "RestrictedUnpickler", "safe_load", "safe_loads", "plain_tensor"]
@@ -604,7 +604,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def safe_loads(data: bytes | mmap.mmap, file: BinaryIO | None = None) -> Any:
-    """Scan ``data`` against the budgets (:mod:`epigraf_tools.pickle_scan`), then unpickle it restrictedly.
+    """Scan ``data`` against the budgets (:mod:`epigraf_tools.checkpoints.pickle_scan`), then unpickle it restrictedly.
 
     ``file``, when given, is read instead of ``data`` for the actual load (it must hold the same
     bytes): it lets the caller hash the bytes and report progress while they are read.

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EpigrafError
+from ..errors import EpigrafError
 from .transfer_progress import StallWatch, download_timeouts
 
 DEFAULT_YANDEX_API = "https://cloud-api.yandex.net/v1/disk/public/resources"

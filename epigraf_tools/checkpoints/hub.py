@@ -23,9 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EpigrafError, ModelNotFoundError
+from ..errors import EpigrafError, ModelNotFoundError
+from ..models import CONFIG_NAME, WEIGHTS_NAME
 from .model_card import MODEL_CARD_NAME
-from .models import CONFIG_NAME, WEIGHTS_NAME
 from .transfer_progress import StallWatch, download_timeouts, env_seconds
 
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME)

@@ -23,8 +23,8 @@ from typing import Literal
 
 import torch
 
-from .errors import EpigrafError, ModelNotFoundError
-from .models import CONFIG_NAME, WEIGHTS_NAME, Generator
+from ..errors import EpigrafError, ModelNotFoundError
+from ..models import CONFIG_NAME, WEIGHTS_NAME, Generator
 from .zoo import DEFAULT_MODEL, get_entry
 
 SpecKind = Literal["zoo", "folder", "pickle", "hub"]

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from .errors import EpigrafError
+from ..errors import EpigrafError
 
 StageProgress = Callable[[str, int, int], None]
 

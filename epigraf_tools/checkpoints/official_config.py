@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from .errors import EpigrafError
-from .models import GeneratorConfig
+from ..errors import EpigrafError
+from ..models import GeneratorConfig
 from .omegaconf_state import config_root, to_plain
 from .safe_pickle import PersistentObject
 

@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .errors import EpigrafError
-from .models import CONFIG_NAME, WEIGHTS_NAME, Generator, GeneratorConfig
+from ..errors import EpigrafError
+from ..models import CONFIG_NAME, WEIGHTS_NAME, Generator, GeneratorConfig
 from .official_config import discriminator_config_from_official, generator_config_from_official
 from .omegaconf_state import to_plain
 from .safe_pickle import InertObject, PersistentObject, UnsafePickleError, plain_tensor, safe_loads
@@ -91,7 +91,7 @@ class OfficialSnapshot:
 
     def discriminator(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """Our Discriminator with the official D weights, for resuming training."""
-        from .models.discriminator import Discriminator
+        from ..models.discriminator import Discriminator
 
         config = self.check_discriminator()
         D = Discriminator(config)
@@ -102,7 +102,7 @@ class OfficialSnapshot:
         """D's DiscriminatorConfig, after checking every D tensor's shape against it (on the meta device)."""
         if self.d_state is None or self.d_config is None:
             raise EpigrafError("this snapshot has no discriminator (D)")
-        from .models.discriminator import Discriminator, DiscriminatorConfig
+        from ..models.discriminator import Discriminator, DiscriminatorConfig
 
         known = {f.name for f in dataclasses.fields(DiscriminatorConfig)}
         try:
@@ -383,7 +383,7 @@ def convert_official(
     names) for resuming training. Files appear atomically; an existing model folder is only
     replaced with ``overwrite``. ``source_page`` (where the pickle was published) goes into the card.
     """
-    from .atomic import atomic_dir
+    from ..atomic import atomic_dir
     from .model_card import OFFICIAL_LICENCE, write_model_card
 
     out = Path(out_dir).expanduser()
