@@ -114,7 +114,7 @@ def render_model_card(
         "## Usage",
         "",
         "```python",
-        "from epigraf_tools.loading import load_generator",
+        "from epigraf_tools import load_generator",
         f"G = load_generator({(repo_id or 'path/to/this/folder')!r})",
         "```",
         "",
