@@ -28,10 +28,10 @@ from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
 from .latents import (
     Truncation,
-    class_name,
     map_latents,
     map_rows,
     one_hot,
+    provenance,
     seed_classes,
     truncate,
     truncation_centres,
@@ -225,13 +225,9 @@ def interpolation_metadata(
     model: str | None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "seeds": keys.seeds,
-        "class_indices": keys.classes,
-        "class_names": [class_name(G.config, k) for k in keys.classes],
+        **provenance(G, model, keys.truncation, list(keys.seeds), list(keys.classes)),
         "space": space,
         "interpolation": "slerp of z" if space == "z" else "lerp of w",
-        "truncation_psi": keys.truncation.psi,
-        "truncation_cutoff": keys.truncation.cutoff,
         "truncation_applied": "to every frame's w, towards the centre interpolated with the same weight",
         "frames_per_transition": frames,
         "total_frames": len(steps),
@@ -242,7 +238,6 @@ def interpolation_metadata(
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
         "ray_noise": "none" if settings.deterministic else "seed of the nearer keyframe",
-        "model": model or G.config.name,
         "image_encoding": IMAGE_ENCODING,
         "schedule": [[keys.seeds[s.a], keys.seeds[s.b], round(s.t, 6)] for s in steps],
         "cameras": [c.to_dict() for c in cameras],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,6 +78,31 @@ def resolve_class(config: GeneratorConfig, value: int | str | None) -> int | Non
 def class_name(config: GeneratorConfig, index: int | None) -> str | None:
     names = config.class_names or []
     return names[index] if index is not None and index < len(names) else None
+
+
+def provenance(
+    G: Generator,
+    label: str | None,
+    truncation: Truncation,
+    seeds: int | Sequence[int],
+    classes: int | None | Sequence[int | None],
+) -> dict[str, Any]:
+    """What every output's sidecar records about where its latents came from: the one definition.
+
+    One seed (an int) gives ``seed``/``class_index``/``class_name``; a sequence of seeds (videos,
+    interpolations) gives ``seeds``/``class_indices``/``class_names``. ``label`` names the model as
+    the user gave it (a zoo name, a folder); None falls back to the config's name. Callers add their
+    own keys (camera, grid, method, ...) to the returned dict.
+    """
+    head: dict[str, Any] = {"model": label or G.config.name}
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        index = classes if classes is None or isinstance(classes, (int, np.integer)) else list(classes)[0]
+        head.update(seed=int(seeds), class_index=index, class_name=class_name(G.config, index))
+    else:
+        ks = [classes] * len(seeds) if classes is None or isinstance(classes, (int, np.integer)) else list(classes)
+        head.update(seeds=list(seeds), class_indices=ks, class_names=[class_name(G.config, k) for k in ks])
+    head.update(truncation_psi=truncation.psi, truncation_cutoff=truncation.cutoff)
+    return head
 
 
 def class_from_seed(seed: int, c_dim: int) -> int:

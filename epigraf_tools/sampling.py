@@ -30,7 +30,7 @@ from .images import (
     save_png,
     to_uint8,
 )
-from .latents import Truncation, class_name, ws_from_seeds
+from .latents import Truncation, provenance, ws_from_seeds
 from .models import Generator
 from .rendering import RenderSettings, render_views
 
@@ -118,12 +118,8 @@ def sample_metadata(
     """Everything needed to reproduce (and interpret) one output image."""
     res = settings.resolved_resolution(G)
     return {
-        "seed": sample.seed,
+        **provenance(G, model, truncation, sample.seed, sample.class_index),
         "view": sample.view,
-        "class_index": sample.class_index,
-        "class_name": class_name(G.config, sample.class_index),
-        "truncation_psi": truncation.psi,
-        "truncation_cutoff": truncation.cutoff,
         "camera": sample.camera.to_dict(),
         "cam2world_opengl": (sample.camera.cam2world("opengl").round(8) + 0.0).tolist(),
         "eg3d_label": (sample.camera.to_eg3d(res).round(8) + 0.0).tolist(),
@@ -132,7 +128,6 @@ def sample_metadata(
         "noise_mode": settings.noise_mode,
         "ray_noise": "none" if settings.deterministic else f"torch.Generator().manual_seed({sample.seed})",
         "z": "numpy.random.RandomState(seed).randn(1, z_dim)",
-        "model": model or G.config.name,
         "image_encoding": IMAGE_ENCODING,
     }
 

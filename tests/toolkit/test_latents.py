@@ -11,6 +11,7 @@ from epigraf_tools.latents import (
     Truncation,
     class_from_seed,
     map_rows,
+    provenance,
     resolve_class,
     truncate,
     truncation_centres,
@@ -96,3 +97,20 @@ def test_conditional_truncation_goes_to_the_class_centre(G_cond):
     torch.testing.assert_close(ws, centre.expand_as(ws))
     other = truncation_centres(G_cond, [2])[0]
     assert not torch.allclose(centre, other)
+
+
+def test_provenance_names_the_model_seed_class_and_truncation(G_cond):
+    trunc = Truncation(0.7, 2)
+    one = provenance(G_cond, "zoo:tiny", trunc, 5, 1)
+    assert one == {
+        "model": "zoo:tiny",
+        "seed": 5,
+        "class_index": 1,
+        "class_name": "dog",
+        "truncation_psi": 0.7,
+        "truncation_cutoff": 2,
+    }
+    many = provenance(G_cond, None, trunc, [1, 2], [0, 2])
+    assert many["model"] == G_cond.config.name  # no label: the config's name
+    assert many["seeds"] == [1, 2] and many["class_indices"] == [0, 2]
+    assert many["class_names"] == ["cat", "fox"] and "seed" not in many
