@@ -104,7 +104,7 @@ class KeyframeLatents:
         self.seeds = list(seeds)
         self.truncation = truncation
         self.classes = seed_classes(G.config, self.seeds, class_index)
-        device = G.mapping.w_avg.device
+        device = G.device
         self.z = z_from_seeds(self.seeds, G.z_dim).to(device)
         self.c = one_hot(self.classes, G.c_dim, device)
         self.ws = map_rows(G, self.z, self.c)  # untruncated [K, num_ws, w_dim]

@@ -132,7 +132,7 @@ def one_hot(classes: Sequence[int | None], c_dim: int, device: torch.device | st
 @torch.no_grad()
 def truncation_centres(G: Generator, classes: Sequence[int | None]) -> torch.Tensor:
     """[B, w_dim] truncation centre per sample: w_avg, or the class's mean w (see the module docstring)."""
-    device = G.mapping.w_avg.device
+    device = G.device
     if G.c_dim == 0:
         return G.mapping.w_avg.unsqueeze(0).expand(len(classes), -1)
     cache: dict[int, torch.Tensor] = {}
@@ -183,7 +183,7 @@ def map_rows(
     A matrix product over 1 row and over 7 rows can differ in the last bits (different BLAS
     kernels), so mapping rows separately makes a seed's w independent of the batch it came in.
     """
-    device = G.mapping.w_avg.device
+    device = G.device
     z = z.to(device)
     c = None if c is None else c.to(device)
     rows = [

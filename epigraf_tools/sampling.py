@@ -88,7 +88,7 @@ def generate_samples(
     truncation.validate(G.num_ws)
     check_batch_size(batch_size)
     cams = list(cameras) if cameras else [Camera.default(G.config)]
-    device = G.mapping.w_avg.device
+    device = G.device
     seeds = list(seeds)
     for start in range(0, len(seeds), batch_size):
         batch = seeds[start : start + batch_size]

@@ -547,6 +547,11 @@ class Generator(nn.Module):
         return self.config.z_dim
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights live (``w_avg`` is a buffer every generator has, so this never fails)."""
+        return self.mapping.w_avg.device
+
+    @property
     def c_dim(self) -> int:
         return self.config.c_dim
 

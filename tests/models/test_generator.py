@@ -125,3 +125,8 @@ def test_budget_is_part_of_config_validation():
 
     with pytest.raises(ConfigError, match="above the budget"):
         GeneratorConfig(z_dim=16384, w_dim=16384, map_depth=8)
+
+
+def test_device_is_where_the_weights_live(tiny_generator):
+    assert tiny_generator.device == torch.device("cpu")
+    assert tiny_generator.device == next(tiny_generator.parameters()).device
