@@ -21,6 +21,7 @@ import torch
 
 from .errors import EpigrafError
 from .models import Generator, GeneratorConfig
+from .models.mapping import truncate_ws
 from .seeds import z_from_seeds
 
 PSI_RANGE = (0.0, 2.0)
@@ -146,14 +147,12 @@ def truncation_centres(G: Generator, classes: Sequence[int | None]) -> torch.Ten
 
 
 def truncate(ws: torch.Tensor, centres: torch.Tensor, truncation: Truncation) -> torch.Tensor:
-    """ws [B, num_ws, w_dim] -> centre + psi (w - centre) on ws[:, :cutoff]; centres [B, w_dim] or [w_dim]."""
-    if truncation.psi == 1:
-        return ws
-    centres = centres.reshape(-1, 1, ws.shape[-1]).to(ws)
-    cut = ws.shape[1] if truncation.cutoff is None else truncation.cutoff
-    out = ws.clone()
-    out[:, :cut] = centres.lerp(ws[:, :cut], truncation.psi)
-    return out
+    """ws [B, num_ws, w_dim] -> centre + psi (w - centre) on ws[:, :cutoff]; centres [B, w_dim] or [w_dim].
+
+    The lerp itself is ``models.mapping.truncate_ws`` (the mapping network's own); this unpacks a
+    ``Truncation``.
+    """
+    return truncate_ws(ws, centres, truncation.psi, truncation.cutoff)
 
 
 @torch.no_grad()

@@ -130,3 +130,18 @@ def test_budget_is_part_of_config_validation():
 def test_device_is_where_the_weights_live(tiny_generator):
     assert tiny_generator.device == torch.device("cpu")
     assert tiny_generator.device == next(tiny_generator.parameters()).device
+
+
+def test_truncate_ws_is_the_mapping_networks_truncation(tiny_generator):
+    from epigraf_tools.models.mapping import truncate_ws
+
+    G = tiny_generator
+    z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(0))
+    raw = G.mapping(z, None)
+    assert torch.equal(
+        G.mapping(z, None, truncation_psi=0.6, truncation_cutoff=2), truncate_ws(raw, G.mapping.w_avg, 0.6, 2)
+    )
+    centres = torch.randn(3, raw.shape[-1], generator=torch.Generator().manual_seed(1))
+    per_sample = truncate_ws(raw, centres, 0.5)
+    torch.testing.assert_close(per_sample, centres[:, None] + 0.5 * (raw - centres[:, None]), rtol=1e-5, atol=1e-6)
+    assert truncate_ws(raw, centres, 1.0) is raw
