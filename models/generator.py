@@ -25,7 +25,7 @@ from .cameras import cam2world_from_angles, generate_rays
 from .mapping import MappingNetwork
 from .renderer import RayDraws, RenderOptions, render_rays_chunked
 from .synthesis import TriPlaneBackbone
-from .triplane import TriPlaneMLP, density_activation, query_field
+from .triplane import FoldedMLP, TriPlaneMLP, density_activation, query_field
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -550,6 +550,11 @@ class Generator(nn.Module):
     def device(self) -> torch.device:
         """Where the weights live (``w_avg`` is a buffer every generator has, so this never fails)."""
         return self.mapping.w_avg.device
+
+    def folded_mlp(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> FoldedMLP:
+        """The tri-plane MLP's weights with its constant gains folded in (``TriPlaneMLP.folded``), for
+        inference code outside the module (the toolkit's separable volumes)."""
+        return self.synthesis.tri_plane_mlp.folded(dtype, device)
 
     @property
     def c_dim(self) -> int:

@@ -8,14 +8,40 @@ each pair indexing the plane's width. The three features are averaged and decode
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import FullyConnectedLayer
+from .layers import ACTIVATION_GAINS, FullyConnectedLayer
 
 # (width coordinate, height coordinate) for planes 0, 1, 2.
 PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
+
+
+@dataclass(frozen=True)
+class FoldedLayer:
+    """One MLP layer as plain tensors: y = act(x @ weight.T + bias), with every constant gain folded in.
+
+    ``weight`` [out, in] already includes the equalised-learning-rate gain and the gain carried in
+    from before (the 1/3 plane average for the first layer, the previous activation's gain for the
+    others); ``bias`` [out] (or None) includes its lr gain. ``activation`` is applied WITHOUT its
+    gain: that gain moves into the next layer (leaky ReLU is positively homogeneous), or into
+    ``FoldedMLP.out_gain`` after the last.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    activation: str
+
+
+@dataclass(frozen=True)
+class FoldedMLP:
+    """The tri-plane MLP, folded for inference on the SUM of the three plane features."""
+
+    layers: list[FoldedLayer]
+    out_gain: float  # 1 for the usual linear output layer
 
 
 class TriPlaneMLP(nn.Module):
@@ -36,6 +62,24 @@ class TriPlaneMLP(nn.Module):
         self.model = nn.Sequential(*layers)
         self.feat_dim = feat_dim
         self.out_dim = out_dim
+
+    @torch.no_grad()
+    def folded(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> FoldedMLP:
+        """The weights with every constant gain folded in (see ``FoldedLayer``): the one folding that
+        the inference field (fast_field.py) and the toolkit's separable volumes share.
+
+        Feed it the sum of the three plane features, not their mean. Tracks no gradients.
+        """
+        layers = []
+        carry = 1.0 / 3.0  # the plane average
+        for layer in self.model:
+            if layer.activation not in ACTIVATION_GAINS:
+                raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
+            weight = layer.weight.detach().to(device=device, dtype=dtype) * (layer.weight_gain * carry)
+            bias = None if layer.bias is None else layer.bias.detach().to(device=device, dtype=dtype) * layer.bias_gain
+            layers.append(FoldedLayer(weight, bias, layer.activation))
+            carry = ACTIVATION_GAINS[layer.activation]
+        return FoldedMLP(layers, carry)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[..., C] -> [..., 4]."""
