@@ -106,7 +106,7 @@ class Trainer:
             torch.set_num_threads(cfg.num_threads)
         self.dist = du.setup(device.type)
         if device.type == "cuda":
-            device = torch.device("cuda", self.dist.local_rank if self.dist.enabled else (device.index or 0))
+            device = torch.device("cuda", self.dist.local_rank if self.dist.distributed else (device.index or 0))
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cudnn.benchmark = True
@@ -445,7 +445,7 @@ class Trainer:
     def _tick_record(self, sums: dict[str, float], counts: dict[str, int], tick_sec: float, total_sec: float):
         s, cfg = self.state, self.cfg
         keys = sorted(sums)
-        if self.dist.enabled:
+        if self.dist.distributed:
             t = torch.tensor([v for k in keys for v in (sums[k], counts[k])], dtype=torch.float64)
             vals = self._all_reduce_sum(t).tolist()
             sums = {k: vals[2 * i] for i, k in enumerate(keys)}
