@@ -103,3 +103,20 @@ def test_optimisers_and_schedules_match_the_official_construction(tiny_dataset, 
     assert d_group["eps"] == construction["D_opt"]["eps"]
     tr.G.progressive_update(64 / 1000)  # the fixture snapshot was taken after one step of batch 64
     assert tr.G.nerf_noise_std == pytest.approx(construction["G_nerf_noise_std"], rel=1e-6)
+
+
+def test_preview_pixels_use_the_toolkits_image_encoding(tiny_dataset, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from epigraf_tools.images import make_grid, to_uint8
+    from epigraf_tools.training.data import ImageDataset
+    from epigraf_tools.training.preview import PreviewGrid
+
+    cfg = tiny_train_config(tiny_dataset, tmp_path / "run", grid_size=3)
+    dataset = ImageDataset(tiny_dataset, require_poses=False)
+    G = Generator(cfg.generator_config(32, dataset.c_dim, [0.0, 1.5707963, 0.0])).eval()
+    preview = PreviewGrid(dataset, G, cfg, torch.device("cpu"))
+    preview.save_fakes(tmp_path / "fakes.png")
+    expected = make_grid(list(to_uint8(preview.render())), columns=2)  # ceil(sqrt(3)) columns
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "fakes.png").convert("RGB")), expected)
