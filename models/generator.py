@@ -4,6 +4,11 @@
 ``synthesis.tri_plane_mlp``) so an official state dict loads without renaming. Its configuration is
 one dataclass that round-trips through ``config.json``; weights live in ``model.safetensors``
 beside it, the layout huggingface_hub's ModelHubMixin uses, so a Hub repo is just such a folder.
+
+Writing those two files is the only file I/O in models/, and it goes through the base module
+``epigraf_tools.atomic`` (one atomic-write implementation, with the temp-file sweep and signal
+safety): that module imports nothing but ``epigraf_tools.errors``, and ``epigraf_tools/__init__``
+is lazy, so this import pulls in no toolkit pipeline and makes no cycle.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from epigraf_tools.atomic import atomic_path, write_text_atomic
 
 from .background import SphereBackground
 from .cameras import cam2world_from_angles, generate_rays
@@ -702,16 +708,10 @@ class Generator(nn.Module):
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         config = {"model_type": "epigraf-generator", "format_version": 1, **self.config.to_dict()}
-        _atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+        write_text_atomic(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".tmp", dir=out)
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"format": "pt", "model_type": "epigraf-generator"})
-            os.replace(tmp, out / WEIGHTS_NAME)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(out / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model_type": "epigraf-generator"})
         return out
 
     @classmethod
@@ -734,14 +734,3 @@ class Generator(nn.Module):
         check_finite(state, WEIGHTS_NAME)
         model.load_state_dict(state, strict=True)
         return model.eval().to(map_location)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

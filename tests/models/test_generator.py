@@ -145,3 +145,14 @@ def test_truncate_ws_is_the_mapping_networks_truncation(tiny_generator):
     per_sample = truncate_ws(raw, centres, 0.5)
     torch.testing.assert_close(per_sample, centres[:, None] + 0.5 * (raw - centres[:, None]), rtol=1e-5, atol=1e-6)
     assert truncate_ws(raw, centres, 1.0) is raw
+
+
+def test_save_pretrained_writes_through_the_one_atomic_writer(tiny_generator, tmp_path, monkeypatch):
+    import epigraf_tools.atomic as atomic
+
+    seen = []
+    real = atomic.temp_name
+    monkeypatch.setattr(atomic, "temp_name", lambda final, suffix=None: seen.append(real(final, suffix)) or seen[-1])
+    out = tiny_generator.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert len(seen) == 2 and all(p.name.startswith(atomic.TEMP_PREFIX) for p in seen)  # sweepable temp names
