@@ -24,8 +24,8 @@ import torch
 
 from .errors import EpigrafError
 from .models import GeneratorConfig
+from .models.cameras import PITCH_EPS
 
-PITCH_EPS = 1e-5  # the model clamps pitch to [eps, pi - eps] so the look-at frame stays defined
 FOV_RANGE = (1.0, 179.0)  # degrees; below 1 degree the value is almost surely radians
 YAW_LIMIT = 2 * math.pi
 CONVENTIONS = ("opengl", "opencv")

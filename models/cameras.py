@@ -16,6 +16,8 @@ import math
 
 import torch
 
+# Pitch is kept in [eps, pi - eps] so the look-at frame stays defined (the one definition: the
+# toolkit's Camera and training's pose sampler import it).
 PITCH_EPS = 1e-5
 
 

@@ -207,16 +207,17 @@ class GeneratorConfig:
     mlp_hid_dim: int = 64
     mlp_n_layers: int = 2
     # renderer and cameras
-    num_ray_steps: int = 48
-    clamp_mode: str = "softplus"
-    density_shift: float = 0.0
+    # (the ray sampling defaults are RenderOptions', defined once in renderer.py)
+    num_ray_steps: int = RenderOptions.num_steps
+    clamp_mode: str = RenderOptions.clamp_mode
+    density_shift: float = RenderOptions.density_shift
     cube_scale: float = 0.2
     fov: float = 12.0
-    ray_start: float = 0.88
-    ray_end: float = 1.12
+    ray_start: float = RenderOptions.ray_start
+    ray_end: float = RenderOptions.ray_end
     radius: float = 1.0
-    white_back: bool = False
-    last_back: bool = False
+    white_back: bool = RenderOptions.white_back
+    last_back: bool = RenderOptions.last_back
     # optional NeRF++ inverse-sphere background network ('sphere'; None = no background network)
     bg_model: str | None = None
     bg_num_steps: int = 8

@@ -25,7 +25,10 @@ BackgroundFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class RenderOptions:
-    """How rays are sampled and composited (defaults: the FFHQ configuration)."""
+    """How rays are sampled and composited (defaults: the FFHQ configuration).
+
+    These defaults are the one definition: ``GeneratorConfig`` (and through it training) reads them.
+    """
 
     num_steps: int = 48
     ray_start: float = 0.88

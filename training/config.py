@@ -28,6 +28,10 @@ class ConfigError(EpigrafError):
 
 AUGMENT_MODES = ("ada", "fixed", "noaug")
 
+# A run's options, saved in RUN_DIR (not to be confused with models' CONFIG_NAME, the generator's
+# config.json inside each snapshot folder: same file name, different file).
+RUN_CONFIG_NAME = "config.json"
+
 # Options added after runs had been written whose defaults change how a run trains, with the value
 # that reproduces how those older runs trained. A stored config.json without the key predates the
 # option, so resuming it must use this value rather than today's default.
@@ -101,12 +105,12 @@ class TrainConfig:
     g_channel_max: int = 512
     mlp_hid_dim: int = 64
     map_depth: int = 2
-    num_ray_steps: int = 48
+    num_ray_steps: int = GeneratorConfig.num_ray_steps
     density_shift: float = 0.0
     cube_scale: float = 0.2
     fov: float = 12.0
-    ray_start: float = 0.88
-    ray_end: float = 1.12
+    ray_start: float = GeneratorConfig.ray_start
+    ray_end: float = GeneratorConfig.ray_end
     radius: float = 1.0
     white_back: bool = False
     last_back: bool = False

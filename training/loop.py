@@ -45,7 +45,7 @@ from epigraf_tools.models.discriminator import Discriminator
 
 from . import distributed as du
 from .augment import AdaController, AdaptiveAugment
-from .config import ConfigError, TrainConfig
+from .config import RUN_CONFIG_NAME, ConfigError, TrainConfig
 from .data import ImageDataset, InfiniteOrder
 from .loss import PHASES, EpiGRAFLoss, blur_sigma
 from .poses import sample_camera_angles
@@ -58,7 +58,6 @@ from .snapshots import (
 )
 
 LOG_NAME = "log.jsonl"
-CONFIG_NAME = "config.json"
 
 
 def derive_seed(*keys: int) -> int:
@@ -383,7 +382,7 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             clean_partial_snapshots(self.run_dir)
-            cfg.save(self.run_dir / CONFIG_NAME)
+            cfg.save(self.run_dir / RUN_CONFIG_NAME)
             self._trim_log(s.batch_idx)
             if preview is not None:
                 preview.save_reals(self.run_dir / "samples" / "reals.png")

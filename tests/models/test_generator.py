@@ -156,3 +156,20 @@ def test_save_pretrained_writes_through_the_one_atomic_writer(tiny_generator, tm
     out = tiny_generator.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     assert len(seen) == 2 and all(p.name.startswith(atomic.TEMP_PREFIX) for p in seen)  # sweepable temp names
+
+
+def test_ray_and_pitch_defaults_have_one_definition():
+    import epigraf_tools.camera as toolkit_camera
+    import epigraf_tools.training.poses as poses
+    from epigraf_tools.models import cameras
+    from epigraf_tools.models.renderer import RenderOptions
+    from epigraf_tools.training.config import TrainConfig
+
+    assert GeneratorConfig().render_options() == RenderOptions()
+    t = TrainConfig()
+    assert (t.num_ray_steps, t.ray_start, t.ray_end) == (
+        RenderOptions.num_steps,
+        RenderOptions.ray_start,
+        RenderOptions.ray_end,
+    )
+    assert toolkit_camera.PITCH_EPS is cameras.PITCH_EPS and poses.PITCH_EPS is cameras.PITCH_EPS
