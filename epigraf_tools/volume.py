@@ -110,7 +110,7 @@ def _triple(value: float | Sequence[float], name: str) -> Triple:
     return (vals[0], vals[1], vals[2])
 
 
-def make_grid(
+def make_volume_grid(
     cube_scale: float,
     resolution: int | Sequence[int] = 512,
     box: float | Sequence[float] | None = None,
@@ -297,7 +297,7 @@ def extract_density(
     if value not in VALUE_TYPES:
         raise EpigrafError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
     if grid is None:
-        grid = make_grid(G.config.cube_scale, resolution, box, center, force=force)
+        grid = make_volume_grid(G.config.cube_scale, resolution, box, center, force=force)
     planes = as_planes(G, ws_or_planes).float()
     device = planes.device
     rx, ry, rz = grid.resolution
