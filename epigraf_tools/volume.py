@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 from .errors import EpigrafError
 from .models import Generator
-from .models.triplane import FoldedLayer, density_activation
+from .models.renderer import density_activation
+from .models.triplane import FoldedLayer
 
 VALUE_TYPES = ("raw", "sigma")
 METHODS = ("auto", "kernel", "separable", "naive")

@@ -1,7 +1,8 @@
 """The EpiGRAF generator: mapping -> tri-plane backbone -> tri-plane field -> volume renderer.
 
-``Generator`` keeps the official module names (``mapping``, ``synthesis.tri_plane_decoder``,
-``synthesis.tri_plane_mlp``) so an official state dict loads without renaming. Its configuration is
+``Generator`` keeps the official module names (``mapping``, ``synthesis.tri_plane_decoder`` -- the
+StyleGAN2 backbone of backbone.py, despite the official name --, ``synthesis.tri_plane_mlp``, the
+tri-plane MLP of triplane.py) so an official state dict loads without renaming. Its configuration is
 one dataclass that round-trips through ``config.json``; weights live in ``model.safetensors``
 beside it, the layout huggingface_hub's ModelHubMixin uses, so a Hub repo is just such a folder.
 
@@ -26,12 +27,10 @@ from torch import nn
 
 from epigraf_tools.atomic import atomic_path, write_text_atomic
 
-from .background import SphereBackground
 from .cameras import cam2world_from_angles, generate_rays
 from .mapping import MappingNetwork
-from .renderer import RayDraws, RenderOptions, render_rays_chunked
-from .synthesis import TriPlaneBackbone
-from .triplane import FoldedMLP, TriPlaneMLP, density_activation, query_field
+from .renderer import RayDraws, RenderOptions, density_activation, render_rays_chunked
+from .triplane import FoldedMLP, TriPlaneSynthesis
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -203,7 +202,7 @@ class GeneratorConfig:
     channel_max: int = 512
     use_noise: bool = True
     conv_clamp: float | None = 256
-    # tri-plane decoder
+    # tri-plane MLP
     mlp_hid_dim: int = 64
     mlp_n_layers: int = 2
     # renderer and cameras
@@ -324,57 +323,6 @@ class GeneratorConfig:
 
 
 assert set(_FIELD_RULES) == {f.name for f in dataclasses.fields(GeneratorConfig)}, "every config field needs a rule"
-
-
-class TriPlaneSynthesis(nn.Module):
-    """ws -> tri-plane [B, 3, C, R, R] and the MLP that decodes it (official name: SynthesisNetwork)."""
-
-    def __init__(self, cfg: GeneratorConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.tri_plane_decoder = TriPlaneBackbone(
-            w_dim=cfg.w_dim,
-            out_resolution=cfg.triplane_res,
-            out_channels=3 * cfg.feat_dim,
-            channel_base=cfg.channel_base,
-            channel_max=cfg.channel_max,
-            use_noise=cfg.use_noise,
-            conv_clamp=cfg.conv_clamp,
-        )
-        self.tri_plane_mlp = TriPlaneMLP(cfg.feat_dim, cfg.mlp_hid_dim, cfg.mlp_n_layers, cfg.img_channels + 1)
-        self.num_ws = self.tri_plane_decoder.num_ws
-        self.bg_model: SphereBackground | None = None
-        if cfg.bg_model == "sphere":
-            self.bg_model = SphereBackground(
-                cfg.w_dim,
-                out_channels=cfg.img_channels + 1,
-                num_blocks=cfg.bg_num_blocks,
-                channel_base=cfg.bg_channel_base,
-                channel_max=cfg.bg_channel_max,
-                posenc_period=cfg.bg_posenc_period,
-                num_steps=cfg.bg_num_steps,
-                start=cfg.bg_start,
-            )
-            self.num_ws += self.bg_model.num_ws
-
-    def background_ws(self, ws: torch.Tensor) -> torch.Tensor | None:
-        """The ws that drive the background network (None without one)."""
-        if self.bg_model is None:
-            return None
-        start = self.tri_plane_decoder.num_ws
-        return ws[:, start : start + self.bg_model.num_ws]
-
-    def planes(
-        self, ws: torch.Tensor, noise_mode: str = "const", generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """ws [B, num_ws, w_dim] -> tri-plane [B, 3, C, R, R]."""
-        raw = self.tri_plane_decoder(ws[:, : self.num_ws], noise_mode=noise_mode, generator=generator)
-        b, _, h, w = raw.shape
-        return raw.reshape(b, 3, self.cfg.feat_dim, h, w)
-
-    def field(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Raw (rgb, density) [B, N, 4] at world points [B, N, 3]."""
-        return query_field(planes, self.tri_plane_mlp, points, self.cfg.cube_scale)
 
 
 def _mapping_network(config: GeneratorConfig, num_ws: int) -> MappingNetwork:

@@ -1,4 +1,9 @@
-"""The tri-plane field: three axis-aligned feature planes and a small MLP decoder.
+"""The tri-plane field: three axis-aligned feature planes and a small MLP (the tri-plane MLP).
+
+``TriPlaneSynthesis`` puts the pieces together: the StyleGAN2 backbone (backbone.py) draws the
+planes from ws, the tri-plane MLP decodes them, and an optional background network
+(background.py) fills what the planes leave empty.
+
 
 A world point p is divided by ``cube_scale`` and looked up bilinearly (align_corners=True, zeros
 outside) in plane 0 at (x, y), plane 1 at (x, z) and plane 2 at (y, z), the first coordinate of
@@ -9,12 +14,18 @@ each pair indexing the plane's width. The three features are averaged and decode
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone import TriPlaneBackbone
+from .background import SphereBackground
 from .layers import ACTIVATION_GAINS, FullyConnectedLayer
+
+if TYPE_CHECKING:
+    from .generator import GeneratorConfig
 
 # (width coordinate, height coordinate) for planes 0, 1, 2.
 PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
@@ -111,11 +122,52 @@ def query_field(planes: torch.Tensor, mlp: TriPlaneMLP, points: torch.Tensor, cu
     return mlp(sample_planes(planes, points / cube_scale))
 
 
-def density_activation(raw: torch.Tensor, density_shift: float = 0.0, clamp_mode: str = "softplus") -> torch.Tensor:
-    """sigma = softplus(raw + shift) (or relu) as the official integrator applies it."""
-    x = raw + density_shift
-    if clamp_mode == "softplus":
-        return F.softplus(x)
-    if clamp_mode == "relu":
-        return F.relu(x)
-    raise ValueError(f"unknown clamp_mode {clamp_mode!r}; expected 'softplus' or 'relu'")
+class TriPlaneSynthesis(nn.Module):
+    """ws -> tri-plane [B, 3, C, R, R] and the MLP that decodes it (official name: SynthesisNetwork)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tri_plane_decoder = TriPlaneBackbone(
+            w_dim=cfg.w_dim,
+            out_resolution=cfg.triplane_res,
+            out_channels=3 * cfg.feat_dim,
+            channel_base=cfg.channel_base,
+            channel_max=cfg.channel_max,
+            use_noise=cfg.use_noise,
+            conv_clamp=cfg.conv_clamp,
+        )
+        self.tri_plane_mlp = TriPlaneMLP(cfg.feat_dim, cfg.mlp_hid_dim, cfg.mlp_n_layers, cfg.img_channels + 1)
+        self.num_ws = self.tri_plane_decoder.num_ws
+        self.bg_model: SphereBackground | None = None
+        if cfg.bg_model == "sphere":
+            self.bg_model = SphereBackground(
+                cfg.w_dim,
+                out_channels=cfg.img_channels + 1,
+                num_blocks=cfg.bg_num_blocks,
+                channel_base=cfg.bg_channel_base,
+                channel_max=cfg.bg_channel_max,
+                posenc_period=cfg.bg_posenc_period,
+                num_steps=cfg.bg_num_steps,
+                start=cfg.bg_start,
+            )
+            self.num_ws += self.bg_model.num_ws
+
+    def background_ws(self, ws: torch.Tensor) -> torch.Tensor | None:
+        """The ws that drive the background network (None without one)."""
+        if self.bg_model is None:
+            return None
+        start = self.tri_plane_decoder.num_ws
+        return ws[:, start : start + self.bg_model.num_ws]
+
+    def planes(
+        self, ws: torch.Tensor, noise_mode: str = "const", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """ws [B, num_ws, w_dim] -> tri-plane [B, 3, C, R, R]."""
+        raw = self.tri_plane_decoder(ws[:, : self.num_ws], noise_mode=noise_mode, generator=generator)
+        b, _, h, w = raw.shape
+        return raw.reshape(b, 3, self.cfg.feat_dim, h, w)
+
+    def field(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Raw (rgb, density) [B, N, 4] at world points [B, N, 3]."""
+        return query_field(planes, self.tri_plane_mlp, points, self.cfg.cube_scale)
