@@ -27,6 +27,7 @@ from .camera import Camera
 from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
 from .latents import (
+    SampleRequest,
     Truncation,
     map_latents,
     map_rows,
@@ -163,7 +164,8 @@ def render_interpolation(
     many cameras as frames (``num_frames`` tells how many). Returns the written files (media + JSON).
     """
     settings = (settings or RenderSettings()).validate()
-    truncation.validate(G.num_ws)
+    request = SampleRequest.check(seeds, truncation, class_index, G)
+    seeds, class_index = list(request.seeds), request.class_index
     check_space(space)
     check_batch_size(batch_size)
     if output not in OUTPUTS:

@@ -22,7 +22,7 @@ import torch
 from .errors import EpigrafError
 from .models import Generator, GeneratorConfig
 from .models.mapping import truncate_ws
-from .seeds import z_from_seeds
+from .seeds import MAX_SEEDS, z_from_seeds
 
 PSI_RANGE = (0.0, 2.0)
 CLASS_CENTRE_SAMPLES = 256
@@ -74,6 +74,45 @@ def resolve_class(config: GeneratorConfig, value: int | str | None) -> int | Non
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < config.c_dim:
         raise EpigrafError(f"class index {value!r} is out of range: this model has classes 0..{config.c_dim - 1}")
     return int(value)
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """Which samples to draw: seeds, truncation and class, checked in ONE place (``SampleRequest.check``).
+
+    Every pipeline that turns seeds into outputs (sample, video, interpolate, volumes, meshes)
+    checks its request here when it starts, so the rules and messages are written once; ``check``
+    without a model does the checks that need none (the CLI runs it before loading anything).
+    """
+
+    seeds: tuple[int, ...]
+    truncation: Truncation = Truncation()
+    class_index: int | None = None
+
+    @classmethod
+    def check(
+        cls,
+        seeds: Sequence[int],
+        truncation: Truncation = Truncation(),
+        class_: int | str | None = None,
+        model: Generator | GeneratorConfig | None = None,
+    ) -> SampleRequest:
+        """Validate (and, given the model, resolve the class name) or raise EpigrafError naming the input."""
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+            raise EpigrafError(f"seeds must be a list of integers, got {seeds!r} (parse text with parse_seeds)")
+        if not seeds:
+            raise EpigrafError("no seeds given: give at least one seed")
+        if len(seeds) > MAX_SEEDS:
+            raise EpigrafError(f"{len(seeds):,} seeds asked for; at most {MAX_SEEDS:,} are allowed per run")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**32:
+                raise EpigrafError(f"seed {s!r} is not an integer in [0, 2**32)")
+        config = model.config if isinstance(model, Generator) else model
+        truncation.validate(None if config is None else config.num_ws)
+        if isinstance(class_, bool) or not (class_ is None or isinstance(class_, (int, str, np.integer))):
+            raise EpigrafError(f"class must be an index or a name, got {class_!r}")
+        index = None if config is None else resolve_class(config, class_)
+        return cls(tuple(int(s) for s in seeds), truncation, index)
 
 
 def class_name(config: GeneratorConfig, index: int | None) -> str | None:
@@ -204,7 +243,8 @@ def ws_from_seeds(
     class_index: int | None = None,
 ) -> tuple[torch.Tensor, list[int | None]]:
     """Seeds -> (ws [B, num_ws, w_dim], class per seed); z drawn exactly as the official scripts do."""
-    truncation.validate(G.num_ws)
+    request = SampleRequest.check(seeds, truncation, class_index, G)
+    seeds, class_index = list(request.seeds), request.class_index
     classes = seed_classes(G.config, seeds, class_index)
     z = z_from_seeds(list(seeds), G.z_dim)
     c = one_hot(classes, G.c_dim)

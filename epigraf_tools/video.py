@@ -25,7 +25,7 @@ from .camera import Camera
 from .distributed import DistContext, barrier, shard
 from .errors import EpigrafError
 from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to_even, to_uint8
-from .latents import Truncation, provenance, ws_from_seeds
+from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
 from .models import Generator
 from .rendering import RenderSettings, prepare_field, render_views
 from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
@@ -227,14 +227,14 @@ def render_video(
     """
     settings = (settings or RenderSettings()).validate()
     options = options.validate()
-    truncation.validate(G.num_ws)
+    request = SampleRequest.check(seeds, truncation, class_index, G)
     check_batch_size(batch_size)
     if not cameras:
         raise EpigrafError("the trajectory has no cameras")
     ctx = ctx or DistContext()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = list(seeds)
+    seeds, class_index = list(request.seeds), request.class_index
     mine = shard(seeds, ctx.rank, ctx.world_size)
     total = len(mine) * len(cameras)
 
