@@ -28,6 +28,7 @@ from torch import nn
 from epigraf_tools.atomic import atomic_path, write_text_atomic
 
 from .cameras import cam2world_from_angles, generate_rays
+from .fast_field import FastTriPlaneField
 from .mapping import MappingNetwork
 from .renderer import RayDraws, RenderOptions, density_activation, render_rays_chunked
 from .triplane import FoldedMLP, TriPlaneSynthesis
@@ -505,6 +506,11 @@ class Generator(nn.Module):
     def device(self) -> torch.device:
         """Where the weights live (``w_avg`` is a buffer every generator has, so this never fails)."""
         return self.mapping.w_avg.device
+
+    def inference_field(self, planes: torch.Tensor) -> FastTriPlaneField:
+        """The prepared, gradient-free field of tri-planes [B, 3, C, R, R] (fast_field.py), for
+        renderers outside the module; reuse it across views of the same planes."""
+        return FastTriPlaneField(planes, self.synthesis.tri_plane_mlp, self.config.cube_scale)
 
     def folded_mlp(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> FoldedMLP:
         """The tri-plane MLP's weights with its constant gains folded in (``TriPlaneMLP.folded``), for

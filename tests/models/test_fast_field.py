@@ -44,3 +44,13 @@ def test_folded_mlp_on_the_plane_sum_equals_the_mlp_on_the_mean(n_layers):
             x = torch.nn.functional.leaky_relu(x, 0.2)  # without its gain: folded into the next layer
     with torch.no_grad():
         torch.testing.assert_close(x * folded.out_gain, mlp(feats.mean(dim=0)), atol=1e-5, rtol=1e-5)
+
+
+def test_generator_hands_out_its_inference_field(tiny_generator):
+    G = tiny_generator
+    ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)), None)
+    planes = G.planes(ws)
+    points = (torch.rand(1, 64, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1) * G.config.cube_scale
+    with torch.no_grad():
+        ref = query_field(planes, G.synthesis.tri_plane_mlp, points, G.config.cube_scale)
+    torch.testing.assert_close(G.inference_field(planes)(points), ref, atol=1e-5, rtol=1e-5)
