@@ -4,7 +4,6 @@
 planes from ws, the tri-plane MLP decodes them, and an optional background network
 (background.py) fills what the planes leave empty.
 
-
 A world point p is divided by ``cube_scale`` and looked up bilinearly (align_corners=True, zeros
 outside) in plane 0 at (x, y), plane 1 at (x, z) and plane 2 at (y, z), the first coordinate of
 each pair indexing the plane's width. The three features are averaged and decoded into raw RGB
