@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from epigraf_tools.kernels import kernel_status, load_density_kernel
 from epigraf_tools.models import Generator, GeneratorConfig
-from epigraf_tools.volume import extract_density, make_grid
+from epigraf_tools.volume import extract_density, make_volume_grid
 
 
 def ffhq_size_model(seed: int = 0) -> tuple[Generator, torch.Tensor]:
@@ -64,7 +64,7 @@ def timed(fn):
 
 
 def bench_density(G, planes, resolution: int, skip_naive: bool) -> dict:
-    grid = make_grid(0.2, resolution)
+    grid = make_volume_grid(0.2, resolution)
     rows = {}
     ref = None
     if not skip_naive:
@@ -117,7 +117,7 @@ import tempfile, time, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from bench_volume import ffhq_size_model
 from epigraf_tools.mrc import export_volume
-from epigraf_tools.volume import make_grid
+from epigraf_tools.volume import make_volume_grid
 
 def hwm_kb():  # this process's peak resident set (VmHWM starts afresh at exec, unlike ru_maxrss)
     return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])
@@ -126,7 +126,7 @@ G, planes = ffhq_size_model()
 base = hwm_kb()
 with tempfile.TemporaryDirectory(dir={str(Path.cwd())!r}) as d:
     t = time.perf_counter()
-    export_volume(G, planes, d + '/v.mrc', make_grid(0.2, {resolution}))
+    export_volume(G, planes, d + '/v.mrc', make_volume_grid(0.2, {resolution}))
     t = time.perf_counter() - t
     peak = hwm_kb()
 print(base, peak, t)
@@ -150,7 +150,7 @@ def bench_mesh(G, planes, volume: np.ndarray, resolution: int) -> None:
         vertex_colors,
     )
 
-    grid = make_grid(0.2, resolution)
+    grid = make_volume_grid(0.2, resolution)
     t_level, level = timed(lambda: suggest_level(stats_of(volume).samples))
     t_mc, mesh = timed(lambda: marching_cubes(volume, level, grid.voxel_size, grid.origin))
     print(f"\nmesh pipeline on {resolution}^3 (level {level:.3g}, isodata; {t_level:.2f} s for stats + level)")

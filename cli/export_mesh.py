@@ -154,12 +154,12 @@ def _mesh_seeds(seed_list, trunc, class_, resolution, box_arg, center_vals, valu
     from epigraf_tools.isolevel import default_level
     from epigraf_tools.latents import class_name, resolve_class, ws_from_seeds
     from epigraf_tools.mesh import build_mesh
-    from epigraf_tools.volume import extract_density, make_grid
+    from epigraf_tools.volume import extract_density, make_volume_grid
 
     G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
-    grid = make_grid(G.config.cube_scale, resolution, box_arg, center_vals, force=force)
+    grid = make_volume_grid(G.config.cube_scale, resolution, box_arg, center_vals, force=force)
     prepare_kernel(method, G.mapping.w_avg.device.type, quiet)
     use_colors = colors is not False
     for seed in seed_list:

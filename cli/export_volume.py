@@ -62,7 +62,7 @@ def export_volume_cmd(
 
     from epigraf_tools.latents import Truncation, class_name, resolve_class, ws_from_seeds
     from epigraf_tools.mrc import export_volume
-    from epigraf_tools.volume import make_grid
+    from epigraf_tools.volume import make_volume_grid
 
     seed_list = seeds_from_text(seeds)
     trunc = Truncation(truncation, truncation_cutoff).validate()
@@ -72,7 +72,7 @@ def export_volume_cmd(
     G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
-    grid = make_grid(G.config.cube_scale, resolution, box_arg, center_vals, force=force)
+    grid = make_volume_grid(G.config.cube_scale, resolution, box_arg, center_vals, force=force)
     prepare_kernel(method, G.mapping.w_avg.device.type, quiet)
 
     total = grid.num_voxels * len(seed_list)

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from epigraf_tools.errors import EpigrafError
-from epigraf_tools.volume import MAX_RESOLUTION, METHODS, VALUE_TYPES, make_grid
+from epigraf_tools.volume import MAX_RESOLUTION, METHODS, VALUE_TYPES, make_volume_grid
 
 BoxOption = typer.Option(
     None,
@@ -69,7 +69,7 @@ def check_grid_options(
     box_vals = parse_numbers(box, "--box", (1, 3))
     center_vals = parse_numbers(center, "--center", (3,))
     box_arg = box_vals[0] if box_vals is not None and len(box_vals) == 1 else box_vals
-    grid = make_grid(1.0, resolution, box_arg, center_vals, force=force)  # the real cube_scale comes with the model
+    grid = make_volume_grid(1.0, resolution, box_arg, center_vals, force=force)  # real cube_scale: from the model
     nbytes = 4 * grid.resolution[0] * grid.resolution[1] * grid.resolution[2]
     if in_memory:
         check_fits_in_memory(nbytes, "--resolution")

@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "render_video": "video",
     "render_interpolation": "interpolation",
     "extract_density": "volume",
-    "make_grid": "volume",
+    "make_volume_grid": "volume",
     "export_volume": "mrc",
     "read_mrc": "mrc",
     "build_mesh": "mesh",

@@ -6,6 +6,10 @@ world +y up, and has a full field of view ``fov`` in degrees measured between th
 centres (the official renderer's definition). World axes: +y up; the frontal camera (yaw 0,
 pitch pi/2) sits on +x and looks towards -x; yaw turns it towards +z. docs/toolkit.md has the table.
 
+Roles: ``models/cameras.py`` holds the tensor pose math the networks use (angles -> look-at
+matrices -> rays); this module is the user-facing ``Camera`` type (validation, units, conversions
+to EG3D/OpenCV/OpenGL) and computes every pose with that same math rather than a copy.
+
 Every constructor validates its numbers and names the unit in its errors, because a camera in the
 wrong unit (degrees given as radians, or the reverse) renders an empty or nonsensical image without
 any other sign of trouble.
@@ -24,8 +28,8 @@ import torch
 
 from .errors import EpigrafError
 from .models import GeneratorConfig
+from .models.cameras import camera_origins, clamp_pitch, look_at_cam2world
 
-PITCH_EPS = 1e-5  # the model clamps pitch to [eps, pi - eps] so the look-at frame stays defined
 FOV_RANGE = (1.0, 179.0)  # degrees; below 1 degree the value is almost surely radians
 YAW_LIMIT = 2 * math.pi
 CONVENTIONS = ("opengl", "opencv")
@@ -136,9 +140,12 @@ class Camera:
 
     @property
     def direction(self) -> np.ndarray:
-        """Unit vector [3] from ``look_at`` towards the camera (pitch clamped as the model does)."""
-        p = min(max(self.pitch, PITCH_EPS), math.pi - PITCH_EPS)
-        return np.array([math.sin(p) * math.cos(self.yaw), math.cos(p), math.sin(p) * math.sin(self.yaw)])
+        """Unit vector [3] from ``look_at`` towards the camera (pitch clamped as the model does).
+
+        The pose math is the model's (``models.cameras``), run here in float64.
+        """
+        angles = torch.tensor([self.angles], dtype=torch.float64)
+        return camera_origins(clamp_pitch(angles)).numpy()[0]
 
     @property
     def position(self) -> np.ndarray:
@@ -152,13 +159,9 @@ class Camera:
         'opencv': columns x right, y down, z forwards (looks down +z), as EG3D and COLMAP use.
         """
         convention = _check_convention(convention)
-        forward = -self.direction
-        right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
-        right /= np.linalg.norm(right)
-        up = np.cross(right, forward)
-        up /= np.linalg.norm(up)
-        c2w = np.eye(4)
-        c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, -forward, self.position
+        origin = torch.from_numpy(self.position[None])
+        target = torch.tensor([self.look_at], dtype=torch.float64)
+        c2w = look_at_cam2world(origin, target).numpy()[0]  # the model's look-at, in float64
         return c2w @ _GL_TO_CV if convention == "opencv" else c2w
 
     def world2cam(self, convention: str = "opengl") -> np.ndarray:
@@ -328,8 +331,6 @@ def cameras_to_tensors(
     For look_at (0, 0, 0) the matrices are bit-identical to those ``Generator.render_planes`` builds
     from (yaw, pitch) angles, so both paths render the same pixels.
     """
-    from .models.cameras import camera_origins, clamp_pitch, look_at_cam2world
-
     if len(cameras) == 0:
         raise CameraError("no cameras to render")
     angles = torch.tensor([c.angles for c in cameras], dtype=dtype, device=device)

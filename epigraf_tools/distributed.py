@@ -1,4 +1,9 @@
-"""Sharding seeds across processes started by ``torchrun`` (one GPU each).
+"""This process's place in a ``torchrun`` job, and sharding seeds across such processes (one GPU each).
+
+``DistContext`` and ``context_from_env`` are the one definition of the distributed context, shared
+by the toolkit and training (``training/distributed.py`` adds the NCCL/gloo process group of a
+training run and gradient averaging on top). Like errors/atomic/devices/seeds this is a base
+module: it imports nothing from the toolkit but ``errors``, so training may use it.
 
 Rank r of W renders ``seeds[r::W]``. Because every seed's noise comes from its own generator
 (see rendering.py), each output file is identical to what a single process writes. Rank 0 writes
@@ -10,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
@@ -27,6 +32,8 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    # True when this code joined the process group and so must leave it (training's setup/teardown).
+    owns_group: bool = field(default=False, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -34,6 +41,7 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
+        """More than one process: collectives are needed."""
         return self.world_size > 1
 
 

@@ -2,6 +2,13 @@
 
 Image encoding: raw colour x -> clamp(x, -1, 1) * 0.5 + 0.5 -> * 255 -> rounded to the nearest
 integer (halves up). The official scripts truncate instead (their pixels are up to 1 level darker).
+``to_uint8`` is that encoding, for samples, videos, interpolations and training previews alike.
+
+The diagnostic maps (alpha, depth, normals) are numpy arrays whose exact values also go to .npy
+files; their PNGs share ``unit_to_uint8`` (numpy's round, halves to even), kept apart from
+``to_uint8`` because the two round ties differently and existing outputs must not shift by a level.
+
+This is a base module (it imports nothing from the toolkit but ``atomic``): training uses it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
+def unit_to_uint8(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (clipped) -> uint8 levels round(x * 255): the maps' one conversion."""
+    return np.round(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def gray_to_rgb(x: np.ndarray) -> np.ndarray:
     """uint8 [H, W] -> [H, W, 3]."""
     return np.repeat(x[..., None], 3, axis=-1)
@@ -37,7 +49,7 @@ def gray_to_rgb(x: np.ndarray) -> np.ndarray:
 
 def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     """Opacity [H, W] in [0, 1] -> uint8 [H, W] (white = opaque)."""
-    return np.round(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint8)
+    return unit_to_uint8(alpha)
 
 
 def depth_to_uint8(depth: np.ndarray, alpha: np.ndarray, near: float, far: float) -> np.ndarray:
@@ -47,13 +59,14 @@ def depth_to_uint8(depth: np.ndarray, alpha: np.ndarray, near: float, far: float
     """
     t = (far - depth) / max(far - near, 1e-8)
     t = np.where(alpha > 1e-3, np.clip(t, 0.0, 1.0) * 0.9 + 0.1, 0.0)  # hits are never pure black
-    return np.round(t * 255).astype(np.uint8)
+    return unit_to_uint8(t)
 
 
 def normals_to_uint8(normals: np.ndarray) -> np.ndarray:
     """Unit normals [H, W, 3] in [-1, 1] -> uint8 [H, W, 3] via (n + 1) / 2; zero normals stay black."""
     valid = np.any(normals != 0, axis=-1, keepdims=True)
-    return np.where(valid, np.round((np.clip(normals, -1, 1) + 1) * 127.5), 0).astype(np.uint8)
+    # (n + 1) * 0.5 is exact, so this is bit for bit the former round((n + 1) * 127.5)
+    return np.where(valid, unit_to_uint8((np.clip(normals, -1, 1) + 1) * 0.5), 0).astype(np.uint8)
 
 
 def grid_columns(n: int) -> int:

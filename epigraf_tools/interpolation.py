@@ -27,11 +27,12 @@ from .camera import Camera
 from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
 from .latents import (
+    SampleRequest,
     Truncation,
-    class_name,
     map_latents,
     map_rows,
     one_hot,
+    provenance,
     seed_classes,
     truncate,
     truncation_centres,
@@ -104,7 +105,7 @@ class KeyframeLatents:
         self.seeds = list(seeds)
         self.truncation = truncation
         self.classes = seed_classes(G.config, self.seeds, class_index)
-        device = G.mapping.w_avg.device
+        device = G.device
         self.z = z_from_seeds(self.seeds, G.z_dim).to(device)
         self.c = one_hot(self.classes, G.c_dim, device)
         self.ws = map_rows(G, self.z, self.c)  # untruncated [K, num_ws, w_dim]
@@ -163,7 +164,8 @@ def render_interpolation(
     many cameras as frames (``num_frames`` tells how many). Returns the written files (media + JSON).
     """
     settings = (settings or RenderSettings()).validate()
-    truncation.validate(G.num_ws)
+    request = SampleRequest.check(seeds, truncation, class_index, G)
+    seeds, class_index = list(request.seeds), request.class_index
     check_space(space)
     check_batch_size(batch_size)
     if output not in OUTPUTS:
@@ -225,13 +227,9 @@ def interpolation_metadata(
     model: str | None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "seeds": keys.seeds,
-        "class_indices": keys.classes,
-        "class_names": [class_name(G.config, k) for k in keys.classes],
+        **provenance(G, model, keys.truncation, list(keys.seeds), list(keys.classes)),
         "space": space,
         "interpolation": "slerp of z" if space == "z" else "lerp of w",
-        "truncation_psi": keys.truncation.psi,
-        "truncation_cutoff": keys.truncation.cutoff,
         "truncation_applied": "to every frame's w, towards the centre interpolated with the same weight",
         "frames_per_transition": frames,
         "total_frames": len(steps),
@@ -242,7 +240,6 @@ def interpolation_metadata(
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
         "ray_noise": "none" if settings.deterministic else "seed of the nearer keyframe",
-        "model": model or G.config.name,
         "image_encoding": IMAGE_ENCODING,
         "schedule": [[keys.seeds[s.a], keys.seeds[s.b], round(s.t, 6)] for s in steps],
         "cameras": [c.to_dict() for c in cameras],

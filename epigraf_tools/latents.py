@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import EpigrafError
 from .models import Generator, GeneratorConfig
-from .seeds import z_from_seeds
+from .models.mapping import truncate_ws
+from .seeds import MAX_SEEDS, z_from_seeds
 
 PSI_RANGE = (0.0, 2.0)
 CLASS_CENTRE_SAMPLES = 256
@@ -74,9 +76,73 @@ def resolve_class(config: GeneratorConfig, value: int | str | None) -> int | Non
     return int(value)
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """Which samples to draw: seeds, truncation and class, checked in ONE place (``SampleRequest.check``).
+
+    Every pipeline that turns seeds into outputs (sample, video, interpolate, volumes, meshes)
+    checks its request here when it starts, so the rules and messages are written once; ``check``
+    without a model does the checks that need none (the CLI runs it before loading anything).
+    """
+
+    seeds: tuple[int, ...]
+    truncation: Truncation = Truncation()
+    class_index: int | None = None
+
+    @classmethod
+    def check(
+        cls,
+        seeds: Sequence[int],
+        truncation: Truncation = Truncation(),
+        class_: int | str | None = None,
+        model: Generator | GeneratorConfig | None = None,
+    ) -> SampleRequest:
+        """Validate (and, given the model, resolve the class name) or raise EpigrafError naming the input."""
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+            raise EpigrafError(f"seeds must be a list of integers, got {seeds!r} (parse text with parse_seeds)")
+        if not seeds:
+            raise EpigrafError("no seeds given: give at least one seed")
+        if len(seeds) > MAX_SEEDS:
+            raise EpigrafError(f"{len(seeds):,} seeds asked for; at most {MAX_SEEDS:,} are allowed per run")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**32:
+                raise EpigrafError(f"seed {s!r} is not an integer in [0, 2**32)")
+        config = model.config if isinstance(model, Generator) else model
+        truncation.validate(None if config is None else config.num_ws)
+        if isinstance(class_, bool) or not (class_ is None or isinstance(class_, (int, str, np.integer))):
+            raise EpigrafError(f"class must be an index or a name, got {class_!r}")
+        index = None if config is None else resolve_class(config, class_)
+        return cls(tuple(int(s) for s in seeds), truncation, index)
+
+
 def class_name(config: GeneratorConfig, index: int | None) -> str | None:
     names = config.class_names or []
     return names[index] if index is not None and index < len(names) else None
+
+
+def provenance(
+    G: Generator,
+    label: str | None,
+    truncation: Truncation,
+    seeds: int | Sequence[int],
+    classes: int | None | Sequence[int | None],
+) -> dict[str, Any]:
+    """What every output's sidecar records about where its latents came from: the one definition.
+
+    One seed (an int) gives ``seed``/``class_index``/``class_name``; a sequence of seeds (videos,
+    interpolations) gives ``seeds``/``class_indices``/``class_names``. ``label`` names the model as
+    the user gave it (a zoo name, a folder); None falls back to the config's name. Callers add their
+    own keys (camera, grid, method, ...) to the returned dict.
+    """
+    head: dict[str, Any] = {"model": label or G.config.name}
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        index = classes if classes is None or isinstance(classes, (int, np.integer)) else list(classes)[0]
+        head.update(seed=int(seeds), class_index=index, class_name=class_name(G.config, index))
+    else:
+        ks = [classes] * len(seeds) if classes is None or isinstance(classes, (int, np.integer)) else list(classes)
+        head.update(seeds=list(seeds), class_indices=ks, class_names=[class_name(G.config, k) for k in ks])
+    head.update(truncation_psi=truncation.psi, truncation_cutoff=truncation.cutoff)
+    return head
 
 
 def class_from_seed(seed: int, c_dim: int) -> int:
@@ -106,7 +172,7 @@ def one_hot(classes: Sequence[int | None], c_dim: int, device: torch.device | st
 @torch.no_grad()
 def truncation_centres(G: Generator, classes: Sequence[int | None]) -> torch.Tensor:
     """[B, w_dim] truncation centre per sample: w_avg, or the class's mean w (see the module docstring)."""
-    device = G.mapping.w_avg.device
+    device = G.device
     if G.c_dim == 0:
         return G.mapping.w_avg.unsqueeze(0).expand(len(classes), -1)
     cache: dict[int, torch.Tensor] = {}
@@ -120,14 +186,12 @@ def truncation_centres(G: Generator, classes: Sequence[int | None]) -> torch.Ten
 
 
 def truncate(ws: torch.Tensor, centres: torch.Tensor, truncation: Truncation) -> torch.Tensor:
-    """ws [B, num_ws, w_dim] -> centre + psi (w - centre) on ws[:, :cutoff]; centres [B, w_dim] or [w_dim]."""
-    if truncation.psi == 1:
-        return ws
-    centres = centres.reshape(-1, 1, ws.shape[-1]).to(ws)
-    cut = ws.shape[1] if truncation.cutoff is None else truncation.cutoff
-    out = ws.clone()
-    out[:, :cut] = centres.lerp(ws[:, :cut], truncation.psi)
-    return out
+    """ws [B, num_ws, w_dim] -> centre + psi (w - centre) on ws[:, :cutoff]; centres [B, w_dim] or [w_dim].
+
+    The lerp itself is ``models.mapping.truncate_ws`` (the mapping network's own); this unpacks a
+    ``Truncation``.
+    """
+    return truncate_ws(ws, centres, truncation.psi, truncation.cutoff)
 
 
 @torch.no_grad()
@@ -157,7 +221,7 @@ def map_rows(
     A matrix product over 1 row and over 7 rows can differ in the last bits (different BLAS
     kernels), so mapping rows separately makes a seed's w independent of the batch it came in.
     """
-    device = G.mapping.w_avg.device
+    device = G.device
     z = z.to(device)
     c = None if c is None else c.to(device)
     rows = [
@@ -179,7 +243,8 @@ def ws_from_seeds(
     class_index: int | None = None,
 ) -> tuple[torch.Tensor, list[int | None]]:
     """Seeds -> (ws [B, num_ws, w_dim], class per seed); z drawn exactly as the official scripts do."""
-    truncation.validate(G.num_ws)
+    request = SampleRequest.check(seeds, truncation, class_index, G)
+    seeds, class_index = list(request.seeds), request.class_index
     classes = seed_classes(G.config, seeds, class_index)
     z = z_from_seeds(list(seeds), G.z_dim)
     c = one_hot(classes, G.c_dim)

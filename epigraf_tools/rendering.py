@@ -256,7 +256,7 @@ def render_chunks(
 
 def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField:
     """The inference field of tri-planes [B, 3, C, R, R] (a table copy made once; reuse it across views)."""
-    return FastTriPlaneField(planes, G.synthesis.tri_plane_mlp, G.config.cube_scale)
+    return G.inference_field(planes)
 
 
 def _key_grid(noise_keys: Sequence[int] | Sequence[Sequence[int]], b: int, v: int) -> list[list[int]]:

@@ -30,7 +30,7 @@ from .images import (
     save_png,
     to_uint8,
 )
-from .latents import Truncation, class_name, ws_from_seeds
+from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
 from .models import Generator
 from .rendering import RenderSettings, render_views
 
@@ -85,11 +85,11 @@ def generate_samples(
     image at any batch size, on any rank, and from every command (sample, video, interpolate).
     """
     settings = (settings or RenderSettings()).validate()
-    truncation.validate(G.num_ws)
+    request = SampleRequest.check(seeds, truncation, class_index, G)
     check_batch_size(batch_size)
     cams = list(cameras) if cameras else [Camera.default(G.config)]
-    device = G.mapping.w_avg.device
-    seeds = list(seeds)
+    device = G.device
+    seeds, class_index = list(request.seeds), request.class_index
     for start in range(0, len(seeds), batch_size):
         batch = seeds[start : start + batch_size]
         ws, classes = ws_from_seeds(G, batch, truncation, class_index)
@@ -118,12 +118,8 @@ def sample_metadata(
     """Everything needed to reproduce (and interpret) one output image."""
     res = settings.resolved_resolution(G)
     return {
-        "seed": sample.seed,
+        **provenance(G, model, truncation, sample.seed, sample.class_index),
         "view": sample.view,
-        "class_index": sample.class_index,
-        "class_name": class_name(G.config, sample.class_index),
-        "truncation_psi": truncation.psi,
-        "truncation_cutoff": truncation.cutoff,
         "camera": sample.camera.to_dict(),
         "cam2world_opengl": (sample.camera.cam2world("opengl").round(8) + 0.0).tolist(),
         "eg3d_label": (sample.camera.to_eg3d(res).round(8) + 0.0).tolist(),
@@ -132,7 +128,6 @@ def sample_metadata(
         "noise_mode": settings.noise_mode,
         "ray_noise": "none" if settings.deterministic else f"torch.Generator().manual_seed({sample.seed})",
         "z": "numpy.random.RandomState(seed).randn(1, z_dim)",
-        "model": model or G.config.name,
         "image_encoding": IMAGE_ENCODING,
     }
 
@@ -168,6 +163,8 @@ def save_samples(
     renders seeds[rank::world] and rank 0 writes the grid after all ranks finished.
     """
     settings = (settings or RenderSettings()).validate()
+    request = SampleRequest.check(seeds, truncation, class_index, G)  # all seeds, before any rank renders
+    seeds, class_index = list(request.seeds), request.class_index
     ctx = ctx or DistContext()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,8 +173,9 @@ def save_samples(
     near, far = G.config.ray_start, G.config.ray_end
     written: list[Path] = []
     per_seed: dict[int, dict[str, Any]] = {}
-    mine = shard(list(seeds), ctx.rank, ctx.world_size)
-    for s in generate_samples(G, mine, cams, truncation, class_index, settings, batch_size, normals, progress):
+    mine = shard(list(seeds), ctx.rank, ctx.world_size)  # empty on a rank beyond the seed count
+    samples = generate_samples(G, mine, cams, truncation, class_index, settings, batch_size, normals, progress)
+    for s in samples if mine else ():
         stem = output_stem(s.seed, s.view, nv)
         meta = sample_metadata(G, s, truncation, settings, model)
         files = [save_png(out / f"{stem}.png", s.image, meta)]

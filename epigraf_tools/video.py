@@ -25,7 +25,7 @@ from .camera import Camera
 from .distributed import DistContext, barrier, shard
 from .errors import EpigrafError
 from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to_even, to_uint8
-from .latents import Truncation, class_name, ws_from_seeds
+from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
 from .models import Generator
 from .rendering import RenderSettings, prepare_field, render_views
 from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
@@ -184,11 +184,7 @@ def video_metadata(
     model: str | None,
 ) -> dict[str, Any]:
     return {
-        "seeds": list(seeds),
-        "class_indices": list(classes),
-        "class_names": [class_name(G.config, k) for k in classes],
-        "truncation_psi": truncation.psi,
-        "truncation_cutoff": truncation.cutoff,
+        **provenance(G, model, truncation, list(seeds), list(classes)),
         "trajectory": trajectory,
         "frames": len(cameras),
         "fps": options.fps,
@@ -198,7 +194,6 @@ def video_metadata(
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
         "ray_noise": "none" if settings.deterministic else "torch.Generator().manual_seed(seed), shared by all frames",
-        "model": model or G.config.name,
         "image_encoding": IMAGE_ENCODING,
         "cameras": [c.to_dict() for c in cameras],
     }
@@ -232,14 +227,14 @@ def render_video(
     """
     settings = (settings or RenderSettings()).validate()
     options = options.validate()
-    truncation.validate(G.num_ws)
+    request = SampleRequest.check(seeds, truncation, class_index, G)
     check_batch_size(batch_size)
     if not cameras:
         raise EpigrafError("the trajectory has no cameras")
     ctx = ctx or DistContext()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = list(seeds)
+    seeds, class_index = list(request.seeds), request.class_index
     mine = shard(seeds, ctx.rank, ctx.world_size)
     total = len(mine) * len(cameras)
 

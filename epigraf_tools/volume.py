@@ -3,7 +3,7 @@
 EpiGRAF's field is a mean of three plane lookups followed by a small MLP. On an axis-aligned grid
 the lookups are separable: the xy-plane feature of voxel (i, j, k) depends only on (i, j), the xz
 one only on (i, k), the yz one only on (j, k). The first MLP layer is linear, so we sample each
-plane once on its 2-D grid, apply the first layer (with the 1/3 mean folded in) per plane, and per
+plane once on its 2-D grid, apply the first layer (``Generator.folded_mlp``: gains folded in) per plane, and per
 voxel only add three hidden vectors, activate and apply the last layer. Three implementations
 compute the same numbers:
 
@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 from .errors import EpigrafError
 from .models import Generator
-from .models.triplane import density_activation
+from .models.renderer import density_activation
+from .models.triplane import FoldedLayer
 
 VALUE_TYPES = ("raw", "sigma")
 METHODS = ("auto", "kernel", "separable", "naive")
@@ -110,7 +111,7 @@ def _triple(value: float | Sequence[float], name: str) -> Triple:
     return (vals[0], vals[1], vals[2])
 
 
-def make_grid(
+def make_volume_grid(
     cube_scale: float,
     resolution: int | Sequence[int] = 512,
     box: float | Sequence[float] | None = None,
@@ -184,28 +185,21 @@ class FoldedField:
     @classmethod
     @torch.no_grad()
     def from_generator(cls, G: Generator, device: torch.device) -> FoldedField:
-        layers = list(G.synthesis.tri_plane_mlp.model)
+        """Rearranges the generator's folded MLP (``Generator.folded_mlp``: gains already applied)."""
+        folded = G.folded_mlp(torch.float32, device)
+        layers = folded.layers
 
-        def runtime(layer: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-            w = layer.weight.float().to(device) * layer.weight_gain
-            b = layer.bias.float().to(device) * layer.bias_gain if layer.bias is not None else None
-            if b is None:
-                b = torch.zeros(w.shape[0], device=device)
-            return w, b
+        def bias(layer: FoldedLayer) -> torch.Tensor:
+            return layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0], device=device)
 
-        gain = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
-        w0, b0 = runtime(layers[0])
         if len(layers) == 1:  # a linear field: keep only the density row
-            return cls(w0[-1:] / 3.0, b0[-1:], "linear", [], torch.ones(1, device=device), 0.0)
-        act0 = layers[0].activation
-        prev_gain = gain[act0]
-        middle = []
-        for layer in layers[1:-1]:
-            w, b = runtime(layer)
-            middle.append((w * prev_gain, b, layer.activation))
-            prev_gain = gain[layer.activation]
-        w_last, b_last = runtime(layers[-1])
-        return cls(w0 / 3.0, b0, act0, middle, (w_last[-1] * prev_gain).contiguous(), float(b_last[-1]))
+            w0 = layers[0].weight * folded.out_gain
+            b0 = bias(layers[0]) * folded.out_gain
+            return cls(w0[-1:], b0[-1:], "linear", [], torch.ones(1, device=device), 0.0)
+        first, last = layers[0], layers[-1]
+        middle = [(layer.weight, bias(layer), layer.activation) for layer in layers[1:-1]]
+        w_out = (last.weight[-1] * folded.out_gain).contiguous()
+        return cls(first.weight, bias(first), first.activation, middle, w_out, float(bias(last)[-1]) * folded.out_gain)
 
     @property
     def kernel_slope(self) -> float | None:
@@ -304,7 +298,7 @@ def extract_density(
     if value not in VALUE_TYPES:
         raise EpigrafError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
     if grid is None:
-        grid = make_grid(G.config.cube_scale, resolution, box, center, force=force)
+        grid = make_volume_grid(G.config.cube_scale, resolution, box, center, force=force)
     planes = as_planes(G, ws_or_planes).float()
     device = planes.device
     rx, ry, rz = grid.resolution

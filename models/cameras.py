@@ -1,4 +1,6 @@
-"""EpiGRAF camera convention and ray generation.
+"""EpiGRAF camera convention and ray generation: the tensor pose math the networks use.
+
+(The user-facing, validated ``Camera`` type is ``epigraf_tools.camera``; it calls these functions.)
 
 Angles are [yaw, pitch, roll] in radians; roll is ignored. Pitch is the polar angle from world +y
 (pi/2 is the equator), yaw the azimuth in the x-z plane from +x towards +z, so the frontal camera
@@ -16,6 +18,8 @@ import math
 
 import torch
 
+# Pitch is kept in [eps, pi - eps] so the look-at frame stays defined (the one definition: the
+# toolkit's Camera and training's pose sampler import it).
 PITCH_EPS = 1e-5
 
 

@@ -10,9 +10,8 @@ module pays a few one-off costs up front and keeps the per-point work small:
   contiguous C-vector, the plane sum comes for free and the result is already [N, C], so no
   transposes are needed before the MLP. Taps outside a plane get weight 0 (zero padding), and
   texel coordinates follow ``align_corners=True``, exactly as the reference;
-* the 1/3 of the plane average is folded into the first layer's weights, and every hidden layer's
-  sqrt(2) leaky-ReLU gain into the next layer's weights (leaky ReLU is positively homogeneous);
-* the weights' equalised-learning-rate gains are applied once, not on every call.
+* the MLP runs on ``TriPlaneMLP.folded()`` weights: the 1/3 of the plane average, every hidden
+  layer's sqrt(2) leaky-ReLU gain and the equalised-learning-rate gains are folded in once.
 
 The result equals ``query_field`` up to float32 rounding (~1e-6; see tests/models/test_fast_field.py).
 It tracks no gradients; training keeps using ``query_field``.
@@ -23,7 +22,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .layers import ACTIVATION_GAINS
 from .triplane import PLANE_AXES, TriPlaneMLP
 
 
@@ -56,18 +54,14 @@ class FastTriPlaneField:
             plane_rows = torch.arange(3, device=device) * (ph * self.pw)
             self.offset = (torch.arange(b, device=device) * (3 * ph * self.pw)).view(b, 1, 1) + plane_rows + self.pw + 1
             self.corners = torch.tensor([0, 1, self.pw, self.pw + 1], device=device)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
-            self.layers: list[tuple[torch.Tensor, torch.Tensor | None, bool]] = []
-            carry_gain = 1.0 / 3.0  # the plane average, folded into the first layer
-            for layer in mlp.model:
+            folded = mlp.folded(planes.dtype, device)
+            for layer in folded.layers:
                 if layer.activation not in ("lrelu", "linear"):
                     raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
-                weight = layer.weight.detach().to(planes.dtype) * (layer.weight_gain * carry_gain)
-                bias = None
-                if layer.bias is not None:
-                    bias = layer.bias.detach().to(planes.dtype) * layer.bias_gain
-                self.layers.append((weight.t().contiguous(), bias, layer.activation == "lrelu"))
-                carry_gain = ACTIVATION_GAINS[layer.activation]
-            self.out_gain = carry_gain  # 1 for the usual linear output layer
+            self.layers: list[tuple[torch.Tensor, torch.Tensor | None, bool]] = [
+                (layer.weight.t().contiguous(), layer.bias, layer.activation == "lrelu") for layer in folded.layers
+            ]
+            self.out_gain = folded.out_gain
 
     def taps(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World points [B, N, 3] -> (table rows [B*N, 12], bilinear weights [B*N, 12])."""

@@ -1,9 +1,15 @@
 """The EpiGRAF generator: mapping -> tri-plane backbone -> tri-plane field -> volume renderer.
 
-``Generator`` keeps the official module names (``mapping``, ``synthesis.tri_plane_decoder``,
-``synthesis.tri_plane_mlp``) so an official state dict loads without renaming. Its configuration is
+``Generator`` keeps the official module names (``mapping``, ``synthesis.tri_plane_decoder`` -- the
+StyleGAN2 backbone of backbone.py, despite the official name --, ``synthesis.tri_plane_mlp``, the
+tri-plane MLP of triplane.py) so an official state dict loads without renaming. Its configuration is
 one dataclass that round-trips through ``config.json``; weights live in ``model.safetensors``
 beside it, the layout huggingface_hub's ModelHubMixin uses, so a Hub repo is just such a folder.
+
+Writing those two files is the only file I/O in models/, and it goes through the base module
+``epigraf_tools.atomic`` (one atomic-write implementation, with the temp-file sweep and signal
+safety): that module imports nothing but ``epigraf_tools.errors``, and ``epigraf_tools/__init__``
+is lazy, so this import pulls in no toolkit pipeline and makes no cycle.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .background import SphereBackground
+from epigraf_tools.atomic import atomic_path, write_text_atomic
+
 from .cameras import cam2world_from_angles, generate_rays
+from .fast_field import FastTriPlaneField
 from .mapping import MappingNetwork
-from .renderer import RayDraws, RenderOptions, render_rays_chunked
-from .synthesis import TriPlaneBackbone
-from .triplane import TriPlaneMLP, density_activation, query_field
+from .renderer import RayDraws, RenderOptions, density_activation, render_rays_chunked
+from .triplane import FoldedMLP, TriPlaneSynthesis
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -197,20 +203,21 @@ class GeneratorConfig:
     channel_max: int = 512
     use_noise: bool = True
     conv_clamp: float | None = 256
-    # tri-plane decoder
+    # tri-plane MLP
     mlp_hid_dim: int = 64
     mlp_n_layers: int = 2
     # renderer and cameras
-    num_ray_steps: int = 48
-    clamp_mode: str = "softplus"
-    density_shift: float = 0.0
+    # (the ray sampling defaults are RenderOptions', defined once in renderer.py)
+    num_ray_steps: int = RenderOptions.num_steps
+    clamp_mode: str = RenderOptions.clamp_mode
+    density_shift: float = RenderOptions.density_shift
     cube_scale: float = 0.2
     fov: float = 12.0
-    ray_start: float = 0.88
-    ray_end: float = 1.12
+    ray_start: float = RenderOptions.ray_start
+    ray_end: float = RenderOptions.ray_end
     radius: float = 1.0
-    white_back: bool = False
-    last_back: bool = False
+    white_back: bool = RenderOptions.white_back
+    last_back: bool = RenderOptions.last_back
     # optional NeRF++ inverse-sphere background network ('sphere'; None = no background network)
     bg_model: str | None = None
     bg_num_steps: int = 8
@@ -317,57 +324,6 @@ class GeneratorConfig:
 
 
 assert set(_FIELD_RULES) == {f.name for f in dataclasses.fields(GeneratorConfig)}, "every config field needs a rule"
-
-
-class TriPlaneSynthesis(nn.Module):
-    """ws -> tri-plane [B, 3, C, R, R] and the MLP that decodes it (official name: SynthesisNetwork)."""
-
-    def __init__(self, cfg: GeneratorConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.tri_plane_decoder = TriPlaneBackbone(
-            w_dim=cfg.w_dim,
-            out_resolution=cfg.triplane_res,
-            out_channels=3 * cfg.feat_dim,
-            channel_base=cfg.channel_base,
-            channel_max=cfg.channel_max,
-            use_noise=cfg.use_noise,
-            conv_clamp=cfg.conv_clamp,
-        )
-        self.tri_plane_mlp = TriPlaneMLP(cfg.feat_dim, cfg.mlp_hid_dim, cfg.mlp_n_layers, cfg.img_channels + 1)
-        self.num_ws = self.tri_plane_decoder.num_ws
-        self.bg_model: SphereBackground | None = None
-        if cfg.bg_model == "sphere":
-            self.bg_model = SphereBackground(
-                cfg.w_dim,
-                out_channels=cfg.img_channels + 1,
-                num_blocks=cfg.bg_num_blocks,
-                channel_base=cfg.bg_channel_base,
-                channel_max=cfg.bg_channel_max,
-                posenc_period=cfg.bg_posenc_period,
-                num_steps=cfg.bg_num_steps,
-                start=cfg.bg_start,
-            )
-            self.num_ws += self.bg_model.num_ws
-
-    def background_ws(self, ws: torch.Tensor) -> torch.Tensor | None:
-        """The ws that drive the background network (None without one)."""
-        if self.bg_model is None:
-            return None
-        start = self.tri_plane_decoder.num_ws
-        return ws[:, start : start + self.bg_model.num_ws]
-
-    def planes(
-        self, ws: torch.Tensor, noise_mode: str = "const", generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """ws [B, num_ws, w_dim] -> tri-plane [B, 3, C, R, R]."""
-        raw = self.tri_plane_decoder(ws[:, : self.num_ws], noise_mode=noise_mode, generator=generator)
-        b, _, h, w = raw.shape
-        return raw.reshape(b, 3, self.cfg.feat_dim, h, w)
-
-    def field(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """Raw (rgb, density) [B, N, 4] at world points [B, N, 3]."""
-        return query_field(planes, self.tri_plane_mlp, points, self.cfg.cube_scale)
 
 
 def _mapping_network(config: GeneratorConfig, num_ws: int) -> MappingNetwork:
@@ -547,6 +503,21 @@ class Generator(nn.Module):
         return self.config.z_dim
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights live (``w_avg`` is a buffer every generator has, so this never fails)."""
+        return self.mapping.w_avg.device
+
+    def inference_field(self, planes: torch.Tensor) -> FastTriPlaneField:
+        """The prepared, gradient-free field of tri-planes [B, 3, C, R, R] (fast_field.py), for
+        renderers outside the module; reuse it across views of the same planes."""
+        return FastTriPlaneField(planes, self.synthesis.tri_plane_mlp, self.config.cube_scale)
+
+    def folded_mlp(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> FoldedMLP:
+        """The tri-plane MLP's weights with its constant gains folded in (``TriPlaneMLP.folded``), for
+        inference code outside the module (the toolkit's separable volumes)."""
+        return self.synthesis.tri_plane_mlp.folded(dtype, device)
+
+    @property
     def c_dim(self) -> int:
         return self.config.c_dim
 
@@ -692,16 +663,10 @@ class Generator(nn.Module):
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         config = {"model_type": "epigraf-generator", "format_version": 1, **self.config.to_dict()}
-        _atomic_write_bytes(out / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+        write_text_atomic(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".tmp", dir=out)
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"format": "pt", "model_type": "epigraf-generator"})
-            os.replace(tmp, out / WEIGHTS_NAME)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(out / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model_type": "epigraf-generator"})
         return out
 
     @classmethod
@@ -724,14 +689,3 @@ class Generator(nn.Module):
         check_finite(state, WEIGHTS_NAME)
         model.load_state_dict(state, strict=True)
         return model.eval().to(map_location)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -147,14 +147,6 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
-    """Low-pass with the FIR filter and keep every ``down``-th pixel."""
-    fw = f.shape[-1]
-    p0 = (fw - down + 1) // 2
-    p1 = (fw - down) // 2
-    return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
-
-
 def conv2d_resample(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -197,12 +189,6 @@ def conv2d_resample(
         x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
         return F.conv2d(x, w, stride=down, groups=groups)
     raise NotImplementedError("simultaneous up- and down-sampling is not used by EpiGRAF")
-
-
-def filter2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """'Same'-size filtering with zero padding (used for the training-time blur)."""
-    fw, fh = f.shape[-1], f.shape[0]
-    return upfirdn2d(x, f, padding=(fw // 2, (fw - 1) // 2, fh // 2, (fh - 1) // 2))
 
 
 class Conv2dLayer(nn.Module):

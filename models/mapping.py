@@ -20,6 +20,23 @@ def normalize_angles(angles: torch.Tensor) -> torch.Tensor:
     return angles.sign() * ((angles.abs() % (2 * math.pi)) / (2 * math.pi))
 
 
+def truncate_ws(ws: torch.Tensor, centre: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+    """The truncation trick, written once: centre + psi (w - centre) on ``ws[:, :cutoff]`` (all when None).
+
+    ws [B, num_ws, w_dim]; centre [w_dim] (``w_avg``) or [B, w_dim] (a centre per sample, e.g. the
+    class means the toolkit uses). psi == 1 returns ``ws`` itself. The lerp is elementwise, so a
+    shared or per-sample centre gives the official call's bits for the same values.
+    """
+    if psi == 1:
+        return ws
+    centre = centre.reshape(-1, 1, ws.shape[-1]).to(ws)
+    if cutoff is None:
+        return centre.lerp(ws, psi)
+    out = ws.clone()
+    out[:, :cutoff] = centre.lerp(ws[:, :cutoff], psi)
+    return out
+
+
 class MappingNetwork(nn.Module):
     """z [B, z_dim], c [B, c_dim] -> w [B, w_dim] or [B, num_ws, w_dim].
 
@@ -107,12 +124,11 @@ class MappingNetwork(nn.Module):
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
         update_emas: bool = False,
-        w_avg: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return w; broadcast to [B, num_ws, w_dim] when num_ws is set.
 
-        Truncation lerps the first ``truncation_cutoff`` ws (all when None) towards ``w_avg``
-        (the buffer unless a per-class centre is given).
+        Truncation lerps the first ``truncation_cutoff`` ws (all when None) towards the ``w_avg``
+        buffer (``truncate_ws``; per-class centres are the toolkit's, see ``epigraf_tools.latents``).
         """
         batch = z.shape[0] if z is not None and z.ndim == 2 else (c.shape[0] if c is not None else 1)
         x = None
@@ -132,11 +148,4 @@ class MappingNetwork(nn.Module):
         if self.num_ws is None:
             return x
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if truncation_psi != 1:
-            centre = self.w_avg if w_avg is None else w_avg
-            if truncation_cutoff is None:
-                x = centre.lerp(x, truncation_psi)
-            else:
-                x = x.clone()
-                x[:, :truncation_cutoff] = centre.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
+        return truncate_ws(x, self.w_avg, truncation_psi, truncation_cutoff)

@@ -6,6 +6,7 @@ depths in linspace(near, far) jittered within their bins, S importance samples d
 coarse weights, all 2S sorted and composited together. Random draws happen once per image, in
 the official order (perturbation uniforms [B, R, S, 1], then pdf uniforms [B*R, S]); they can
 be injected, seeded through a ``torch.Generator``, or switched off (``deterministic=True``).
+The density activation (``density_activation``: softplus or relu of raw + shift) is defined here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-
-from .triplane import density_activation
+import torch.nn.functional as F
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
 # (origins [B, R, 3], directions [B, R, 3]) -> background colour [B, R, C], added behind the scene
@@ -23,9 +23,22 @@ FieldFn = Callable[[torch.Tensor], torch.Tensor]
 BackgroundFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def density_activation(raw: torch.Tensor, density_shift: float = 0.0, clamp_mode: str = "softplus") -> torch.Tensor:
+    """sigma = softplus(raw + shift) (or relu) as the official integrator applies it."""
+    x = raw + density_shift
+    if clamp_mode == "softplus":
+        return F.softplus(x)
+    if clamp_mode == "relu":
+        return F.relu(x)
+    raise ValueError(f"unknown clamp_mode {clamp_mode!r}; expected 'softplus' or 'relu'")
+
+
 @dataclass
 class RenderOptions:
-    """How rays are sampled and composited (defaults: the FFHQ configuration)."""
+    """How rays are sampled and composited (defaults: the FFHQ configuration).
+
+    These defaults are the one definition: ``GeneratorConfig`` (and through it training) reads them.
+    """
 
     num_steps: int = 48
     ray_start: float = 0.88

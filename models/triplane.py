@@ -1,4 +1,8 @@
-"""The tri-plane field: three axis-aligned feature planes and a small MLP decoder.
+"""The tri-plane field: three axis-aligned feature planes and a small MLP (the tri-plane MLP).
+
+``TriPlaneSynthesis`` puts the pieces together: the StyleGAN2 backbone (backbone.py) draws the
+planes from ws, the tri-plane MLP decodes them, and an optional background network
+(background.py) fills what the planes leave empty.
 
 A world point p is divided by ``cube_scale`` and looked up bilinearly (align_corners=True, zeros
 outside) in plane 0 at (x, y), plane 1 at (x, z) and plane 2 at (y, z), the first coordinate of
@@ -8,14 +12,46 @@ each pair indexing the plane's width. The three features are averaged and decode
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import FullyConnectedLayer
+from .backbone import TriPlaneBackbone
+from .background import SphereBackground
+from .layers import ACTIVATION_GAINS, FullyConnectedLayer
+
+if TYPE_CHECKING:
+    from .generator import GeneratorConfig
 
 # (width coordinate, height coordinate) for planes 0, 1, 2.
 PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
+
+
+@dataclass(frozen=True)
+class FoldedLayer:
+    """One MLP layer as plain tensors: y = act(x @ weight.T + bias), with every constant gain folded in.
+
+    ``weight`` [out, in] already includes the equalised-learning-rate gain and the gain carried in
+    from before (the 1/3 plane average for the first layer, the previous activation's gain for the
+    others); ``bias`` [out] (or None) includes its lr gain. ``activation`` is applied WITHOUT its
+    gain: that gain moves into the next layer (leaky ReLU is positively homogeneous), or into
+    ``FoldedMLP.out_gain`` after the last.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    activation: str
+
+
+@dataclass(frozen=True)
+class FoldedMLP:
+    """The tri-plane MLP, folded for inference on the SUM of the three plane features."""
+
+    layers: list[FoldedLayer]
+    out_gain: float  # 1 for the usual linear output layer
 
 
 class TriPlaneMLP(nn.Module):
@@ -36,6 +72,24 @@ class TriPlaneMLP(nn.Module):
         self.model = nn.Sequential(*layers)
         self.feat_dim = feat_dim
         self.out_dim = out_dim
+
+    @torch.no_grad()
+    def folded(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> FoldedMLP:
+        """The weights with every constant gain folded in (see ``FoldedLayer``): the one folding that
+        the inference field (fast_field.py) and the toolkit's separable volumes share.
+
+        Feed it the sum of the three plane features, not their mean. Tracks no gradients.
+        """
+        layers = []
+        carry = 1.0 / 3.0  # the plane average
+        for layer in self.model:
+            if layer.activation not in ACTIVATION_GAINS:
+                raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
+            weight = layer.weight.detach().to(device=device, dtype=dtype) * (layer.weight_gain * carry)
+            bias = None if layer.bias is None else layer.bias.detach().to(device=device, dtype=dtype) * layer.bias_gain
+            layers.append(FoldedLayer(weight, bias, layer.activation))
+            carry = ACTIVATION_GAINS[layer.activation]
+        return FoldedMLP(layers, carry)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[..., C] -> [..., 4]."""
@@ -67,11 +121,52 @@ def query_field(planes: torch.Tensor, mlp: TriPlaneMLP, points: torch.Tensor, cu
     return mlp(sample_planes(planes, points / cube_scale))
 
 
-def density_activation(raw: torch.Tensor, density_shift: float = 0.0, clamp_mode: str = "softplus") -> torch.Tensor:
-    """sigma = softplus(raw + shift) (or relu) as the official integrator applies it."""
-    x = raw + density_shift
-    if clamp_mode == "softplus":
-        return F.softplus(x)
-    if clamp_mode == "relu":
-        return F.relu(x)
-    raise ValueError(f"unknown clamp_mode {clamp_mode!r}; expected 'softplus' or 'relu'")
+class TriPlaneSynthesis(nn.Module):
+    """ws -> tri-plane [B, 3, C, R, R] and the MLP that decodes it (official name: SynthesisNetwork)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tri_plane_decoder = TriPlaneBackbone(
+            w_dim=cfg.w_dim,
+            out_resolution=cfg.triplane_res,
+            out_channels=3 * cfg.feat_dim,
+            channel_base=cfg.channel_base,
+            channel_max=cfg.channel_max,
+            use_noise=cfg.use_noise,
+            conv_clamp=cfg.conv_clamp,
+        )
+        self.tri_plane_mlp = TriPlaneMLP(cfg.feat_dim, cfg.mlp_hid_dim, cfg.mlp_n_layers, cfg.img_channels + 1)
+        self.num_ws = self.tri_plane_decoder.num_ws
+        self.bg_model: SphereBackground | None = None
+        if cfg.bg_model == "sphere":
+            self.bg_model = SphereBackground(
+                cfg.w_dim,
+                out_channels=cfg.img_channels + 1,
+                num_blocks=cfg.bg_num_blocks,
+                channel_base=cfg.bg_channel_base,
+                channel_max=cfg.bg_channel_max,
+                posenc_period=cfg.bg_posenc_period,
+                num_steps=cfg.bg_num_steps,
+                start=cfg.bg_start,
+            )
+            self.num_ws += self.bg_model.num_ws
+
+    def background_ws(self, ws: torch.Tensor) -> torch.Tensor | None:
+        """The ws that drive the background network (None without one)."""
+        if self.bg_model is None:
+            return None
+        start = self.tri_plane_decoder.num_ws
+        return ws[:, start : start + self.bg_model.num_ws]
+
+    def planes(
+        self, ws: torch.Tensor, noise_mode: str = "const", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """ws [B, num_ws, w_dim] -> tri-plane [B, 3, C, R, R]."""
+        raw = self.tri_plane_decoder(ws[:, : self.num_ws], noise_mode=noise_mode, generator=generator)
+        b, _, h, w = raw.shape
+        return raw.reshape(b, 3, self.cfg.feat_dim, h, w)
+
+    def field(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Raw (rgb, density) [B, N, 4] at world points [B, N, 3]."""
+        return query_field(planes, self.tri_plane_mlp, points, self.cfg.cube_scale)

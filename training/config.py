@@ -28,6 +28,10 @@ class ConfigError(EpigrafError):
 
 AUGMENT_MODES = ("ada", "fixed", "noaug")
 
+# A run's options, saved in RUN_DIR (not to be confused with models' CONFIG_NAME, the generator's
+# config.json inside each snapshot folder: same file name, different file).
+RUN_CONFIG_NAME = "config.json"
+
 # Options added after runs had been written whose defaults change how a run trains, with the value
 # that reproduces how those older runs trained. A stored config.json without the key predates the
 # option, so resuming it must use this value rather than today's default.
@@ -40,6 +44,57 @@ def upgrade_stored_config(data: dict[str, Any]) -> dict[str, Any]:
     """A run's stored config (config.json, or the copy in training_state.pt) with the options it
     predates filled in as the run actually trained (LEGACY_DEFAULTS)."""
     return {**LEGACY_DEFAULTS, **data}
+
+
+# The training options that configure the generator: option name -> GeneratorConfig field. The
+# names are those of the flat option surface (--set, YAML, stored run configs), so they stay as they
+# were; the generator's twin of a discriminator option carries a g_ prefix. The dataset decides the
+# remaining fields (c_dim, img_resolution, mean_camera_pose, class_names); img_channels is always 3.
+GENERATOR_OPTIONS: dict[str, str] = {
+    "z_dim": "z_dim",
+    "w_dim": "w_dim",
+    "map_depth": "map_depth",
+    "w_avg_beta": "w_avg_beta",
+    "g_camera_cond": "camera_cond",
+    "g_camera_cond_drop_p": "camera_cond_drop_p",
+    "g_camera_cond_noise_std": "camera_cond_noise_std",
+    "triplane_res": "triplane_res",
+    "feat_dim": "feat_dim",
+    "g_channel_base": "channel_base",
+    "g_channel_max": "channel_max",
+    "use_noise": "use_noise",
+    "conv_clamp": "conv_clamp",
+    "mlp_hid_dim": "mlp_hid_dim",
+    "mlp_n_layers": "mlp_n_layers",
+    "num_ray_steps": "num_ray_steps",
+    "clamp_mode": "clamp_mode",
+    "density_shift": "density_shift",
+    "cube_scale": "cube_scale",
+    "fov": "fov",
+    "ray_start": "ray_start",
+    "ray_end": "ray_end",
+    "radius": "radius",
+    "white_back": "white_back",
+    "last_back": "last_back",
+    "bg_model": "bg_model",
+    "bg_num_steps": "bg_num_steps",
+    "bg_start": "bg_start",
+    "bg_num_blocks": "bg_num_blocks",
+    "bg_channel_base": "bg_channel_base",
+    "bg_channel_max": "bg_channel_max",
+    "bg_posenc_period": "bg_posenc_period",
+    "nerf_noise_std_init": "nerf_noise_std_init",
+    "nerf_noise_kimg": "nerf_noise_kimg_growth",
+}
+DATASET_GENERATOR_FIELDS = ("c_dim", "img_resolution", "mean_camera_pose", "class_names", "img_channels", "name")
+assert set(GENERATOR_OPTIONS.values()) | set(DATASET_GENERATOR_FIELDS) == {
+    f.name for f in dataclasses.fields(GeneratorConfig)
+}, "every GeneratorConfig field is a training option or comes from the dataset"
+
+
+def _generator_default(name: str) -> Any:
+    """GeneratorConfig's default for one of its fields: training declares no generator default itself."""
+    return GeneratorConfig.__dataclass_fields__[name].default
 
 
 @dataclass
@@ -92,26 +147,39 @@ class TrainConfig:
     ema_kimg: float | None = None  # None: batch * ema_multiplier (official: 64 * 0.3125 = 20)
     ema_multiplier: float = 0.3125
     ema_rampup: float | None = 0.05
-    # generator
-    z_dim: int = 512
-    w_dim: int = 512
-    triplane_res: int = 512
-    feat_dim: int = 32
-    g_channel_base: int = 32768
-    g_channel_max: int = 512
-    mlp_hid_dim: int = 64
-    map_depth: int = 2
-    num_ray_steps: int = 48
-    density_shift: float = 0.0
-    cube_scale: float = 0.2
-    fov: float = 12.0
-    ray_start: float = 0.88
-    ray_end: float = 1.12
-    radius: float = 1.0
-    white_back: bool = False
-    last_back: bool = False
-    nerf_noise_std_init: float = 1.0
-    nerf_noise_kimg: float = 5000.0
+    # generator: every GeneratorConfig option except what the dataset decides (see GENERATOR_OPTIONS);
+    # the defaults are GeneratorConfig's own
+    z_dim: int = _generator_default("z_dim")
+    w_dim: int = _generator_default("w_dim")
+    map_depth: int = _generator_default("map_depth")
+    w_avg_beta: float = _generator_default("w_avg_beta")
+    triplane_res: int = _generator_default("triplane_res")
+    feat_dim: int = _generator_default("feat_dim")
+    g_channel_base: int = _generator_default("channel_base")
+    g_channel_max: int = _generator_default("channel_max")
+    use_noise: bool = _generator_default("use_noise")
+    conv_clamp: float | None = _generator_default("conv_clamp")
+    mlp_hid_dim: int = _generator_default("mlp_hid_dim")
+    mlp_n_layers: int = _generator_default("mlp_n_layers")
+    num_ray_steps: int = _generator_default("num_ray_steps")
+    clamp_mode: str = _generator_default("clamp_mode")
+    density_shift: float = _generator_default("density_shift")
+    cube_scale: float = _generator_default("cube_scale")
+    fov: float = _generator_default("fov")
+    ray_start: float = _generator_default("ray_start")
+    ray_end: float = _generator_default("ray_end")
+    radius: float = _generator_default("radius")
+    white_back: bool = _generator_default("white_back")
+    last_back: bool = _generator_default("last_back")
+    bg_model: str | None = _generator_default("bg_model")
+    bg_num_steps: int = _generator_default("bg_num_steps")
+    bg_start: float = _generator_default("bg_start")
+    bg_num_blocks: int = _generator_default("bg_num_blocks")
+    bg_channel_base: int = _generator_default("bg_channel_base")
+    bg_channel_max: int = _generator_default("bg_channel_max")
+    bg_posenc_period: float = _generator_default("bg_posenc_period")
+    nerf_noise_std_init: float = _generator_default("nerf_noise_std_init")
+    nerf_noise_kimg: float = _generator_default("nerf_noise_kimg_growth")
     # discriminator
     d_channel_base: int = 16384  # official int(cbase * fmaps) = 32768 * 0.5
     d_channel_max: int = 512
@@ -121,7 +189,9 @@ class TrainConfig:
     d_camera_cond: bool = False
     d_camera_cond_raw: bool = False
     d_camera_cond_drop_p: float = 0.0
-    g_camera_cond: bool = False  # generator pose conditioning (GPC)
+    g_camera_cond: bool = _generator_default("camera_cond")  # generator pose conditioning (GPC)
+    g_camera_cond_drop_p: float = _generator_default("camera_cond_drop_p")
+    g_camera_cond_noise_std: float = _generator_default("camera_cond_noise_std")
     gpc_spoof_p: float = 0.5  # final spoofing probability (1.0 -> this over 1000 kimg)
     # fake camera poses
     camera_dist: str = "custom"
@@ -217,31 +287,14 @@ class TrainConfig:
     def generator_config(
         self, resolution: int, c_dim: int, mean_camera_pose: list[float], class_names: list[str] | None = None
     ) -> GeneratorConfig:
+        """The generator these options describe, for a dataset of ``resolution`` images and ``c_dim`` classes."""
+        options = {field: getattr(self, option) for option, field in GENERATOR_OPTIONS.items()}
         return GeneratorConfig(
+            **options,
             class_names=class_names,
-            z_dim=self.z_dim,
-            w_dim=self.w_dim,
             c_dim=c_dim,
             img_resolution=resolution,
-            map_depth=self.map_depth,
-            camera_cond=self.g_camera_cond,
             mean_camera_pose=[float(v) for v in mean_camera_pose],
-            triplane_res=self.triplane_res,
-            feat_dim=self.feat_dim,
-            channel_base=self.g_channel_base,
-            channel_max=self.g_channel_max,
-            mlp_hid_dim=self.mlp_hid_dim,
-            num_ray_steps=self.num_ray_steps,
-            density_shift=self.density_shift,
-            cube_scale=self.cube_scale,
-            fov=self.fov,
-            ray_start=self.ray_start,
-            ray_end=self.ray_end,
-            radius=self.radius,
-            white_back=self.white_back,
-            last_back=self.last_back,
-            nerf_noise_std_init=self.nerf_noise_std_init,
-            nerf_noise_kimg_growth=self.nerf_noise_kimg,
         )
 
     def discriminator_config(self, resolution: int, c_dim: int) -> DiscriminatorConfig:

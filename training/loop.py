@@ -45,7 +45,7 @@ from epigraf_tools.models.discriminator import Discriminator
 
 from . import distributed as du
 from .augment import AdaController, AdaptiveAugment
-from .config import ConfigError, TrainConfig
+from .config import RUN_CONFIG_NAME, ConfigError, TrainConfig
 from .data import ImageDataset, InfiniteOrder
 from .loss import PHASES, EpiGRAFLoss, blur_sigma
 from .poses import sample_camera_angles
@@ -58,7 +58,6 @@ from .snapshots import (
 )
 
 LOG_NAME = "log.jsonl"
-CONFIG_NAME = "config.json"
 
 
 def derive_seed(*keys: int) -> int:
@@ -106,7 +105,7 @@ class Trainer:
             torch.set_num_threads(cfg.num_threads)
         self.dist = du.setup(device.type)
         if device.type == "cuda":
-            device = torch.device("cuda", self.dist.local_rank if self.dist.enabled else (device.index or 0))
+            device = torch.device("cuda", self.dist.local_rank if self.dist.distributed else (device.index or 0))
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cudnn.benchmark = True
@@ -383,7 +382,7 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             clean_partial_snapshots(self.run_dir)
-            cfg.save(self.run_dir / CONFIG_NAME)
+            cfg.save(self.run_dir / RUN_CONFIG_NAME)
             self._trim_log(s.batch_idx)
             if preview is not None:
                 preview.save_reals(self.run_dir / "samples" / "reals.png")
@@ -445,7 +444,7 @@ class Trainer:
     def _tick_record(self, sums: dict[str, float], counts: dict[str, int], tick_sec: float, total_sec: float):
         s, cfg = self.state, self.cfg
         keys = sorted(sums)
-        if self.dist.enabled:
+        if self.dist.distributed:
             t = torch.tensor([v for k in keys for v in (sums[k], counts[k])], dtype=torch.float64)
             vals = self._all_reduce_sum(t).tolist()
             sums = {k: vals[2 * i] for i, k in enumerate(keys)}

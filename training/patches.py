@@ -112,11 +112,6 @@ class PatchSampler:
         return {"scales": scales.to(device), "offsets": offsets.to(device)}
 
 
-def full_image_patch_params(batch_size: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Scale 1, offset 0: the patch that is the whole image."""
-    return {"scales": torch.ones(batch_size, 2, device=device), "offsets": torch.zeros(batch_size, 2, device=device)}
-
-
 def patch_sampling_grid(patch_params: dict[str, torch.Tensor], resolution: int) -> torch.Tensor:
     """``grid_sample`` coordinates [B, r, r, 2] of a patch's pixel centres (same points as its rays)."""
     scales, offsets = patch_params["scales"], patch_params["offsets"]

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from epigraf_tools.models.cameras import PITCH_EPS
+
 DISTRIBUTIONS = ("custom", "uniform", "normal", "gaussian", "spherical_uniform")
-PITCH_EPS = 1e-5
 
 
 @dataclass

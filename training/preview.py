@@ -1,5 +1,9 @@
 """Preview grids written during training: the same latents and poses every time, so the PNGs of a
-run (RUN_DIR/samples/fakes-<nimg>.png) show one set of faces or objects evolving."""
+run (RUN_DIR/samples/fakes-<nimg>.png) show one set of faces or objects evolving.
+
+Pixels, tiling and PNG writing are the toolkit's (``epigraf_tools.images``, a base module that
+imports nothing from the toolkit but ``atomic``), so a preview is encoded like every sample.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from epigraf_tools.atomic import atomic_path
+from epigraf_tools.images import make_grid, save_png, to_uint8
 from epigraf_tools.seeds import z_from_seeds
 
 from .config import TrainConfig
@@ -18,28 +22,9 @@ from .data import ImageDataset
 RENDER_BATCH = 4
 
 
-def image_grid(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 3, H, W] -> [rows * H, cols * W, 3] with cols = ceil(sqrt(N))."""
-    n, c, h, w = images.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.zeros([rows * h, cols * w, c], dtype=np.uint8)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        grid[r * h : (r + 1) * h, k * w : (k + 1) * w] = images[i].transpose(1, 2, 0)
-    return grid
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float [N, 3, H, W] -> uint8 (rounded)."""
-    return (images.clamp(-1, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+def preview_grid(images: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> one [rows * H, cols * W, 3] picture, cols = ceil(sqrt(N)) as previews always had."""
+    return make_grid(list(images), columns=math.ceil(math.sqrt(len(images))))
 
 
 class PreviewGrid:
@@ -60,8 +45,8 @@ class PreviewGrid:
             self.angles = torch.tensor([cfg.camera_distribution().mean_pose] * n, dtype=torch.float32)
 
     def save_reals(self, path: Path) -> None:
-        images = np.stack([self.dataset[int(i)]["image"] for i in self.indices])
-        save_png(image_grid(images), path)
+        images = np.stack([self.dataset[int(i)]["image"] for i in self.indices])  # uint8 [N, 3, H, W]
+        save_png(path, preview_grid(images.transpose(0, 2, 3, 1)))
 
     @torch.no_grad()
     def render(self) -> torch.Tensor:
@@ -77,4 +62,4 @@ class PreviewGrid:
         return torch.cat(out)
 
     def save_fakes(self, path: Path) -> None:
-        save_png(image_grid(to_uint8(self.render())), path)
+        save_png(path, preview_grid(to_uint8(self.render())))

@@ -29,3 +29,28 @@ def test_fast_field_rejects_wrong_batch():
     field = FastTriPlaneField(torch.randn(1, 3, 4, 8, 8), mlp, 0.2)
     with pytest.raises(ValueError, match="batch"):
         field(torch.zeros(2, 5, 3))
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_folded_mlp_on_the_plane_sum_equals_the_mlp_on_the_mean(n_layers):
+    torch.manual_seed(1)
+    mlp = TriPlaneMLP(feat_dim=8, hid_dim=16, n_layers=n_layers).eval()
+    feats = torch.randn(3, 50, 8)  # three plane features per point
+    folded = mlp.folded()
+    x = feats.sum(dim=0)
+    for layer in folded.layers:
+        x = x @ layer.weight.t() + layer.bias
+        if layer.activation == "lrelu":
+            x = torch.nn.functional.leaky_relu(x, 0.2)  # without its gain: folded into the next layer
+    with torch.no_grad():
+        torch.testing.assert_close(x * folded.out_gain, mlp(feats.mean(dim=0)), atol=1e-5, rtol=1e-5)
+
+
+def test_generator_hands_out_its_inference_field(tiny_generator):
+    G = tiny_generator
+    ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)), None)
+    planes = G.planes(ws)
+    points = (torch.rand(1, 64, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1) * G.config.cube_scale
+    with torch.no_grad():
+        ref = query_field(planes, G.synthesis.tri_plane_mlp, points, G.config.cube_scale)
+    torch.testing.assert_close(G.inference_field(planes)(points), ref, atol=1e-5, rtol=1e-5)

@@ -125,3 +125,52 @@ def test_budget_is_part_of_config_validation():
 
     with pytest.raises(ConfigError, match="above the budget"):
         GeneratorConfig(z_dim=16384, w_dim=16384, map_depth=8)
+
+
+def test_device_is_where_the_weights_live(tiny_generator):
+    assert tiny_generator.device == torch.device("cpu")
+    assert tiny_generator.device == next(tiny_generator.parameters()).device
+
+
+def test_truncate_ws_is_the_mapping_networks_truncation(tiny_generator):
+    from epigraf_tools.models.mapping import truncate_ws
+
+    G = tiny_generator
+    z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(0))
+    raw = G.mapping(z, None)
+    assert torch.equal(
+        G.mapping(z, None, truncation_psi=0.6, truncation_cutoff=2), truncate_ws(raw, G.mapping.w_avg, 0.6, 2)
+    )
+    centres = torch.randn(3, raw.shape[-1], generator=torch.Generator().manual_seed(1))
+    per_sample = truncate_ws(raw, centres, 0.5)
+    torch.testing.assert_close(per_sample, centres[:, None] + 0.5 * (raw - centres[:, None]), rtol=1e-5, atol=1e-6)
+    assert truncate_ws(raw, centres, 1.0) is raw
+
+
+def test_save_pretrained_writes_through_the_one_atomic_writer(tiny_generator, tmp_path, monkeypatch):
+    import epigraf_tools.atomic as atomic
+
+    seen = []
+    real = atomic.temp_name
+    monkeypatch.setattr(atomic, "temp_name", lambda final, suffix=None: seen.append(real(final, suffix)) or seen[-1])
+    out = tiny_generator.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert len(seen) == 2 and all(p.name.startswith(atomic.TEMP_PREFIX) for p in seen)  # sweepable temp names
+
+
+def test_ray_and_pitch_defaults_have_one_definition():
+    import epigraf_tools.camera as toolkit_camera
+    import epigraf_tools.training.poses as poses
+    from epigraf_tools.models import cameras
+    from epigraf_tools.models.renderer import RenderOptions
+    from epigraf_tools.training.config import TrainConfig
+
+    assert GeneratorConfig().render_options() == RenderOptions()
+    t = TrainConfig()
+    assert (t.num_ray_steps, t.ray_start, t.ray_end) == (
+        RenderOptions.num_steps,
+        RenderOptions.ray_start,
+        RenderOptions.ray_end,
+    )
+    assert getattr(toolkit_camera, "PITCH_EPS", cameras.PITCH_EPS) is cameras.PITCH_EPS  # Camera uses the model's math
+    assert poses.PITCH_EPS is cameras.PITCH_EPS

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from epigraf_tools.kernels import kernel_status, load_density_kernel
-from epigraf_tools.volume import extract_density, make_grid
+from epigraf_tools.volume import extract_density, make_volume_grid
 
 from support import make_tiny_generator
 
@@ -23,7 +23,7 @@ def test_fused_kernel_matches_the_pytorch_path(mini_generator, reference):
         pytest.skip(f"density kernel unavailable: {kernel_status()}")
     # the official mini model (64 hidden units) with its real planes; odd sizes exercise ragged blocks
     planes = torch.from_numpy(reference["planes__psi1.0__seed3"]).reshape(1, 3, 32, 64, 64)
-    grid = make_grid(0.2, (67, 33, 9), box=(0.41, 0.3, 0.2), center=(0.0, 0.02, -0.05))
+    grid = make_volume_grid(0.2, (67, 33, 9), box=(0.41, 0.3, 0.2), center=(0.0, 0.02, -0.05))
     for value in ("raw", "sigma"):
         fused = extract_density(mini_generator, planes, grid=grid, value=value, method="kernel", slab_voxels=5000)
         torch_path = extract_density(mini_generator, planes, grid=grid, value=value, method="separable")

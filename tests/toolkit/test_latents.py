@@ -8,9 +8,11 @@ import torch
 
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.latents import (
+    SampleRequest,
     Truncation,
     class_from_seed,
     map_rows,
+    provenance,
     resolve_class,
     truncate,
     truncation_centres,
@@ -96,3 +98,50 @@ def test_conditional_truncation_goes_to_the_class_centre(G_cond):
     torch.testing.assert_close(ws, centre.expand_as(ws))
     other = truncation_centres(G_cond, [2])[0]
     assert not torch.allclose(centre, other)
+
+
+def test_provenance_names_the_model_seed_class_and_truncation(G_cond):
+    trunc = Truncation(0.7, 2)
+    one = provenance(G_cond, "zoo:tiny", trunc, 5, 1)
+    assert one == {
+        "model": "zoo:tiny",
+        "seed": 5,
+        "class_index": 1,
+        "class_name": "dog",
+        "truncation_psi": 0.7,
+        "truncation_cutoff": 2,
+    }
+    many = provenance(G_cond, None, trunc, [1, 2], [0, 2])
+    assert many["model"] == G_cond.config.name  # no label: the config's name
+    assert many["seeds"] == [1, 2] and many["class_indices"] == [0, 2]
+    assert many["class_names"] == ["cat", "fox"] and "seed" not in many
+
+
+@pytest.mark.parametrize(
+    "seeds, truncation, class_, message",
+    [
+        ([], Truncation(), None, "no seeds"),
+        ("0-3", Truncation(), None, "list of integers"),
+        ([1, -2], Truncation(), None, "seed -2"),
+        ([1, True], Truncation(), None, "seed True"),
+        ([2**32], Truncation(), None, "seed 4294967296"),
+        ([1], Truncation(3.0), None, "psi"),
+        ([1], Truncation(0.5, 10**6), None, "cutoff"),
+        ([1], Truncation(), 7, "out of range"),
+        ([1], Truncation(), "wolf", "unknown class"),
+        ([1], Truncation(), 1.5, "index or a name"),
+    ],
+)
+def test_sample_request_is_checked_in_one_place(G_cond, seeds, truncation, class_, message):
+    with pytest.raises(EpigrafError, match=message):
+        SampleRequest.check(seeds, truncation, class_, G_cond)
+
+
+def test_sample_request_resolves_names_and_every_pipeline_uses_it(G_cond, tmp_path):
+    from epigraf_tools.rendering import RenderSettings
+    from epigraf_tools.sampling import generate_samples
+
+    assert SampleRequest.check([3, 1], Truncation(0.7), "Dog", G_cond) == SampleRequest((3, 1), Truncation(0.7), 1)
+    assert SampleRequest.check([3], class_="dog").class_index is None  # no model yet: names resolve later
+    with pytest.raises(EpigrafError, match="out of range"):  # the toolkit refused this only by an IndexError
+        next(generate_samples(G_cond, [0], class_index=5, settings=RenderSettings(resolution=8)))

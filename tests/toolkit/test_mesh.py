@@ -19,7 +19,7 @@ from epigraf_tools.mesh import (
     smooth_taubin,
     vertex_colors,
 )
-from epigraf_tools.volume import extract_density, make_grid
+from epigraf_tools.volume import extract_density, make_volume_grid
 
 CENTER = (0.03, -0.02, 0.05)
 RADIUS = 0.09
@@ -28,7 +28,7 @@ RADIUS = 0.09
 @pytest.fixture(scope="module")
 def sphere():
     G, planes = sphere_generator(radius=RADIUS, center=CENTER)
-    grid = make_grid(G.config.cube_scale, 40)
+    grid = make_volume_grid(G.config.cube_scale, 40)
     vol = extract_density(G, planes, grid=grid, method="separable")
     return G, planes, grid, vol
 
@@ -50,7 +50,7 @@ def test_sphere_vertices_lie_at_the_radius_in_world_units(sphere):
 
 def test_surfaces_touching_the_box_are_closed(sphere):
     G, planes, _, _ = sphere
-    grid = make_grid(0.2, (20, 24, 22), box=0.12, center=CENTER)  # box inside the sphere on x
+    grid = make_volume_grid(0.2, (20, 24, 22), box=0.12, center=CENTER)  # box inside the sphere on x
     vol = extract_density(G, planes, grid=grid, method="separable")
     closed = marching_cubes(vol, 0.0, grid.voxel_size, grid.origin)
     assert closed.is_watertight and closed.volume > 0

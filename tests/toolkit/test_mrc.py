@@ -12,7 +12,7 @@ from analytic_fields import sphere_generator
 
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.mrc import export_volume, read_mrc, write_mrc
-from epigraf_tools.volume import make_grid
+from epigraf_tools.volume import make_volume_grid
 
 
 def read_like_chimerax(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,7 +54,7 @@ def test_blob_at_plus_x_plus_y_is_there_in_chimerax(tmp_path):
     """Handedness: an asymmetric field must appear at its world position when read as ChimeraX reads MRC."""
     center = (0.08, 0.05, -0.03)
     G, planes = sphere_generator(radius=0.04, center=center)
-    grid = make_grid(0.2, (21, 25, 19))  # different sizes per axis catch any axis swap
+    grid = make_volume_grid(0.2, (21, 25, 19))  # different sizes per axis catch any axis swap
     info = export_volume(G, planes, tmp_path / "blob.mrc", grid, method="separable", metadata={"seed": 7})
     data, step, origin = read_like_chimerax(tmp_path / "blob.mrc")
     assert data.shape == (19, 25, 21)
@@ -79,7 +79,7 @@ def test_blob_at_plus_x_plus_y_is_there_in_chimerax(tmp_path):
 
 def test_export_leaves_nothing_behind_on_failure(tmp_path):
     G, planes = sphere_generator()
-    grid = make_grid(0.2, 8)
+    grid = make_volume_grid(0.2, 8)
 
     def boom(done, total):
         raise RuntimeError("interrupted")
@@ -91,7 +91,7 @@ def test_export_leaves_nothing_behind_on_failure(tmp_path):
 
 def test_sigma_volume_and_read_back(tmp_path):
     G, planes = sphere_generator()
-    grid = make_grid(0.2, 6, box=0.2, center=(0.01, 0, 0))
+    grid = make_volume_grid(0.2, 6, box=0.2, center=(0.01, 0, 0))
     export_volume(G, planes, tmp_path / "s.mrc", grid, value="sigma", method="separable", chimerax=False)
     assert not (tmp_path / "s.cxc").exists()
     vol = read_mrc(tmp_path / "s.mrc")
@@ -143,7 +143,7 @@ def test_volume_appears_before_its_sidecars(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(atomic.os, "replace", recording_replace)
-    export_volume(G, planes, tmp_path / "x.mrc", make_grid(0.2, 8), method="separable")
+    export_volume(G, planes, tmp_path / "x.mrc", make_volume_grid(0.2, 8), method="separable")
     assert seen[str(tmp_path / "x.mrc")] == []  # nothing under a final name before the volume
     assert seen[str(tmp_path / "x.json")] == ["x.mrc"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.cxc", "x.json", "x.mrc"]
@@ -159,7 +159,7 @@ def test_failed_volume_write_leaves_no_sidecar(tmp_path, monkeypatch):
 
     monkeypatch.setattr(atomic.os, "replace", failing_replace)
     with pytest.raises(OSError):
-        export_volume(G, planes, tmp_path / "x.mrc", make_grid(0.2, 8), method="separable")
+        export_volume(G, planes, tmp_path / "x.mrc", make_volume_grid(0.2, 8), method="separable")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -175,6 +175,6 @@ def test_failed_sidecar_keeps_the_volume_and_drops_stale_sidecars(tmp_path, monk
 
     monkeypatch.setattr(mrc_module, "write_text_atomic", failing_write)
     with pytest.raises(OSError):
-        export_volume(G, planes, tmp_path / "x.mrc", make_grid(0.2, 8), method="separable")
+        export_volume(G, planes, tmp_path / "x.mrc", make_volume_grid(0.2, 8), method="separable")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mrc"]
     assert read_mrc(tmp_path / "x.mrc").resolution == (8, 8, 8)

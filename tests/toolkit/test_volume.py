@@ -8,7 +8,7 @@ import torch
 
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.models import Generator, GeneratorConfig
-from epigraf_tools.volume import FoldedField, as_planes, extract_density, make_grid
+from epigraf_tools.volume import FoldedField, as_planes, extract_density, make_volume_grid
 
 from support import TINY_CONFIG, make_tiny_generator
 
@@ -39,7 +39,7 @@ def _pointwise(G: Generator, planes: torch.Tensor, grid, value: str = "raw") -> 
 def test_separable_and_naive_equal_the_pointwise_field(resolution, box, center):
     G = make_tiny_generator(density_shift=-0.5)
     planes = _random_planes(G)
-    grid = make_grid(G.config.cube_scale, resolution, box, center)
+    grid = make_volume_grid(G.config.cube_scale, resolution, box, center)
     expected = _pointwise(G, planes, grid)
     # tiny tiles and slabs so several of each are exercised
     sep = extract_density(G, planes, grid=grid, method="separable", tile_bytes=256, slab_voxels=50)
@@ -55,7 +55,7 @@ def test_separable_and_naive_equal_the_pointwise_field(resolution, box, center):
 def test_separable_handles_other_mlp_depths(n_layers):
     G = make_tiny_generator(mlp_n_layers=n_layers)
     planes = _random_planes(G, 1)
-    grid = make_grid(G.config.cube_scale, (6, 7, 8), 0.3, (0.01, 0.02, -0.03))
+    grid = make_volume_grid(G.config.cube_scale, (6, 7, 8), 0.3, (0.01, 0.02, -0.03))
     np.testing.assert_allclose(
         extract_density(G, planes, grid=grid, method="separable"), _pointwise(G, planes, grid), atol=1e-5, rtol=0
     )
@@ -63,7 +63,7 @@ def test_separable_handles_other_mlp_depths(n_layers):
 
 def test_regular_grid_matches_the_official_volume(reference, mini_generator):
     """density64_regular: the official extract_geometry density on l = linspace(-0.15, 0.15, 64)."""
-    grid = make_grid(0.2, 64, box=0.3)
+    grid = make_volume_grid(0.2, 64, box=0.3)
     np.testing.assert_allclose(grid.axis(0), np.linspace(-0.15, 0.15, 64), atol=1e-12)
     for psi, seed in (("0.7", 0), ("1.0", 3)):
         expected = reference[f"density64_regular__psi{psi}__seed{seed}"]
@@ -79,7 +79,7 @@ def test_regular_grid_matches_the_official_volume(reference, mini_generator):
 def test_writes_into_a_memory_map_in_mrc_order(tmp_path):
     G = make_tiny_generator()
     planes = _random_planes(G)
-    grid = make_grid(G.config.cube_scale, (5, 6, 7))
+    grid = make_volume_grid(G.config.cube_scale, (5, 6, 7))
     mm = np.lib.format.open_memmap(tmp_path / "v.npy", mode="w+", dtype=np.float32, shape=grid.shape_zyx)
     seen = []
     out = extract_density(G, planes, grid=grid, method="separable", out=mm.transpose(2, 1, 0), slab_voxels=60,
@@ -107,10 +107,10 @@ def test_default_volume_layout_and_progress():
 
 
 def test_grid_defaults_and_validation():
-    grid = make_grid(0.2, 5)
+    grid = make_volume_grid(0.2, 5)
     assert grid.size == (0.4, 0.4, 0.4) and grid.origin == (-0.2, -0.2, -0.2)
     assert np.allclose(grid.voxel_size, 0.1)
-    g2 = make_grid(0.475, (3, 4, 5), box=(1, 2, 3), center=(0.5, 0, -1))
+    g2 = make_volume_grid(0.475, (3, 4, 5), box=(1, 2, 3), center=(0.5, 0, -1))
     np.testing.assert_allclose(g2.axis(1), np.linspace(-1, 1, 4))
     assert g2.origin == (0.0, -1.0, -2.5)
     for bad in (
@@ -121,8 +121,8 @@ def test_grid_defaults_and_validation():
         dict(center=(0, float("nan"), 0)),
     ):
         with pytest.raises(EpigrafError):
-            make_grid(0.2, **{"resolution": 4, **bad})
-    assert make_grid(0.2, 2049, force=True).resolution == (2049,) * 3
+            make_volume_grid(0.2, **{"resolution": 4, **bad})
+    assert make_volume_grid(0.2, 2049, force=True).resolution == (2049,) * 3
 
 
 def test_rejects_bad_values_and_batches():
@@ -149,10 +149,17 @@ def test_auto_falls_back_to_pytorch_without_the_kernel(monkeypatch):
     monkeypatch.setenv("EPIGRAF_NO_KERNELS", "1")
     G = make_tiny_generator()
     planes = _random_planes(G)
-    grid = make_grid(G.config.cube_scale, 5)
+    grid = make_volume_grid(G.config.cube_scale, 5)
     # exact: without the kernel "auto" runs the very same separable code on the same slabs
     np.testing.assert_array_equal(
         extract_density(G, planes, grid=grid, method="auto"), extract_density(G, planes, grid=grid, method="separable")
     )
     with pytest.raises(RuntimeError, match="EPIGRAF_NO_KERNELS"):
         extract_density(G, planes, grid=grid, method="kernel")
+
+
+def test_the_volume_grid_has_its_own_name():
+    import epigraf_tools
+
+    assert epigraf_tools.make_volume_grid is make_volume_grid
+    assert "make_grid" not in epigraf_tools.__all__  # images.make_grid tiles pictures; no alias

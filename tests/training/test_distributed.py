@@ -52,3 +52,13 @@ def test_two_gloo_ranks_match_one_rank(tiny_dataset, tmp_path):
         for k in LOSS_KEYS:
             if k in ra:
                 assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-6), k
+
+
+def test_training_uses_the_toolkits_distributed_context(monkeypatch):
+    from epigraf_tools.distributed import DistContext
+    from epigraf_tools.training import distributed as du
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = du.setup("cpu")
+    assert type(ctx) is DistContext and not ctx.distributed and ctx.is_main
+    du.teardown(ctx)  # alone: nothing joined, nothing to leave

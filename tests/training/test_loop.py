@@ -103,3 +103,39 @@ def test_optimisers_and_schedules_match_the_official_construction(tiny_dataset, 
     assert d_group["eps"] == construction["D_opt"]["eps"]
     tr.G.progressive_update(64 / 1000)  # the fixture snapshot was taken after one step of batch 64
     assert tr.G.nerf_noise_std == pytest.approx(construction["G_nerf_noise_std"], rel=1e-6)
+
+
+def test_preview_pixels_use_the_toolkits_image_encoding(tiny_dataset, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from epigraf_tools.images import make_grid, to_uint8
+    from epigraf_tools.training.data import ImageDataset
+    from epigraf_tools.training.preview import PreviewGrid
+
+    cfg = tiny_train_config(tiny_dataset, tmp_path / "run", grid_size=3)
+    dataset = ImageDataset(tiny_dataset, require_poses=False)
+    G = Generator(cfg.generator_config(32, dataset.c_dim, [0.0, 1.5707963, 0.0])).eval()
+    preview = PreviewGrid(dataset, G, cfg, torch.device("cpu"))
+    preview.save_fakes(tmp_path / "fakes.png")
+    expected = make_grid(list(to_uint8(preview.render())), columns=2)  # ceil(sqrt(3)) columns
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "fakes.png").convert("RGB")), expected)
+
+
+def test_train_config_derives_every_generator_option_from_generator_config():
+    import dataclasses
+
+    from epigraf_tools.models import GeneratorConfig
+    from epigraf_tools.training.config import GENERATOR_OPTIONS, TrainConfig
+
+    defaults, g_defaults = TrainConfig(), GeneratorConfig()
+    for option, name in GENERATOR_OPTIONS.items():
+        assert getattr(defaults, option) == getattr(g_defaults, name), option  # one definition per default
+    reach = TrainConfig(mlp_n_layers=3, bg_model="sphere", conv_clamp=None, clamp_mode="relu", g_channel_base=1024)
+    g = reach.generator_config(64, 2, [0.0, 1.5, 0.0], ["a", "b"])
+    assert (g.mlp_n_layers, g.bg_model, g.conv_clamp, g.clamp_mode, g.channel_base) == (3, "sphere", None, "relu", 1024)
+    assert (g.c_dim, g.img_resolution, g.class_names) == (2, 64, ["a", "b"])
+    old_run = {
+        k: v for k, v in dataclasses.asdict(TrainConfig(data="x")).items() if k not in ("mlp_n_layers", "bg_model")
+    }
+    assert TrainConfig.from_dict(old_run).mlp_n_layers == g_defaults.mlp_n_layers  # older run configs still load

@@ -1,4 +1,7 @@
-"""StyleGAN2 'skip' synthesis network that produces the tri-plane.
+"""The StyleGAN2 backbone: a 'skip' synthesis network that draws the tri-plane from ws.
+
+(Official checkpoints name it ``synthesis.tri_plane_decoder``; it is no decoder: the tri-plane MLP
+in triplane.py decodes the planes.)
 
 Blocks b4, b8, ... up to the tri-plane resolution; each has modulated 3x3 convolutions (conv0 with
 2x up-sampling, conv1) with per-pixel noise, and a ToRGB layer whose output (3 x feat_dim channels,

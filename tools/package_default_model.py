@@ -1,7 +1,7 @@
 # ruff: noqa: E501  (the model card template has long Markdown table rows)
 """Package a training snapshot as the embedded default model and write its model card.
 
-    python examples/package_default_model.py --snapshot runs/default/snapshot-000033000 \
+    python tools/package_default_model.py --snapshot runs/default/snapshot-000033000 \
         --train-config runs/default_train.yaml
 
 Copies config.json + model.safetensors of the snapshot into epigraf_tools/assets/default/ (adding
