@@ -1,4 +1,4 @@
-"""``epigraf train`` and ``epigraf dataset info``: options, config files, errors, a tiny run."""
+"""``epigraf train``: options, config files, errors, a tiny run."""
 
 from __future__ import annotations
 
@@ -66,17 +66,6 @@ def test_config_file_and_bad_inputs(cli, tmp_path):
     res = cli(["train", "--resume", "latest"])
     assert res.exit_code == 2 and "needs --out" in res.output
     assert not (tmp_path / "r").exists()
-
-
-def test_dataset_info(cli, tmp_path):
-    data = write_dataset(tmp_path / "d.zip", n=6, size=16, labels=2)
-    res = cli(["dataset", "info", str(data)])
-    assert res.exit_code == 0, res.output
-    assert "images      6" in res.output and "16x16" in res.output and "yaw" in res.output
-    res = cli(["dataset", "info", str(data), "--json"])
-    assert json.loads(res.output)["class_counts"] == [3, 3]
-    res = cli(["dataset", "info", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "does not exist" in res.output
 
 
 def test_fine_tune_from_a_model_folder(cli, tmp_path):
