@@ -9,6 +9,7 @@ import pytest
 import torch
 from official_pickle_factory import config_child, make_config_node, pickle_with_fake_modules
 
+import epigraf_tools.checkpoints.omegaconf_state as ocs
 from epigraf_tools.checkpoints.omegaconf_state import config_root, to_plain
 from epigraf_tools.checkpoints.safe_pickle import safe_load
 from epigraf_tools.errors import EpigrafError
@@ -60,13 +61,24 @@ def test_unresolvable_interpolations_stay_as_text():
     assert to_plain(_load(make_config_node(tree))) == tree
 
 
-@pytest.mark.parametrize(
-    "tree, message",
-    [
-        ({"a": "${b}", "b": "${a}"}, "interpolates too deeply"),
-        ({"v0": "x", **{f"v{i}": f"${{v{i - 1}}}${{v{i - 1}}}" for i in range(1, 40)}}, "characters|steps"),
-    ],
-)
-def test_cycles_and_multiplying_interpolations_are_refused(tree, message):
-    with pytest.raises(EpigrafError, match=message):
-        to_plain(_load(make_config_node(tree)))
+def _doubling(levels: int) -> dict:
+    """v0: x, v1: ${v0}${v0}, ...: each level doubles the text and the work of resolving it."""
+    return {"v0": "x", **{f"v{i}": f"${{v{i - 1}}}${{v{i - 1}}}" for i in range(1, levels)}}
+
+
+def test_a_cycle_is_refused():
+    with pytest.raises(EpigrafError, match="interpolates too deeply"):
+        to_plain(_load(make_config_node({"a": "${b}", "b": "${a}"})))
+
+
+def test_multiplying_interpolations_are_refused_by_the_step_and_length_budgets(monkeypatch):
+    """The real budgets take seconds to reach; lowered, the same refusals come at once."""
+    tree = _load(make_config_node(_doubling(12)))  # v11 is 2,048 characters, resolved in ~8,000 steps
+    assert len(to_plain(tree)["v11"]) == 2048
+    monkeypatch.setattr(ocs, "MAX_RESOLVE_STEPS", 1000)
+    with pytest.raises(EpigrafError, match="more than 1,000 steps"):
+        to_plain(tree)
+    monkeypatch.setattr(ocs, "MAX_RESOLVE_STEPS", 10**6)
+    monkeypatch.setattr(ocs, "MAX_RESOLVED_CHARS", 1000)
+    with pytest.raises(EpigrafError, match="more than 1,000 characters"):
+        to_plain(tree)
