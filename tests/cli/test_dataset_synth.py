@@ -5,25 +5,19 @@ from __future__ import annotations
 import json
 import zipfile
 
-from typer.testing import CliRunner
 
-from epigraf_tools.cli.app import app
-
-runner = CliRunner()
-
-
-def test_synth_writes_a_trainable_dataset(tmp_path):
+def test_synth_writes_a_trainable_dataset(cli, tmp_path):
     out = tmp_path / "shapes.zip"
-    res = runner.invoke(app, ["dataset", "synth", str(out), "-n", "4", "--resolution", "16", "--quiet"])
+    res = cli(["dataset", "synth", str(out), "-n", "4", "--resolution", "16", "--quiet"])
     assert res.exit_code == 0, res.output
     with zipfile.ZipFile(out) as zf:
         meta = json.loads(zf.read("dataset.json"))
     assert len(meta["camera_angles"]) == 4
-    info = runner.invoke(app, ["dataset", "info", str(out)])
+    info = cli(["dataset", "info", str(out)])
     assert info.exit_code == 0 and "images      4" in info.output
 
 
-def test_synth_bad_arguments_exit_2_without_files(tmp_path):
+def test_synth_bad_arguments_exit_2_without_files(cli, tmp_path):
     cases = [
         [str(tmp_path / "a.zip"), "--shapes", "cone"],
         [str(tmp_path / "b.tar"), "-n", "2"],
@@ -31,7 +25,7 @@ def test_synth_bad_arguments_exit_2_without_files(tmp_path):
         [str(tmp_path / "d.zip"), "--resolution", "4"],
     ]
     for args in cases:
-        res = runner.invoke(app, ["dataset", "synth", *args])
+        res = cli(["dataset", "synth", *args])
         assert res.exit_code == 2, (args, res.output)
     assert list(tmp_path.iterdir()) == []
 
@@ -56,8 +50,8 @@ def test_synth_renders_on_one_thread_and_restores_the_setting(tmp_path, monkeypa
         torch.set_num_threads(before)
 
 
-def test_synth_progress_reaches_logs_when_stderr_is_not_a_terminal(tmp_path):
-    res = runner.invoke(app, ["dataset", "synth", str(tmp_path / "s.zip"), "-n", "3", "--resolution", "8"])
+def test_synth_progress_reaches_logs_when_stderr_is_not_a_terminal(cli, tmp_path):
+    res = cli(["dataset", "synth", str(tmp_path / "s.zip"), "-n", "3", "--resolution", "8"])
     assert res.exit_code == 0, res.output
     assert "rendering: 3/3 (100%)" in res.output  # CliRunner's stderr is not a TTY: plain progress lines
 

@@ -7,26 +7,13 @@ import json
 import numpy as np
 import pytest
 import trimesh
-from typer.testing import CliRunner
 
-from epigraf_tools.cli.app import app
 from epigraf_tools.mrc import write_mrc
 
-from support import make_tiny_generator
 
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    make_tiny_generator(5).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def no_kernel_build(monkeypatch):
-    monkeypatch.setenv("EPIGRAF_NO_KERNELS", "1")
+@pytest.fixture(scope="session")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir(5)
 
 
 @pytest.fixture()
@@ -38,17 +25,9 @@ def ball_mrc(tmp_path):
     return write_mrc(tmp_path / "ball.mrc", vol, 0.1, origin=(0.0, 1.0, 2.0))
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
-def test_mesh_from_model_with_colours_and_report(model_dir, tmp_path):
+def test_mesh_from_model_with_colours_and_report(cli, model_dir, tmp_path):
     out = tmp_path / "meshes"
-    result = runner.invoke(app, [
+    result = cli([
         "export-mesh", "--model", str(model_dir), "--seeds", "1", "--resolution", "24", "--formats", "ply,stl",
         "--largest-component", "--smooth", "3", "--faces", "600", "--out", str(out),
     ])  # fmt: skip
@@ -65,9 +44,9 @@ def test_mesh_from_model_with_colours_and_report(model_dir, tmp_path):
     assert np.abs(mesh.vertices).max() <= half + 0.4 / 23  # (smoothing may move the cut edge by < 1 voxel)
 
 
-def test_mesh_from_an_mrc_file_in_world_units(ball_mrc, tmp_path):
+def test_mesh_from_an_mrc_file_in_world_units(cli, ball_mrc, tmp_path):
     out = tmp_path / "m"
-    result = runner.invoke(app, ["export-mesh", "--volume", str(ball_mrc), "--level", "0", "--out", str(out)])
+    result = cli(["export-mesh", "--volume", str(ball_mrc), "--level", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
     mesh = trimesh.load(out / "ball.ply", process=False)
     radii = np.linalg.norm(mesh.vertices - [1.0, 2.0, 3.0], axis=1)
@@ -77,20 +56,18 @@ def test_mesh_from_an_mrc_file_in_world_units(ball_mrc, tmp_path):
     assert report["level"] == 0 and report["level_source"] == "given" and not report["colors"]
 
 
-def test_level_outside_the_data_range(ball_mrc, tmp_path):
+def test_level_outside_the_data_range(cli, one_error_line, ball_mrc, tmp_path):
     out = tmp_path / "m"
-    line = _one_error_line(
-        runner.invoke(app, ["export-mesh", "--volume", str(ball_mrc), "--level", "5", "-o", str(out)])
-    )
+    line = one_error_line(cli(["export-mesh", "--volume", str(ball_mrc), "--level", "5", "-o", str(out)]))
     assert "outside the volume's value range [" in line
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_corrupt_mrc(tmp_path):
+def test_corrupt_mrc(cli, one_error_line, tmp_path):
     bad = tmp_path / "bad.mrc"
     bad.write_bytes(b"\x00" * 100)
     out = tmp_path / "m"
-    line = _one_error_line(runner.invoke(app, ["export-mesh", "--volume", str(bad), "--out", str(out)]))
+    line = one_error_line(cli(["export-mesh", "--volume", str(bad), "--out", str(out)]))
     assert "bad.mrc" in line
     assert not out.exists() or not any(out.iterdir())
 
@@ -106,15 +83,15 @@ def test_corrupt_mrc(tmp_path):
         (["--smooth", "-1"], "--smooth"),
     ],
 )
-def test_bad_arguments(model_dir, tmp_path, extra, message):
+def test_bad_arguments(cli, one_error_line, model_dir, tmp_path, extra, message):
     out = tmp_path / "m"
-    result = runner.invoke(app, ["export-mesh", "--model", str(model_dir), "--out", str(out), *extra])
-    assert message in _one_error_line(result)
+    result = cli(["export-mesh", "--model", str(model_dir), "--out", str(out), *extra])
+    assert message in one_error_line(result)
     assert not out.exists()
 
 
-def test_volume_and_seeds_are_exclusive_and_colours_need_a_model(ball_mrc, tmp_path):
-    line = _one_error_line(runner.invoke(app, ["export-mesh", "--volume", str(ball_mrc), "--seeds", "0"]))
+def test_volume_and_seeds_are_exclusive_and_colours_need_a_model(cli, one_error_line, ball_mrc, tmp_path):
+    line = one_error_line(cli(["export-mesh", "--volume", str(ball_mrc), "--seeds", "0"]))
     assert "not both" in line
-    line = _one_error_line(runner.invoke(app, ["export-mesh", "--volume", str(ball_mrc), "--colors"]))
+    line = one_error_line(cli(["export-mesh", "--volume", str(ball_mrc), "--colors"]))
     assert "--model" in line

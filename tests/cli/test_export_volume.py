@@ -8,42 +8,22 @@ import mrcfile
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from epigraf_tools.cli.app import app
 from epigraf_tools.latents import Truncation, ws_from_seeds
 from epigraf_tools.volume import extract_density
 
 from support import make_tiny_generator
 
-runner = CliRunner()
+
+@pytest.fixture(scope="session")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir(3)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    make_tiny_generator(3).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def no_kernel_build(monkeypatch):
-    # the kernel has its own test (tests/toolkit/test_kernels.py); CLI tests use the PyTorch path
-    monkeypatch.setenv("EPIGRAF_NO_KERNELS", "1")
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
-def test_writes_mrc_sidecar_and_script(model_dir, tmp_path):
+def test_writes_mrc_sidecar_and_script(cli, model_dir, tmp_path):
     out = tmp_path / "vols"
     args = ["export-volume", "--model", str(model_dir), "--seeds", "0,2", "--resolution", "12", "--truncation", "0.7"]
-    result = runner.invoke(app, [*args, "--box", "0.3", "--center", "0.01,0,-0.02", "--out", str(out), "--quiet"])
+    result = cli([*args, "--box", "0.3", "--center", "0.01,0,-0.02", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # --quiet
     assert sorted(p.name for p in out.iterdir()) == [
@@ -64,10 +44,8 @@ def test_writes_mrc_sidecar_and_script(model_dir, tmp_path):
     assert "level" in (out / "seed0000.cxc").read_text()
 
 
-def test_sigma_values(model_dir, tmp_path):
-    result = runner.invoke(
-        app, ["export-volume", "-m", str(model_dir), "--resolution", "4", "--value", "sigma", "-o", str(tmp_path)]
-    )
+def test_sigma_values(cli, model_dir, tmp_path):
+    result = cli(["export-volume", "-m", str(model_dir), "--resolution", "4", "--value", "sigma", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "seed0000.mrc" in result.stdout
     with mrcfile.open(tmp_path / "seed0000.mrc") as mrc:
@@ -88,21 +66,21 @@ def test_sigma_values(model_dir, tmp_path):
         (["--method", "fast"], "--method"),
     ],
 )
-def test_bad_arguments_exit_2_without_output(model_dir, tmp_path, extra, message):
+def test_bad_arguments_exit_2_without_output(cli, one_error_line, model_dir, tmp_path, extra, message):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export-volume", "--model", str(model_dir), "--out", str(out), *extra])
-    assert message in _one_error_line(result)
+    result = cli(["export-volume", "--model", str(model_dir), "--out", str(out), *extra])
+    assert message in one_error_line(result)
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_unwritable_output_folder(model_dir, tmp_path):
+def test_unwritable_output_folder(cli, one_error_line, model_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = runner.invoke(app, ["export-volume", "--model", str(model_dir), "--out", str(blocker / "sub")])
-    assert "cannot write to --out" in _one_error_line(result)
+    result = cli(["export-volume", "--model", str(model_dir), "--out", str(blocker / "sub")])
+    assert "cannot write to --out" in one_error_line(result)
 
 
-def test_failure_mid_way_leaves_no_partial_files(model_dir, tmp_path, monkeypatch):
+def test_failure_mid_way_leaves_no_partial_files(cli, model_dir, tmp_path, monkeypatch):
     import epigraf_tools.mrc as mrc_module
 
     def broken(*args, **kwargs):
@@ -110,6 +88,6 @@ def test_failure_mid_way_leaves_no_partial_files(model_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr(mrc_module, "extract_density", broken)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export-volume", "--model", str(model_dir), "--resolution", "4", "--out", str(out)])
+    result = cli(["export-volume", "--model", str(model_dir), "--resolution", "4", "--out", str(out)])
     assert result.exit_code == 1
     assert list(out.iterdir()) == []

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from epigraf_tools.checkpoints import zoo
-from epigraf_tools.cli.app import app
 
 from support import make_tiny_generator
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -21,15 +17,15 @@ def no_default(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "embedded_model_dir", lambda: tmp_path / "assets" / "default")
 
 
-def test_table_lists_the_zoo_with_licences():
-    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+def test_table_lists_the_zoo_with_licences(cli):
+    result = cli(["models"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for name in ("default", "ffhq512", "plants256", "food256", "NVIDIA-NC", "not installed"):
         assert name in result.stdout
 
 
-def test_json_and_out_file(tmp_path):
-    result = runner.invoke(app, ["models", "--json", "--out", str(tmp_path / "report")])
+def test_json_and_out_file(cli, tmp_path):
+    result = cli(["models", "--json", "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["name"] for r in rows] == ["default", "ffhq512", "plants256", "food256"]
@@ -38,9 +34,9 @@ def test_json_and_out_file(tmp_path):
     assert (ffhq["resolution"], ffhq["classes"], ffhq["source"]) == (512, 0, "https://disk.yandex.ru/d/XJ0k9-kQyHouwQ")
 
 
-def test_describe_and_check_a_folder(tmp_path):
+def test_describe_and_check_a_folder(cli, tmp_path):
     folder = make_tiny_generator().save_pretrained(tmp_path / "tiny")
-    result = runner.invoke(app, ["models", "--model", str(folder), "--check", "--device", "cpu"])
+    result = cli(["models", "--model", str(folder), "--check", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["kind"] == "folder" and info["config"]["triplane_res"] == 16
@@ -55,6 +51,6 @@ def test_describe_and_check_a_folder(tmp_path):
         (["--model", "default", "--check"], "embedded default model is not installed"),
     ],
 )
-def test_errors_are_one_line(args, message):
-    result = runner.invoke(app, ["models", *args])
+def test_errors_are_one_line(cli, args, message):
+    result = cli(["models", *args])
     assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -9,15 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import epigraf_tools
-from epigraf_tools.cli.app import app
 
 from support import make_tiny_generator
 
 REPO = Path(__file__).resolve().parents[2]
-runner = CliRunner()
 
 
 def _readme_python_block() -> str:
@@ -52,8 +49,8 @@ def test_inference_outputs_need_no_autograd_but_training_still_gets_gradients():
     assert img.requires_grad  # forward is the training entry point
 
 
-def test_version():
-    result = runner.invoke(app, ["--version"])
+def test_version(cli):
+    result = cli(["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"epigraf-tools {epigraf_tools.__version__}"
 
@@ -77,8 +74,8 @@ def test_quiet_prints_nothing_at_all(tmp_path):
     [[], ["sample"], ["video"], ["interpolate"], ["export-volume"], ["export-mesh"], ["models"], ["download"],
      ["convert"], ["train"], ["fid"], ["dataset", "info"], ["dataset", "synth"]],
 )  # fmt: skip
-def test_help_has_no_python_type_tags(command):
-    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+def test_help_has_no_python_type_tags(cli, command):
+    result = cli([*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     tags = re.findall(r"<(?:bool|str|int|float|Path)>", result.output)
     assert not tags, tags

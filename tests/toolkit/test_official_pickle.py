@@ -167,15 +167,6 @@ def test_tiny_gpc_class_conditional_config_round_trips(tmp_path):
         torch.testing.assert_close(G2.mapping(z, c, camera_angles=angles), G.mapping(z, c, camera_angles=angles))
 
 
-def test_missing_density_shift_means_zero(tmp_path):
-    from official_pickle_factory import experiment_for
-
-    G = make_tiny_generator(1, density_shift=-1.0)
-    path = tmp_path / "old.pkl"
-    path.write_bytes(generator_snapshot_bytes(G, experiment=experiment_for(G.config, density_shift=False)))
-    assert read_official_snapshot(path).generator_config.density_shift == 0.0
-
-
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -217,102 +208,6 @@ def test_not_a_pickle_and_missing_g_ema(tmp_path):
     empty.write_bytes(pickle.dumps({"G": None, "stats": {}}))
     with pytest.raises(EpigrafError, match="no G_ema network"):
         read_official_snapshot(empty)
-
-
-def _config_only(experiment: dict, g_init_kwargs: dict, state: dict | None = None):
-    """Config extraction for full-size official configs, without building their weights."""
-    import io
-
-    from official_pickle_factory import EasyDict, Persistent, config_child, fake_official_modules, make_config_node
-
-    from epigraf_tools.checkpoints.official_pickle import generator_config_from_official
-    from epigraf_tools.checkpoints.safe_pickle import safe_load
-
-    with fake_official_modules():
-        root = make_config_node(experiment)
-        cfg = config_child(root, "model.generator")
-        g = Persistent(
-            "Generator",
-            {
-                "_parameters": {},
-                "_buffers": {},
-                "_modules": {},
-                "cfg": cfg,
-                "_init_kwargs": EasyDict(cfg=cfg, **g_init_kwargs),
-            },
-        )
-        import pickle
-
-        data = pickle.dumps({"G_ema": g}, protocol=4)
-    loaded = safe_load(io.BytesIO(data))["G_ema"]
-    return generator_config_from_official(loaded, state or {})[2]
-
-
-def test_ffhq512_like_config_with_gpc(fixture_dir):
-    experiment = load_experiment_config(fixture_dir)
-    gen = experiment["model"]["generator"]
-    gen.update(cbase=32768, cmax=512, num_ray_steps=48, density_shift=0.0, camera_cond=True)
-    gen["tri_plane"]["res"] = 512
-    experiment["dataset"]["resolution"] = 512
-    kwargs = dict(
-        z_dim=512,
-        w_dim=512,
-        c_dim=0,
-        img_resolution=512,
-        img_channels=3,
-        channel_base=32768,
-        channel_max=512,
-        mapping_kwargs=dict(
-            num_layers=2,
-            camera_cond=True,
-            camera_cond_drop_p=0.0,
-            camera_cond_noise_std=0.0,
-            mean_camera_pose=torch.tensor([0.0, 1.5, 0.0]),
-        ),
-    )
-    config = _config_only(experiment, kwargs)
-    assert (config.img_resolution, config.triplane_res, config.channel_base, config.channel_max) == (
-        512,
-        512,
-        32768,
-        512,
-    )
-    assert config.camera_cond and config.num_ws == 16 and config.mean_camera_pose == [0.0, 1.5, 0.0]
-    assert config.name == "ffhq_512_posed" and config.fov == 12.0
-
-
-def test_megascans_like_config(fixture_dir):
-    experiment = load_experiment_config(fixture_dir)
-    experiment["dataset"] = {
-        "name": "plants_${dataset.resolution}",
-        "resolution": 256,
-        "c_dim": 198,
-        "cube_scale": 0.475,
-        "white_back": True,
-        "last_back": False,
-        "camera": {"fov": 30.0, "ray_start": 0.75, "ray_end": 1.25, "radius": 1.0, "dist": "spherical_uniform"},
-    }
-    gen = experiment["model"]["generator"]
-    gen.update(cbase=32768, cmax=512, num_ray_steps=48)
-    gen["tri_plane"]["res"] = 256
-    gen["bg_model"]["type"] = "sphere"
-    kwargs = dict(
-        z_dim=512,
-        w_dim=512,
-        c_dim=198,
-        img_resolution=256,
-        img_channels=3,
-        mapping_kwargs=dict(num_layers=2, camera_cond=False),
-    )
-    fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
-    if "bg_num_steps" not in fields:
-        with pytest.raises(EpigrafError, match="background model 'sphere'"):
-            _config_only(experiment, kwargs)
-        return
-    config = _config_only(experiment, kwargs)
-    assert (config.c_dim, config.white_back, config.cube_scale, config.fov) == (198, True, 0.475, 30.0)
-    assert config.channel_base == 32768 and config.name == "plants_256"  # derived as int(cbase * fmaps)
-    assert (config.bg_model, config.bg_num_steps, config.bg_channel_max) == ("sphere", 8, 128)
 
 
 def test_include_discriminator_checks_d_shapes(tmp_path, fixture_dir, official_g_state, official_d_state):

@@ -191,14 +191,6 @@ def test_server_file_names_never_escape_the_download_folder(env, share, name):
     assert not (env.parent / "evil.pkl").exists() and not os.path.exists("/tmp/evil.pkl")
 
 
-def test_safe_child_refuses_paths():
-    from epigraf_tools.checkpoints.share_download import safe_child
-
-    for name in ("../x", "/abs", "..", "", ".hidden", "a/b", "a\\b", "a\x00b", "x" * 300):
-        with pytest.raises(EpigrafError, match="plain file name"):
-            safe_child("/tmp/somewhere", name)
-
-
 @pytest.fixture()
 def fast_timeouts(monkeypatch):
     monkeypatch.setenv("EPIGRAF_DOWNLOAD_TIMEOUT_S", "1")

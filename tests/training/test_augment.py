@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from training_support import tiny_train_config
 
 from epigraf_tools.training.augment import BGC, AdaController, AdaptiveAugment
-from epigraf_tools.training.config import ConfigError, TrainConfig, upgrade_stored_config
 from epigraf_tools.training.loop import Trainer, train
 from epigraf_tools.training.snapshots import STATE_NAME, load_state
 
@@ -238,23 +237,6 @@ def test_state_round_trip():
     ada2 = AdaController(aug2)
     ada2.load_state_dict(ada.state_dict())
     assert torch.equal(aug2.p, aug.p) and ada2.state_dict() == ada.state_dict() == {"sign_sum": 1.0, "sign_count": 3.0}
-
-
-# ---------------------------------------------------------------------- configuration
-def test_config_fields_defaults_and_errors():
-    cfg = TrainConfig(data="x.zip")
-    assert (cfg.augment, cfg.augment_p, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg) == ("ada", 0.0, 0.6, 4, 500.0)
-    for field, value, match in [
-        ("augment", "bgc", "augment must be one of ada, fixed, noaug"),
-        ("augment_p", 1.5, "augment_p must be in"),
-        ("ada_target", 2.0, "ada_target must be in"),
-        ("ada_interval", 0, "ada_interval must be >= 1"),
-        ("ada_kimg", 0.0, "ada_kimg must be positive"),
-    ]:
-        with pytest.raises(ConfigError, match=match):
-            cfg.replace(**{field: value}).validate()
-    assert upgrade_stored_config({"data": "x"})["augment"] == "noaug"
-    assert upgrade_stored_config({"augment": "ada"})["augment"] == "ada"
 
 
 # ---------------------------------------------------------------------- the training loop

@@ -12,14 +12,10 @@ import pytest
 import torch
 from hub_emulator import isolate_hub_env
 from official_pickle_factory import generator_snapshot_bytes
-from typer.testing import CliRunner
 
-from epigraf_tools.cli.app import app
 from epigraf_tools.models import Generator
 
 from support import make_tiny_generator
-
-runner = CliRunner()
 
 
 @pytest.fixture()
@@ -31,18 +27,10 @@ def snapshot(tmp_path, monkeypatch):
     return path, G
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
-def test_convert_writes_a_model_folder(snapshot, tmp_path):
+def test_convert_writes_a_model_folder(cli, one_error_line, snapshot, tmp_path):
     pkl, G = snapshot
     out = tmp_path / "models" / "tiny"
-    result = runner.invoke(app, ["convert", str(pkl), str(out), "--device", "cpu"])
+    result = cli(["convert", str(pkl), str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "Wrote" in result.stdout and "model.safetensors" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == [
@@ -52,12 +40,12 @@ def test_convert_writes_a_model_folder(snapshot, tmp_path):
         "official_config.json",
     ]
     assert torch.equal(Generator.from_pretrained(out).mapping.w_avg, G.mapping.w_avg)
-    again = runner.invoke(app, ["convert", str(pkl), str(out), "--quiet"])
-    assert "already holds a model" in _one_error_line(again)
-    assert runner.invoke(app, ["convert", "--model", str(pkl), "--out", str(out), "--overwrite", "-q"]).exit_code == 0
+    again = cli(["convert", str(pkl), str(out), "--quiet"])
+    assert "already holds a model" in one_error_line(again)
+    assert cli(["convert", "--model", str(pkl), "--out", str(out), "--overwrite", "-q"]).exit_code == 0
 
 
-def test_malicious_pickle_is_refused_without_output(tmp_path):
+def test_malicious_pickle_is_refused_without_output(cli, one_error_line, tmp_path):
     marker = tmp_path / "pwned"
 
     class Evil:
@@ -69,7 +57,7 @@ def test_malicious_pickle_is_refused_without_output(tmp_path):
     pkl = tmp_path / "evil.pkl"
     pkl.write_bytes(pickle.dumps({"G_ema": Evil()}, protocol=4))
     out = tmp_path / "out"
-    line = _one_error_line(runner.invoke(app, ["convert", str(pkl), str(out), "-q"]))
+    line = one_error_line(cli(["convert", str(pkl), str(out), "-q"]))
     assert "refusing to load posix.system" in line or "refusing to load os.system" in line
     assert not marker.exists() and not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["evil.pkl"]  # no temporary folder left behind
@@ -85,20 +73,20 @@ def test_malicious_pickle_is_refused_without_output(tmp_path):
         (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
     ],
 )
-def test_bad_arguments_exit_2_and_write_nothing(snapshot, tmp_path, extra, message):
+def test_bad_arguments_exit_2_and_write_nothing(cli, one_error_line, snapshot, tmp_path, extra, message):
     pkl, _ = snapshot
     out = tmp_path / "out"
-    line = _one_error_line(runner.invoke(app, ["convert", str(pkl), str(out), "-q", *extra]))
+    line = one_error_line(cli(["convert", str(pkl), str(out), "-q", *extra]))
     assert message in line
     assert not out.exists()
 
 
-def test_missing_arguments(tmp_path):
-    assert "usage: epigraf convert PKL OUT_DIR" in _one_error_line(runner.invoke(app, ["convert"]))
-    assert "not found" in _one_error_line(runner.invoke(app, ["convert", str(tmp_path / "x.pkl"), str(tmp_path)]))
+def test_missing_arguments(cli, one_error_line, tmp_path):
+    assert "usage: epigraf convert PKL OUT_DIR" in one_error_line(cli(["convert"]))
+    assert "not found" in one_error_line(cli(["convert", str(tmp_path / "x.pkl"), str(tmp_path)]))
 
 
-def test_push_to_hub(snapshot, tmp_path, monkeypatch):
+def test_push_to_hub(cli, snapshot, tmp_path, monkeypatch):
     import huggingface_hub
 
     pkl, _ = snapshot
@@ -117,7 +105,7 @@ def test_push_to_hub(snapshot, tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    result = runner.invoke(app, ["convert", str(pkl), str(tmp_path / "m"), "--push-to-hub", "me/tiny", "--private"])
+    result = cli(["convert", str(pkl), str(tmp_path / "m"), "--push-to-hub", "me/tiny", "--private"])
     assert result.exit_code == 0, result.output
     assert uploads[0] == ("create", "me/tiny", True)
     assert uploads[1][2] == ["README.md", "config.json", "model.safetensors", "official_config.json"]
@@ -143,12 +131,12 @@ def hostile():
 
 
 @pytest.mark.parametrize("name", CLI_HOSTILE)
-def test_hostile_pickle_exits_2_in_one_line_without_output(hostile, tmp_path, name):
+def test_hostile_pickle_exits_2_in_one_line_without_output(cli, one_error_line, hostile, tmp_path, name):
     data, pattern = hostile[name]
     pkl = tmp_path / "bad.pkl"
     pkl.write_bytes(data)
     out = tmp_path / "out"
-    line = _one_error_line(runner.invoke(app, ["convert", str(pkl), str(out), "-q"]))
+    line = one_error_line(cli(["convert", str(pkl), str(out), "-q"]))
     assert re.search(pattern, line), line
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["bad.pkl"]
 
@@ -175,12 +163,12 @@ def test_segfault_pickle_exits_2_through_the_console_script(hostile, tmp_path, c
 @pytest.mark.parametrize(
     "name", ["memo index 2^31 (9 bytes)", "stride-0 [1e9, 1e9] tensor in G's kwargs (listed on convert)"]
 )
-def test_hostile_pickle_exits_2_in_models_check_and_sample(hostile, tmp_path, name):
+def test_hostile_pickle_exits_2_in_models_check_and_sample(cli, hostile, tmp_path, name):
     data, pattern = hostile[name]
     pkl = tmp_path / "bad.pkl"
     pkl.write_bytes(data)
     for args in (["models", "--model", str(pkl), "--check", "--device", "cpu"], ["sample", "--model", str(pkl), "-q"]):
-        result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")] if args[0] == "sample" else args)
+        result = cli([*args, "--out", str(tmp_path / "o")] if args[0] == "sample" else args)
         assert result.exit_code == 2, result.output
         errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
         assert len(errors) == 1 and re.search(pattern, errors[0]), result.stderr

@@ -9,14 +9,10 @@ from pathlib import Path
 import pytest
 from hub_emulator import HubEmulator, YandexDiskEmulator, isolate_hub_env, model_files
 from official_pickle_factory import generator_snapshot_bytes
-from typer.testing import CliRunner
 
 from epigraf_tools.checkpoints import zoo
-from epigraf_tools.cli.app import app
 
 from support import make_tiny_generator
-
-runner = CliRunner()
 
 
 @pytest.fixture()
@@ -30,15 +26,9 @@ def hub(tmp_path, monkeypatch):
         yield emulator, files
 
 
-def _error(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    return result.stderr
-
-
-def test_download_hub_model_then_offline(hub, tmp_path, monkeypatch):
+def test_download_hub_model_then_offline(cli, hub, tmp_path, monkeypatch):
     emulator, files = hub
-    result = runner.invoke(app, ["download", "org/tiny", "--device", "cpu", "--out", str(tmp_path / "copy")])
+    result = cli(["download", "org/tiny", "--device", "cpu", "--out", str(tmp_path / "copy")])
     assert result.exit_code == 0, result.output
     folder = Path(result.stdout.strip().splitlines()[-1])
     assert folder.is_relative_to(tmp_path / "hf-cache") and (folder / "model.safetensors").is_file()
@@ -47,17 +37,17 @@ def test_download_hub_model_then_offline(hub, tmp_path, monkeypatch):
     assert not (tmp_path / "copy" / "model.safetensors").is_symlink()
     served = len(emulator.requests)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    again = runner.invoke(app, ["download", "--model", "org/tiny", "--no-verify"])
+    again = cli(["download", "--model", "org/tiny", "--no-verify"])
     assert again.exit_code == 0 and Path(again.stdout.strip()) == folder
     assert len(emulator.requests) == served
 
 
-def test_checksum_option(hub):
+def test_checksum_option(cli, one_error_line, hub):
     _, files = hub
     good = hashlib.sha256(files["model.safetensors"]).hexdigest()
-    assert runner.invoke(app, ["download", "org/tiny", "--sha256", good, "-q"]).exit_code == 0
-    assert "refusing to use it" in _error(runner.invoke(app, ["download", "org/tiny", "--sha256", "e" * 64, "-q"]))
-    assert "64 hexadecimal digits" in _error(runner.invoke(app, ["download", "org/tiny", "--sha256", "abc"]))
+    assert cli(["download", "org/tiny", "--sha256", good, "-q"]).exit_code == 0
+    assert "refusing to use it" in one_error_line(cli(["download", "org/tiny", "--sha256", "e" * 64, "-q"]))
+    assert "64 hexadecimal digits" in one_error_line(cli(["download", "org/tiny", "--sha256", "abc"]))
 
 
 @pytest.mark.parametrize(
@@ -70,16 +60,16 @@ def test_checksum_option(hub):
         (["ffhq512", "--sha256", "a" * 64], "--sha256 applies to Hub models"),
     ],
 )
-def test_errors(hub, args, message):
-    assert message in _error(runner.invoke(app, ["download", *args, "-q"]))
+def test_errors(cli, one_error_line, hub, args, message):
+    assert message in one_error_line(cli(["download", *args, "-q"]))
 
 
-def test_local_paths_are_refused(hub, tmp_path):
+def test_local_paths_are_refused(cli, one_error_line, hub, tmp_path):
     folder = make_tiny_generator().save_pretrained(tmp_path / "local")
-    assert "already a local folder" in _error(runner.invoke(app, ["download", str(folder)]))
+    assert "already a local folder" in one_error_line(cli(["download", str(folder)]))
 
 
-def test_download_official_zoo_entry(tmp_path, monkeypatch):
+def test_download_official_zoo_entry(cli, tmp_path, monkeypatch):
     isolate_hub_env(monkeypatch, tmp_path / "hf-cache")
     monkeypatch.setenv("EPIGRAF_CACHE", str(tmp_path / "epigraf-cache"))
     with YandexDiskEmulator() as share:
@@ -89,7 +79,7 @@ def test_download_official_zoo_entry(tmp_path, monkeypatch):
             "plants.pkl",
             generator_snapshot_bytes(make_tiny_generator(13), with_optimizers=False),
         )
-        result = runner.invoke(app, ["download", "plants256", "--keep-pickle"])
+        result = cli(["download", "plants256", "--keep-pickle"])
     assert result.exit_code == 0, result.output
     folder = tmp_path / "epigraf-cache" / "converted" / "plants256"
     assert Path(result.stdout.strip().splitlines()[-1]) == folder
@@ -99,19 +89,17 @@ def test_download_official_zoo_entry(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- hostile inputs
 @pytest.mark.parametrize("revision", ["../../x", "/tmp/x", "a/../../x", ".."])
-def test_revision_that_escapes_the_cache_is_refused_before_any_request(hub, tmp_path, revision):
+def test_revision_that_escapes_the_cache_is_refused_before_any_request(cli, one_error_line, hub, tmp_path, revision):
     emulator, _ = hub
-    assert "not a valid branch, tag or commit" in _error(
-        runner.invoke(app, ["download", "org/tiny", "--revision", revision])
-    )
+    assert "not a valid branch, tag or commit" in one_error_line(cli(["download", "org/tiny", "--revision", revision]))
     assert emulator.requests == []
     assert not (tmp_path / "x").exists() and not (tmp_path / "hf-cache" / "x").exists()
 
 
-def test_corrupt_download_without_sha256_is_exit_2(hub):
+def test_corrupt_download_without_sha256_is_exit_2(cli, one_error_line, hub):
     emulator, _ = hub
     emulator.corrupt.add(("org/tiny", "model.safetensors"))
-    assert "model.safetensors is not a valid safetensors file" in _error(runner.invoke(app, ["download", "org/tiny"]))
+    assert "model.safetensors is not a valid safetensors file" in one_error_line(cli(["download", "org/tiny"]))
 
 
 @pytest.mark.parametrize(
@@ -125,12 +113,14 @@ def test_corrupt_download_without_sha256_is_exit_2(hub):
         ("drip", "stalled"),
     ],
 )
-def test_hostile_hub_answers_are_one_line_even_with_retries(hub, monkeypatch, tmp_path, mode, message):
+def test_hostile_hub_answers_are_one_line_even_with_retries(
+    cli, one_error_line, hub, monkeypatch, tmp_path, mode, message
+):
     emulator, _ = hub
     monkeypatch.setenv("EPIGRAF_DOWNLOAD_TIMEOUT_S", "1")
     monkeypatch.setenv("EPIGRAF_DOWNLOAD_STALL_S", "1.5")
     emulator.fault(mode, "/api/")
-    result = runner.invoke(app, ["download", "org/tiny", "--quiet"])
-    assert message in _error(result).lower() or message in result.stderr
+    result = cli(["download", "org/tiny", "--quiet"])
+    assert message in one_error_line(result).lower() or message in result.stderr
     assert result.stdout == ""
     assert not list((tmp_path / "hf-cache").rglob("*.incomplete"))

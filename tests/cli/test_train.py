@@ -1,4 +1,4 @@
-"""``epigraf train`` and ``epigraf dataset info``: options, config files, errors, a tiny run."""
+"""``epigraf train``: options, config files, errors, a tiny run."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from training_support import write_dataset  # noqa: E402
-
-from epigraf_tools.cli.app import app  # noqa: E402
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -38,56 +33,45 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_train_tiny_run_and_resume(tmp_path):
+def test_train_tiny_run_and_resume(cli, tmp_path):
     data = write_dataset(tmp_path / "d.zip", n=4, size=32)
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(run), "--gamma", "0.5", *TINY])
+    res = cli(["train", "--data", str(data), "--out", str(run), "--gamma", "0.5", *TINY])
     assert res.exit_code == 0, res.output
     assert "patches     16px" in res.output and "Done at 0.004 kimg" in res.output
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["gamma"] == 0.5 and cfg["z_dim"] == 32
     # continue the run for one more step, with options read back from the run folder
-    res = runner.invoke(app, ["train", "--resume", str(run), "--kimg", "0.008", "--quiet"])
+    res = cli(["train", "--resume", str(run), "--kimg", "0.008", "--quiet"])
     assert res.exit_code == 0, res.output
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
 
 
-def test_config_file_and_bad_inputs(tmp_path):
+def test_config_file_and_bad_inputs(cli, tmp_path):
     data = write_dataset(tmp_path / "d.zip", n=4, size=32, drop_pose=1)
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("batch: 4\npatch-res: 16\nno_such_option: 3\n")
-    res = runner.invoke(app, ["train", "--data", str(data), "--config", str(cfg_file), "--out", str(tmp_path / "r")])
+    res = cli(["train", "--data", str(data), "--config", str(cfg_file), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "unknown training option(s): no_such_option" in res.output
-    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY])
+    res = cli(["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY])
     assert res.exit_code == 2
     assert "1 of 4 images have no camera_angles" in res.output and "Traceback" not in res.output
     with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
         pass
-    res = runner.invoke(app, ["train", "--data", str(tmp_path / "empty.zip"), "--out", str(tmp_path / "r"), *TINY])
+    res = cli(["train", "--data", str(tmp_path / "empty.zip"), "--out", str(tmp_path / "r"), *TINY])
     assert res.exit_code == 2 and "no images" in res.output
-    res = runner.invoke(app, ["train", "--data", str(data), "--gamma", "lots", "--out", str(tmp_path / "r")])
+    res = cli(["train", "--data", str(data), "--gamma", "lots", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "--gamma" in res.output
-    res = runner.invoke(app, ["train", "--resume", "latest"])
+    res = cli(["train", "--resume", "latest"])
     assert res.exit_code == 2 and "needs --out" in res.output
     assert not (tmp_path / "r").exists()
 
 
-def test_dataset_info(tmp_path):
-    data = write_dataset(tmp_path / "d.zip", n=6, size=16, labels=2)
-    res = runner.invoke(app, ["dataset", "info", str(data)])
-    assert res.exit_code == 0, res.output
-    assert "images      6" in res.output and "16x16" in res.output and "yaw" in res.output
-    res = runner.invoke(app, ["dataset", "info", str(data), "--json"])
-    assert json.loads(res.output)["class_counts"] == [3, 3]
-    res = runner.invoke(app, ["dataset", "info", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "does not exist" in res.output
-
-
-def test_fine_tune_from_a_model_folder(tmp_path):
+def test_fine_tune_from_a_model_folder(cli, tmp_path):
     data = write_dataset(tmp_path / "d.zip", n=4, size=32)
     first = tmp_path / "first"
-    assert runner.invoke(app, ["train", "--data", str(data), "--out", str(first), *TINY]).exit_code == 0
+    assert cli(["train", "--data", str(data), "--out", str(first), *TINY]).exit_code == 0
     snap = next(first.glob("snapshot-*"))
     # a different --set for the generator is overridden by the model's own architecture
     args = [
@@ -102,13 +86,13 @@ def test_fine_tune_from_a_model_folder(tmp_path):
         "--set",
         "feat_dim=4",
     ]
-    res = runner.invoke(app, args)
+    res = cli(args)
     assert res.exit_code == 0, res.output
     ft = json.loads((next((tmp_path / "ft").glob("snapshot-*")) / "config.json").read_text())
     assert ft["feat_dim"] == 8
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_model"] == str(snap)
     # resuming a fine-tuned run rebuilds G from the snapshot's architecture
-    res = runner.invoke(app, ["train", "--resume", str(tmp_path / "ft"), "--kimg", "0.008", "--quiet"])
+    res = cli(["train", "--resume", str(tmp_path / "ft"), "--kimg", "0.008", "--quiet"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "x"), "--model", "no/such/dir/"])
+    res = cli(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--model", "no/such/dir/"])
     assert res.exit_code == 2

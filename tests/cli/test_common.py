@@ -1,0 +1,101 @@
+"""cli/common.py: the error contract every command shares (exit 2 for user errors, 1 otherwise, 130/143 on
+interrupts), --debug, and quiet echo."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import epigraf_tools.cli.common as common
+from epigraf_tools.cli.common import (
+    SIGINT_EXIT,
+    SIGTERM_EXIT,
+    Terminated,
+    echo,
+    fail,
+    handle_errors,
+    interrupted_exit,
+)
+from epigraf_tools.errors import EpigrafError
+
+
+def _app(exc: BaseException) -> typer.Typer:
+    """A one-command app whose command raises ``exc`` under ``handle_errors``."""
+    app = typer.Typer()
+
+    @app.command()
+    @handle_errors
+    def run(debug: bool = typer.Option(False, "--debug")) -> None:
+        raise exc
+
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _restore_interrupt_state(monkeypatch):
+    """interrupted_exit records that it reported; keep that from leaking into other tests."""
+    for key, value in list(common._state.items()):
+        monkeypatch.setitem(common._state, key, value)
+
+
+@pytest.fixture()
+def invoke(monkeypatch):
+    monkeypatch.delenv("EPIGRAF_DEBUG", raising=False)
+
+    def run(exc: BaseException, *args: str):
+        return CliRunner().invoke(_app(exc), list(args))
+
+    return run
+
+
+def test_exit_codes():
+    assert (SIGINT_EXIT, SIGTERM_EXIT) == (130, 143)
+
+
+def test_a_user_error_is_its_first_line_and_exit_2(invoke):
+    res = invoke(EpigrafError("bad --seeds '5-2'\nmore detail"))
+    assert res.exit_code == 2 and res.stderr == "Error: bad --seeds '5-2'\n" and res.stdout == ""
+
+
+def test_an_empty_user_error_names_its_class(invoke):
+    res = invoke(EpigrafError())
+    assert res.exit_code == 2 and res.stderr.strip() == "Error: EpigrafError"
+
+
+def test_anything_else_is_one_line_and_exit_1(invoke):
+    res = invoke(RuntimeError("out of cheese\nstack"))
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "Error: RuntimeError: out of cheese (run with --debug for details)"
+    assert "Traceback" not in res.output
+
+
+def test_debug_shows_the_exception(invoke, monkeypatch):
+    res = invoke(RuntimeError("boom"), "--debug")
+    assert res.exit_code == 1 and isinstance(res.exception, RuntimeError)
+    monkeypatch.setenv("EPIGRAF_DEBUG", "1")
+    res = invoke(EpigrafError("bad"))
+    assert isinstance(res.exception, EpigrafError)
+
+
+@pytest.mark.parametrize(
+    "exc, code, line", [(KeyboardInterrupt(), 130, "Interrupted."), (Terminated(), 143, "Terminated.")]
+)
+def test_interrupts_are_one_line_and_the_shell_exit_code(invoke, exc, code, line):
+    res = invoke(exc)
+    assert res.exit_code == code and res.stderr.strip() == line
+
+
+def test_interrupted_exit_and_fail(capsys):
+    assert interrupted_exit(Terminated()).exit_code == 143
+    assert interrupted_exit(KeyboardInterrupt()).exit_code == 130
+    with pytest.raises(typer.Exit) as info:
+        fail("no model")
+    assert info.value.exit_code == 2
+    assert capsys.readouterr().err == "Terminated.\nInterrupted.\nError: no model\n"
+
+
+def test_echo_respects_quiet(capsys):
+    echo("hello")
+    echo("hidden", quiet=True)
+    assert capsys.readouterr() == ("hello\n", "")
