@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from epigraf_tools.models.triplane import PLANE_AXES, TriPlaneMLP, density_activation, query_field, sample_planes
+from epigraf_tools.models.renderer import density_activation
+from epigraf_tools.models.triplane import PLANE_AXES, TriPlaneMLP, query_field, sample_planes
 
 R = 9  # plane resolution; a linear ramp sampled bilinearly with align_corners=True is reproduced exactly
 

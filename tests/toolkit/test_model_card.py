@@ -61,10 +61,6 @@ def test_usage_names_the_repo():
     assert "load_generator('org/tiny')" in card and "epigraf sample --model org/tiny" in card
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the card's snippet still imports epigraf_tools.loading, which moved to epigraf_tools.checkpoints.loading",
-)
 def test_the_usage_snippet_imports_what_exists():
     card = render_model_card(GeneratorConfig(**TINY_CONFIG))
     snippet = card.split("```python\n")[1].split("```")[0]

@@ -8,27 +8,16 @@ from PIL import Image
 from training_support import tiny_train_config, write_dataset
 
 from epigraf_tools.training.data import ImageDataset
-from epigraf_tools.training.preview import PreviewGrid, image_grid, save_png, to_uint8
+from epigraf_tools.training.preview import PreviewGrid, preview_grid
 
 from support import make_tiny_generator
 
 
-def test_image_grid_is_ceil_sqrt_columns_row_major_with_black_empty_cells():
-    images = np.stack([np.full((3, 2, 2), 10 * (i + 1), np.uint8) for i in range(5)])
-    grid = image_grid(images)
+def test_preview_grid_is_ceil_sqrt_columns_row_major_with_black_empty_cells():
+    images = np.stack([np.full((2, 2, 3), 10 * (i + 1), np.uint8) for i in range(5)])  # [N, H, W, 3]
+    grid = preview_grid(images)
     assert grid.shape == (2 * 2, 3 * 2, 3) and grid.dtype == np.uint8
     assert grid[0, 4, 0] == 30 and grid[2, 0, 0] == 40 and grid[2, 2, 0] == 50 and grid[3, 5, 0] == 0
-
-
-def test_to_uint8_maps_minus_one_to_one_and_clamps():
-    x = torch.tensor([-5.0, -1.0, 0.0, 1.0, 5.0]).reshape(1, 1, 1, 5)
-    assert to_uint8(x).reshape(-1).tolist() == [0, 0, 128, 255, 255]
-
-
-def test_save_png_is_atomic_and_readable(tmp_path):
-    arr = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
-    save_png(arr, tmp_path / "g.png")
-    assert (np.asarray(Image.open(tmp_path / "g.png")) == arr).all() and len(list(tmp_path.iterdir())) == 1
 
 
 def test_the_grid_uses_the_same_latents_and_poses_every_time(tmp_path):

@@ -1,4 +1,4 @@
-"""models/synthesis.py: the modulated convolution's two paths and demodulation, and the tri-plane backbone's
+"""models/backbone.py: the modulated convolution's two paths and demodulation, and the tri-plane backbone's
 w count, shapes, resolution check and noise modes."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from epigraf_tools.models.backbone import NOISE_MODES, TriPlaneBackbone, modulated_conv2d
 from epigraf_tools.models.layers import setup_filter
-from epigraf_tools.models.synthesis import NOISE_MODES, TriPlaneBackbone, modulated_conv2d
 
 # fused (one grouped conv) and unfused (scale, conv, scale) round differently; the docstring says ~1e-6
 TOL = dict(atol=1e-4, rtol=1e-4)
