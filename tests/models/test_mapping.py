@@ -50,12 +50,6 @@ def test_truncation_lerps_towards_w_avg():
     torch.testing.assert_close(cut[:, 1:], w[:, 1:])
 
 
-def test_a_given_centre_replaces_w_avg():
-    net, z = _net(), torch.randn(2, 8)
-    centre = torch.full((6,), 3.0)
-    torch.testing.assert_close(net(z, None, truncation_psi=0.0, w_avg=centre), centre.expand(2, 4, 6))
-
-
 def test_update_emas_moves_w_avg_towards_the_batch_mean():
     net, z = _net(w_avg_beta=0.9), torch.randn(16, 8)
     before = net.w_avg.clone()
