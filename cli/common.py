@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -103,6 +104,24 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def flag_names(flags: dict[str, str]) -> Iterator[None]:
+    """Name the command-line flag in a library error that names the parameter.
+
+    Library messages start with the parameter they are about ("max_faces must be ..."); a command that
+    passes a flag's value as that parameter maps it back, so the user reads "--faces must be ...".
+    """
+    try:
+        yield
+    except EpigrafError as exc:
+        message = str(exc)
+        for param, flag in flags.items():
+            for prefix in (f"{param} ", f"cannot write to {param} "):
+                if message.startswith(prefix):
+                    raise EpigrafError(message.replace(param, flag, 1)) from None
+        raise
 
 
 def echo(message: str, quiet: bool = False) -> None:
