@@ -37,10 +37,6 @@ HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command("export-mesh", help=HELP)(export_mesh_cmd)
-
-
 def parse_level(text: str) -> float | None:
     """'auto' -> None, else a finite float; NaN and inf are refused here, before any model or volume is read."""
     if text is None or text.strip().lower() == "auto":

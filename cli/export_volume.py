@@ -36,10 +36,6 @@ HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command("export-volume", help=HELP)(export_volume_cmd)
-
-
 @handle_errors
 def export_volume_cmd(
     seeds: str = typer.Option("0", "--seeds", "-s", help="Seeds: ranges and lists such as 0-3,42."),
