@@ -50,9 +50,6 @@ def parse_level(text: str) -> float | None:
     return value
 
 
-MESH_FLAGS = {"max_faces": "--faces", "smooth": "--smooth", "level": "--level"}
-
-
 @handle_errors
 def export_mesh_cmd(
     seeds: str = typer.Option(None, "--seeds", "-s", help="Seeds: ranges and lists such as 0-3,42 (default 0)."),
@@ -88,8 +85,7 @@ def export_mesh_cmd(
         level_value = parse_level(level)
     except ValueError as exc:
         raise EpigrafError(str(exc)) from None
-    with flag_names(MESH_FLAGS):
-        options = MeshOptions(level_value, formats.split(","), largest_component, faces, smooth, colors).validate()
+    options = MeshOptions(level_value, formats.split(","), largest_component, faces, smooth, colors).validate()
     trunc = Truncation(truncation, truncation_cutoff).validate()
     hooks = geometry_hooks(quiet, on_report=lambda report: echo(describe(report, out), quiet))
 

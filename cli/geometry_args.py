@@ -80,8 +80,7 @@ def check_grid_options(
         check_fits_in_memory(nbytes, "--resolution")
     if on_disk is not None:
         check_fits_on_disk(nbytes, on_disk, "--resolution")
-    with flag_names({"value": "--value", "method": "--method"}):
-        return options.validate()
+    return options.validate()
 
 
 def physical_memory_bytes() -> int | None:

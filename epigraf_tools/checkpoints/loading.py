@@ -63,7 +63,7 @@ def classify_spec(spec: str | os.PathLike[str] | None) -> ModelSpec:
         return ModelSpec("folder", str(path))
     if path.is_file():
         if path.name in (CONFIG_NAME, WEIGHTS_NAME):
-            raise ModelNotFoundError(f"pass the folder that holds {path.name}, not the file: --model {path.parent}")
+            raise ModelNotFoundError(f"pass the folder that holds {path.name}, not the file: {path.parent}")
         return ModelSpec("pickle", str(path))
     if is_hub_spec(text) and not text.startswith((".", "/", "~")):
         hub = parse_hub_spec(text)
