@@ -30,6 +30,7 @@ every image's shape parameters, so the ground truth geometry is known.
 """
 
 
+@handle_errors
 def synth_command(
     out: Path = typer.Argument(..., help="Output .zip (written atomically)."),
     num_images: int = typer.Option(2000, "--num-images", "-n", min=1, max=1_000_000, help="Number of images."),
@@ -43,11 +44,6 @@ def synth_command(
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
-    _synth(out, num_images, resolution, shapes, seed, fov, radius, yaw_range, pitch_range, quiet, debug=debug)
-
-
-@handle_errors
-def _synth(out, num_images, resolution, shapes, seed, fov, radius, yaw_range, pitch_range, quiet, debug=False):
     from epigraf_tools.training.synthetic import SynthConfig, make_synthetic_dataset
 
     if out.suffix.lower() != ".zip":
