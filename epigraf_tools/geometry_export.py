@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .atomic import write_text_atomic
@@ -89,6 +90,29 @@ class MeshOptions:
         if self.smooth < 0:
             raise EpigrafError(f"smooth must be >= 0 iterations, got {self.smooth}")
         return dataclasses.replace(self, formats=parse_formats(self.formats))
+
+    def build(
+        self,
+        volume: np.ndarray,
+        voxel_size: Sequence[float],
+        origin: Sequence[float],
+        model_default: float | None,
+        color_field: tuple[Generator, torch.Tensor] | None,
+        stage: Stage | None = None,
+    ) -> tuple[Any, MeshReport]:
+        """``build_mesh`` with these options: (trimesh.Trimesh, MeshReport without files or provenance)."""
+        return build_mesh(
+            volume,
+            voxel_size,
+            origin,
+            level=self.level,
+            model_default=model_default,
+            keep_largest=self.keep_largest,
+            smooth_iterations=self.smooth,
+            max_faces=self.max_faces,
+            color_field=color_field,
+            stage=stage,
+        )
 
     def stages(self, colors: bool) -> list[str]:
         """The names ``build_mesh`` reports, in order, for these options."""
@@ -241,17 +265,10 @@ def export_meshes(
         with hooks.progress(f"seed{seed:04d} volume") as update:
             vol = extract_density(G, planes, grid=volume_grid, value=grid.value, method=grid.method, progress=update)
         with hooks.stages(f"seed{seed:04d} mesh", options.stages(use_colors)) as stage:
-            mesh, report = build_mesh(
-                vol,
-                volume_grid.voxel_size,
-                volume_grid.origin,
-                level=options.level,
-                model_default=default_level(G.config, grid.value),
-                keep_largest=options.keep_largest,
-                smooth_iterations=options.smooth,
-                max_faces=options.max_faces,
-                color_field=(G, planes) if use_colors else None,
-                stage=stage,
+            color_field = (G, planes) if use_colors else None
+            model_default = default_level(G.config, grid.value)
+            mesh, report = options.build(
+                vol, volume_grid.voxel_size, volume_grid.origin, model_default, color_field, stage
             )
         del vol
         report.provenance = {
@@ -304,17 +321,8 @@ def mesh_volume_file(
             planes, _ = seed_planes(model, int(side["seed"]), trunc.validate(model.num_ws), side.get("class_index"))
             color_field = (model, planes)
     with hooks.stages(path.stem, options.stages(color_field is not None)) as stage:
-        mesh, report = build_mesh(
-            vol.data,
-            vol.voxel_size,
-            vol.origin,
-            level=options.level,
-            model_default=side.get("default_level"),
-            keep_largest=options.keep_largest,
-            smooth_iterations=options.smooth,
-            max_faces=options.max_faces,
-            color_field=color_field,
-            stage=stage,
+        mesh, report = options.build(
+            vol.data, vol.voxel_size, vol.origin, side.get("default_level"), color_field, stage
         )
     report.provenance = {"volume": str(path), "units": "world (from the MRC header)"}
     report.provenance.update(
