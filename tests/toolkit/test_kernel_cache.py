@@ -103,3 +103,17 @@ def test_auto_builds_the_kernel_for_a_grid_of_auto_build_voxels(fake_build, caps
     assert fake_build == []
     prepare_kernel("auto", "cpu", kernels.AUTO_BUILD_VOXELS, geometry_hooks(quiet=False))
     assert len(fake_build) == 1 and capsys.readouterr().err.count("Building the fused C++ density kernel") == 1
+
+
+def test_extraction_picks_the_path_by_the_same_rule(fake_build):
+    from analytic_fields import sphere_generator
+
+    from epigraf_tools.volume import FoldedField, _choose_method
+
+    G, _ = sphere_generator()
+    folded = FoldedField.from_generator(G, torch.device("cpu"))
+    assert _choose_method("auto", torch.device("cpu"), folded, 64**3) == ("separable", None)
+    assert fake_build == []
+    used, module = _choose_method("auto", torch.device("cpu"), folded, kernels.AUTO_BUILD_VOXELS)
+    assert used == "kernel" and module is not None and len(fake_build) == 1
+    assert _choose_method("auto", torch.device("cpu"), folded, 8**3)[0] == "kernel"  # now built: used at any size
