@@ -1,7 +1,9 @@
 """The ``epigraf`` command: a typer app whose commands are thin wrappers over ``epigraf_tools``.
 
-Each command lives in its own module and registers itself through ``register(app)``; the list
-below is the whole command set, so ``epigraf --help`` shows exactly what exists.
+Each command lives in the module named after it (``epigraf export-mesh`` in ``export_mesh.py``,
+``epigraf dataset synth`` in ``dataset_synth.py``), which defines the command function and its ``HELP``
+(and optionally ``EPILOG``). ``COMMANDS`` below registers them all, in one place: it is the whole
+command set, so ``epigraf --help`` shows exactly what exists.
 """
 
 from __future__ import annotations
@@ -20,24 +22,41 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# Modules under epigraf_tools.cli that define ``register(app)``.
-COMMAND_MODULES: list[str] = [
-    "train",
-    "dataset_cmd",
-    "dataset_synth",
-    "metrics_cmd",
-    "sample",
-    "video",
-    "interpolate",
-    "models_cmd",
-    "download",
-    "convert",
-    "export_volume",
-    "export_mesh",
-]
+dataset_app = typer.Typer(
+    name="dataset",
+    help="Dataset tools: inspect a training dataset.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(dataset_app, name="dataset")
+GROUPS: dict[str, typer.Typer] = {"": app, "dataset": dataset_app}
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"epigraf_tools.cli.{_name}").register(app)
+# command (group and name) -> "module:function" under epigraf_tools.cli
+COMMANDS: dict[str, str] = {
+    "train": "train:train_cmd",
+    "dataset info": "dataset:info_cmd",
+    "dataset synth": "dataset_synth:synth_command",
+    "fid": "fid:fid_cmd",
+    "sample": "sample:sample_cmd",
+    "video": "video:video_cmd",
+    "interpolate": "interpolate:interpolate_cmd",
+    "models": "models:models_cmd",
+    "download": "download:download_cmd",
+    "convert": "convert:convert_cmd",
+    "export-volume": "export_volume:export_volume_cmd",
+    "export-mesh": "export_mesh:export_mesh_cmd",
+}
+
+
+def _register(command: str, target: str) -> None:
+    group, _, name = command.rpartition(" ")
+    module_name, function = target.split(":")
+    module = importlib.import_module(f"epigraf_tools.cli.{module_name}")
+    GROUPS[group].command(name, help=module.HELP, epilog=getattr(module, "EPILOG", None))(getattr(module, function))
+
+
+for _command, _target in COMMANDS.items():
+    _register(_command, _target)
 
 
 def _plain_help_types() -> None:

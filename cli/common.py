@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -92,7 +93,7 @@ def handle_errors(func: F) -> F:
         except EpigrafError as exc:
             if debug:
                 raise
-            fail(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__, 2)
+            fail(with_flag(str(exc).splitlines()[0]) if str(exc) else exc.__class__.__name__, 2)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) once main() installed the handler
             raise interrupted_exit(exc) from None
         except Exception as exc:  # noqa: BLE001 - last-resort guard: never a traceback without --debug
@@ -103,6 +104,42 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# Library errors name the parameter at the start of their message ("seeds is empty ..."); the CLI
+# shows the flag that set it. Per-command extras go through ``flag_names``.
+FLAGS: dict[str, str] = {
+    "seeds": "--seeds",
+    "frames": "--frames",
+    "space": "--space",
+    "device": "--device",
+    "value": "--value",
+    "method": "--method",
+    "level": "--level",
+    "max_faces": "--faces",
+    "smooth": "--smooth",
+}
+
+
+def with_flag(message: str, flags: dict[str, str] = FLAGS) -> str:
+    """``message`` with its leading parameter name (or 'cannot write to <name>') replaced by its flag."""
+    for param, flag in flags.items():
+        for prefix in (f"{param} ", f"cannot write to {param} "):
+            if message.startswith(prefix):
+                return message.replace(param, flag, 1)
+    return message
+
+
+@contextlib.contextmanager
+def flag_names(flags: dict[str, str]) -> Iterator[None]:
+    """Inside: library errors that name one of ``flags``' parameters name its command-line flag instead."""
+    try:
+        yield
+    except EpigrafError as exc:
+        fixed = with_flag(str(exc), flags)
+        if fixed == str(exc):
+            raise
+        raise EpigrafError(fixed) from None
 
 
 def echo(message: str, quiet: bool = False) -> None:

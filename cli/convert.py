@@ -29,62 +29,60 @@ The conversion keeps the official licence (NVIDIA's Source Code License-NC for t
 """
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("convert", help=HELP)
-    @handle_errors
-    def convert_cmd(
-        pkl: Path = typer.Argument(None, metavar="PKL", help="Official snapshot (network-snapshot-*.pkl)."),
-        out_dir: Path = typer.Argument(None, metavar="OUT_DIR", help="Model folder to write (created)."),
-        model: Path = typer.Option(None, "--model", "-m", help="Same as PKL."),
-        out: Path = typer.Option(None, "--out", "-o", help="Same as OUT_DIR."),
-        push_to_hub: str = typer.Option(None, "--push-to-hub", help="Upload the folder to this Hub repo id."),
-        private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo as private."),
-        include_discriminator: bool = typer.Option(
-            False, "--include-discriminator", help="Also write D's weights and config (for resuming training)."
-        ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in OUT_DIR."),
-        device: str = DeviceOption,
-        quiet: bool = QuietOption,
-        debug: bool = DebugOption,
-    ) -> None:
-        from epigraf_tools.checkpoints.official_pickle import check_output_folder, convert_official
-        from epigraf_tools.checkpoints.transfer_progress import transfer_progress
-        from epigraf_tools.devices import resolve_device
-        from epigraf_tools.errors import EpigrafError
+@handle_errors
+def convert_cmd(
+    pkl: Path = typer.Argument(None, metavar="PKL", help="Official snapshot (network-snapshot-*.pkl)."),
+    out_dir: Path = typer.Argument(None, metavar="OUT_DIR", help="Model folder to write (created)."),
+    model: Path = typer.Option(None, "--model", "-m", help="Same as PKL."),
+    out: Path = typer.Option(None, "--out", "-o", help="Same as OUT_DIR."),
+    push_to_hub: str = typer.Option(None, "--push-to-hub", help="Upload the folder to this Hub repo id."),
+    private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo as private."),
+    include_discriminator: bool = typer.Option(
+        False, "--include-discriminator", help="Also write D's weights and config (for resuming training)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in OUT_DIR."),
+    device: str = DeviceOption,
+    quiet: bool = QuietOption,
+    debug: bool = DebugOption,
+) -> None:
+    from epigraf_tools.checkpoints.official_pickle import check_output_folder, convert_official
+    from epigraf_tools.checkpoints.transfer_progress import transfer_progress
+    from epigraf_tools.devices import resolve_device
+    from epigraf_tools.errors import EpigrafError
 
-        pkl = _one_of(pkl, model, "PKL", "--model")
-        out_dir = _one_of(out_dir, out, "OUT_DIR", "--out")
-        if pkl is None or out_dir is None:
-            raise EpigrafError("usage: epigraf convert PKL OUT_DIR (see --help)")
-        if not pkl.is_file():
-            raise EpigrafError(f"snapshot {pkl} not found" if not pkl.exists() else f"{pkl} is not a file")
-        check_output_folder(out_dir, overwrite)
-        dev = resolve_device(device)
-        if push_to_hub is not None:
-            from epigraf_tools.checkpoints.hub import parse_hub_spec, require_token
+    pkl = _one_of(pkl, model, "PKL", "--model")
+    out_dir = _one_of(out_dir, out, "OUT_DIR", "--out")
+    if pkl is None or out_dir is None:
+        raise EpigrafError("usage: epigraf convert PKL OUT_DIR (see --help)")
+    if not pkl.is_file():
+        raise EpigrafError(f"snapshot {pkl} not found" if not pkl.exists() else f"{pkl} is not a file")
+    check_output_folder(out_dir, overwrite)
+    dev = resolve_device(device)
+    if push_to_hub is not None:
+        from epigraf_tools.checkpoints.hub import parse_hub_spec, require_token
 
-            if parse_hub_spec(push_to_hub).revision:
-                raise EpigrafError("--push-to-hub takes a repo id without @revision")
-            require_token()
+        if parse_hub_spec(push_to_hub).revision:
+            raise EpigrafError("--push-to-hub takes a repo id without @revision")
+        require_token()
 
-        with transfer_progress(not quiet) as report:
-            folder = convert_official(
-                pkl,
-                out_dir,
-                include_discriminator=include_discriminator,
-                overwrite=overwrite,
-                progress=lambda done, total: report(f"read {pkl.name}", done, total),
-            )
-        from epigraf_tools.models import Generator
+    with transfer_progress(not quiet) as report:
+        folder = convert_official(
+            pkl,
+            out_dir,
+            include_discriminator=include_discriminator,
+            overwrite=overwrite,
+            progress=lambda done, total: report(f"read {pkl.name}", done, total),
+        )
+    from epigraf_tools.models import Generator
 
-        G = Generator.from_pretrained(folder, map_location=dev)
-        names = ", ".join(sorted(p.name for p in folder.iterdir()))
-        echo(f"Wrote {folder} ({names}); {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters", quiet)
-        if push_to_hub is not None:
-            from epigraf_tools.checkpoints.hub import push_folder
+    G = Generator.from_pretrained(folder, map_location=dev)
+    names = ", ".join(sorted(p.name for p in folder.iterdir()))
+    echo(f"Wrote {folder} ({names}); {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters", quiet)
+    if push_to_hub is not None:
+        from epigraf_tools.checkpoints.hub import push_folder
 
-            url = push_folder(folder, push_to_hub, private=private or None)
-            echo(f"Pushed to {url}", quiet)
+        url = push_folder(folder, push_to_hub, private=private or None)
+        echo(f"Pushed to {url}", quiet)
 
 
 def _one_of(positional: Path | None, option: Path | None, name: str, flag: str) -> Path | None:

@@ -13,9 +13,8 @@ import typer
 from epigraf_tools.errors import EpigrafError
 
 from .common import DebugOption, QuietOption, echo, handle_errors
-from .dataset_cmd import dataset_app
 
-SYNTH_HELP = """Render a multi-view dataset of coloured primitives (sphere, box, torus, capsule) with exact cameras.
+HELP = """Render a multi-view dataset of coloured primitives (sphere, box, torus, capsule) with exact cameras.
 
 Objects sit at the origin; cameras look at it from yaw ~ U(-yaw_range, yaw_range) and pitch ~
 U(pi/2 - pitch_range, pi/2 + pitch_range) at --radius with a --fov degree field of view. Shading is
@@ -31,6 +30,7 @@ every image's shape parameters, so the ground truth geometry is known.
 """
 
 
+@handle_errors
 def synth_command(
     out: Path = typer.Argument(..., help="Output .zip (written atomically)."),
     num_images: int = typer.Option(2000, "--num-images", "-n", min=1, max=1_000_000, help="Number of images."),
@@ -44,11 +44,6 @@ def synth_command(
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
-    _synth(out, num_images, resolution, shapes, seed, fov, radius, yaw_range, pitch_range, quiet, debug=debug)
-
-
-@handle_errors
-def _synth(out, num_images, resolution, shapes, seed, fov, radius, yaw_range, pitch_range, quiet, debug=False):
     from epigraf_tools.training.synthetic import SynthConfig, make_synthetic_dataset
 
     if out.suffix.lower() != ".zip":
@@ -110,8 +105,3 @@ def synth_progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("rendering", total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
-
-
-def register(app: typer.Typer) -> None:
-    """Adds ``synth`` to the ``dataset`` sub-app (registered by dataset_cmd)."""
-    dataset_app.command("synth", help=SYNTH_HELP)(synth_command)

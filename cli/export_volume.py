@@ -14,10 +14,10 @@ from .geometry_args import (
     MethodOption,
     ValueOption,
     check_grid_options,
-    prepare_kernel,
+    geometry_hooks,
     prepare_writable_out,
 )
-from .render_args import ClassOption, CutoffOption, TruncationOption, load_model, progress_bar, seeds_from_text
+from .render_args import ClassOption, CutoffOption, TruncationOption, load_model, seeds_from_text
 
 HELP = (
     "Sample the density of each seed on an axis-aligned grid and write seedNNNN.mrc, seedNNNN.json and "
@@ -34,10 +34,6 @@ HELP = (
     "  epigraf export-volume --model ffhq512 --seeds 42 --resolution 256 --box 0.3 --value sigma\n\n"
     "  epigraf export-volume --seeds 7 --box 0.1,0.1,0.2 --center 0.05,0,0 --out out/zoom\n"
 )
-
-
-def register(app: typer.Typer) -> None:
-    app.command("export-volume", help=HELP)(export_volume_cmd)
 
 
 @handle_errors
@@ -58,49 +54,24 @@ def export_volume_cmd(
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
-    import torch
-
-    from epigraf_tools.latents import Truncation, class_name, resolve_class, ws_from_seeds
-    from epigraf_tools.mrc import export_volume
-    from epigraf_tools.volume import make_volume_grid
+    from epigraf_tools.geometry_export import export_volumes
+    from epigraf_tools.latents import Truncation
 
     seed_list = seeds_from_text(seeds)
     trunc = Truncation(truncation, truncation_cutoff).validate()
-    box_arg, center_vals = check_grid_options(resolution, box, center, value, method, force, on_disk=out)
+    grid = check_grid_options(resolution, box, center, value, method, force, on_disk=out)
     out = prepare_writable_out(out)
-
     G, label = load_model(model, device, quiet)
-    trunc.validate(G.num_ws)
-    class_index = resolve_class(G.config, class_)
-    grid = make_volume_grid(G.config.cube_scale, resolution, box_arg, center_vals, force=force)
-    prepare_kernel(method, G.mapping.w_avg.device.type, quiet)
-
-    total = grid.num_voxels * len(seed_list)
-    with progress_bar("Volumes", quiet) as update:
-        for n, seed in enumerate(seed_list):
-            with torch.no_grad():
-                ws, classes = ws_from_seeds(G, [seed], trunc, class_index)
-                planes = G.planes(ws, noise_mode="const")
-            metadata = {
-                "model": label,
-                "seed": seed,
-                "truncation_psi": trunc.psi,
-                "truncation_cutoff": trunc.cutoff,
-                "class_index": classes[0],
-                "class_name": class_name(G.config, classes[0]),
-                "method": method,
-            }
-            path = out / f"seed{seed:04d}.mrc"
-            done = n * grid.num_voxels
-            info = export_volume(
-                G, planes, path, grid, value=value, metadata=metadata, method=method,
-                progress=lambda d, _t, done=done: update(done + d, total),
-            )  # fmt: skip
-            stats = info["stats"]
-            echo(
-                f"{path}: {'x'.join(map(str, grid.resolution))} {value}, range [{stats['min']:.4g}, "
-                f"{stats['max']:.4g}], suggested level {info['suggested_level']:.4g} "
-                f"({info['suggested_level_source']})",
-                quiet,
-            )
+    hooks = geometry_hooks(quiet, on_report=lambda report: echo(describe(report), quiet))
+    export_volumes(G, seed_list, out, truncation=trunc, class_index=class_, grid=grid, model=label, hooks=hooks)
     echo(f"Wrote {3 * len(seed_list)} files to {out}", quiet)
+
+
+def describe(report) -> str:
+    """One line per volume: the file, its grid and value type, the value range and the suggested level."""
+    side, stats = report.sidecar, report.stats
+    return (
+        f"{report.path}: {'x'.join(map(str, side['grid']['resolution']))} {side['value']}, range "
+        f"[{stats['min']:.4g}, {stats['max']:.4g}], suggested level {report.suggested_level:.4g} "
+        f"({report.suggested_level_source})"
+    )

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from epigraf_tools.errors import EpigrafError
-from epigraf_tools.volume import MAX_RESOLUTION, METHODS, VALUE_TYPES, make_volume_grid
+from epigraf_tools.geometry_export import ExportHooks, GridOptions
+from epigraf_tools.volume import MAX_RESOLUTION
+
+from .common import echo, flag_names
+from .render_args import progress_bar
 
 BoxOption = typer.Option(
     None,
@@ -58,8 +62,8 @@ def check_grid_options(
     force: bool,
     in_memory: bool = False,
     on_disk: Path | None = None,
-) -> tuple[float | list[float] | None, list[float] | None]:
-    """Validate every grid option before a model is loaded; returns (box, center) parsed.
+) -> GridOptions:
+    """Validate every grid option before a model is loaded; returns them parsed.
 
     ``in_memory``: the whole volume will be held in RAM (export-mesh), so even with --force a grid
     larger than the machine's memory is refused now rather than by a MemoryError after the model loads.
@@ -69,17 +73,14 @@ def check_grid_options(
     box_vals = parse_numbers(box, "--box", (1, 3))
     center_vals = parse_numbers(center, "--center", (3,))
     box_arg = box_vals[0] if box_vals is not None and len(box_vals) == 1 else box_vals
-    grid = make_volume_grid(1.0, resolution, box_arg, center_vals, force=force)  # real cube_scale: from the model
+    options = GridOptions(resolution, box_arg, center_vals, value, method, force)
+    grid = options.grid(1.0)  # the real cube_scale comes with the model
     nbytes = 4 * grid.resolution[0] * grid.resolution[1] * grid.resolution[2]
     if in_memory:
         check_fits_in_memory(nbytes, "--resolution")
     if on_disk is not None:
         check_fits_on_disk(nbytes, on_disk, "--resolution")
-    if value not in VALUE_TYPES:
-        raise EpigrafError(f"--value must be one of {', '.join(VALUE_TYPES)}, got {value!r}")
-    if method not in METHODS:
-        raise EpigrafError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    return box_arg, center_vals
+    return options.validate()
 
 
 def physical_memory_bytes() -> int | None:
@@ -120,41 +121,34 @@ def check_fits_on_disk(nbytes: int, folder: Path, option: str) -> None:
 
 def prepare_writable_out(out: Path) -> Path:
     """Create ``out`` and prove it is writable (so no work is done for nothing)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".epigraf-write-test-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise EpigrafError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
-    return out
+    from epigraf_tools.geometry_export import output_folder
+
+    with flag_names({"output folder": "--out"}):
+        return output_folder(out)
 
 
-def prepare_kernel(method: str, device_type: str, quiet: bool) -> None:
-    """Build/load the fused kernel up front, saying once on stderr when a one-off cold build starts.
-
-    A cached build loads in milliseconds and prints nothing; --quiet silences the build notice.
-    """
-    if method not in ("auto", "kernel") or device_type != "cpu":
-        return
-    from epigraf_tools.kernels import load_density_kernel
-
-    if quiet:
-        load_density_kernel()
-        return
+@contextlib.contextmanager
+def kernel_notice(message: str) -> Iterator[None]:
+    """Say once on stderr that the one-off kernel build starts, with a spinner until it is ready."""
     from rich.console import Console
 
-    console = Console(stderr=True)
+    typer.echo(message, err=True)
+    with Console(stderr=True).status("Building the fused CPU density kernel"):
+        yield
 
-    def on_build(message: str) -> None:
-        typer.echo(message, err=True)
-        status.start()
 
-    status = console.status("Building the fused CPU density kernel")
-    try:
-        load_density_kernel(on_build=on_build)
-    finally:
-        status.stop()
+def geometry_hooks(quiet: bool, on_report: Callable[[Any], None] | None = None) -> ExportHooks:
+    """The pipelines' hooks for a terminal: rich progress and stage bars on stderr, notes on stdout.
+
+    A cached kernel loads silently; --quiet silences the build notice and every bar.
+    """
+    return ExportHooks(
+        progress=lambda description: progress_bar(description, quiet),
+        stages=lambda description, names: stage_bar(description, names, quiet),
+        on_report=on_report,
+        on_note=lambda message: echo(message, quiet),
+        kernel_build=None if quiet else kernel_notice,
+    )
 
 
 @contextlib.contextmanager

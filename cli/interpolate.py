@@ -41,10 +41,6 @@ HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command("interpolate", help=HELP)(interpolate_cmd)
-
-
 @handle_errors
 def interpolate_cmd(
     seeds: str = typer.Option("0,1", "--seeds", "-s", help="Keyframe seeds in order, e.g. 0,5,9 or 0-3."),

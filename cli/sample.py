@@ -44,10 +44,6 @@ HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command("sample", help=HELP)(sample_cmd)
-
-
 @handle_errors
 def sample_cmd(
     seeds: str = typer.Option("0-3", "--seeds", "-s", help="Seeds: ranges and lists such as 0-15,42."),

@@ -43,6 +43,7 @@ Option precedence: TrainConfig defaults < --preset < the resumed run's config.js
 
   torchrun --nproc_per_node 4 -m epigraf_tools.cli.app train --data ffhq512.zip --out runs/ffhq
 """
+EPILOG = "All training options (for --set and config files): " + _option_table()
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -168,70 +169,68 @@ def _tick_line(rec: dict[str, Any]) -> str:
     return "  ".join(p for p in parts if p)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("train", help=HELP, epilog="All training options (for --set and config files): " + _option_table())
-    @handle_errors
-    def train_cmd(
-        data: str = typer.Option(None, "--data", help="Dataset: zip or folder of images + dataset.json (poses)."),
-        resolution: int = typer.Option(None, "--resolution", help="Training resolution (images are resized)."),
-        patch_res: int = typer.Option(None, "--patch-res", help="Patch resolution seen by D (default 64)."),
-        gamma: str = typer.Option(None, "--gamma", help="R1 weight, or 'auto' (0.0002 res^2 / batch). Default 0.1."),
-        kimg: float = typer.Option(None, "--kimg", help="Train until this many thousand real images were shown."),
-        batch: int = typer.Option(None, "--batch", help="Total batch size over all processes (default 64)."),
-        batch_gpu: int = typer.Option(None, "--batch-gpu", help="Samples per forward pass (gradient accumulation)."),
-        out: str = typer.Option(None, "--out", help="Run folder (created): snapshots, samples, log.jsonl."),
-        model: str = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help="Fine-tune: start G from this model (zoo name, folder, .pkl, Hub id); its architecture is used.",
-        ),
-        config: Path = typer.Option(None, "--config", help="YAML or JSON file of training options."),
-        preset: str = typer.Option(None, "--preset", help="Starting point: ffhq512, res256 or small (CPU)."),
-        resume: str = typer.Option(None, "--resume", help="Continue a run: RUN_DIR, a snapshot folder, or 'latest'."),
-        set_: list[str] = typer.Option([], "--set", help="Any training option as KEY=VALUE (repeatable)."),
-        snapshot_kimg: float = typer.Option(None, "--snapshot-kimg", help="Snapshot interval in kimg."),
-        image_kimg: float = typer.Option(None, "--image-kimg", help="Preview-grid interval in kimg (0: off)."),
-        tick_kimg: float = typer.Option(None, "--tick-kimg", help="Log interval in kimg."),
-        seed: int = typer.Option(None, "--seed", help="Random seed (initialisation, data order, all draws)."),
-        mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="x-flip augmentation (mirrors yaw too)."),
-        device: str = DeviceOption,
-        quiet: bool = QuietOption,
-        debug: bool = DebugOption,
-    ) -> None:
-        gamma_value: Any = gamma
-        if gamma is not None and gamma != "auto":
-            try:
-                gamma_value = float(gamma)
-            except ValueError:
-                raise EpigrafError(f"--gamma must be a number or 'auto', got {gamma!r}") from None
-        explicit = dict(
-            data=data,
-            resolution=resolution,
-            patch_res=patch_res,
-            gamma=gamma_value,
-            kimg=kimg,
-            batch=batch,
-            batch_gpu=batch_gpu,
-            out=out,
-            snapshot_kimg=snapshot_kimg,
-            image_kimg=image_kimg,
-            tick_kimg=tick_kimg,
-            seed=seed,
-            mirror=mirror,
-            device=device if device != "auto" else None,
-            init_model=model,
-        )
-        cfg = build_config(explicit, preset, config, set_, resume)
-        check_dataset(cfg.data)
-        init = None
-        if model is not None and resume is None:
-            from epigraf_tools.checkpoints.loading import classify_spec, load_generator
-            from epigraf_tools.devices import resolve_device
+@handle_errors
+def train_cmd(
+    data: str = typer.Option(None, "--data", help="Dataset: zip or folder of images + dataset.json (poses)."),
+    resolution: int = typer.Option(None, "--resolution", help="Training resolution (images are resized)."),
+    patch_res: int = typer.Option(None, "--patch-res", help="Patch resolution seen by D (default 64)."),
+    gamma: str = typer.Option(None, "--gamma", help="R1 weight, or 'auto' (0.0002 res^2 / batch). Default 0.1."),
+    kimg: float = typer.Option(None, "--kimg", help="Train until this many thousand real images were shown."),
+    batch: int = typer.Option(None, "--batch", help="Total batch size over all processes (default 64)."),
+    batch_gpu: int = typer.Option(None, "--batch-gpu", help="Samples per forward pass (gradient accumulation)."),
+    out: str = typer.Option(None, "--out", help="Run folder (created): snapshots, samples, log.jsonl."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Fine-tune: start G from this model (zoo name, folder, .pkl, Hub id); its architecture is used.",
+    ),
+    config: Path = typer.Option(None, "--config", help="YAML or JSON file of training options."),
+    preset: str = typer.Option(None, "--preset", help="Starting point: ffhq512, res256 or small (CPU)."),
+    resume: str = typer.Option(None, "--resume", help="Continue a run: RUN_DIR, a snapshot folder, or 'latest'."),
+    set_: list[str] = typer.Option([], "--set", help="Any training option as KEY=VALUE (repeatable)."),
+    snapshot_kimg: float = typer.Option(None, "--snapshot-kimg", help="Snapshot interval in kimg."),
+    image_kimg: float = typer.Option(None, "--image-kimg", help="Preview-grid interval in kimg (0: off)."),
+    tick_kimg: float = typer.Option(None, "--tick-kimg", help="Log interval in kimg."),
+    seed: int = typer.Option(None, "--seed", help="Random seed (initialisation, data order, all draws)."),
+    mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="x-flip augmentation (mirrors yaw too)."),
+    device: str = DeviceOption,
+    quiet: bool = QuietOption,
+    debug: bool = DebugOption,
+) -> None:
+    gamma_value: Any = gamma
+    if gamma is not None and gamma != "auto":
+        try:
+            gamma_value = float(gamma)
+        except ValueError:
+            raise EpigrafError(f"--gamma must be a number or 'auto', got {gamma!r}") from None
+    explicit = dict(
+        data=data,
+        resolution=resolution,
+        patch_res=patch_res,
+        gamma=gamma_value,
+        kimg=kimg,
+        batch=batch,
+        batch_gpu=batch_gpu,
+        out=out,
+        snapshot_kimg=snapshot_kimg,
+        image_kimg=image_kimg,
+        tick_kimg=tick_kimg,
+        seed=seed,
+        mirror=mirror,
+        device=device if device != "auto" else None,
+        init_model=model,
+    )
+    cfg = build_config(explicit, preset, config, set_, resume)
+    check_dataset(cfg.data)
+    init = None
+    if model is not None and resume is None:
+        from epigraf_tools.checkpoints.loading import classify_spec, load_generator
+        from epigraf_tools.devices import resolve_device
 
-            classify_spec(model)  # a clear error before the dataset is read
-            init = load_generator(model, resolve_device(cfg.device), progress=not quiet)
-        run(cfg, resume, quiet, init)
+        classify_spec(model)  # a clear error before the dataset is read
+        init = load_generator(model, resolve_device(cfg.device), progress=not quiet)
+    run(cfg, resume, quiet, init)
 
 
 def check_dataset(data: str | None) -> None:

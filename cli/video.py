@@ -43,10 +43,6 @@ HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    app.command("video", help=HELP)(video_cmd)
-
-
 @handle_errors
 def video_cmd(
     seeds: str = typer.Option("0", "--seeds", "-s", help="Seeds: ranges and lists such as 0-8,42."),

@@ -36,8 +36,17 @@ _EXPORTS: dict[str, str] = {
     "make_volume_grid": "volume",
     "export_volume": "mrc",
     "read_mrc": "mrc",
+    "VolumeReport": "mrc",
     "build_mesh": "mesh",
     "export_mesh": "mesh",
+    "MeshReport": "mesh",
+    "GridOptions": "geometry_export",
+    "MeshOptions": "geometry_export",
+    "ExportHooks": "geometry_export",
+    "export_meshes": "geometry_export",
+    "export_volumes": "geometry_export",
+    "mesh_volume_file": "geometry_export",
+    "fetch_model": "checkpoints.loading",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,7 +22,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if base not in DEVICE_CHOICES:
         raise EpigrafError(f"unknown device {name!r}; expected one of {', '.join(DEVICE_CHOICES)}")
     if base == "cuda" and not torch.cuda.is_available():
-        raise EpigrafError("--device cuda was requested but no CUDA device is available")
+        raise EpigrafError("device cuda was requested but no CUDA device is available")
     if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise EpigrafError("--device mps was requested but MPS is not available")
+        raise EpigrafError("device mps was requested but MPS is not available")
     return torch.device(name)

@@ -87,7 +87,7 @@ def interpolation_steps(num_keys: int, frames: int, loop: bool = False, strip: b
     if num_keys < 2:
         raise EpigrafError(f"interpolation needs at least two keyframe seeds, got {num_keys}")
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise EpigrafError(f"--frames (frames per transition) must be a positive integer, got {frames!r}")
+        raise EpigrafError(f"frames (frames per transition) must be a positive integer, got {frames!r}")
     pairs = [(k, k + 1) for k in range(num_keys - 1)] + ([(num_keys - 1, 0)] if loop else [])
     if strip:
         return [Step(a, b, i / frames) for a, b in pairs for i in range(frames + 1)]
@@ -129,7 +129,7 @@ class KeyframeLatents:
 
 def check_space(space: str) -> str:
     if space not in SPACES:
-        raise EpigrafError(f"--space must be 'z' (slerp) or 'w' (lerp), got {space!r}")
+        raise EpigrafError(f"space must be 'z' (slerp) or 'w' (lerp), got {space!r}")
     return space
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,36 @@ def mesh_report(mesh) -> dict[str, Any]:
     return report
 
 
+@dataclass
+class MeshReport:
+    """What ``build_mesh`` made: the level it used and the mesh's facts (world units).
+
+    ``to_dict()`` is the ``NAME.mesh.json`` sidecar: ``provenance`` (model, seed, ... or the volume file)
+    first, then the fields below in this order, then the written ``files``.
+    """
+
+    level: float
+    level_source: str  # 'given', 'model default' or 'isodata'
+    model_default_level: float | None
+    value_range: list[float]  # [min, max] of the volume
+    colors: bool
+    vertices: int
+    faces: int
+    watertight: bool
+    winding_consistent: bool
+    euler_number: int
+    area: float
+    bounds: list[list[float]] | None
+    volume: float | None  # enclosed volume; None unless watertight
+    files: list[str] = field(default_factory=list)  # names of the mesh files written (export_meshes ...)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON sidecar (keys as the CLI has always written them)."""
+        facts = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("files", "provenance")}
+        return {**self.provenance, **facts, "files": list(self.files)}
+
+
 def mesh_from_volume(
     volume: np.ndarray,
     level: float,
@@ -332,13 +363,12 @@ def build_mesh(
     max_faces: int | None = None,
     color_field: tuple[Generator, torch.Tensor] | None = None,
     stage: Stage | None = None,
-):
-    """Level choice + ``mesh_from_volume`` + vertex colours; returns (mesh, info).
+) -> tuple[Any, MeshReport]:
+    """Level choice + ``mesh_from_volume`` + vertex colours; returns (mesh, MeshReport).
 
     ``level`` None picks ``model_default`` when it lies inside the data range, else the isodata threshold
     (see ``isolevel``); an explicit level outside the range is an EpigrafError naming the range.
     ``color_field`` (G, planes [1, 3, C, R, R]) colours the final vertices with the field's rgb.
-    info: level, level_source, value range, and ``mesh_report``.
     """
     from .isolevel import choose_level, stats_of
 
@@ -354,15 +384,15 @@ def build_mesh(
             stage("colours")
         G, planes = color_field
         mesh.visual.vertex_colors = vertex_colors(G, planes, mesh.vertices)
-    info = {
-        "level": float(level),
-        "level_source": source,
-        "model_default_level": model_default,
-        "value_range": [stats.min, stats.max],
-        "colors": color_field is not None,
+    report = MeshReport(
+        level=float(level),
+        level_source=source,
+        model_default_level=model_default,
+        value_range=[stats.min, stats.max],
+        colors=color_field is not None,
         **mesh_report(mesh),
-    }
-    return mesh, info
+    )
+    return mesh, report
 
 
 def export_mesh(mesh, stem: str | os.PathLike[str], formats: Sequence[str]) -> list[Path]:

@@ -48,6 +48,31 @@ class MrcVolume:
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
 
 
+@dataclass
+class VolumeReport:
+    """One written volume: its files and what its sidecar says (``to_dict()`` is that sidecar)."""
+
+    path: Path  # the .mrc file
+    files: list[Path]  # .mrc, then the .json sidecar and the .cxc script when written
+    sidecar: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.sidecar)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """min, max, mean, std and percentiles of the values."""
+        return self.sidecar["stats"]
+
+    @property
+    def suggested_level(self) -> float:
+        return self.sidecar["suggested_level"]
+
+    @property
+    def suggested_level_source(self) -> str:
+        return self.sidecar["suggested_level_source"]
+
+
 # --------------------------------------------------------------------------- writing
 def _set_header(mrc: Any, voxel_size: Sequence[float], origin: Sequence[float], label: str | None) -> None:
     mrc.voxel_size = tuple(float(v) for v in voxel_size)
@@ -99,12 +124,12 @@ def export_volume(
     method: str = "auto",
     sidecar: bool = True,
     chimerax: bool = True,
-) -> dict[str, Any]:
+) -> VolumeReport:
     """Extract a density volume straight into a memory-mapped MRC file, plus ``.json`` and ``.cxc``.
 
     ``metadata`` (model, seed, psi, class ...) goes into the sidecar. Peak memory: the volume's pages
     (the OS may evict them once written) plus ``extract_density``'s working set. The volume appears
-    complete or not at all, and before its sidecars. Returns the sidecar dictionary.
+    complete or not at all, and before its sidecars. Returns a ``VolumeReport`` (files and sidecar).
     """
     import mrcfile
 
@@ -131,16 +156,19 @@ def export_volume(
         info = volume_info(G, grid, value, stats, metadata)
     # The sidecars describe the volume, so they follow it: a sidecar never exists without its volume.
     # Should one fail, both go (an older pair would describe another volume); the volume stays valid alone.
+    files = [path]
     try:
         if sidecar:
-            write_text_atomic(sidecar_path(path), json.dumps(info, indent=2) + "\n")
+            files.append(write_text_atomic(sidecar_path(path), json.dumps(info, indent=2) + "\n"))
         if chimerax:
-            write_text_atomic(path.with_suffix(".cxc"), chimerax_script(path.name, info["suggested_level"]))
+            files.append(
+                write_text_atomic(path.with_suffix(".cxc"), chimerax_script(path.name, info["suggested_level"]))
+            )
     except BaseException:
         for extra in (sidecar_path(path), path.with_suffix(".cxc")):
             extra.unlink(missing_ok=True)
         raise
-    return info
+    return VolumeReport(path, files, info)
 
 
 def volume_info(

@@ -17,7 +17,7 @@ def parse_seeds(text: str) -> list[int]:
     is refused at once instead of exhausting memory.
     """
     if text is None or not str(text).strip():
-        raise EpigrafError("--seeds is empty; give seeds like '0-3,7'")
+        raise EpigrafError("seeds is empty; give seeds like '0-3,7'")
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -34,7 +34,7 @@ def parse_seeds(text: str) -> list[int]:
                 seeds.append(int(part))
         except (TypeError, ValueError):
             raise EpigrafError(
-                f"bad seed {part!r} in --seeds {text!r}; expected integers and ranges like '0-3,7'"
+                f"bad seed {part!r} in seeds {text!r}; expected integers and ranges like '0-3,7'"
             ) from None
     for s in seeds:
         if not 0 <= s < 2**32:
@@ -45,7 +45,7 @@ def parse_seeds(text: str) -> list[int]:
 def _check_count(count: int, text: str) -> None:
     if count > MAX_SEEDS:
         raise EpigrafError(
-            f"--seeds {text!r} asks for {count:,} seeds or more; at most {MAX_SEEDS:,} are allowed per run"
+            f"seeds {text!r} asks for {count:,} seeds or more; at most {MAX_SEEDS:,} are allowed per run"
         )
 
 

@@ -52,7 +52,7 @@ class VideoOptions:
         return self
 
 
-def check_frames(frames: int | None, name: str = "--frames") -> int | None:
+def check_frames(frames: int | None, name: str = "frames") -> int | None:
     if frames is None:
         return None
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:

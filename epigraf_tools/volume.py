@@ -247,14 +247,20 @@ def _normalised_axes(grid: VolumeGrid, cube_scale: float, device: torch.device) 
     return [torch.from_numpy(grid.axis(a) / cube_scale).float().to(device) for a in range(3)]
 
 
-def _choose_method(method: str, device: torch.device, folded: FoldedField):
-    """-> (method actually used, kernel module or None)."""
+def _choose_method(method: str, device: torch.device, folded: FoldedField, voxels: int):
+    """-> (method actually used, kernel module or None).
+
+    ``auto`` uses the kernel when it is already built, and builds it only for grids large enough to
+    repay the one-off build (``kernels.AUTO_BUILD_VOXELS``); otherwise the separable path, silently.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if method in ("auto", "kernel"):
-        from .kernels import kernel_status, load_density_kernel
+        from .kernels import auto_builds_kernel, kernel_status, load_density_kernel
 
         usable = device.type == "cpu" and folded.kernel_slope is not None
+        if method == "auto" and usable and not auto_builds_kernel(voxels):
+            return "separable", None
         module = load_density_kernel() if usable else None
         if module is not None:
             return "kernel", module
@@ -312,7 +318,7 @@ def extract_density(
     direct = zyx_view.flags.c_contiguous and device.type == "cpu"
 
     folded = FoldedField.from_generator(G, device)
-    used, kernel = _choose_method(method, device, folded)
+    used, kernel = _choose_method(method, device, folded, grid.num_voxels)
     ax, ay, az = _normalised_axes(grid, G.config.cube_scale, device)
     cfg = G.config
     plane = planes[0]

@@ -89,7 +89,7 @@ for name, ci in conditions:
         r = np.linalg.norm(mesh.vertices, axis=1).max()
         eq = (3 * abs(mesh.volume) / (4 * math.pi)) ** (1 / 3)
         genus = (2 - mesh.euler_number) // 2
-        rows.append(f"| {name} | {seed} | {r:.3f} | {eq:.3f} | {genus} | {rep['watertight']} |")
+        rows.append(f"| {name} | {seed} | {r:.3f} | {eq:.3f} | {genus} | {rep.watertight} |")
 print("\n".join(rows))
 
 # Diversity over n_div seeds at psi 1: how many meshes have a hole (genus 1: a torus), and how spread the

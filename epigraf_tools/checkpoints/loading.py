@@ -63,7 +63,7 @@ def classify_spec(spec: str | os.PathLike[str] | None) -> ModelSpec:
         return ModelSpec("folder", str(path))
     if path.is_file():
         if path.name in (CONFIG_NAME, WEIGHTS_NAME):
-            raise ModelNotFoundError(f"pass the folder that holds {path.name}, not the file: --model {path.parent}")
+            raise ModelNotFoundError(f"pass the folder that holds {path.name}, not the file: {path.parent}")
         return ModelSpec("pickle", str(path))
     if is_hub_spec(text) and not text.startswith((".", "/", "~")):
         hub = parse_hub_spec(text)
@@ -77,17 +77,23 @@ def classify_spec(spec: str | os.PathLike[str] | None) -> ModelSpec:
 
 
 def resolve_model_dir(
-    spec: str | os.PathLike[str] | None,
+    spec: str | os.PathLike[str] | ModelSpec | None,
     *,
     offline: bool | None = None,
     progress: bool = True,
+    revision: str | None = None,
+    sha256: str | None = None,
+    force: bool = False,
+    keep_pickle: bool = False,
 ) -> Path:
     """A local folder (config.json + model.safetensors) for a zoo name, folder or Hub id.
 
     Downloads (Hub, share pages) land in their caches; an official ``.pkl`` has no folder of its
-    own: use :func:`load_generator` (in-memory conversion) or ``convert_official``.
+    own: use :func:`load_generator` (in-memory conversion) or ``convert_official``. ``revision``
+    (overriding ``@rev``) and ``sha256`` (of model.safetensors) apply to Hub models; ``force``
+    downloads again; ``keep_pickle`` keeps a zoo entry's downloaded official pickle.
     """
-    parsed = classify_spec(spec)
+    parsed = spec if isinstance(spec, ModelSpec) else classify_spec(spec)
     if parsed.kind == "folder":
         return Path(parsed.value)
     if parsed.kind == "pickle":
@@ -101,10 +107,101 @@ def resolve_model_dir(
         from .zoo import resolve_zoo_model
 
         with transfer_progress(progress) as report:
-            return resolve_zoo_model(parsed.value, offline=offline, progress=report, hub_progress=progress)
+            return resolve_zoo_model(
+                parsed.value,
+                offline=offline,
+                progress=report,
+                hub_progress=progress,
+                keep_pickle=keep_pickle,
+                force=force,
+            )
     from .hub import download_model
 
-    return download_model(parsed.value, revision=parsed.revision, offline=offline, progress=progress)
+    return download_model(
+        parsed.value,
+        revision=revision or parsed.revision,
+        offline=offline,
+        sha256={WEIGHTS_NAME: sha256} if sha256 else None,
+        force=force,
+        progress=progress,
+    )
+
+
+COPIED_FILES = (CONFIG_NAME, WEIGHTS_NAME, "README.md", "official_config.json")
+
+
+@dataclass
+class FetchedModel:
+    """Where ``fetch_model`` left a model: its cache folder, and what the check and copy found."""
+
+    folder: Path
+    parameters: int | None = None  # counted when the model was built to verify it
+    device: torch.device | None = None
+    copied_to: Path | None = None
+
+
+def fetch_model(
+    spec: str,
+    *,
+    revision: str | None = None,
+    sha256: str | None = None,
+    force: bool = False,
+    keep_pickle: bool = False,
+    verify: bool = True,
+    device: str | torch.device = "cpu",
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> FetchedModel:
+    """Prefetch a zoo or Hub model into its cache (so it loads offline later): ``epigraf download``.
+
+    Every argument is checked before any request. ``verify`` builds the model once on ``device``;
+    ``out`` also receives a copy of the model files (atomically; ``overwrite`` replaces a model there).
+    """
+    import re
+    import shutil
+
+    from ..devices import resolve_device
+    from .official_pickle import check_output_folder
+
+    if not spec or not str(spec).strip():
+        raise EpigrafError("missing model spec: a zoo name (see `epigraf models`) or a Hub repo id[@revision]")
+    parsed = classify_spec(spec)
+    if parsed.kind in ("folder", "pickle"):
+        hint = " (convert it with convert_official or `epigraf convert`)" if parsed.kind == "pickle" else ""
+        raise EpigrafError(f"{spec} is already a local {parsed.kind}; nothing to download{hint}")
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise EpigrafError("sha256 must be 64 hexadecimal digits")
+    if sha256 is not None and parsed.kind != "hub":
+        raise EpigrafError("sha256 applies to Hub models; zoo entries carry their own checksums")
+    if revision is not None and parsed.kind != "hub":
+        raise EpigrafError("revision applies to Hub models")
+    if revision is not None:
+        from .hub import validate_revision
+
+        validate_revision(revision)  # it becomes a file name in the cache: check before any request
+    dev = resolve_device(device) if verify else None
+    if out is not None:
+        out = Path(out)
+        check_output_folder(out, overwrite)
+
+    fetched = FetchedModel(
+        resolve_model_dir(
+            parsed, revision=revision, sha256=sha256, force=force, keep_pickle=keep_pickle, progress=progress
+        )
+    )
+    if dev is not None:
+        G = load_model_folder(fetched.folder, dev)
+        fetched.parameters, fetched.device = sum(p.numel() for p in G.parameters()), dev
+    if out is not None:
+        from ..atomic import atomic_dir
+
+        with atomic_dir(out) as tmp:
+            for name in COPIED_FILES:
+                if (fetched.folder / name).is_file():
+                    shutil.copyfile(fetched.folder / name, tmp / name)  # follows cache links to the blobs
+        fetched.copied_to = out
+    return fetched
 
 
 def load_generator(

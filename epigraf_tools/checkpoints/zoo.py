@@ -126,7 +126,7 @@ def zoo_entries() -> list[ZooEntry]:
 
 # ----------------------------------------------------------------------------- locations
 def embedded_model_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "default"
+    return Path(__file__).resolve().parent.parent / "assets" / "default"  # epigraf_tools/assets/default
 
 
 def epigraf_cache_dir() -> Path:

@@ -1,5 +1,5 @@
 """cli/common.py: the error contract every command shares (exit 2 for user errors, 1 otherwise, 130/143 on
-interrupts), --debug, and quiet echo."""
+interrupts), --debug, quiet echo, and parameter names shown as the flags that set them."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ import typer
 from typer.testing import CliRunner
 
 import epigraf_tools.cli.common as common
+from epigraf_tools.cli.app import app
 from epigraf_tools.cli.common import (
     SIGINT_EXIT,
     SIGTERM_EXIT,
     Terminated,
     echo,
     fail,
+    flag_names,
     handle_errors,
     interrupted_exit,
+    with_flag,
 )
 from epigraf_tools.errors import EpigrafError
+from epigraf_tools.seeds import parse_seeds
 
 
 def _app(exc: BaseException) -> typer.Typer:
@@ -99,3 +103,22 @@ def test_echo_respects_quiet(capsys):
     echo("hello")
     echo("hidden", quiet=True)
     assert capsys.readouterr() == ("hello\n", "")
+
+
+def test_a_leading_parameter_name_becomes_its_flag():
+    assert with_flag("seeds is empty; give seeds like '0-3,7'") == "--seeds is empty; give seeds like '0-3,7'"
+    assert with_flag("max_faces must be at least 4, got 2") == "--faces must be at least 4, got 2"
+    assert with_flag("bad seed 'x' in seeds 'x'") == "bad seed 'x' in seeds 'x'"  # only the leading name
+    assert with_flag("cannot write to output folder o: denied", {"output folder": "--out"}) == (
+        "cannot write to --out o: denied"
+    )
+    with pytest.raises(EpigrafError, match="^--sha256 must be"), flag_names({"sha256": "--sha256"}):
+        raise EpigrafError("sha256 must be 64 hexadecimal digits")
+
+
+def test_the_library_names_the_parameter_and_the_cli_the_flag():
+    with pytest.raises(EpigrafError) as info:
+        parse_seeds(" ")
+    assert str(info.value).startswith("seeds is empty") and "--" not in str(info.value)
+    result = CliRunner().invoke(app, ["sample", "--seeds", " "])
+    assert result.exit_code == 2 and result.stderr.strip().startswith("Error: --seeds is empty"), result.output

@@ -88,7 +88,7 @@ def test_meshes_of_samples_have_the_datasets_size(default_model):
             radii = np.linalg.norm(mesh.vertices, axis=1)
             eq_radius = (3 * abs(mesh.volume) / (4 * math.pi)) ** (1 / 3)
             centre = mesh.vertices.mean(axis=0)
-            assert report["watertight"], (label, seed, report)
+            assert report.watertight, (label, seed, report)
             assert radii.max() < 1.35 * MAX_BOUND, (label, seed, radii.max())  # not a box-filling fog
             assert 0.6 * eq_lo < eq_radius < 1.2 * eq_hi, (label, seed, eq_radius, (eq_lo, eq_hi))
             assert np.linalg.norm(centre) < 0.06, (label, seed, centre)  # the object sits at the origin

@@ -11,7 +11,8 @@ import torch
 import torch.utils.cpp_extension
 
 import epigraf_tools.kernels as kernels
-from epigraf_tools.cli.geometry_args import prepare_kernel
+from epigraf_tools.cli.geometry_args import geometry_hooks
+from epigraf_tools.geometry_export import prepare_kernel
 
 
 @pytest.fixture()
@@ -67,14 +68,52 @@ def test_default_cache_is_under_xdg_cache_home(monkeypatch, tmp_path):
 
 
 def test_the_cli_says_on_stderr_that_the_kernel_is_being_built(fake_build, capsys, monkeypatch):
-    prepare_kernel("auto", "cpu", quiet=False)
+    prepare_kernel("auto", "cpu", kernels.AUTO_BUILD_VOXELS, geometry_hooks(quiet=False))
     err = capsys.readouterr().err
     assert err.count("Building the fused C++ density kernel once") == 1
     monkeypatch.setattr(kernels, "_cache", {})
-    prepare_kernel("auto", "cpu", quiet=False)  # built: silent
+    prepare_kernel("auto", "cpu", kernels.AUTO_BUILD_VOXELS, geometry_hooks(quiet=False))  # built: silent
     assert "Building" not in capsys.readouterr().err
 
 
 def test_quiet_silences_the_build_notice(fake_build, capsys):
-    prepare_kernel("auto", "cpu", quiet=True)
+    prepare_kernel("auto", "cpu", kernels.AUTO_BUILD_VOXELS, geometry_hooks(quiet=True))
     assert capsys.readouterr().err == ""
+
+
+def test_auto_builds_the_kernel_only_for_big_grids_or_when_it_is_cached(fake_build, capsys):
+    from analytic_fields import sphere_generator
+
+    from epigraf_tools.volume import extract_density
+
+    assert not kernels.kernel_is_cached()
+    prepare_kernel("auto", "cpu", 64**3, geometry_hooks(quiet=False))  # small grid, nothing cached: no build
+    G, planes = sphere_generator()
+    extract_density(G, planes, resolution=16, method="auto")
+    assert fake_build == [] and "Building" not in capsys.readouterr().err
+    assert not kernels.kernel_is_cached()
+    prepare_kernel("kernel", "cpu", 64**3)  # asked for by name: built whatever the size
+    assert len(fake_build) == 1 and kernels.kernel_is_cached()
+    kernels._cache.clear()  # a new process: the build is on disk, so auto uses it at any size
+    assert kernels.kernel_is_cached() and kernels.auto_builds_kernel(8**3)
+
+
+def test_auto_builds_the_kernel_for_a_grid_of_auto_build_voxels(fake_build, capsys):
+    prepare_kernel("auto", "cpu", kernels.AUTO_BUILD_VOXELS - 1, geometry_hooks(quiet=False))
+    assert fake_build == []
+    prepare_kernel("auto", "cpu", kernels.AUTO_BUILD_VOXELS, geometry_hooks(quiet=False))
+    assert len(fake_build) == 1 and capsys.readouterr().err.count("Building the fused C++ density kernel") == 1
+
+
+def test_extraction_picks_the_path_by_the_same_rule(fake_build):
+    from analytic_fields import sphere_generator
+
+    from epigraf_tools.volume import FoldedField, _choose_method
+
+    G, _ = sphere_generator()
+    folded = FoldedField.from_generator(G, torch.device("cpu"))
+    assert _choose_method("auto", torch.device("cpu"), folded, 64**3) == ("separable", None)
+    assert fake_build == []
+    used, module = _choose_method("auto", torch.device("cpu"), folded, kernels.AUTO_BUILD_VOXELS)
+    assert used == "kernel" and module is not None and len(fake_build) == 1
+    assert _choose_method("auto", torch.device("cpu"), folded, 8**3)[0] == "kernel"  # now built: used at any size

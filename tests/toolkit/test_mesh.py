@@ -72,7 +72,7 @@ def test_level_outside_the_range_names_the_range(sphere):
 def test_build_mesh_chooses_levels_and_colours_vertices(sphere):
     G, planes, grid, vol = sphere
     mesh, info = build_mesh(vol, grid.voxel_size, grid.origin, level=0.0, color_field=(G, planes))
-    assert info["level_source"] == "given" and info["watertight"] and info["faces"] == len(mesh.faces)
+    assert info.level_source == "given" and info.watertight and info.faces == len(mesh.faces)
     colors = np.asarray(mesh.visual.vertex_colors)
     expected = np.clip(COLOR_GAIN * (mesh.vertices - np.asarray(CENTER)), -1, 1)
     expected = np.round((expected + 1) * 127.5)
@@ -82,9 +82,9 @@ def test_build_mesh_chooses_levels_and_colours_vertices(sphere):
     # exact: vertex_colors runs this same query on the same points in one chunk
     np.testing.assert_array_equal(colors[:, :3], ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
     _, auto = build_mesh(vol, grid.voxel_size, grid.origin, model_default=1e9)
-    assert auto["level_source"] == "isodata"
+    assert auto.level_source == "isodata"
     _, default = build_mesh(vol, grid.voxel_size, grid.origin, model_default=0.05)
-    assert default["level"] == 0.05 and default["level_source"] == "model default"
+    assert default.level == 0.05 and default.level_source == "model default"
 
 
 def test_largest_component_drops_floaters():

@@ -71,10 +71,10 @@ def test_blob_at_plus_x_plus_y_is_there_in_chimerax(tmp_path):
     assert side["seed"] == 7 and side["value"] == "raw"
     assert side["grid"]["resolution"] == [21, 25, 19]
     assert side["stats"]["max"] == pytest.approx(float(data.max()))
-    assert side["suggested_level"] == info["suggested_level"]
+    assert side["suggested_level"] == info.suggested_level
     cxc = (tmp_path / "blob.cxc").read_text()
     assert 'open "blob.mrc"' in cxc and "lighting full" in cxc
-    assert f"level {info['suggested_level']:.6g}" in cxc
+    assert f"level {info.suggested_level:.6g}" in cxc
 
 
 def test_export_leaves_nothing_behind_on_failure(tmp_path):

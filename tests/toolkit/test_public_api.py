@@ -19,3 +19,10 @@ def test_public_name_resolves(name):
 def test_unknown_name_raises_attribute_error():
     with pytest.raises(AttributeError, match="no attribute"):
         epigraf_tools.not_a_function  # noqa: B018
+
+
+def test_the_pipelines_behind_every_command_are_public():
+    """Each CLI command is a thin layer over one of these, so a Python caller can do the same job."""
+    for name in ("save_samples", "render_video", "render_interpolation", "export_meshes", "export_volumes",
+                 "mesh_volume_file", "fetch_model", "convert_official"):  # fmt: skip
+        assert name in epigraf_tools.__all__ and callable(getattr(epigraf_tools, name))

@@ -1,4 +1,4 @@
-"""``epigraf fid`` (cli/metrics_cmd.py): a tiny end-to-end run with a stand-in Inception network, and its errors."""
+"""``epigraf fid`` (cli/fid.py): a tiny end-to-end run with a stand-in Inception network, and its errors."""
 
 from __future__ import annotations
 

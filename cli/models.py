@@ -67,50 +67,48 @@ def describe_spec(spec: str) -> dict:
     return info
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("models", help=HELP)
-    @handle_errors
-    def models_cmd(
-        model: str = typer.Option(None, "--model", "-m", help="Describe this model spec instead of the zoo."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-        check: bool = typer.Option(False, "--check", help="With --model: load it (downloading if needed)."),
-        out: Path = typer.Option(None, "--out", "-o", help="Also write models.json into this folder."),
-        device: str = DeviceOption,
-        quiet: bool = QuietOption,
-        debug: bool = DebugOption,
-    ) -> None:
-        from epigraf_tools.checkpoints.zoo import entry_info, zoo_entries
-        from epigraf_tools.devices import resolve_device
-        from epigraf_tools.errors import EpigrafError
+@handle_errors
+def models_cmd(
+    model: str = typer.Option(None, "--model", "-m", help="Describe this model spec instead of the zoo."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    check: bool = typer.Option(False, "--check", help="With --model: load it (downloading if needed)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write models.json into this folder."),
+    device: str = DeviceOption,
+    quiet: bool = QuietOption,
+    debug: bool = DebugOption,
+) -> None:
+    from epigraf_tools.checkpoints.zoo import entry_info, zoo_entries
+    from epigraf_tools.devices import resolve_device
+    from epigraf_tools.errors import EpigrafError
 
-        if check and model is None:
-            raise EpigrafError("--check needs --model SPEC")
-        dev = resolve_device(device)
-        if out is not None and out.exists() and not out.is_dir():
-            raise EpigrafError(f"--out {out} exists and is not a folder")
-        data: dict | list
-        if model is None:
-            data = [entry_info(e) for e in zoo_entries()]
-        else:
-            data = describe_spec(model)
-            if check:
-                from epigraf_tools.checkpoints.loading import load_generator
+    if check and model is None:
+        raise EpigrafError("--check needs --model SPEC")
+    dev = resolve_device(device)
+    if out is not None and out.exists() and not out.is_dir():
+        raise EpigrafError(f"--out {out} exists and is not a folder")
+    data: dict | list
+    if model is None:
+        data = [entry_info(e) for e in zoo_entries()]
+    else:
+        data = describe_spec(model)
+        if check:
+            from epigraf_tools.checkpoints.loading import load_generator
 
-                G = load_generator(model, dev, progress=not quiet)
-                data["check"] = {
-                    "device": str(dev),
-                    "parameters": sum(p.numel() for p in G.parameters()),
-                    "num_ws": G.num_ws,
-                    "img_resolution": G.config.img_resolution,
-                }
-        if out is not None:
-            from epigraf_tools.atomic import write_text_atomic
+            G = load_generator(model, dev, progress=not quiet)
+            data["check"] = {
+                "device": str(dev),
+                "parameters": sum(p.numel() for p in G.parameters()),
+                "num_ws": G.num_ws,
+                "img_resolution": G.config.img_resolution,
+            }
+    if out is not None:
+        from epigraf_tools.atomic import write_text_atomic
 
-            out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(out / "models.json", json.dumps(data, indent=2, default=str) + "\n")
-        if quiet:
-            return
-        if as_json or isinstance(data, dict):
-            echo(json.dumps(data, indent=2, default=str))
-        else:
-            _rows_table(data)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "models.json", json.dumps(data, indent=2, default=str) + "\n")
+    if quiet:
+        return
+    if as_json or isinstance(data, dict):
+        echo(json.dumps(data, indent=2, default=str))
+    else:
+        _rows_table(data)

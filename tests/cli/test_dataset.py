@@ -1,4 +1,4 @@
-"""``epigraf dataset info`` (cli/dataset_cmd.py): the summary text, JSON output, and errors."""
+"""``epigraf dataset info`` (cli/dataset.py): the summary text, JSON output, and errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from training_support import write_dataset  # noqa: E402
 
-from epigraf_tools.cli.dataset_cmd import format_info  # noqa: E402
+from epigraf_tools.cli.dataset import format_info  # noqa: E402
 
 INFO = {
     "path": "d.zip",

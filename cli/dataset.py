@@ -1,5 +1,4 @@
-"""``epigraf dataset ...``: dataset tools. ``dataset_app`` is the typer sub-app; other modules may add
-commands to it (``@dataset_app.command(...)``)."""
+"""``epigraf dataset info``: counts, resolution, labels and pose statistics of a training dataset."""
 
 from __future__ import annotations
 
@@ -10,14 +9,7 @@ import typer
 
 from .common import DebugOption, QuietOption, handle_errors
 
-dataset_app = typer.Typer(
-    name="dataset",
-    help="Dataset tools: inspect a training dataset.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
-
-INFO_HELP = """Print counts, resolution, labels and camera-pose statistics of a dataset (zip or folder).
+HELP = """Print counts, resolution, labels and camera-pose statistics of a dataset (zip or folder).
 
 Every image header is read, so size problems show up here rather than hours into training.
 
@@ -59,7 +51,6 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
-@dataset_app.command("info", help=INFO_HELP)
 @handle_errors
 def info_cmd(
     path: str = typer.Argument(..., help="Dataset zip or folder."),
@@ -77,7 +68,3 @@ def info_cmd(
     if quiet:
         return
     typer.echo(json.dumps(info, indent=2) if as_json else format_info(info))
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(dataset_app, name="dataset")
