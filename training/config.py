@@ -215,7 +215,7 @@ class TrainConfig:
             raise ConfigError(msg)
 
         if not self.data:
-            bad("no training data given (--data PATH: a zip or folder of images with dataset.json)")
+            bad("no training data given (data=PATH: a zip or folder of images with dataset.json)")
         if self.batch <= 0:
             bad(f"batch must be positive, got {self.batch}")
         if self.batch_gpu is not None and (self.batch_gpu <= 0 or self.batch % self.batch_gpu):

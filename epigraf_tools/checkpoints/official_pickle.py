@@ -398,7 +398,7 @@ def convert_official(
     # Without overwrite the model files are claimed exclusively as they move into place, so of two
     # concurrent converts into one folder exactly one succeeds (the check above alone lets both pass).
     claim = () if overwrite else (CONFIG_NAME, WEIGHTS_NAME)
-    taken = f"{out} already holds a model; pass --overwrite (overwrite=True) to replace it"
+    taken = f"{out} already holds a model; pass overwrite=True to replace it"
     with atomic_dir(out, remove=stale, exclusive=claim, exists_message=taken) as tmp:
         G.save_pretrained(tmp)
         (tmp / OFFICIAL_CONFIG_NAME).write_text(json.dumps(official_config_summary(snap), indent=2) + "\n")
@@ -487,7 +487,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise EpigrafError(f"{out} exists and is not a folder")
     if not overwrite and any((out / name).exists() for name in (CONFIG_NAME, WEIGHTS_NAME)):
-        raise EpigrafError(f"{out} already holds a model; pass --overwrite (overwrite=True) to replace it")
+        raise EpigrafError(f"{out} already holds a model; pass overwrite=True to replace it")
 
 
 def _num_params(model: torch.nn.Module) -> int:

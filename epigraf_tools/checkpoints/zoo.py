@@ -225,7 +225,7 @@ def resolve_zoo_model(
         if not _is_model_dir(path):
             raise ModelNotFoundError(
                 f"the embedded default model is not installed ({path} has no {WEIGHTS_NAME}); "
-                "pass --model NAME|FOLDER|FILE.pkl|ORG/REPO (see `epigraf models`)"
+                "pass spec=NAME|FOLDER|FILE.pkl|ORG/REPO (see `epigraf models`)"
             )
         return path
     if entry.kind == "hub":
@@ -253,7 +253,7 @@ def _resolve_official(
     if hub_offline() if offline is None else offline:
         raise EpigrafError(
             f"{entry.name} is not converted yet and offline mode is on; run `epigraf download {entry.name}` online, "
-            f"or download the pickle from {entry.source} and pass --model FILE.pkl"
+            f"or download the pickle from {entry.source} and pass spec=FILE.pkl"
         )
     downloads = epigraf_cache_dir() / "downloads" / entry.name
     with _exclusive(epigraf_cache_dir() / f".{entry.name}.lock"):  # one fetch per entry across processes
@@ -284,7 +284,7 @@ def _fetch_and_convert(
     except EpigrafError as exc:
         raise EpigrafError(
             f"could not fetch {entry.name} from its share page {entry.source}: {exc}. Download the .pkl there "
-            "yourself and pass --model FILE.pkl (or `epigraf convert FILE.pkl DIR`)"
+            "yourself and pass spec=FILE.pkl (or `epigraf convert FILE.pkl DIR`)"
         ) from None
 
     def report_read(done: int, total: int) -> None:

@@ -100,7 +100,7 @@ def test_official_entry_checksum_mismatch_converts_nothing(env, share):
 def test_official_entry_errors_point_to_the_manual_route(env, share):
     with pytest.raises(EpigrafError, match="offline mode is on.*disk.yandex.ru"):
         zoo.resolve_zoo_model("ffhq512", offline=True)
-    with pytest.raises(EpigrafError, match="could not fetch ffhq512 from its share page .*--model FILE.pkl"):
+    with pytest.raises(EpigrafError, match="could not fetch ffhq512 from its share page .*spec=FILE.pkl"):
         zoo.resolve_zoo_model("ffhq512")  # nothing published: the share service answers 404
 
 
