@@ -140,7 +140,7 @@ def with_flag(message: str, flags: dict[str, str] = FLAGS) -> str:
     and each keyword fix (``force=True``, ``spec=FILE``) by the flag that sets it."""
     message = _KEYWORD_RE.sub(lambda m: KEYWORD_FLAGS[m[1]] + ("" if m[2] else " "), message)
     for param, flag in flags.items():
-        for prefix in (f"{param} ", f"cannot write to {param} "):
+        for prefix in (f"{param} ", f"{param}:", f"cannot write to {param} "):
             if message.startswith(prefix):
                 return message.replace(param, flag, 1)
     return message
