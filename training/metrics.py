@@ -61,7 +61,8 @@ def find_inception(path: str | os.PathLike[str] | None = None) -> Path:
     target = Path(path) if path is not None else default_inception_path()
     raise InceptionNotFound(
         f"FID needs NVIDIA's Inception weights {INCEPTION_FILE} (TorchScript, about 95 MB; from {INCEPTION_URL}): "
-        f"put the file at {target}" + ("" if path is not None else f" (or point ${INCEPTION_ENV} / inception=PATH at it)")
+        f"put the file at {target}"
+        + ("" if path is not None else f" (or point ${INCEPTION_ENV} / inception=PATH at it)")
     )
 
 
