@@ -30,9 +30,13 @@ def test_parse_numbers():
 
 
 def test_grid_options_are_parsed():
-    assert check_grid_options(8, None, None, "raw", "auto", False) == (None, None)
-    assert check_grid_options(8, "0.3", "0,0,0.1", "sigma", "naive", False) == (0.3, [0.0, 0.0, 0.1])
-    assert check_grid_options(8, "0.1,0.2,0.3", None, "raw", "separable", False) == ([0.1, 0.2, 0.3], None)
+    def box_center(*args):
+        options = check_grid_options(*args)
+        return options.box, options.center
+
+    assert box_center(8, None, None, "raw", "auto", False) == (None, None)
+    assert box_center(8, "0.3", "0,0,0.1", "sigma", "naive", False) == (0.3, [0.0, 0.0, 0.1])
+    assert box_center(8, "0.1,0.2,0.3", None, "raw", "separable", False) == ([0.1, 0.2, 0.3], None)
 
 
 @pytest.mark.parametrize(
