@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -106,8 +107,9 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# Library errors name the parameter at the start of their message ("seeds is empty ..."); the CLI
-# shows the flag that set it. Per-command extras go through ``flag_names``.
+# Library errors name the parameter at the start of their message ("seeds is empty ..."), and write a
+# fix as a keyword argument ("pass force=True", "pass spec=FILE.pkl"); the CLI shows the flag instead
+# ("--seeds is empty", "pass --force", "pass --model FILE.pkl"). Per-command extras go through ``flag_names``.
 FLAGS: dict[str, str] = {
     "seeds": "--seeds",
     "frames": "--frames",
@@ -118,13 +120,27 @@ FLAGS: dict[str, str] = {
     "level": "--level",
     "max_faces": "--faces",
     "smooth": "--smooth",
+    "look_at": "--look-at",
 }
+KEYWORD_FLAGS: dict[str, str] = {
+    "force": "--force",
+    "overwrite": "--overwrite",
+    "degrees": "--degrees",
+    "spec": "--model",
+    "data": "--data",
+    "inception": "--inception",
+    "resume": "--resume",
+    "out": "--out",
+}
+_KEYWORD_RE = re.compile(r"\b(" + "|".join(KEYWORD_FLAGS) + r")=(True\b)?")
 
 
 def with_flag(message: str, flags: dict[str, str] = FLAGS) -> str:
-    """``message`` with its leading parameter name (or 'cannot write to <name>') replaced by its flag."""
+    """``message`` with its leading parameter name (or 'cannot write to <name>') replaced by its flag,
+    and each keyword fix (``force=True``, ``spec=FILE``) by the flag that sets it."""
+    message = _KEYWORD_RE.sub(lambda m: KEYWORD_FLAGS[m[1]] + ("" if m[2] else " "), message)
     for param, flag in flags.items():
-        for prefix in (f"{param} ", f"cannot write to {param} "):
+        for prefix in (f"{param} ", f"{param}:", f"cannot write to {param} "):
             if message.startswith(prefix):
                 return message.replace(param, flag, 1)
     return message

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DebugOption, DeviceOption, QuietOption, echo, handle_errors
+from .common import DebugOption, DeviceOption, QuietOption, echo, flag_names, handle_errors
 
 HELP = """Convert an official EpiGRAF snapshot (.pkl) into a model folder, optionally pushed to the Hub.
 
@@ -45,44 +45,32 @@ def convert_cmd(
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
-    from epigraf_tools.checkpoints.official_pickle import check_output_folder, convert_official
-    from epigraf_tools.checkpoints.transfer_progress import transfer_progress
-    from epigraf_tools.devices import resolve_device
+    from epigraf_tools.checkpoints.official_pickle import convert_snapshot
     from epigraf_tools.errors import EpigrafError
 
     pkl = _one_of(pkl, model, "PKL", "--model")
     out_dir = _one_of(out_dir, out, "OUT_DIR", "--out")
     if pkl is None or out_dir is None:
         raise EpigrafError("usage: epigraf convert PKL OUT_DIR (see --help)")
-    if not pkl.is_file():
-        raise EpigrafError(f"snapshot {pkl} not found" if not pkl.exists() else f"{pkl} is not a file")
-    check_output_folder(out_dir, overwrite)
-    dev = resolve_device(device)
-    if push_to_hub is not None:
-        from epigraf_tools.checkpoints.hub import parse_hub_spec, require_token
 
-        if parse_hub_spec(push_to_hub).revision:
-            raise EpigrafError("--push-to-hub takes a repo id without @revision")
-        require_token()
+    def written(result) -> None:
+        names = ", ".join(result.files)
+        echo(f"Wrote {result.folder} ({names}); {result.num_params / 1e6:.2f} M parameters", quiet)
 
-    with transfer_progress(not quiet) as report:
-        folder = convert_official(
+    with flag_names({"push_to_hub": "--push-to-hub"}):
+        result = convert_snapshot(
             pkl,
             out_dir,
             include_discriminator=include_discriminator,
             overwrite=overwrite,
-            progress=lambda done, total: report(f"read {pkl.name}", done, total),
+            device=device,
+            push_to_hub=push_to_hub,
+            private=private,
+            progress=not quiet,
+            on_written=written,
         )
-    from epigraf_tools.models import Generator
-
-    G = Generator.from_pretrained(folder, map_location=dev)
-    names = ", ".join(sorted(p.name for p in folder.iterdir()))
-    echo(f"Wrote {folder} ({names}); {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters", quiet)
-    if push_to_hub is not None:
-        from epigraf_tools.checkpoints.hub import push_folder
-
-        url = push_folder(folder, push_to_hub, private=private or None)
-        echo(f"Pushed to {url}", quiet)
+    if result.url is not None:
+        echo(f"Pushed to {result.url}", quiet)
 
 
 def _one_of(positional: Path | None, option: Path | None, name: str, flag: str) -> Path | None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from epigraf_tools.errors import EpigrafError
-
-from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, handle_errors
+from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, flag_names, handle_errors
 
 HELP = """Compute FID between generated images and a dataset.
 
@@ -44,60 +41,52 @@ def fid_cmd(
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
-    from epigraf_tools.devices import resolve_device
-    from epigraf_tools.training.metrics import METRICS, InceptionFeatures, compute_fid
-    from epigraf_tools.training.poses import CameraDistribution, sample_camera_angles
-
-    if metric not in METRICS:
-        raise EpigrafError(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    n_gen = num_gen if num_gen is not None else METRICS[metric]
-    if n_gen < 2 or batch_size < 1:
-        raise EpigrafError("--num-gen must be >= 2 and --batch-size >= 1")
-    try:
-        dist = CameraDistribution(camera_dist)
-    except ValueError as exc:
-        raise EpigrafError(str(exc)) from None
-    dev = resolve_device(device)
-    features = InceptionFeatures(inception, dev)  # fails here, before any work, without the weights
-
-    from epigraf_tools.checkpoints.loading import load_generator
-    from epigraf_tools.training.data import ImageDataset
-
-    G = load_generator(model, dev, progress=not quiet)
-    dataset = ImageDataset(
-        data, resolution=G.config.img_resolution, require_poses=dist.dist == "custom", use_labels=G.c_dim > 0
-    )
-    if G.c_dim > 0 and dataset.c_dim != G.c_dim:
-        raise EpigrafError(f"the model expects {G.c_dim}-d labels but {data} has {dataset.c_dim}-d labels")
-    sampler = None if dist.dist == "custom" else (lambda n, gen: sample_camera_angles(dist, n, gen))
+    import contextlib
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=quiet
-    ) as bar:
+    from epigraf_tools.checkpoints.loading import load_generator
+    from epigraf_tools.training.metrics import evaluate_fid
+
+    # The bar starts with the first image, after the model loaded: rich shows one live display at a
+    # time, and loading may show its own download bars.
+    with contextlib.ExitStack() as stack:
+        bars: dict[str, Progress] = {}
         tasks: dict[str, int] = {}
 
         def progress(stage: str, i: int, n: int) -> None:
+            if not bars:
+                bars["bar"] = stack.enter_context(
+                    Progress(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TimeRemainingColumn(),
+                        disable=quiet,
+                    )
+                )
+            bar = bars["bar"]
             if stage not in tasks:
                 tasks[stage] = bar.add_task(f"{stage} images", total=n)
             bar.update(tasks[stage], completed=i)
 
-        value = compute_fid(
-            G,
-            dataset,
-            num_gen=n_gen,
-            max_real=max_real,
-            inception=features,
-            batch_size=batch_size,
-            seed=seed,
-            camera_sampler=sampler,
-            progress=progress,
-        )
-    name = metric if num_gen is None else f"fid{n_gen}"
-    echo(f"{name}: {value:.4f}", quiet)
-    if out is not None:
-        from epigraf_tools.atomic import write_text_atomic
+        with flag_names(FID_FLAGS):
+            result = evaluate_fid(
+                lambda dev: load_generator(model, dev, progress=not quiet),
+                data,
+                metric=metric,
+                num_gen=num_gen,
+                max_real=max_real,
+                inception=inception,
+                batch_size=batch_size,
+                seed=seed,
+                camera_dist=camera_dist,
+                device=device,
+                model=model,
+                out=out,
+                progress=progress,
+            )
+    echo(f"{result.metric}: {result.value:.4f}", quiet)
 
-        record = {"metric": name, "value": value, "model": str(model), "data": data, "num_gen": n_gen}
-        write_text_atomic(Path(out) / "fid.json", json.dumps(record, indent=2) + "\n")
+
+FID_FLAGS = {"metric": "--metric", "num_gen": "--num-gen", "batch_size": "--batch-size"}

@@ -14,7 +14,7 @@ from epigraf_tools.errors import EpigrafError
 from epigraf_tools.geometry_export import ExportHooks, GridOptions
 from epigraf_tools.volume import MAX_RESOLUTION
 
-from .common import echo, flag_names
+from .common import FLAGS, echo, flag_names
 from .render_args import progress_bar
 
 BoxOption = typer.Option(
@@ -74,13 +74,15 @@ def check_grid_options(
     center_vals = parse_numbers(center, "--center", (3,))
     box_arg = box_vals[0] if box_vals is not None and len(box_vals) == 1 else box_vals
     options = GridOptions(resolution, box_arg, center_vals, value, method, force)
-    grid = options.grid(1.0)  # the real cube_scale comes with the model
+    with flag_names(FLAGS):  # the library names value / method / force=True; here they are flags
+        options = options.validate()
+        grid = options.grid(1.0)  # the real cube_scale comes with the model
     nbytes = 4 * grid.resolution[0] * grid.resolution[1] * grid.resolution[2]
     if in_memory:
         check_fits_in_memory(nbytes, "--resolution")
     if on_disk is not None:
         check_fits_on_disk(nbytes, on_disk, "--resolution")
-    return options.validate()
+    return options
 
 
 def physical_memory_bytes() -> int | None:

@@ -8,6 +8,7 @@ import typer
 
 from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, handle_errors
 from .render_args import (
+    CameraArgs,
     ClassOption,
     CutoffOption,
     DegreesOption,
@@ -19,13 +20,11 @@ from .render_args import (
     ResolutionOption,
     TruncationOption,
     YawOption,
-    build_camera,
-    check_camera_values,
     check_common,
-    load_model,
-    prepare_out,
+    load_request,
     progress_bar,
     seeds_from_text,
+    video_options,
 )
 
 HELP = (
@@ -74,10 +73,10 @@ def interpolate_cmd(
     from epigraf_tools.distributed import context_from_env
     from epigraf_tools.errors import EpigrafError
     from epigraf_tools.interpolation import OUTPUTS, check_space, num_frames, render_interpolation
-    from epigraf_tools.latents import resolve_class
     from epigraf_tools.trajectories import check_trajectory_name, get_trajectory
-    from epigraf_tools.video import VideoOptions, check_frames
+    from epigraf_tools.video import check_frames
 
+    camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
     seed_list = seeds_from_text(seeds)
     trunc, settings = check_common(truncation, truncation_cutoff, resolution, batch_size)
     settings.deterministic = deterministic
@@ -85,41 +84,37 @@ def interpolate_cmd(
     check_frames(frames)
     if output not in OUTPUTS:
         raise EpigrafError(f"--output must be mp4 or strip, got {output!r}")
-    check_camera_values(yaw, pitch, fov, radius, look_at, degrees)
+    camera_args.build(None)  # range checks
     total = num_frames(len(seed_list), frames, loop, output)
     traj_options: dict = {}
     if trajectory is not None:
         check_trajectory_name(trajectory)
         _, traj_options = get_trajectory(trajectory, total)
-    options = VideoOptions(fps=fps if fps is not None else traj_options.get("fps", 30.0), crf=crf).validate()
+    options = video_options(fps, crf, traj_options)
     ctx = context_from_env()
     if not ctx.is_main:  # one sequence: under torchrun, rank 0 renders it and the others stand by
         echo(f"rank {ctx.rank}: interpolate runs on rank 0 only", quiet)
         return
 
-    G, label = load_model(model, device, quiet)
-    trunc.validate(G.num_ws)
-    class_index = resolve_class(G.config, class_)
-    base = build_camera(G.config, yaw, pitch, fov, radius, look_at, degrees)
-    cameras = [base] if trajectory is None else get_trajectory(trajectory, total, base=base)[0]
-    out = prepare_out(out)
+    req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, total, base=req.camera)[0]
     with progress_bar("Interpolating", quiet) as update:
         files = render_interpolation(
-            G,
+            req.G,
             seed_list,
-            out,
+            req.out,
             frames=frames,
             space=space,
             loop=loop,
             cameras=cameras,
             output=output,
             truncation=trunc,
-            class_index=class_index,
+            class_index=req.class_index,
             settings=settings,
             options=options,
             batch_size=batch_size,
             trajectory=trajectory,
-            model=label,
+            model=req.label,
             progress=update,
         )
-    echo(f"Wrote {len(files)} files to {out}", quiet)
+    echo(f"Wrote {len(files)} files to {req.out}", quiet)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DebugOption, DeviceOption, QuietOption, echo, handle_errors
+from .common import DebugOption, DeviceOption, QuietOption, echo, flag_names, handle_errors
 
 HELP = """List the model zoo, or describe one model with --model.
 
@@ -44,29 +44,6 @@ def _rows_table(rows: list[dict]) -> None:
     Console().print(table)
 
 
-def describe_spec(spec: str) -> dict:
-    """What ``--model spec`` refers to, with its config when it is already local (no downloads)."""
-    from epigraf_tools.checkpoints.loading import classify_spec
-    from epigraf_tools.checkpoints.zoo import entry_info, get_entry
-
-    parsed = classify_spec(spec)
-    info: dict = {"spec": spec, "kind": parsed.kind}
-    folder = None
-    if parsed.kind == "zoo":
-        row = entry_info(get_entry(parsed.value))
-        info.update(row)
-        folder = Path(row["path"]) if row["path"] else None
-    elif parsed.kind == "folder":
-        folder = Path(parsed.value)
-    elif parsed.kind == "hub":
-        info.update(repo_id=parsed.value, revision=parsed.revision)
-    else:
-        info.update(path=parsed.value, note="an official snapshot: converted in memory when loaded")
-    if folder is not None and (folder / "config.json").is_file():
-        info["config"] = json.loads((folder / "config.json").read_text())
-    return info
-
-
 @handle_errors
 def models_cmd(
     model: str = typer.Option(None, "--model", "-m", help="Describe this model spec instead of the zoo."),
@@ -77,35 +54,13 @@ def models_cmd(
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
-    from epigraf_tools.checkpoints.zoo import entry_info, zoo_entries
-    from epigraf_tools.devices import resolve_device
+    from epigraf_tools.checkpoints.zoo import describe_model
     from epigraf_tools.errors import EpigrafError
 
     if check and model is None:
         raise EpigrafError("--check needs --model SPEC")
-    dev = resolve_device(device)
-    if out is not None and out.exists() and not out.is_dir():
-        raise EpigrafError(f"--out {out} exists and is not a folder")
-    data: dict | list
-    if model is None:
-        data = [entry_info(e) for e in zoo_entries()]
-    else:
-        data = describe_spec(model)
-        if check:
-            from epigraf_tools.checkpoints.loading import load_generator
-
-            G = load_generator(model, dev, progress=not quiet)
-            data["check"] = {
-                "device": str(dev),
-                "parameters": sum(p.numel() for p in G.parameters()),
-                "num_ws": G.num_ws,
-                "img_resolution": G.config.img_resolution,
-            }
-    if out is not None:
-        from epigraf_tools.atomic import write_text_atomic
-
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "models.json", json.dumps(data, indent=2, default=str) + "\n")
+    with flag_names({"out": "--out"}):
+        data = describe_model(model, check=check, device=device, progress=not quiet, out=out)
     if quiet:
         return
     if as_json or isinstance(data, dict):

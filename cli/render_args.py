@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -14,6 +15,7 @@ from epigraf_tools.latents import Truncation
 from epigraf_tools.models import Generator, GeneratorConfig
 from epigraf_tools.rendering import RenderSettings
 from epigraf_tools.seeds import parse_seeds
+from epigraf_tools.video import VideoOptions
 
 TruncationOption = typer.Option(
     1.0, "--truncation", help="Truncation psi in [0, 2]: 1 = off, 0.7 = the official scripts' setting."
@@ -62,11 +64,11 @@ def check_camera_values(
     degrees: bool,
 ) -> None:
     """Range-check camera options before loading anything (the model supplies the defaults later)."""
-    camera_from_options(None, yaw, pitch, radius, fov, parse_look_at(look_at), degrees)
+    build_camera(None, yaw, pitch, fov, radius, look_at, degrees)
 
 
 def build_camera(
-    config: GeneratorConfig,
+    config: GeneratorConfig | None,
     yaw: float | None,
     pitch: float | None,
     fov: float | None,
@@ -74,7 +76,74 @@ def build_camera(
     look_at: str | None,
     degrees: bool,
 ) -> Camera:
+    """The camera the options describe; ``config=None`` only checks them (no model defaults yet)."""
     return camera_from_options(config, yaw, pitch, radius, fov, parse_look_at(look_at), degrees)
+
+
+@dataclass(frozen=True)
+class CameraArgs:
+    """The camera options of a rendering command, as typed, so they travel as one value."""
+
+    yaw: float | None
+    pitch: float | None
+    fov: float | None
+    radius: float | None
+    look_at: str | None
+    degrees: bool
+
+    def build(self, config: GeneratorConfig | None) -> Camera:
+        return build_camera(config, self.yaw, self.pitch, self.fov, self.radius, self.look_at, self.degrees)
+
+
+def check_request(
+    seeds: str,
+    truncation: float,
+    cutoff: int | None,
+    resolution: int | None,
+    batch_size: int,
+    deterministic: bool,
+    camera: CameraArgs,
+) -> tuple[list[int], Truncation, RenderSettings]:
+    """Every check of a rendering command that needs no model: seeds, truncation, settings, camera ranges."""
+    seed_list = seeds_from_text(seeds)
+    trunc, settings = check_common(truncation, cutoff, resolution, batch_size)
+    settings.deterministic = deterministic
+    camera.build(None)
+    return seed_list, trunc, settings
+
+
+@dataclass(frozen=True)
+class LoadedRequest:
+    """What a rendering command has once the model is loaded: G, its label, the class, the camera, the folder."""
+
+    G: Generator
+    label: str
+    class_index: int | None
+    camera: Camera
+    out: Path
+
+
+def load_request(
+    model: str | None,
+    device: str,
+    quiet: bool,
+    trunc: Truncation,
+    class_: str | None,
+    camera: CameraArgs,
+    out: Path,
+) -> LoadedRequest:
+    """Load the model, check what depends on it (truncation cutoff, class), build the camera, create ``out``."""
+    from epigraf_tools.latents import resolve_class
+
+    G, label = load_model(model, device, quiet)
+    trunc.validate(G.num_ws)
+    class_index = resolve_class(G.config, class_)
+    return LoadedRequest(G, label, class_index, camera.build(G.config), prepare_out(out))
+
+
+def video_options(fps: float | None, crf: int, trajectory_options: dict) -> VideoOptions:
+    """--fps wins, then the keyframe file's fps, then 30; checked before the model loads."""
+    return VideoOptions(fps=fps if fps is not None else trajectory_options.get("fps", 30.0), crf=crf).validate()
 
 
 def load_model(model: str | None, device: str, quiet: bool = False) -> tuple[Generator, str]:

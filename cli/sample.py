@@ -8,6 +8,7 @@ import typer
 
 from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, handle_errors
 from .render_args import (
+    CameraArgs,
     ClassOption,
     CutoffOption,
     DegreesOption,
@@ -19,13 +20,9 @@ from .render_args import (
     ResolutionOption,
     TruncationOption,
     YawOption,
-    build_camera,
-    check_camera_values,
-    check_common,
-    load_model,
-    prepare_out,
+    check_request,
+    load_request,
     progress_bar,
-    seeds_from_text,
 )
 
 HELP = (
@@ -75,15 +72,14 @@ def sample_cmd(
 ) -> None:
     from epigraf_tools.distributed import context_from_env, process_group
     from epigraf_tools.errors import EpigrafError
-    from epigraf_tools.latents import resolve_class
     from epigraf_tools.sampling import save_samples
     from epigraf_tools.trajectories import get_trajectory
     from epigraf_tools.video import check_frames
 
-    seed_list = seeds_from_text(seeds)
-    trunc, settings = check_common(truncation, truncation_cutoff, resolution, batch_size)
-    settings.deterministic = deterministic
-    check_camera_values(yaw, pitch, fov, radius, look_at, degrees)
+    camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    seed_list, trunc, settings = check_request(
+        seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
+    )
     check_frames(frames)
     if trajectory is not None:
         get_trajectory(trajectory, frames)  # validates the name, the file and the frame count
@@ -91,28 +87,24 @@ def sample_cmd(
         raise EpigrafError("--frames needs --trajectory (sample renders one view per seed otherwise)")
     ctx = context_from_env()
 
-    G, label = load_model(model, device, quiet)
-    trunc.validate(G.num_ws)
-    class_index = resolve_class(G.config, class_)
-    camera = build_camera(G.config, yaw, pitch, fov, radius, look_at, degrees)
-    cameras = [camera] if trajectory is None else get_trajectory(trajectory, frames, base=camera)[0]
-    out = prepare_out(out)
+    req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, frames, base=req.camera)[0]
     with process_group(ctx), progress_bar("Sampling", quiet or not ctx.is_main) as update:
         files = save_samples(
-            G,
+            req.G,
             seed_list,
-            out,
+            req.out,
             cameras=cameras,
             truncation=trunc,
-            class_index=class_index,
+            class_index=req.class_index,
             settings=settings,
             batch_size=batch_size,
             grid=grid,
             depth=depth,
             normals=normals,
             alpha=alpha,
-            model=label,
+            model=req.label,
             ctx=ctx,
             progress=update,
         )
-    echo(f"Wrote {len(files)} files to {out}", quiet)
+    echo(f"Wrote {len(files)} files to {req.out}", quiet)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import typer
 
 from epigraf_tools.errors import EpigrafError
 
-from .common import DebugOption, DeviceOption, QuietOption, echo, handle_errors
+from .common import DebugOption, DeviceOption, QuietOption, echo, flag_names, handle_errors
 
 
 def _option_table() -> str:
@@ -46,24 +45,7 @@ Option precedence: TrainConfig defaults < --preset < the resumed run's config.js
 EPILOG = "All training options (for --set and config files): " + _option_table()
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    from epigraf_tools.training.config import TrainConfig
-
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise EpigrafError(f"--set expects KEY=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
-        key = key.strip().replace("-", "_")
-        if key not in fields:
-            raise EpigrafError(f"--set: unknown training option {key!r} (see epigraf train --help for the list)")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[key] = value
-    return out
+TRAIN_FLAGS = {"sets": "--set"}
 
 
 def build_config(
@@ -73,47 +55,11 @@ def build_config(
     sets: list[str],
     resume: str | None,
 ) -> Any:
-    """Merge the option sources into a validated TrainConfig (no data is read here)."""
-    from epigraf_tools.training.config import (
-        ConfigError,
-        TrainConfig,
-        load_config_file,
-        preset,
-        upgrade_stored_config,
-    )
-    from epigraf_tools.training.snapshots import LATEST_NAME
+    """``training.config.resolve_train_config`` with the flags' names in its errors."""
+    from epigraf_tools.training.config import resolve_train_config
 
-    merged: dict[str, Any] = {}
-    if preset_name:
-        merged.update(preset(preset_name))
-    if resume is not None:
-        run_dir = Path(explicit.get("out") or "") if resume == "latest" else Path(resume)
-        if resume == "latest" and not explicit.get("out"):
-            raise EpigrafError("--resume latest needs --out RUN_DIR (the run to continue)")
-        if run_dir.name.startswith("snapshot-"):
-            run_dir = run_dir.parent
-        cfg_path = run_dir / "config.json"
-        if not cfg_path.is_file():
-            has_latest = (run_dir / LATEST_NAME).is_file()
-            raise EpigrafError(
-                f"cannot resume: {cfg_path} not found"
-                + ("" if has_latest else f" ({run_dir} does not look like a training run folder)")
-            )
-        # A run written before an option existed resumes as it trained (e.g. augment=noaug before ADA).
-        merged.update(upgrade_stored_config(json.loads(cfg_path.read_text())))
-        merged.setdefault("out", str(run_dir))
-        if not explicit.get("out"):
-            merged["out"] = str(run_dir)
-    if config_file is not None:
-        merged.update(load_config_file(config_file))
-    merged.update({k: v for k, v in explicit.items() if v is not None})
-    merged.update(_parse_set(sets))
-    try:
-        cfg = TrainConfig.from_dict(merged)
-    except TypeError as exc:
-        raise ConfigError(f"bad training options: {exc}") from None
-    cfg.validate()
-    return cfg
+    with flag_names(TRAIN_FLAGS):
+        return resolve_train_config(explicit, preset_name, config_file, sets, resume)
 
 
 def summary(cfg: Any) -> str:

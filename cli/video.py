@@ -8,6 +8,7 @@ import typer
 
 from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, handle_errors
 from .render_args import (
+    CameraArgs,
     ClassOption,
     CutoffOption,
     DegreesOption,
@@ -19,13 +20,10 @@ from .render_args import (
     ResolutionOption,
     TruncationOption,
     YawOption,
-    build_camera,
-    check_camera_values,
-    check_common,
-    load_model,
-    prepare_out,
+    check_request,
+    load_request,
     progress_bar,
-    seeds_from_text,
+    video_options,
 )
 
 HELP = (
@@ -78,44 +76,39 @@ def video_cmd(
 ) -> None:
     from epigraf_tools.distributed import context_from_env, process_group
     from epigraf_tools.errors import EpigrafError
-    from epigraf_tools.latents import resolve_class
     from epigraf_tools.trajectories import get_trajectory
-    from epigraf_tools.video import VideoOptions, check_frames, render_video
+    from epigraf_tools.video import check_frames, render_video
 
-    seed_list = seeds_from_text(seeds)
-    trunc, settings = check_common(truncation, truncation_cutoff, resolution, batch_size)
-    settings.deterministic = deterministic
-    check_camera_values(yaw, pitch, fov, radius, look_at, degrees)
+    camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    seed_list, trunc, settings = check_request(
+        seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
+    )
     check_frames(frames)
     if columns is not None and columns < 1:
         raise EpigrafError(f"--columns must be a positive integer, got {columns}")
     _, traj_options = get_trajectory(trajectory, frames)  # validates before the model loads
-    options = VideoOptions(fps=fps if fps is not None else traj_options.get("fps", 30.0), crf=crf).validate()
+    options = video_options(fps, crf, traj_options)
     ctx = context_from_env()
 
-    G, label = load_model(model, device, quiet)
-    trunc.validate(G.num_ws)
-    class_index = resolve_class(G.config, class_)
-    base = build_camera(G.config, yaw, pitch, fov, radius, look_at, degrees)
-    cameras, _ = get_trajectory(trajectory, frames, base=base)
-    out = prepare_out(out)
+    req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    cameras, _ = get_trajectory(trajectory, frames, base=req.camera)
     with process_group(ctx), progress_bar("Rendering frames", quiet or not ctx.is_main) as update:
         files = render_video(
-            G,
+            req.G,
             seed_list,
             cameras,
-            out,
+            req.out,
             grid=grid,
             depth=depth,
             truncation=trunc,
-            class_index=class_index,
+            class_index=req.class_index,
             settings=settings,
             options=options,
             batch_size=batch_size,
             columns=columns,
             trajectory=str(trajectory),
-            model=label,
+            model=req.label,
             ctx=ctx,
             progress=update,
         )
-    echo(f"Wrote {len(files)} files to {out}", quiet)
+    echo(f"Wrote {len(files)} files to {req.out}", quiet)

@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "zoo_entries": "checkpoints.zoo",
     "read_official_snapshot": "checkpoints.official_pickle",
     "convert_official": "checkpoints.official_pickle",
+    "convert_snapshot": "checkpoints.official_pickle",
+    "describe_model": "checkpoints.zoo",
     "parse_seeds": "seeds",
     "z_from_seed": "seeds",
     "Truncation": "latents",
@@ -47,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "export_volumes": "geometry_export",
     "mesh_volume_file": "geometry_export",
     "fetch_model": "checkpoints.loading",
+    "evaluate_fid": "training.metrics",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -73,12 +73,12 @@ class Camera:
         yaw = _finite("yaw", self.yaw, "radians")
         if abs(yaw) > YAW_LIMIT + 1e-9:
             raise CameraError(
-                f"yaw must lie in [-2*pi, 2*pi] radians, got {yaw:g} radians; pass degrees with --degrees "
+                f"yaw must lie in [-2*pi, 2*pi] radians, got {yaw:g} radians; pass degrees with degrees=True "
                 "(Python: Camera.from_degrees)"
             )
         pitch = _finite("pitch", self.pitch, "radians")
         if not 0.0 <= pitch <= math.pi + 1e-9:
-            hint = "; it looks like degrees: pass --degrees (Python: Camera.from_degrees)" if pitch > math.pi else ""
+            hint = "; it looks like degrees: pass degrees=True (Python: Camera.from_degrees)" if pitch > math.pi else ""
             raise CameraError(
                 f"pitch is the polar angle from +y and must lie in [0, pi] radians (pi/2 = level with the "
                 f"object), got {pitch:g} radians{hint}"
@@ -308,9 +308,9 @@ def parse_look_at(text: str | None) -> tuple[float, float, float] | None:
     try:
         values = tuple(float(p) for p in parts)
     except ValueError:
-        raise CameraError(f"--look-at must be three numbers 'x,y,z' in world units, got {text!r}") from None
+        raise CameraError(f"look_at must be three numbers 'x,y,z' in world units, got {text!r}") from None
     if len(values) != 3:
-        raise CameraError(f"--look-at must be three numbers 'x,y,z' in world units, got {text!r}")
+        raise CameraError(f"look_at must be three numbers 'x,y,z' in world units, got {text!r}")
     return values  # type: ignore[return-value]
 
 

@@ -2,13 +2,16 @@
 
 Image encoding: raw colour x -> clamp(x, -1, 1) * 0.5 + 0.5 -> * 255 -> rounded to the nearest
 integer (halves up). The official scripts truncate instead (their pixels are up to 1 level darker).
-``to_uint8`` is that encoding, for samples, videos, interpolations and training previews alike.
+``to_uint8`` is that encoding, for samples, videos, interpolations and training previews alike;
+``raw_to_uint8`` is the one place it is written, and mesh vertex colours use it with ties to even
+(the rounding they have always had, so existing meshes keep their colours to the level).
 
 The diagnostic maps (alpha, depth, normals) are numpy arrays whose exact values also go to .npy
 files; their PNGs share ``unit_to_uint8`` (numpy's round, halves to even), kept apart from
 ``to_uint8`` because the two round ties differently and existing outputs must not shift by a level.
 
-This is a base module (it imports nothing from the toolkit but ``atomic``): training uses it.
+This is a base module (it imports nothing from the toolkit but ``atomic`` and ``errors``):
+training uses it.
 """
 
 from __future__ import annotations
@@ -26,15 +29,31 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .atomic import atomic_path
+from .errors import EpigrafError
 
 METADATA_KEY = "epigraf"  # PNG tEXt key holding the JSON metadata
 
 
+ROUNDINGS = ("half_up", "half_even")
+
+
+def raw_to_uint8(x: torch.Tensor, rounding: str = "half_up") -> torch.Tensor:
+    """Raw colour values (image range [-1, 1], any shape) -> uint8 levels of the same shape.
+
+    ``half_up`` (floor(v + 0.5)) is the image encoding: samples, videos, previews. ``half_even``
+    (torch.round) is what mesh vertex colours were written with. The two differ only on the rare
+    values whose level lands exactly on .5 after float32 rounding.
+    """
+    if rounding not in ROUNDINGS:
+        raise EpigrafError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+    levels = (x.detach().float().clamp(-1, 1) * 0.5 + 0.5) * 255
+    levels = torch.floor(levels + 0.5) if rounding == "half_up" else torch.round(levels)
+    return levels.to(torch.uint8)
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """Raw image [3, H, W] (or [B, 3, H, W]) -> uint8 [H, W, 3] (or [B, H, W, 3]), rounded."""
-    x = image.detach().float().clamp(-1, 1) * 0.5 + 0.5
-    x = torch.floor(x * 255 + 0.5).to(torch.uint8)  # round half up
-    return x.movedim(-3, -1).cpu().numpy()
+    """Raw image [3, H, W] (or [B, 3, H, W]) -> uint8 [H, W, 3] (or [B, H, W, 3]), rounded half up."""
+    return raw_to_uint8(image).movedim(-3, -1).cpu().numpy()
 
 
 def unit_to_uint8(x: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ import torch
 
 from .atomic import atomic_path
 from .errors import EpigrafError
+from .images import raw_to_uint8
 from .models import Generator
 
 MESH_FORMATS = ("ply", "obj", "glb", "stl")
@@ -268,8 +269,7 @@ def vertex_colors(G: Generator, planes: torch.Tensor, vertices: np.ndarray, chun
     out[:, 3] = 255
     for s in range(0, len(pts), chunk):
         rgb = G.query(planes, pts[s : s + chunk].to(device).unsqueeze(0))["rgb"][0]
-        rgb = ((rgb.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        out[s : s + chunk, :3] = rgb.cpu().numpy()
+        out[s : s + chunk, :3] = raw_to_uint8(rgb, rounding="half_even").cpu().numpy()
     return out
 
 

@@ -132,7 +132,7 @@ def make_volume_grid(
         if r > MAX_RESOLUTION and not force:
             raise EpigrafError(
                 f"resolution {r} exceeds {MAX_RESOLUTION} ({r**3 * 4 / 2**30:.0f} GiB of float32 for a cube); "
-                "pass --force if you mean it"
+                "pass force=True if you mean it"
             )
     size = _triple(2.0 * cube_scale if box is None else box, "box")
     if min(size) <= 0:

@@ -215,7 +215,7 @@ class TrainConfig:
             raise ConfigError(msg)
 
         if not self.data:
-            bad("no training data given (--data PATH: a zip or folder of images with dataset.json)")
+            bad("no training data given (data=PATH: a zip or folder of images with dataset.json)")
         if self.batch <= 0:
             bad(f"batch must be positive, got {self.batch}")
         if self.batch_gpu is not None and (self.batch_gpu <= 0 or self.batch % self.batch_gpu):
@@ -412,3 +412,69 @@ def preset(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name])
+
+
+def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> options; values are JSON where they parse (4, 0.5, true, null), else text."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"sets expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in fields:
+            raise ConfigError(f"sets: unknown training option {key!r} (see epigraf train --help for the list)")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def resolve_train_config(
+    explicit: dict[str, Any] | None = None,
+    preset_name: str | None = None,
+    config_file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    resume: str | None = None,
+) -> TrainConfig:
+    """Merge the option sources into one validated TrainConfig; no data is read here.
+
+    Later sources win: the preset, the resumed run's own config.json (upgraded, so an old run resumes
+    as it trained), the config file, the explicit options that are not None, then the ``KEY=VALUE``
+    ``sets``. Resuming 'latest' needs ``explicit['out']``, the run folder to continue.
+    """
+    from .snapshots import LATEST_NAME
+
+    explicit = explicit or {}
+    merged: dict[str, Any] = {}
+    if preset_name:
+        merged.update(preset(preset_name))
+    if resume is not None:
+        run_dir = Path(explicit.get("out") or "") if resume == "latest" else Path(resume)
+        if resume == "latest" and not explicit.get("out"):
+            raise ConfigError("resume=latest needs out=RUN_DIR (the run to continue)")
+        if run_dir.name.startswith("snapshot-"):
+            run_dir = run_dir.parent
+        cfg_path = run_dir / "config.json"
+        if not cfg_path.is_file():
+            has_latest = (run_dir / LATEST_NAME).is_file()
+            raise ConfigError(
+                f"cannot resume: {cfg_path} not found"
+                + ("" if has_latest else f" ({run_dir} does not look like a training run folder)")
+            )
+        merged.update(upgrade_stored_config(json.loads(cfg_path.read_text())))
+        merged.setdefault("out", str(run_dir))
+        if not explicit.get("out"):
+            merged["out"] = str(run_dir)
+    if config_file is not None:
+        merged.update(load_config_file(config_file))
+    merged.update({k: v for k, v in explicit.items() if v is not None})
+    merged.update(parse_sets(list(sets)))
+    try:
+        cfg = TrainConfig.from_dict(merged)
+    except TypeError as exc:
+        raise ConfigError(f"bad training options: {exc}") from None
+    cfg.validate()
+    return cfg

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,8 @@ def find_inception(path: str | os.PathLike[str] | None = None) -> Path:
     target = Path(path) if path is not None else default_inception_path()
     raise InceptionNotFound(
         f"FID needs NVIDIA's Inception weights {INCEPTION_FILE} (TorchScript, about 95 MB; from {INCEPTION_URL}): "
-        f"put the file at {target}" + ("" if path is not None else f" (or point ${INCEPTION_ENV} / --inception at it)")
+        f"put the file at {target}"
+        + ("" if path is not None else f" (or point ${INCEPTION_ENV} / inception=PATH at it)")
     )
 
 
@@ -215,3 +217,88 @@ def compute_fid(
         G, dataset, feats, num_gen, batch_size, seed, camera_sampler, progress=stage("generated")
     )
     return frechet_distance(mu_r, cov_r, mu_g, cov_g)
+
+
+@dataclass(frozen=True)
+class FidResult:
+    """One FID measurement and what it was measured on (``epigraf fid`` writes it as fid.json)."""
+
+    metric: str  # fid50k_full, fid2k_full, or fid<N> when num_gen overrides the metric's count
+    value: float
+    model: str
+    data: str
+    num_gen: int
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def evaluate_fid(
+    generator: torch.nn.Module | Callable[[torch.device], torch.nn.Module],
+    data: str,
+    *,
+    metric: str = "fid50k_full",
+    num_gen: int | None = None,
+    max_real: int | None = None,
+    inception: str | os.PathLike[str] | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    camera_dist: str = "custom",
+    device: str = "auto",
+    model: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> FidResult:
+    """FID of a generator against the images in ``data``, checked first and recorded (``epigraf fid``).
+
+    ``generator`` is a model or a function ``device -> model``: the second form loads it only after
+    every cheap check (metric, counts, camera distribution, the Inception weights) has passed, so a bad
+    argument costs no download. ``camera_dist='custom'`` draws the dataset's own poses (the paper's
+    protocol); ``model`` names the model in the record; ``out`` also writes ``out/fid.json``.
+    """
+    from epigraf_tools.devices import resolve_device
+
+    from .data import ImageDataset
+    from .poses import CameraDistribution, sample_camera_angles
+
+    if metric not in METRICS:
+        raise EpigrafError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    n_gen = num_gen if num_gen is not None else METRICS[metric]
+    if isinstance(n_gen, bool) or n_gen < 2:
+        raise EpigrafError(f"num_gen must be >= 2, got {n_gen}")
+    if isinstance(batch_size, bool) or batch_size < 1:
+        raise EpigrafError(f"batch_size must be >= 1, got {batch_size}")
+    try:
+        dist = CameraDistribution(camera_dist)
+    except ValueError as exc:
+        raise EpigrafError(str(exc)) from None
+    dev = resolve_device(device)
+    features = InceptionFeatures(inception, dev)  # fails here, before any work, without the weights
+
+    G = generator if isinstance(generator, torch.nn.Module) else generator(dev)
+    dataset = ImageDataset(
+        data, resolution=G.config.img_resolution, require_poses=dist.dist == "custom", use_labels=G.c_dim > 0
+    )
+    if G.c_dim > 0 and dataset.c_dim != G.c_dim:
+        raise EpigrafError(f"the model expects {G.c_dim}-d labels but {data} has {dataset.c_dim}-d labels")
+    sampler = None if dist.dist == "custom" else (lambda n, gen: sample_camera_angles(dist, n, gen))
+    value = compute_fid(
+        G,
+        dataset,
+        num_gen=n_gen,
+        max_real=max_real,
+        inception=features,
+        batch_size=batch_size,
+        seed=seed,
+        camera_sampler=sampler,
+        progress=progress,
+    )
+    name = metric if num_gen is None else f"fid{n_gen}"
+    result = FidResult(name, value, str(model), str(data), n_gen)
+    if out is not None:
+        import json
+
+        from epigraf_tools.atomic import write_text_atomic
+
+        write_text_atomic(Path(out) / "fid.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    return result

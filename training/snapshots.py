@@ -114,7 +114,7 @@ def resolve_resume(spec: str | os.PathLike[str], run_dir: Path | None = None) ->
     'latest' (the newest snapshot of ``run_dir``)."""
     if str(spec) == "latest":
         if run_dir is None:
-            raise EpigrafError("--resume latest needs the run folder (--out RUN_DIR)")
+            raise EpigrafError("resume=latest needs the run folder (out=RUN_DIR)")
         spec = run_dir
     path = Path(spec)
     if not path.exists():

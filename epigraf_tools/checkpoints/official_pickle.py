@@ -398,7 +398,7 @@ def convert_official(
     # Without overwrite the model files are claimed exclusively as they move into place, so of two
     # concurrent converts into one folder exactly one succeeds (the check above alone lets both pass).
     claim = () if overwrite else (CONFIG_NAME, WEIGHTS_NAME)
-    taken = f"{out} already holds a model; pass --overwrite (overwrite=True) to replace it"
+    taken = f"{out} already holds a model; pass overwrite=True to replace it"
     with atomic_dir(out, remove=stale, exclusive=claim, exists_message=taken) as tmp:
         G.save_pretrained(tmp)
         (tmp / OFFICIAL_CONFIG_NAME).write_text(json.dumps(official_config_summary(snap), indent=2) + "\n")
@@ -418,12 +418,76 @@ def convert_official(
     return out
 
 
+@dataclass(frozen=True)
+class ConvertResult:
+    """What ``convert_snapshot`` wrote: the folder, its files, G's parameter count, the Hub commit (if pushed)."""
+
+    folder: Path
+    files: list[str]
+    num_params: int
+    url: str | None = None
+
+
+def convert_snapshot(
+    pkl: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    include_discriminator: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    push_to_hub: str | None = None,
+    private: bool = False,
+    progress: bool = True,
+    on_written: Callable[[ConvertResult], None] | None = None,
+) -> ConvertResult:
+    """``epigraf convert``: check everything, convert, reload the folder as a check, optionally push.
+
+    Every check that needs no reading (the snapshot exists, the folder may be written, the device, the
+    Hub repo id and a token) runs first, so a bad argument costs nothing. The written folder is then
+    loaded back on ``device`` (the proof it works) before anything is uploaded; ``on_written`` sees the
+    result at that point, so a caller can report the folder even when the upload later fails.
+    """
+    from ..devices import resolve_device
+    from .transfer_progress import transfer_progress
+
+    pkl, out = Path(pkl), Path(out_dir).expanduser()
+    if not pkl.is_file():
+        raise EpigrafError(f"snapshot {pkl} not found" if not pkl.exists() else f"{pkl} is not a file")
+    check_output_folder(out, overwrite)
+    dev = resolve_device(device)
+    if push_to_hub is not None:
+        from .hub import parse_hub_spec, require_token
+
+        if parse_hub_spec(push_to_hub).revision:
+            raise EpigrafError("push_to_hub takes a repo id without @revision")
+        require_token()
+
+    with transfer_progress(progress) as report:
+        folder = convert_official(
+            pkl,
+            out,
+            include_discriminator=include_discriminator,
+            overwrite=overwrite,
+            progress=lambda done, total: report(f"read {pkl.name}", done, total),
+        )
+    G = Generator.from_pretrained(folder, map_location=dev)
+    result = ConvertResult(folder, sorted(p.name for p in folder.iterdir()), _num_params(G))
+    if on_written is not None:
+        on_written(result)
+    if push_to_hub is None:
+        return result
+    from .hub import push_folder
+
+    url = push_folder(folder, push_to_hub, private=private or None)
+    return dataclasses.replace(result, url=url)
+
+
 def check_output_folder(out: Path, overwrite: bool) -> None:
     """Refuse a file in the way, or an existing model folder unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise EpigrafError(f"{out} exists and is not a folder")
     if not overwrite and any((out / name).exists() for name in (CONFIG_NAME, WEIGHTS_NAME)):
-        raise EpigrafError(f"{out} already holds a model; pass --overwrite (overwrite=True) to replace it")
+        raise EpigrafError(f"{out} already holds a model; pass overwrite=True to replace it")
 
 
 def _num_params(model: torch.nn.Module) -> int:

@@ -225,7 +225,7 @@ def resolve_zoo_model(
         if not _is_model_dir(path):
             raise ModelNotFoundError(
                 f"the embedded default model is not installed ({path} has no {WEIGHTS_NAME}); "
-                "pass --model NAME|FOLDER|FILE.pkl|ORG/REPO (see `epigraf models`)"
+                "pass spec=NAME|FOLDER|FILE.pkl|ORG/REPO (see `epigraf models`)"
             )
         return path
     if entry.kind == "hub":
@@ -253,7 +253,7 @@ def _resolve_official(
     if hub_offline() if offline is None else offline:
         raise EpigrafError(
             f"{entry.name} is not converted yet and offline mode is on; run `epigraf download {entry.name}` online, "
-            f"or download the pickle from {entry.source} and pass --model FILE.pkl"
+            f"or download the pickle from {entry.source} and pass spec=FILE.pkl"
         )
     downloads = epigraf_cache_dir() / "downloads" / entry.name
     with _exclusive(epigraf_cache_dir() / f".{entry.name}.lock"):  # one fetch per entry across processes
@@ -284,7 +284,7 @@ def _fetch_and_convert(
     except EpigrafError as exc:
         raise EpigrafError(
             f"could not fetch {entry.name} from its share page {entry.source}: {exc}. Download the .pkl there "
-            "yourself and pass --model FILE.pkl (or `epigraf convert FILE.pkl DIR`)"
+            "yourself and pass spec=FILE.pkl (or `epigraf convert FILE.pkl DIR`)"
         ) from None
 
     def report_read(done: int, total: int) -> None:
@@ -295,3 +295,71 @@ def _fetch_and_convert(
     if not keep_pickle:
         shutil.rmtree(downloads, ignore_errors=True)
     return out
+
+
+def describe_model(
+    spec: str | None = None,
+    *,
+    check: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    out: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """The zoo table (``spec=None``), or what one model spec refers to; ``epigraf models`` prints this.
+
+    A spec is described without downloading anything (its config.json is included when it is already
+    local); ``check=True`` loads it on ``device`` (downloading if needed) and adds what the loaded
+    generator reports, so a user can see a model works before a long job. ``out`` also writes the
+    result to ``out/models.json`` (atomically).
+    """
+    from ..devices import resolve_device
+
+    if check and spec is None:
+        raise EpigrafError("check=True needs a model spec to load")
+    dev = resolve_device(device)
+    out_dir = None if out is None else Path(out)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise EpigrafError(f"out {out_dir} exists and is not a folder")
+    data: list[dict[str, Any]] | dict[str, Any]
+    if spec is None:
+        data = [entry_info(e) for e in zoo_entries()]
+    else:
+        data = describe_spec(spec)
+        if check:
+            from .loading import load_generator
+
+            G = load_generator(spec, dev, progress=progress)
+            data["check"] = {
+                "device": str(dev),
+                "parameters": sum(p.numel() for p in G.parameters()),
+                "num_ws": G.num_ws,
+                "img_resolution": G.config.img_resolution,
+            }
+    if out_dir is not None:
+        from ..atomic import write_text_atomic
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / "models.json", json.dumps(data, indent=2, default=str) + "\n")
+    return data
+
+
+def describe_spec(spec: str) -> dict[str, Any]:
+    """What a model spec refers to, with its config when it is already local (no downloads)."""
+    from .loading import classify_spec
+
+    parsed = classify_spec(spec)
+    info: dict[str, Any] = {"spec": spec, "kind": parsed.kind}
+    folder = None
+    if parsed.kind == "zoo":
+        row = entry_info(get_entry(parsed.value))
+        info.update(row)
+        folder = Path(row["path"]) if row["path"] else None
+    elif parsed.kind == "folder":
+        folder = Path(parsed.value)
+    elif parsed.kind == "hub":
+        info.update(repo_id=parsed.value, revision=parsed.revision)
+    else:
+        info.update(path=parsed.value, note="an official snapshot: converted in memory when loaded")
+    if folder is not None and (folder / CONFIG_NAME).is_file():
+        info["config"] = json.loads((folder / CONFIG_NAME).read_text())
+    return info

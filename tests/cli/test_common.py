@@ -8,6 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 import epigraf_tools.cli.common as common
+from epigraf_tools.camera import Camera, parse_look_at
 from epigraf_tools.cli.app import app
 from epigraf_tools.cli.common import (
     SIGINT_EXIT,
@@ -22,6 +23,7 @@ from epigraf_tools.cli.common import (
 )
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.seeds import parse_seeds
+from epigraf_tools.volume import make_volume_grid
 
 
 def _app(exc: BaseException) -> typer.Typer:
@@ -122,3 +124,40 @@ def test_the_library_names_the_parameter_and_the_cli_the_flag():
     assert str(info.value).startswith("seeds is empty") and "--" not in str(info.value)
     result = CliRunner().invoke(app, ["sample", "--seeds", " "])
     assert result.exit_code == 2 and result.stderr.strip().startswith("Error: --seeds is empty"), result.output
+
+
+def test_a_keyword_fix_becomes_its_flag():
+    assert with_flag("resolution 3000 exceeds 2048; pass force=True if you mean it") == (
+        "resolution 3000 exceeds 2048; pass --force if you mean it"
+    )
+    taken = with_flag("o already holds a model; pass overwrite=True to replace it")
+    assert taken.endswith("pass --overwrite to replace it")
+    assert with_flag("not installed; pass spec=NAME|FILE.pkl") == "not installed; pass --model NAME|FILE.pkl"
+    assert with_flag("resume=latest needs the run folder (out=RUN_DIR)") == (
+        "--resume latest needs the run folder (--out RUN_DIR)"
+    )
+    assert with_flag("layout=x and metadata=y") == "layout=x and metadata=y"  # whole names only
+    assert with_flag("look_at must be three numbers") == "--look-at must be three numbers"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: Camera(yaw=0.0, pitch=80.0),
+        lambda: Camera(yaw=90.0, pitch=1.0),
+        lambda: parse_look_at("1,2"),
+        lambda: make_volume_grid(0.5, resolution=5000),
+    ],
+)
+def test_library_errors_name_no_flags(call):
+    """The toolkit names its parameters (degrees=True, look_at, force=True); only the CLI knows flags."""
+    with pytest.raises(EpigrafError) as info:
+        call()
+    assert "--" not in str(info.value)
+
+
+def test_cli_still_names_the_flags():
+    pitch = CliRunner().invoke(app, ["sample", "--seeds", "0", "--pitch", "80"])
+    assert pitch.exit_code == 2 and "pass --degrees" in pitch.stderr, pitch.output
+    look = CliRunner().invoke(app, ["sample", "--seeds", "0", "--look-at", "1,2"])
+    assert look.exit_code == 2 and "Error: --look-at must be three numbers" in look.stderr, look.output

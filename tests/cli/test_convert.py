@@ -209,8 +209,6 @@ def test_two_concurrent_converts_into_one_folder_exactly_one_wins(snapshot, tmp_
     for t in threads:
         t.join(timeout=120)
     assert len(results) == 2 and results.count("ok") == 1, results
-    assert next(r for r in results if r != "ok").endswith(
-        "already holds a model; pass --overwrite (overwrite=True) to replace it"
-    )
+    assert next(r for r in results if r != "ok").endswith("already holds a model; pass overwrite=True to replace it")
     assert torch.equal(Generator.from_pretrained(out).mapping.w_avg, G.mapping.w_avg)
     assert [p.name for p in out.parent.iterdir()] == ["tiny"]  # no temporary folder left

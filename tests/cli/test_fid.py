@@ -49,7 +49,7 @@ def test_fid_prints_the_value_and_writes_fid_json(cli, model_dir, inputs, tmp_pa
     [
         (["--metric", "kid"], "--metric must be one of"),
         (["--num-gen", "1"], "--num-gen must be >= 2"),
-        (["--batch-size", "0"], "--batch-size >= 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--camera-dist", "spiral"], "spiral"),
         (["--inception", "missing.pt"], "put the file at"),
     ],

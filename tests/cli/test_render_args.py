@@ -6,13 +6,17 @@ import pytest
 import torch
 
 from epigraf_tools.cli.render_args import (
+    CameraArgs,
     build_camera,
     check_camera_values,
     check_common,
+    check_request,
     load_model,
+    load_request,
     prepare_out,
     progress_bar,
     seeds_from_text,
+    video_options,
 )
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.latents import Truncation
@@ -59,6 +63,30 @@ def test_load_model_and_build_camera(model_dir):
     assert name == str(model_dir) and next(G.parameters()).device == torch.device("cpu")
     camera = build_camera(G.config, 10.0, 80.0, None, None, None, True)
     assert camera.yaw == pytest.approx(torch.pi * 10 / 180) and camera.fov == pytest.approx(G.config.fov)
+
+
+def test_check_request_checks_everything_before_a_model():
+    seeds, trunc, settings = check_request(
+        "0-1", 0.7, None, 32, 2, True, CameraArgs(None, None, None, None, None, False)
+    )
+    assert seeds == [0, 1] and trunc.psi == 0.7 and settings.deterministic and settings.resolution == 32
+    with pytest.raises(EpigrafError, match="pitch"):
+        check_request("0", 1.0, None, None, 1, False, CameraArgs(None, 95.0, None, None, None, False))
+
+
+def test_load_request_loads_checks_and_prepares(model_dir, tmp_path):
+    camera = CameraArgs(10.0, 80.0, None, None, None, True)
+    req = load_request(str(model_dir), "cpu", True, Truncation(0.7), None, camera, tmp_path / "o")
+    assert req.label == str(model_dir) and req.class_index is None and req.out.is_dir()
+    assert req.camera.yaw == pytest.approx(torch.pi * 10 / 180)
+    with pytest.raises(EpigrafError):  # the cutoff is checked against the loaded model's num_ws
+        load_request(str(model_dir), "cpu", True, Truncation(0.7, 10_000), None, camera, tmp_path / "o")
+
+
+def test_video_options_prefers_the_flag_then_the_file():
+    assert video_options(None, 18, {}).fps == 30.0
+    assert video_options(None, 18, {"fps": 24.0}).fps == 24.0
+    assert video_options(60.0, 18, {"fps": 24.0}).fps == 60.0
 
 
 def test_prepare_out(tmp_path):

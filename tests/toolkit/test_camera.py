@@ -138,7 +138,7 @@ def test_defaults_come_from_the_config_and_options_override():
     cam = camera_from_options(cfg, yaw=10.0, pitch=80.0, degrees=True, look_at=parse_look_at("0,0.1,0"))
     assert (cam.fov, cam.radius) == (30.0, 1.5)
     assert cam.yaw == pytest.approx(math.radians(10)) and cam.look_at == (0.0, 0.1, 0.0)
-    with pytest.raises(CameraError, match="look-at"):
+    with pytest.raises(CameraError, match="look_at must be three numbers"):
         parse_look_at("1,2")
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from epigraf_tools.errors import EpigrafError
 from epigraf_tools.images import (
     alpha_to_uint8,
     depth_to_uint8,
@@ -15,6 +16,7 @@ from epigraf_tools.images import (
     make_grid,
     normals_to_uint8,
     pad_to_even,
+    raw_to_uint8,
     read_png_metadata,
     save_npy,
     save_png,
@@ -99,3 +101,25 @@ def test_save_npy(tmp_path):
     arr = np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3)
     path = save_npy(tmp_path / "d.npy", arr)
     assert np.array_equal(np.load(path), arr) and [p.name for p in tmp_path.iterdir()] == ["d.npy"]
+
+
+def _tie_value() -> torch.Tensor:
+    """A raw value whose level is exactly 126.5 after float32 rounding (found, not assumed, per machine)."""
+    y = torch.tensor(126.5 / 255, dtype=torch.float32)
+    for k in range(-8, 9):
+        x = (y + k * torch.finfo(torch.float32).eps * 0.5 - 0.5) * 2
+        if ((x.clamp(-1, 1) * 0.5 + 0.5) * 255).item() == 126.5:
+            return x
+    pytest.skip("no exact tie near 126.5 on this float path")
+
+
+def test_raw_to_uint8_owns_both_roundings():
+    x = torch.tensor([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0])
+    expected = [0, 0, 128, 191, 255, 255]
+    assert raw_to_uint8(x).tolist() == expected and raw_to_uint8(x, rounding="half_even").tolist() == expected
+    tie = _tie_value()
+    assert raw_to_uint8(tie).item() == 127 and raw_to_uint8(tie, rounding="half_even").item() == 126
+    image = torch.rand(2, 3, 4, 5) * 2 - 1
+    np.testing.assert_array_equal(to_uint8(image), raw_to_uint8(image).movedim(-3, -1).numpy())
+    with pytest.raises(EpigrafError, match="rounding must be one of half_up, half_even"):
+        raw_to_uint8(x, rounding="down")

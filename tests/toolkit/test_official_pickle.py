@@ -238,3 +238,19 @@ def test_large_tensors_are_summarised_not_listed_in_official_config():
     assert _jsonable({"pose": torch.tensor([0.0, 1.5, 0.0])}) == {"pose": [0.0, 1.5, 0.0]}
     big = torch.zeros(MAX_LISTED_ELEMENTS + 1).expand(1000, -1)
     assert _jsonable([big]) == [f"<tensor [1000, {MAX_LISTED_ELEMENTS + 1}] float32>"]
+
+
+def test_convert_snapshot_checks_first_then_writes_and_reports(mini_snapshot, tmp_path, monkeypatch):
+    from epigraf_tools.checkpoints.official_pickle import convert_snapshot
+
+    out = tmp_path / "mini"
+    with pytest.raises(EpigrafError, match="not found"):
+        convert_snapshot(tmp_path / "missing.pkl", out, progress=False)
+    with pytest.raises(EpigrafError, match="push_to_hub takes a repo id without @revision"):
+        convert_snapshot(mini_snapshot, out, push_to_hub="me/repo@v1", progress=False)
+    assert not out.exists()  # refused before anything was read or written
+    seen = []
+    result = convert_snapshot(mini_snapshot, out, device="cpu", progress=False, on_written=seen.append)
+    assert seen == [result] and result.folder == out and result.url is None
+    assert result.files == sorted(p.name for p in out.iterdir()) and "model.safetensors" in result.files
+    assert result.num_params == sum(p.numel() for p in Generator.from_pretrained(out).parameters())

@@ -24,5 +24,6 @@ def test_unknown_name_raises_attribute_error():
 def test_the_pipelines_behind_every_command_are_public():
     """Each CLI command is a thin layer over one of these, so a Python caller can do the same job."""
     for name in ("save_samples", "render_video", "render_interpolation", "export_meshes", "export_volumes",
-                 "mesh_volume_file", "fetch_model", "convert_official"):  # fmt: skip
+                 "mesh_volume_file", "fetch_model", "convert_official", "convert_snapshot", "describe_model",
+                 "evaluate_fid"):  # fmt: skip
         assert name in epigraf_tools.__all__ and callable(getattr(epigraf_tools, name))

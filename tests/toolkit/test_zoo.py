@@ -100,7 +100,7 @@ def test_official_entry_checksum_mismatch_converts_nothing(env, share):
 def test_official_entry_errors_point_to_the_manual_route(env, share):
     with pytest.raises(EpigrafError, match="offline mode is on.*disk.yandex.ru"):
         zoo.resolve_zoo_model("ffhq512", offline=True)
-    with pytest.raises(EpigrafError, match="could not fetch ffhq512 from its share page .*--model FILE.pkl"):
+    with pytest.raises(EpigrafError, match="could not fetch ffhq512 from its share page .*spec=FILE.pkl"):
         zoo.resolve_zoo_model("ffhq512")  # nothing published: the share service answers 404
 
 
@@ -235,3 +235,21 @@ def test_bad_timeout_setting_is_one_clear_error(env, share, monkeypatch):
     monkeypatch.setenv("EPIGRAF_DOWNLOAD_STALL_S", "soon")
     with pytest.raises(EpigrafError, match="EPIGRAF_DOWNLOAD_STALL_S='soon' must be a positive number"):
         zoo.resolve_zoo_model("ffhq512")
+
+
+def test_describe_model_lists_describes_checks_and_writes(tmp_path):
+    import json
+
+    folder = tmp_path / "m"
+    make_tiny_generator(0).save_pretrained(folder)
+    table = zoo.describe_model(device="cpu", out=tmp_path / "report")
+    assert table == [zoo.entry_info(e) for e in zoo.zoo_entries()]
+    assert json.loads((tmp_path / "report" / "models.json").read_text())[0]["name"] == table[0]["name"]
+    info = zoo.describe_model(str(folder), check=True, device="cpu", progress=False)
+    assert info["kind"] == "folder" and info["config"]["img_resolution"] == info["check"]["img_resolution"]
+    assert info["check"]["parameters"] > 0 and info["check"]["device"] == "cpu"
+    with pytest.raises(EpigrafError, match="check=True needs a model spec"):
+        zoo.describe_model(check=True)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(EpigrafError, match="out .* exists and is not a folder"):
+        zoo.describe_model(out=tmp_path / "file")

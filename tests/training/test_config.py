@@ -117,3 +117,21 @@ def test_presets_are_valid_configs_and_copies():
     assert preset("small")["batch"] == 16
     with pytest.raises(ConfigError, match="unknown preset 'huge'; choose one of ffhq512, res256, small"):
         preset("huge")
+
+
+def test_resolve_train_config_merges_sources_in_order(tmp_path):
+    from epigraf_tools.training.config import parse_sets, resolve_train_config
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("batch: 8\nkimg: 2\n")
+    cfg = resolve_train_config({"data": "d.zip", "kimg": 3.0, "seed": None}, "small", cfg_file, ["seed=7"])
+    assert (cfg.batch, cfg.kimg, cfg.seed, cfg.data) == (8, 3.0, 7, "d.zip")  # file < explicit < sets
+    assert parse_sets(["mirror=true", "out=runs/x"]) == {"mirror": True, "out": "runs/x"}
+    with pytest.raises(ConfigError, match="^sets expects KEY=VALUE"):
+        parse_sets(["nokey"])
+    with pytest.raises(ConfigError, match="^sets: unknown training option 'bogus'"):
+        parse_sets(["bogus=1"])
+    with pytest.raises(ConfigError, match=r"^resume=latest needs out=RUN_DIR"):
+        resolve_train_config({}, resume="latest")
+    with pytest.raises(ConfigError, match="cannot resume: .* not found"):
+        resolve_train_config({"out": str(tmp_path)}, resume=str(tmp_path / "nope"))

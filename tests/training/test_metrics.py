@@ -99,3 +99,30 @@ def test_fid_during_training_and_cli(tmp_path, stand_in, monkeypatch):
     assert json.loads((tmp_path / "res" / "fid.json").read_text())["num_gen"] == 8
     res = CliRunner().invoke(app, [*args, "--inception", str(tmp_path / "missing.pt")])
     assert res.exit_code == 2 and "put the file at" in res.output
+
+
+def test_evaluate_fid_checks_before_loading_and_records(tmp_path, stand_in):
+    from epigraf_tools.training.metrics import evaluate_fid
+
+    data = write_dataset(tmp_path / "d.zip", n=6, size=32)
+    loaded: list[torch.device] = []
+
+    def load(device: torch.device) -> torch.nn.Module:
+        loaded.append(device)
+        return make_tiny_generator(0)
+
+    for kwargs, message in [
+        ({"metric": "kid"}, "metric must be one of"),
+        ({"num_gen": 1}, "num_gen must be >= 2"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"camera_dist": "spiral"}, "spiral"),
+    ]:
+        with pytest.raises(metrics.EpigrafError, match=message):
+            evaluate_fid(load, str(data), inception=stand_in, device="cpu", **kwargs)
+    assert loaded == []  # every bad argument failed before the model was loaded
+    result = evaluate_fid(
+        load, str(data), num_gen=8, inception=stand_in, batch_size=4, device="cpu", model="tiny", out=tmp_path / "o"
+    )
+    assert loaded == [torch.device("cpu")] and result.metric == "fid8" and np.isfinite(result.value)
+    record = json.loads((tmp_path / "o" / "fid.json").read_text())
+    assert record == {"metric": "fid8", "value": result.value, "model": "tiny", "data": str(data), "num_gen": 8}
