@@ -226,7 +226,8 @@ def fast_timeouts(monkeypatch):
         ("drip", "/api/", "stalled"),
         ("hang", "/epigraf-test/tiny/resolve/", "stalled"),
         ("http500", "/api/", "500"),
-        ("redirect-loop", "/api/", "redirect"),
+        # a loop ends in 'too many redirects', or, when the client gives up mid-write, in a read error
+        ("redirect-loop", "/api/", ("redirect", "could not reach")),
         ("not-json", "/api/", "not a Hub API response"),
         ("empty-json", "/api/", "not a Hub API response"),
         ("short-body", "/api/", "could not"),
@@ -243,7 +244,7 @@ def test_hostile_hub_servers_fail_fast_with_one_line(cache, tiny_files, fast_tim
             download_model(REPO, endpoint=hub.url, progress=False)
         elapsed = time.monotonic() - start
     text = str(info.value)
-    assert message in text.lower() or message in text, text
+    assert any(m in text.lower() or m in text for m in ((message,) if isinstance(message, str) else message)), text
     assert "\n" not in text and elapsed < 20, (text, elapsed)
     assert not list(cache.rglob("*.incomplete"))
 
