@@ -1,6 +1,8 @@
 """Network and renderer definitions shared by training and the toolkit (no file formats, no CLI)."""
 
-from .generator import CONFIG_NAME, WEIGHTS_NAME, ConfigError, Generator, GeneratorConfig, ModelFileError
+from .config import ConfigError, GeneratorConfig
+from .generator import Generator
+from .model_files import CONFIG_NAME, WEIGHTS_NAME, ModelFileError
 from .renderer import RayDraws, RenderOptions
 
 __all__ = [

@@ -24,7 +24,7 @@ from .background import SphereBackground
 from .layers import ACTIVATION_GAINS, FullyConnectedLayer
 
 if TYPE_CHECKING:
-    from .generator import GeneratorConfig
+    from .config import GeneratorConfig
 
 # (width coordinate, height coordinate) for planes 0, 1, 2.
 PLANE_AXES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))

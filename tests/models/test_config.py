@@ -1,4 +1,5 @@
-"""Hostile model folders: every bad config.json or model.safetensors is one clear error before any work.
+"""models/config.py through the paths users meet: every bad config.json or model.safetensors is one clear error
+before any work.
 
 Each case goes through ``load_generator`` (the path every command uses); a sample of them also goes
 through ``epigraf sample --model BADFOLDER`` (exit 2, one line on stderr, no output written).
@@ -19,7 +20,7 @@ from epigraf_tools.checkpoints.loading import load_generator
 from epigraf_tools.cli.app import app
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.models import ConfigError, Generator, GeneratorConfig
-from epigraf_tools.models.generator import MAX_PARAMETERS, estimate_parameters
+from epigraf_tools.models.config import MAX_PARAMETERS, estimate_parameters
 
 from support import MINI_CONFIG, TINY_CONFIG, make_tiny_generator
 
