@@ -236,3 +236,21 @@ def test_dual_discriminator_rejects_bad_inputs(img, c, match):
 def test_dual_discriminator_rejects_bad_resolution(resolution):
     with pytest.raises(ValueError, match="power of two >= 8"):
         DualDiscriminator(resolution)
+
+
+def test_train_mode_matches_official_too(sr, dual_d, ref):
+    """Train mode switches the SR head to the unfused modulated convolution; both stay in tolerance."""
+    tag = TAGS[0]
+    feats = t(ref[f"render_det_features__{tag}"])[None]
+    img, c = _d_inputs(ref, 2)
+    sr.train()
+    dual_d.train()
+    try:
+        with torch.no_grad():
+            image = sr(feats[:, :3].contiguous(), feats, _ws(ref, tag))
+            logits = dual_d(img, c)
+    finally:
+        sr.eval()
+        dual_d.eval()
+    torch.testing.assert_close(image[0], t(ref[f"render_det_image__{tag}"]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(logits, t(ref["D_rand_logits_batch2"]), atol=1e-4, rtol=0)
