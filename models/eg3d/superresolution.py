@@ -10,14 +10,12 @@ align_corners False) to the head's input resolution.
 
 Variants (the official class names, so configs map one to one):
 
-======================== ====== ===== ============================= ==========================
-name                     output input blocks (out channels)         resize when
-======================== ====== ===== ============================= ==========================
-SuperresolutionHybrid2X  128    64    no-up 128, up 64              size != input
-SuperresolutionHybrid4X  256    128   no-up 128, up 64              size < input
-SuperresolutionHybrid8X  512    128   up 128, up 64                 size != input
-SuperresolutionHybrid8XDC 512   128   up 256, up 128                size != input
-======================== ====== ===== ============================= ==========================
+- SuperresolutionHybrid2X: 64 -> 128; a same-resolution block (128 ch), then an up block (64 ch);
+  inputs resized when their size differs from 64 (train.py's choice for 128^2 datasets).
+- SuperresolutionHybrid4X: 128 -> 256; same layout; inputs resized only when smaller than 128.
+- SuperresolutionHybrid8X: 128 -> 512; two up blocks (128, 64 ch); resized when the size differs.
+- SuperresolutionHybrid8XDC: 128 -> 512; two up blocks (256, 128 ch), no top-level filter buffer
+  (what train.py picks for 512^2 datasets, e.g. the released ffhq512-128).
 
 Parameter names are the official ``superresolution.*`` names with the prefix stripped, so the
 official state loads with ``strict=True``.
