@@ -1,0 +1,1 @@
+"""The EG3D model family: tri-plane generator, super-resolution and dual discriminator, under official names."""
