@@ -1,0 +1,18 @@
+"""The EG3D model family (NVlabs/eg3d conventions), re-implemented; see generator.py for the names."""
+
+from .cameras import fov_to_intrinsics, look_at_pose, make_label, pose_label, split_label
+from .config import EG3DConfig
+from .generator import EG3DGenerator, OSGDecoder
+from .renderer import EG3DDraws
+
+__all__ = [
+    "EG3DConfig",
+    "EG3DDraws",
+    "EG3DGenerator",
+    "OSGDecoder",
+    "fov_to_intrinsics",
+    "look_at_pose",
+    "make_label",
+    "pose_label",
+    "split_label",
+]
