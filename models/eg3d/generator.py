@@ -11,6 +11,8 @@ built at 256 x 256 with 3 x 32 channels: the tri-plane size does not follow the 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
 from typing import Any
 
 import torch
@@ -96,15 +98,26 @@ class PendingSuperresolution(nn.Module):
         )
 
 
+def superresolution_available() -> bool:
+    """Whether ``models/eg3d/superresolution.py`` (built separately) is installed."""
+    return importlib.util.find_spec(f"{__package__}.superresolution") is not None
+
+
 def build_superresolution(cfg: EG3DConfig) -> nn.Module:
-    """The official ``superresolution_module`` class by its short name, or the placeholder."""
+    """The official ``superresolution_module`` by its short name, or the placeholder when absent.
+
+    Accepts either layout of ``superresolution.py``: one ``Superresolution(variant=...)`` class, or a
+    class per official name taking the official init kwargs.
+    """
     class_name = str(cfg.rendering_kwargs.get("superresolution_module", "")).rsplit(".", 1)[-1]
-    try:
-        sr_mod = importlib.import_module(f"{__package__}.superresolution")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.superresolution":
-            raise
+    if not superresolution_available():
         return PendingSuperresolution(class_name)
+    sr_mod = importlib.import_module(f"{__package__}.superresolution")
+    antialias = bool(cfg.rendering_kwargs.get("sr_antialias", True))
+    if hasattr(sr_mod, "Superresolution"):
+        return sr_mod.Superresolution(
+            variant=class_name, channels=DECODER_OUTPUT, img_resolution=cfg.img_resolution, sr_antialias=antialias
+        )
     cls = getattr(sr_mod, class_name, None)
     if cls is None:
         return PendingSuperresolution(class_name)
@@ -112,9 +125,18 @@ def build_superresolution(cfg: EG3DConfig) -> nn.Module:
         channels=DECODER_OUTPUT,
         img_resolution=cfg.img_resolution,
         sr_num_fp16_res=cfg.sr_num_fp16_res,
-        sr_antialias=cfg.rendering_kwargs.get("sr_antialias", True),
+        sr_antialias=antialias,
         **cfg.sr_kwargs,
     )
+
+
+def run_superresolution(
+    sr: nn.Module, rgb: torch.Tensor, features: torch.Tensor, ws: torch.Tensor, noise_mode: str
+) -> torch.Tensor:
+    """Call the module with ``noise_mode`` only when its forward takes one (the official runs 'none')."""
+    if "noise_mode" in inspect.signature(sr.forward).parameters:
+        return sr(rgb, features, ws, noise_mode=noise_mode)
+    return sr(rgb, features, ws)
 
 
 class EG3DGenerator(nn.Module):
@@ -218,7 +240,9 @@ class EG3DGenerator(nn.Module):
             self.neural_rendering_resolution = int(neural_rendering_resolution)
         out = self.render(self.planes(ws, noise_mode), c, self.neural_rendering_resolution, draws)
         sr_noise = self.rendering_kwargs.get("superresolution_noise_mode", "none")
-        out["image"] = self.superresolution(out["image_raw"], out["feature_image"], ws, noise_mode=sr_noise)
+        # The official code hands SR a view of the feature image and its SR adds into it in place when no
+        # resize is needed, so its image_raw is then altered; here image_raw stays the neural image.
+        out["image"] = run_superresolution(self.superresolution, out["image_raw"], out["feature_image"], ws, sr_noise)
         return out
 
     def forward(

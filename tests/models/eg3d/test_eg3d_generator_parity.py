@@ -18,6 +18,7 @@ import torch
 
 from epigraf_tools.models.eg3d import EG3DConfig, EG3DDraws, EG3DGenerator, make_label, pose_label, split_label
 from epigraf_tools.models.eg3d.cameras import fov_to_intrinsics, intrinsics_to_fov
+from epigraf_tools.models.eg3d.generator import PendingSuperresolution, superresolution_available
 from epigraf_tools.models.generator import ConfigError
 
 ATOL = 1e-4
@@ -149,6 +150,50 @@ def test_official_rays_are_jittered_by_default(eg3d_generator, eg3d_reference):
         out = eg3d_generator.render(planes, t(ref["c_cams"])[:1])
     close(out["image_raw"][0], ref[f"render_seeded_image_raw__{tag}"])
     close_depth(out["image_depth"][0], ref[f"render_seeded_depth__{tag}"], out["weights_sum"][0])
+
+
+needs_sr = pytest.mark.skipif(
+    not superresolution_available(), reason="models/eg3d/superresolution.py (built separately) is not installed"
+)
+
+
+@needs_sr
+@pytest.mark.parametrize("cam", [0, 1])
+def test_super_resolved_image_matches_official(eg3d_generator, eg3d_reference, cam):
+    """End to end through super-resolution (the README's 1e-3 for the SR image), from the official ws."""
+    ref, tag = eg3d_reference, f"psi0.7__seed0__cam{cam}"
+    G = eg3d_generator
+    ws = t(ref["ws__psi0.7"])[:1]
+    c = t(ref["c_cams"])[cam : cam + 1]
+    with torch.no_grad():
+        det = G.synthesis(ws, c, noise_mode="const", draws=EG3DDraws.deterministic(1, 32 * 32, 24))
+        u_s, u_pdf = t(ref[f"render_seeded_u_stratified__{tag}"]), t(ref[f"render_seeded_u_pdf__{tag}"])
+        seeded = G.synthesis(ws, c, noise_mode="const", draws=EG3DDraws(u_s, u_pdf))
+    close(det["image"][0], ref[f"render_det_image__{tag}"], atol=1e-3)
+    close(seeded["image"][0], ref[f"render_seeded_image__{tag}"], atol=1e-3)
+
+
+@needs_sr
+def test_super_resolved_image_at_neural_resolution_64(eg3d_generator, eg3d_reference):
+    ref, tag = eg3d_reference, "nr64__psi0.7__seed0__cam0"
+    G = eg3d_generator
+    try:
+        with torch.no_grad():
+            out = G.synthesis(
+                t(ref["ws__psi0.7"])[:1], t(ref["c_cams"])[:1], 64, "const", EG3DDraws.deterministic(1, 64 * 64, 24)
+            )
+    finally:
+        G.neural_rendering_resolution = 32
+    close(out["image"][0], ref[f"render_det_image__{tag}"], atol=1e-3)
+
+
+@pytest.mark.skipif(superresolution_available(), reason="the placeholder is used only without superresolution.py")
+def test_placeholder_superresolution_refuses_to_run(eg3d_generator, eg3d_reference):
+    assert isinstance(eg3d_generator.superresolution, PendingSuperresolution)
+    with pytest.raises(NotImplementedError, match="SuperresolutionHybrid2X"):
+        eg3d_generator.synthesis(
+            t(eg3d_reference["ws__psi0.7"])[:1], t(eg3d_reference["c_cams"])[:1], noise_mode="const"
+        )
 
 
 # -- state dict and config ----------------------------------------------------------------------
