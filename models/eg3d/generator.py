@@ -166,6 +166,9 @@ class EG3DGenerator(nn.Module):
         update_emas: bool = False,
     ) -> torch.Tensor:
         """z [B, z_dim], conditioning label c [B, 25] -> ws [B, num_ws, w_dim] (scaled by c_scale)."""
+        if not isinstance(c, torch.Tensor) or c.ndim != 2 or c.shape[1] < self.c_dim or c.shape[0] != z.shape[0]:
+            got = list(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+            raise ValueError(f"conditioning labels c must be [{z.shape[0]}, {self.c_dim}] (batch of z), got {got}")
         c = c[:, : self.c_dim]
         if self.rendering_kwargs.get("c_gen_conditioning_zero", False):
             c = torch.zeros_like(c)
@@ -201,7 +204,18 @@ class EG3DGenerator(nn.Module):
         rays are jittered with ``torch.rand`` as in the official code.
         """
         res = int(neural_rendering_resolution or self.neural_rendering_resolution)
+        if planes.ndim != 5 or planes.shape[1:3] != (NUM_PLANES, TRIPLANE_CHANNELS):
+            raise ValueError(f"planes must be [B, 3, 32, H, W], got {list(planes.shape)}")
         cam2world, intrinsics = split_label(c)
+        if cam2world.shape[0] != planes.shape[0]:
+            raise ValueError(f"camera labels c have batch {cam2world.shape[0]}, planes have {planes.shape[0]}")
+        if draws is not None:
+            draws.check(
+                planes.shape[0],
+                res * res,
+                int(self.rendering_kwargs["depth_resolution"]),
+                int(self.rendering_kwargs["depth_resolution_importance"]),
+            )
         origins, dirs = camera_rays(cam2world, intrinsics, res)
         rk = self.rendering_kwargs
         feats, depth, wsum = render_rays(

@@ -98,6 +98,14 @@ class EG3DDraws:
     u_pdf: torch.Tensor | None = None  # [B*R, S_importance]
     det_pdf: bool = False  # u_pdf = linspace(0, 1, S_importance) for every ray
 
+    def check(self, batch: int, num_rays: int, steps: int, importance: int) -> None:
+        """Raise ValueError naming the draw whose shape does not fit this render."""
+        want = {"u_stratified": (batch, num_rays, steps, 1), "u_pdf": (batch * num_rays, importance)}
+        for name, shape in want.items():
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"draws.{name} must have shape {list(shape)}, got {list(value.shape)}")
+
     @staticmethod
     def deterministic(batch: int, num_rays: int, depth_resolution: int) -> EG3DDraws:
         """No jitter: coarse depths on the linspace and evenly spaced CDF draws."""

@@ -125,6 +125,35 @@ def test_renders_match_official(eg3d_generator, eg3d_reference, psi, seed, cam):
     close_depth(seeded["image_depth"][0], ref[f"render_seeded_depth__{tag}"], seeded["weights_sum"][0])
 
 
+def test_end_to_end_from_z_matches_official(eg3d_generator, eg3d_reference):
+    """z + conditioning label -> our ws -> our planes -> jitter-free render (nothing official in between)."""
+    ref, tag = eg3d_reference, "psi0.7__seed3__cam1"
+    G = eg3d_generator
+    with torch.no_grad():
+        ws = G.mapping(t(ref["z"])[1:2], t(ref["c_cond"]), truncation_psi=0.7, truncation_cutoff=14)
+        out = G.render(G.planes(ws, "const"), t(ref["c_cams"])[1:2], draws=EG3DDraws.deterministic(1, 1024, 24))
+    close(out["feature_image"][0], ref[f"render_det_features__{tag}"])
+    close_depth(out["image_depth"][0], ref[f"render_det_depth__{tag}"], out["weights_sum"][0])
+
+
+def test_bad_inputs_are_named(eg3d_generator, eg3d_reference):
+    G, ref = eg3d_generator, eg3d_reference
+    planes = planes_for(G, ref, 0.7, 0)
+    c = t(ref["c_cams"])[:1]
+    with pytest.raises(ValueError, match="conditioning labels c must be"):
+        G.mapping(t(ref["z"])[:1], None)
+    with pytest.raises(ValueError, match="conditioning labels c must be"):
+        G.mapping(t(ref["z"])[:1], c[:, :16])
+    with pytest.raises(ValueError, match="planes must be"):
+        G.render(planes[:, :2], c)
+    with pytest.raises(ValueError, match="batch"):
+        G.render(planes, t(ref["c_cams"]))
+    with pytest.raises(ValueError, match="draws.u_stratified"):
+        G.render(planes, c, draws=EG3DDraws(torch.zeros(1, 1024, 23, 1), None))
+    with pytest.raises(ValueError, match="draws.u_pdf"):
+        G.render(planes, c, draws=EG3DDraws(None, torch.zeros(1024, 15)))
+
+
 def test_render_at_neural_resolution_64(eg3d_generator, eg3d_reference):
     """The explicit-resolution render. Its stored image_raw is not compared: the official
     super-resolution adds its first ToRGB output in place into the rgb tensor when no resize is needed
