@@ -234,8 +234,9 @@ def test_state_dict_round_trips_under_official_names(eg3d_generator, eg3d_state)
         torch.testing.assert_close(sd[k], v, atol=0, rtol=0)
 
 
-def test_config_round_trip_and_errors(eg3d_generator):
-    cfg = eg3d_generator.cfg
+def test_config_round_trip_and_errors():
+    """Needs no fixture: the default (official FFHQ) config."""
+    cfg = EG3DConfig()
     assert EG3DConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown EG3D config keys"):
         EG3DConfig.from_dict({**cfg.to_dict(), "triplane_res": 64})
@@ -243,4 +244,9 @@ def test_config_round_trip_and_errors(eg3d_generator):
         EG3DConfig.from_dict({**cfg.to_dict(), "c_dim": 3})
     with pytest.raises(ConfigError, match="ray_end"):
         EG3DConfig.from_dict({**cfg.to_dict(), "rendering_kwargs": {**cfg.rendering_kwargs, "ray_end": 1.0}})
-    assert isinstance(EG3DGenerator(cfg).num_ws, int)
+    with pytest.raises(ConfigError, match="clamp_mode"):
+        EG3DConfig.from_dict({**cfg.to_dict(), "rendering_kwargs": {**cfg.rendering_kwargs, "clamp_mode": "relu"}})
+
+
+def test_mini_config_builds_14_ws(eg3d_generator):
+    assert eg3d_generator.num_ws == 14 and isinstance(eg3d_generator, EG3DGenerator)
