@@ -1,1 +1,22 @@
-"""The EG3D model family: tri-plane generator, super-resolution and dual discriminator, under official names."""
+"""The EG3D model family (NVlabs/eg3d conventions), re-implemented; see generator.py for the names."""
+
+from .cameras import fov_to_intrinsics, look_at_pose, make_label, pose_label, split_label
+from .config import EG3DConfig
+from .discriminator import DualDiscriminator
+from .generator import EG3DGenerator, OSGDecoder
+from .renderer import EG3DDraws
+from .superresolution import Superresolution
+
+__all__ = [
+    "DualDiscriminator",
+    "EG3DConfig",
+    "EG3DDraws",
+    "EG3DGenerator",
+    "OSGDecoder",
+    "Superresolution",
+    "fov_to_intrinsics",
+    "look_at_pose",
+    "make_label",
+    "pose_label",
+    "split_label",
+]
