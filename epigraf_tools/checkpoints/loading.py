@@ -269,3 +269,24 @@ def folder_model_family(folder: Path) -> str:
     if family not in ("epigraf", EG3D_FAMILY):
         raise EpigrafError(f"{path}: unknown {MODEL_FAMILY_KEY} {str(family)[:40]!r}; expected 'eg3d' or none")
     return family
+
+
+def require_epigraf_generator(model: object, command: str) -> None:
+    """Refuse an EG3D model in a command that still needs the EpiGRAF Generator API (one clear line).
+
+    ``model`` is a loaded generator or a local model folder (checked from config.json alone, before
+    any weights are read).
+    """
+    if isinstance(model, (str, os.PathLike)):
+        folder = Path(model).expanduser()
+        try:
+            is_eg3d = folder.is_dir() and folder_model_family(folder) == EG3D_FAMILY
+        except (ValueError, OSError, EpigrafError):  # an unreadable config: the loader reports it in full
+            is_eg3d = False
+    else:
+        is_eg3d = isinstance(model, EG3DGenerator)
+    if is_eg3d:
+        raise EpigrafError(
+            f"EG3D models are not supported by `{command}` yet: `epigraf convert` and loading them in Python "
+            "work; the rendering commands come next (issue 15)"
+        )
