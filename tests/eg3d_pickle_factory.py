@@ -219,6 +219,7 @@ def eg3d_snapshot_bytes(
     d_state: dict[str, torch.Tensor] | None = None,
     d_buffers: set[str] = frozenset(),
     class_overrides: dict[str, str] | None = None,
+    d_class_overrides: dict[str, str] | None = None,
     extra: dict | None = None,
 ) -> bytes:
     """A complete EG3D-format snapshot pickle (training_set_kwargs, G, D, G_ema, augment_pipe)."""
@@ -254,7 +255,9 @@ def eg3d_snapshot_bytes(
             d_top = dict(
                 _init_kwargs=EasyDict({k: EasyDict(v) if isinstance(v, dict) else v for k, v in d_kwargs.items()})
             )
-            snapshot["D"] = module_tree(d_state, d_buffers, _discriminator_class, top_attrs=d_top)
+            snapshot["D"] = module_tree(
+                d_state, d_buffers, _discriminator_class, top_attrs=d_top, class_overrides=d_class_overrides
+            )
         snapshot.update(extra or {})
         buf = io.BytesIO()
         pickle.Pickler(buf, protocol=4).dump(snapshot)

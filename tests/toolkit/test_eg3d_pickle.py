@@ -105,17 +105,14 @@ def test_load_generator_reads_an_eg3d_pickle_directly(pkl, ref):
 
 
 # -- hostile EG3D-shaped pickles ------------------------------------------------------------------
-def _evil_bytes(marker) -> bytes:
+def test_os_system_global_is_refused(tmp_path, meta, g_state):
+    marker = tmp_path / "pwned"
+
     class Evil:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    return Evil
-
-
-def test_os_system_global_is_refused(tmp_path, meta, g_state):
-    marker = tmp_path / "pwned"
-    evil = _evil_bytes(marker)()
+    evil = Evil()
     data = fixture_snapshot_bytes(meta, g_state, extra={"augment_pipe": evil})
     path = tmp_path / "evil.pkl"
     path.write_bytes(data)
@@ -169,9 +166,26 @@ def test_huge_tensor_is_refused_before_allocating(tmp_path, meta, g_state):
     bad = dict(g_state)
     path = tmp_path / "huge.pkl"
     path.write_bytes(fixture_snapshot_bytes(meta, bad, extra={"training_set_kwargs": {"x": huge}}))
-    with pytest.raises(UnsafePickleError) as info:
+    with pytest.raises(UnsafePickleError, match="needs more than its storage") as info:
         read_official_snapshot(path)
     assert "\n" not in str(info.value)
+
+
+def test_wrong_discriminator_class_is_refused(tmp_path, meta, g_state, d_state):
+    path = tmp_path / "d.pkl"
+    path.write_bytes(fixture_snapshot_bytes(meta, g_state, d_state, d_class_overrides={"": "Discriminator"}))
+    with pytest.raises(UnsafePickleError, match="D is a Discriminator, expected EG3D's DualDiscriminator"):
+        read_official_snapshot(path)
+
+
+def test_convert_with_discriminator(pkl, tmp_path, d_state):
+    from safetensors.torch import load_file
+
+    out = convert_official(pkl, tmp_path / "with-d", include_discriminator=True)
+    saved = load_file(str(out / "discriminator.safetensors"))
+    assert set(saved) == set(d_state)
+    d_config = json.loads((out / "discriminator_config.json").read_text())
+    assert d_config["img_resolution"] == 128 and d_config["mbstd_group_size"] == 4
 
 
 def test_bad_rendering_config_is_named(tmp_path, meta, g_state):
