@@ -45,7 +45,7 @@ def fid_cmd(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from epigraf_tools.checkpoints.loading import load_generator
+    from epigraf_tools.checkpoints.loading import load_generator, require_epigraf_generator
     from epigraf_tools.training.metrics import evaluate_fid
 
     # The bar starts with the first image, after the model loaded: rich shows one live display at a
@@ -70,9 +70,15 @@ def fid_cmd(
                 tasks[stage] = bar.add_task(f"{stage} images", total=n)
             bar.update(tasks[stage], completed=i)
 
+        def _checked(G):
+            require_epigraf_generator(G, "epigraf fid")
+            return G
+
+        if model is not None:
+            require_epigraf_generator(model, "epigraf fid")
         with flag_names(FID_FLAGS):
             result = evaluate_fid(
-                lambda dev: load_generator(model, dev, progress=not quiet),
+                lambda dev: _checked(load_generator(model, dev, progress=not quiet)),
                 data,
                 metric=metric,
                 num_gen=num_gen,

@@ -147,14 +147,34 @@ def video_options(fps: float | None, crf: int, trajectory_options: dict) -> Vide
 
 
 def load_model(model: str | None, device: str, quiet: bool = False) -> tuple[Generator, str]:
-    """Load through ``checkpoints.loading`` (the one way every command loads); ``quiet`` hides transfer bars."""
-    from epigraf_tools.checkpoints.loading import load_generator
+    """Load through ``checkpoints.loading`` (the one way every command loads); ``quiet`` hides transfer bars.
+
+    Every rendering command loads here, so this is where an EG3D model is refused (before reading its
+    weights when it is a local folder) until those commands support it.
+    """
+    from epigraf_tools.checkpoints.loading import load_generator, require_epigraf_generator
     from epigraf_tools.devices import resolve_device
     from epigraf_tools.distributed import context_from_env, device_for_rank
 
+    command = command_name()
+    if model is not None:
+        require_epigraf_generator(model, command)
     dev = device_for_rank(resolve_device(device), context_from_env())
     G = load_generator(model, dev, progress=not quiet)
+    require_epigraf_generator(G, command)  # a pickle or Hub repo can only be told once loaded
     return G, (str(model) if model is not None else "default")
+
+
+def command_name() -> str:
+    """``epigraf sample`` etc. for messages: the running click command, or plain ``epigraf``."""
+    try:  # typer >= 0.2x vendors click and keeps its own context stack
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+
+    ctx = get_current_context(silent=True)
+    name = ctx.info_name if ctx is not None else None
+    return f"epigraf {name}" if name and name != "epigraf" else "epigraf"
 
 
 def prepare_out(out: Path) -> Path:

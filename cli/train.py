@@ -171,11 +171,13 @@ def train_cmd(
     check_dataset(cfg.data)
     init = None
     if model is not None and resume is None:
-        from epigraf_tools.checkpoints.loading import classify_spec, load_generator
+        from epigraf_tools.checkpoints.loading import classify_spec, load_generator, require_epigraf_generator
         from epigraf_tools.devices import resolve_device
 
         classify_spec(model)  # a clear error before the dataset is read
+        require_epigraf_generator(model, "epigraf train")
         init = load_generator(model, resolve_device(cfg.device), progress=not quiet)
+        require_epigraf_generator(init, "epigraf train")
     run(cfg, resume, quiet, init)
 
 

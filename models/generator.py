@@ -32,9 +32,7 @@ from .mapping import MappingNetwork
 from .model_files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    ModelFileError,
-    check_finite,
-    check_weights_file,
+    load_weights_file,
     read_config_file,
 )
 from .renderer import RayDraws, density_activation, render_rays_chunked
@@ -256,8 +254,6 @@ class Generator(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Generator:
         """Load a folder written by ``save_pretrained`` (for Hub ids use ``epigraf_tools.load_generator``)."""
-        from safetensors.torch import load_file
-
         path = Path(directory)
         cfg_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
         for p in (cfg_path, weights_path):
@@ -265,11 +261,5 @@ class Generator(nn.Module):
                 raise FileNotFoundError(f"{p} not found: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
         config = read_config_file(cfg_path)
         model = cls(config)  # within MAX_PARAMETERS, checked before building
-        check_weights_file(weights_path, model.state_dict())
-        try:
-            state = load_file(str(weights_path), device="cpu")
-        except Exception as exc:  # the header was fine but the data could not be read
-            raise ModelFileError(f"{WEIGHTS_NAME} could not be read ({str(exc).splitlines()[0][:160]})") from None
-        check_finite(state, WEIGHTS_NAME)
-        model.load_state_dict(state, strict=True)
+        load_weights_file(weights_path, model)
         return model.eval().to(map_location)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .config import ConfigError, GeneratorConfig
 
 CONFIG_NAME = "config.json"
+MODEL_FAMILY_KEY = "model_family"  # absent (EpiGRAF, the first family) or e.g. "eg3d"
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -37,8 +39,11 @@ _SAFETENSORS_DTYPES = {
 MAX_CONFIG_BYTES = 1 << 20  # config.json is ~2 KB; a larger file is not a config
 
 
-def read_config_file(path: Path) -> GeneratorConfig:
-    """Parse and validate ``config.json``; ConfigError/ModelFileError name the file and the field."""
+def read_config_json(path: Path) -> Any:
+    """Parse ``config.json`` within MAX_CONFIG_BYTES into a dict; ModelFileError names the file.
+
+    Shared by every model family: the family's own ``from_dict`` validates the fields.
+    """
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
@@ -50,12 +55,31 @@ def read_config_file(path: Path) -> GeneratorConfig:
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(f"{path.name} is not a usable JSON config ({str(exc).splitlines()[0][:120]})") from None
+    return data
+
+
+def read_config_file(path: Path) -> GeneratorConfig:
+    """Parse and validate an EpiGRAF ``config.json``; ConfigError/ModelFileError name the file and the field."""
+    data = read_config_json(path)
     try:
         return GeneratorConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path.name}: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"{path.name}: {exc}") from None
+
+
+def load_weights_file(path: Path, model: torch.nn.Module) -> None:
+    """Header check against ``model``'s state dict, read, refuse NaN/inf, then a strict load into ``model``."""
+    from safetensors.torch import load_file
+
+    check_weights_file(path, model.state_dict())
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # the header was fine but the data could not be read
+        raise ModelFileError(f"{path.name} could not be read ({str(exc).splitlines()[0][:160]})") from None
+    check_finite(state, path.name)
+    model.load_state_dict(state, strict=True)
 
 
 def check_weights_file(path: Path, expected: dict[str, torch.Tensor]) -> None:

@@ -25,6 +25,8 @@ import torch
 
 from ..errors import EpigrafError, ModelNotFoundError
 from ..models import CONFIG_NAME, WEIGHTS_NAME, Generator
+from ..models.eg3d import MODEL_FAMILY as EG3D_FAMILY
+from ..models.eg3d import EG3DGenerator
 from .zoo import DEFAULT_MODEL, get_entry
 
 SpecKind = Literal["zoo", "folder", "pickle", "hub"]
@@ -210,8 +212,10 @@ def load_generator(
     *,
     offline: bool | None = None,
     progress: bool = True,
-) -> Generator:
+) -> Generator | EG3DGenerator:
     """Load a generator in eval mode on ``device`` from any supported spec (None: the default model).
+
+    An EG3D folder or snapshot gives an :class:`EG3DGenerator` (commands that render refuse it for now).
 
     ``progress`` shows download/conversion progress on stderr; ``offline`` (default:
     ``HF_HUB_OFFLINE``) forbids network access, using caches only.
@@ -231,18 +235,58 @@ def load_generator(
     return load_model_folder(folder, device)
 
 
-def load_model_folder(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Generator:
-    """``Generator.from_pretrained`` with every problem of the folder as one EpigrafError line.
+def load_model_folder(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Generator | EG3DGenerator:
+    """``from_pretrained`` of the folder's family with every problem of the folder as one EpigrafError line.
+
+    config.json's ``model_family`` picks the class: absent for EpiGRAF (``Generator``), ``"eg3d"`` for
+    :class:`EG3DGenerator`; any other family is refused by name.
 
     ``from_pretrained`` validates config.json field by field (types, ranges, the parameter budget),
     then the safetensors header (keys, shapes, dtypes) before reading any data, then that every
     weight is finite; its ConfigError / ModelFileError name the file and the field or tensor.
     """
     try:
-        return Generator.from_pretrained(folder, map_location=device)
+        family = folder_model_family(Path(folder))
+        cls = EG3DGenerator if family == EG3D_FAMILY else Generator
+        return cls.from_pretrained(folder, map_location=device)
     except Exception as exc:
         known = (ValueError, RuntimeError, OSError, KeyError, TypeError, RecursionError, MemoryError)
         if not isinstance(exc, known) and not type(exc).__module__.startswith("safetensors"):
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EpigrafError(f"could not load the model in {folder}: {first}") from exc
+
+
+def folder_model_family(folder: Path) -> str:
+    """``"epigraf"`` or ``"eg3d"`` from config.json's ``model_family`` (read within the config size limit)."""
+    from ..models.model_files import MODEL_FAMILY_KEY, read_config_json
+
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        return "epigraf"  # from_pretrained names the missing file
+    data = read_config_json(path)
+    family = data.get(MODEL_FAMILY_KEY, "epigraf") if isinstance(data, dict) else "epigraf"
+    if family not in ("epigraf", EG3D_FAMILY):
+        raise EpigrafError(f"{path}: unknown {MODEL_FAMILY_KEY} {str(family)[:40]!r}; expected 'eg3d' or none")
+    return family
+
+
+def require_epigraf_generator(model: object, command: str) -> None:
+    """Refuse an EG3D model in a command that still needs the EpiGRAF Generator API (one clear line).
+
+    ``model`` is a loaded generator or a local model folder (checked from config.json alone, before
+    any weights are read).
+    """
+    if isinstance(model, (str, os.PathLike)):
+        folder = Path(model).expanduser()
+        try:
+            is_eg3d = folder.is_dir() and folder_model_family(folder) == EG3D_FAMILY
+        except (ValueError, OSError, EpigrafError):  # an unreadable config: the loader reports it in full
+            is_eg3d = False
+    else:
+        is_eg3d = isinstance(model, EG3DGenerator)
+    if is_eg3d:
+        raise EpigrafError(
+            f"EG3D models are not supported by `{command}` yet: `epigraf convert` and loading them in Python "
+            "work; the rendering commands come next (issue 15)"
+        )

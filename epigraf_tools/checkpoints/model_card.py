@@ -14,6 +14,7 @@ from typing import Any
 
 from ..atomic import write_text_atomic
 from ..models import GeneratorConfig
+from ..models.eg3d import EG3DConfig
 
 MODEL_CARD_NAME = "README.md"
 # The official threshold of scripts/extract_geometry.py: sigma = 25 (raw 25 for models without a density shift).
@@ -41,6 +42,18 @@ OFFICIAL_LICENCE = Licence(
         "change the licence."
     ),
 )
+EG3D_LICENCE = Licence(
+    hub_id="other",
+    name="nvidia-source-code-license-nc",
+    link="https://github.com/NVlabs/eg3d/blob/main/LICENSE.txt",
+    note=(
+        "Weights of the official EG3D release (Chan et al., CVPR 2022), published by NVIDIA under the NVIDIA "
+        "Source Code License-NC: non-commercial (research and evaluation) use only. Converting the format does "
+        "not change the licence."
+    ),
+)
+# The marching-cubes level the EG3D repository recommends for its shape extraction (sigma = 10).
+EG3D_ISO_LEVEL = 10.0
 UNKNOWN_LICENCE = Licence("unknown", None, None, "The licence of these weights was not recorded.")
 
 
@@ -55,18 +68,7 @@ def render_model_card(
 ) -> str:
     """The README.md text for a generator folder (YAML front matter + markdown)."""
     c = config
-    front = ["---", f"license: {licence.hub_id}"]
-    if licence.name:
-        front.append(f"license_name: {licence.name}")
-    if licence.link:
-        front.append(f"license_link: {licence.link}")
-    front += [
-        "library_name: epigraf-tools",
-        "pipeline_tag: unconditional-image-generation",
-        "tags:",
-        *(f"- {t}" for t in ("epigraf", "3d-aware-gan", "nerf", "tri-plane", "gan")),
-        "---",
-    ]
+    front = _front_matter(licence, ("epigraf", "3d-aware-gan", "nerf", "tri-plane", "gan"))
     title = title or f"EpiGRAF generator: {c.name}"
     classes = "unconditional" if c.c_dim == 0 else f"{c.c_dim} classes"
     if c.class_names:
@@ -74,14 +76,7 @@ def render_model_card(
     box = c.cube_scale
     background_net = f", {c.bg_model} network" if c.bg_model else ""
     lines = [*front, "", f"# {title}", ""]
-    lines += ["## Source", ""]
-    if source:
-        for key, value in source.items():
-            if value is not None:
-                lines.append(f"- {key}: `{value}`" if key in ("sha256", "file") else f"- {key}: {value}")
-    else:
-        lines.append("- not recorded")
-    lines += ["", "## Licence", "", licence.note, ""]
+    lines += _source_and_licence(source, licence)
     lines += [
         "## Model",
         "",
@@ -126,8 +121,91 @@ def render_model_card(
     return "\n".join(lines)
 
 
-def write_model_card(folder: str | os.PathLike[str], config: GeneratorConfig, **kwargs: Any) -> Path:
-    """Write README.md into ``folder`` atomically; keyword arguments as :func:`render_model_card`."""
+def _front_matter(licence: Licence, tags: tuple[str, ...]) -> list[str]:
+    front = ["---", f"license: {licence.hub_id}"]
+    if licence.name:
+        front.append(f"license_name: {licence.name}")
+    if licence.link:
+        front.append(f"license_link: {licence.link}")
+    front += [
+        "library_name: epigraf-tools",
+        "pipeline_tag: unconditional-image-generation",
+        "tags:",
+        *(f"- {t}" for t in tags),
+        "---",
+    ]
+    return front
+
+
+def _source_and_licence(source: dict[str, Any] | None, licence: Licence) -> list[str]:
+    lines = ["## Source", ""]
+    if source:
+        for key, value in source.items():
+            if value is not None:
+                lines.append(f"- {key}: `{value}`" if key in ("sha256", "file") else f"- {key}: {value}")
+    else:
+        lines.append("- not recorded")
+    return [*lines, "", "## Licence", "", licence.note, ""]
+
+
+def render_eg3d_model_card(
+    config: EG3DConfig,
+    *,
+    title: str | None = None,
+    source: dict[str, Any] | None = None,
+    licence: Licence = EG3D_LICENCE,
+    num_params: int | None = None,
+    repo_id: str | None = None,
+) -> str:
+    """The README.md text for an EG3D generator folder: the numbers its conventions need, and what works today."""
+    c, rk = config, config.rendering_kwargs
+    front = _front_matter(licence, ("eg3d", "3d-aware-gan", "nerf", "tri-plane", "gan"))
+    sr = str(rk.get("superresolution_module", "?")).rsplit(".", 1)[-1]
+    lines = [*front, "", f"# {title or 'EG3D generator'}", "", *_source_and_licence(source, licence)]
+    lines += [
+        "## Model",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        f"| image resolution | {c.img_resolution} x {c.img_resolution} (neural render {c.neural_rendering_resolution}, "
+        f"{sr}) |",
+        "| tri-plane | 3 x 32 x 256 x 256 |",
+        f"| latent z / w | {c.z_dim} / {c.w_dim} |",
+        "| conditioning | 25-number camera label (cam2world 16 + intrinsics 9) |",
+        f"| ray steps | {rk['depth_resolution']} coarse + {rk['depth_resolution_importance']} importance, "
+        f"from {rk['ray_start']} to {rk['ray_end']} |",
+    ]
+    if num_params is not None:
+        lines.append(f"| parameters | {num_params / 1e6:.2f} M |")
+    box = float(rk["box_warp"]) / 2
+    lines += [
+        "",
+        "## Camera and box",
+        "",
+        f"- The tri-plane covers the cube [-{box:g}, {box:g}]^3 in world units (box_warp {rk['box_warp']}); "
+        f"the average camera orbits pivot {rk.get('avg_camera_pivot')} at radius {rk.get('avg_camera_radius')}.",
+        f"- Suggested iso level for meshes: {EG3D_ISO_LEVEL:g} (the level the EG3D repository recommends).",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from epigraf_tools import load_generator",
+        f"G = load_generator({(repo_id or 'path/to/this/folder')!r})  # an EG3DGenerator",
+        "```",
+        "",
+        "Converting and loading work today; the rendering commands (sample, video, export-volume, ...) do not "
+        "support EG3D models yet.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(folder: str | os.PathLike[str], config: GeneratorConfig | EG3DConfig, **kwargs: Any) -> Path:
+    """Write README.md into ``folder`` atomically; keyword arguments as :func:`render_model_card`.
+
+    An :class:`EG3DConfig` gets the EG3D card (:func:`render_eg3d_model_card`).
+    """
     path = Path(folder) / MODEL_CARD_NAME
-    write_text_atomic(path, render_model_card(config, **kwargs))
+    render = render_eg3d_model_card if isinstance(config, EG3DConfig) else render_model_card
+    write_text_atomic(path, render(config, **kwargs))
     return path

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
 
@@ -32,7 +32,10 @@ from ..errors import EpigrafError
 from ..models import CONFIG_NAME, WEIGHTS_NAME, Generator, GeneratorConfig
 from .official_config import discriminator_config_from_official, generator_config_from_official
 from .omegaconf_state import to_plain
-from .safe_pickle import InertObject, PersistentObject, UnsafePickleError, plain_tensor, safe_loads
+from .safe_pickle import EG3D_MODULE_CLASSES, InertObject, PersistentObject, UnsafePickleError, plain_tensor, safe_loads
+
+if TYPE_CHECKING:
+    from .eg3d_pickle import EG3DSnapshot
 
 ProgressFn = Callable[[int, int], None]  # (bytes read, total bytes)
 
@@ -152,8 +155,12 @@ class _CountingReader:
         return self.hash.hexdigest()
 
 
-def read_official_snapshot(path: str | os.PathLike[str], progress: ProgressFn | None = None) -> OfficialSnapshot:
-    """Read an official snapshot safely; ``progress(bytes_read, total)`` is called while reading.
+def read_official_snapshot(
+    path: str | os.PathLike[str], progress: ProgressFn | None = None
+) -> OfficialSnapshot | EG3DSnapshot:
+    """Read an official EpiGRAF or EG3D snapshot safely; ``progress(bytes_read, total)`` is called while reading.
+
+    The family is decided from the pickle itself (G_ema's persistent class name), never from the file name.
 
     Raises EpigrafError (naming what was found) for anything unexpected: a global outside the
     allow-list, an unknown persistent class, a missing G_ema, a config we cannot map, or weights
@@ -179,8 +186,8 @@ def read_official_snapshot(path: str | os.PathLike[str], progress: ProgressFn | 
     return snap
 
 
-def snapshot_from_object(data: Any) -> OfficialSnapshot:
-    """Build an :class:`OfficialSnapshot` from an already (safely) unpickled snapshot dict."""
+def snapshot_from_object(data: Any) -> OfficialSnapshot | EG3DSnapshot:
+    """Build an :class:`OfficialSnapshot` (or an EG3DSnapshot) from an already (safely) unpickled snapshot dict."""
     if isinstance(data, PersistentObject):  # a bare pickled G_ema
         data = {"G_ema": data}
     if not isinstance(data, dict):
@@ -189,8 +196,12 @@ def snapshot_from_object(data: Any) -> OfficialSnapshot:
     if not isinstance(g_ema, PersistentObject):
         found = ", ".join(map(str, data.keys())) or "nothing"
         raise EpigrafError(f"the snapshot has no G_ema network (found keys: {found})")
+    from .eg3d_pickle import eg3d_snapshot_from_object, is_eg3d_snapshot
+
+    if is_eg3d_snapshot(data):
+        return eg3d_snapshot_from_object(data)
     if g_ema.class_name != "Generator":
-        raise EpigrafError(f"G_ema is a {g_ema.class_name}, expected an EpiGRAF Generator")
+        raise EpigrafError(f"G_ema is a {g_ema.class_name}, expected an EpiGRAF Generator or EG3D TriPlaneGenerator")
     extras = {key: to_plain(data.get(key)) for key in ("training_set_kwargs", "stats")}  # bounded resolution
     names: dict[int, str] = {}
     g_ema_state = module_state_dict(g_ema, "G_ema")
@@ -222,11 +233,18 @@ def snapshot_from_object(data: Any) -> OfficialSnapshot:
     return snap
 
 
-def module_state_dict(root: Any, what: str, param_names: dict[int, str] | None = None) -> dict[str, torch.Tensor]:
+def module_state_dict(
+    root: Any,
+    what: str,
+    param_names: dict[int, str] | None = None,
+    known_classes: frozenset[str] = KNOWN_PERSISTENT_CLASSES,
+) -> dict[str, torch.Tensor]:
     """Flatten a pickled module tree into ``{dotted name: tensor}`` in ``state_dict`` order.
 
     ``param_names`` (optional) receives ``id(Parameter) -> name`` so optimizer states, which the
-    pickle keys by the same Parameter objects, can be re-keyed by name.
+    pickle keys by the same Parameter objects, can be re-keyed by name. ``known_classes`` are the
+    persistent class names of the model family (EpiGRAF's by default); inert holders of
+    ``torch.nn`` modules and of the family's plain modules (safe_pickle.EG3D_MODULE_CLASSES) are walked too.
     """
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
@@ -241,10 +259,12 @@ def module_state_dict(root: Any, what: str, param_names: dict[int, str] | None =
         if len(seen) > MAX_MODULES:
             raise UnsafePickleError(f"{what} has more than {MAX_MODULES:,} modules")
         if isinstance(node, PersistentObject):
-            if node.class_name not in KNOWN_PERSISTENT_CLASSES:
-                raise EpigrafError(f"unknown network class {node.class_name!r} at {where}")
+            if node.class_name not in known_classes:
+                raise UnsafePickleError(f"unknown network class {node.class_name!r} at {where}")
             state = node.state
-        elif isinstance(node, InertObject) and node.qualname.startswith("torch.nn.modules."):
+        elif isinstance(node, InertObject) and (
+            node.qualname.startswith("torch.nn.modules.") or node.qualname in EG3D_MODULE_CLASSES
+        ):
             state = node.state_dict()
         else:
             raise EpigrafError(f"unexpected {type(node).__name__} instead of a network module at {where}")
@@ -375,7 +395,7 @@ def convert_official(
     progress: ProgressFn | None = None,
     source_page: str | None = None,
 ) -> Path:
-    """Convert an official snapshot into our folder format; returns ``out_dir``.
+    """Convert an official EpiGRAF or EG3D snapshot into our folder format; returns ``out_dir``.
 
     Writes config.json + model.safetensors (G_ema), README.md (model card), official_config.json
     (provenance and the official model/dataset/training config) and, with
@@ -384,7 +404,7 @@ def convert_official(
     replaced with ``overwrite``. ``source_page`` (where the pickle was published) goes into the card.
     """
     from ..atomic import atomic_dir
-    from .model_card import OFFICIAL_LICENCE, write_model_card
+    from .model_card import EG3D_LICENCE, OFFICIAL_LICENCE, write_model_card
 
     out = Path(out_dir).expanduser()
     check_output_folder(out, overwrite)
@@ -402,14 +422,17 @@ def convert_official(
     with atomic_dir(out, remove=stale, exclusive=claim, exists_message=taken) as tmp:
         G.save_pretrained(tmp)
         (tmp / OFFICIAL_CONFIG_NAME).write_text(json.dumps(official_config_summary(snap), indent=2) + "\n")
+        eg3d = getattr(snap, "family", "epigraf") == "eg3d"
         source = {
-            "kind": "official EpiGRAF training snapshot (universome/epigraf)",
+            "kind": f"official {'EG3D' if eg3d else 'EpiGRAF'} training snapshot "
+            f"({'NVlabs/eg3d' if eg3d else 'universome/epigraf'})",
             "page": source_page,
             "file": Path(pkl).name,
             "sha256": snap.source_sha256,
             "kimg": snap.kimg,
         }
-        write_model_card(tmp, G.config, source=source, licence=OFFICIAL_LICENCE, num_params=_num_params(G))
+        config, licence = (G.cfg, EG3D_LICENCE) if eg3d else (G.config, OFFICIAL_LICENCE)
+        write_model_card(tmp, config, source=source, licence=licence, num_params=_num_params(G))
         if include_discriminator:
             from safetensors.torch import save_file
 
@@ -470,7 +493,9 @@ def convert_snapshot(
             overwrite=overwrite,
             progress=lambda done, total: report(f"read {pkl.name}", done, total),
         )
-    G = Generator.from_pretrained(folder, map_location=dev)
+    from .loading import load_model_folder
+
+    G = load_model_folder(folder, dev)  # either family, by the folder's config.json
     result = ConvertResult(folder, sorted(p.name for p in folder.iterdir()), _num_params(G))
     if on_written is not None:
         on_written(result)

@@ -50,6 +50,16 @@ __all__ = ["UnsafePickleError", "RestrictedUnpickler", "safe_load", "safe_loads"
 
 PERSISTENCE_MODULES = ("src.torch_utils.persistence", "torch_utils.persistence")
 EASYDICT_MODULES = ("src.dnnlib.util", "dnnlib.util")
+# Plain (non-persistent) nn.Module classes an official EG3D snapshot pickles by reference: they hold no
+# code of their own in the file and become inert holders like the torch.nn containers.
+EG3D_MODULE_CLASSES = frozenset(
+    {
+        "training.triplane.OSGDecoder",
+        "training.volumetric_rendering.ray_marcher.MipRayMarcher2",
+        "training.volumetric_rendering.ray_sampler.RaySampler",
+        "training.volumetric_rendering.renderer.ImportanceRenderer",
+    }
+)
 TORCH_DTYPES = frozenset(
     "float32 float64 float16 bfloat16 int64 int32 int16 int8 uint8 bool complex64 complex128".split()
 )
@@ -565,6 +575,8 @@ def _is_data_class(module: str, name: str) -> bool:
         return True
     if module.startswith("torch.nn.modules.") and name[0].isupper():
         return True
+    if f"{module}.{name}" in EG3D_MODULE_CLASSES:
+        return True
     return module.startswith("torch.optim.") and name[0].isupper()
 
 
@@ -595,7 +607,7 @@ class RestrictedUnpickler(pickle.Unpickler):
                 self._holders[qualname] = type(name, (InertObject,), {"qualname": qualname, "__module__": __name__})
             return self._holders[qualname]
         raise UnsafePickleError(
-            f"refusing to load {qualname}: it is not on the allow-list of an official EpiGRAF snapshot "
+            f"refusing to load {qualname}: it is not on the allow-list of an official EpiGRAF or EG3D snapshot "
             "(nothing from the file was executed)"
         )
 

@@ -10,12 +10,21 @@ built at 256 x 256 with 3 x 32 channels: the tri-plane size does not follow the 
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
+from epigraf_tools.atomic import atomic_path, write_text_atomic
+
 from ..backbone import TriPlaneBackbone
+from ..config import ConfigError
 from ..layers import FullyConnectedLayer
 from ..mapping import MappingNetwork
+from ..model_files import CONFIG_NAME, MODEL_FAMILY_KEY, WEIGHTS_NAME, load_weights_file, read_config_json
 from .cameras import split_label
 from .config import NUM_PLANES, TRIPLANE_CHANNELS, TRIPLANE_RESOLUTION, EG3DConfig
 from .renderer import EG3DDraws, camera_rays, render_rays, sample_triplane
@@ -23,6 +32,8 @@ from .superresolution import Superresolution
 
 DECODER_HIDDEN = 64
 DECODER_OUTPUT = 32  # feature channels of the neural image (the first 3 are its RGB)
+MODEL_FAMILY = "eg3d"  # the config.json marker that tells an EG3D folder from an EpiGRAF one
+FORMAT_VERSION = 1
 
 
 class EG3DBackbone(nn.Module):
@@ -203,3 +214,53 @@ class EG3DGenerator(nn.Module):
         """z + label c (used both to condition and to render, as the official forward)."""
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff)
         return self.synthesis(ws, c, neural_rendering_resolution, noise_mode, draws)
+
+    # -- persistence -------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` (official kwarg names + the family marker) and ``model.safetensors``, atomically."""
+        from safetensors.torch import save_file
+
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {MODEL_FAMILY_KEY: MODEL_FAMILY, "format_version": FORMAT_VERSION, **self.cfg.to_dict()}
+        write_text_atomic(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with atomic_path(out / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", MODEL_FAMILY_KEY: MODEL_FAMILY})
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    ) -> EG3DGenerator:
+        """Load a folder written by ``save_pretrained``: config validated, weights header checked, finite, strict."""
+        path = Path(directory)
+        cfg_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for p in (cfg_path, weights_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} not found: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+        model = cls(read_eg3d_config(cfg_path))
+        load_weights_file(weights_path, model)
+        return model.eval().to(map_location)
+
+
+def eg3d_config_from_json(data: Any, label: str = CONFIG_NAME) -> EG3DConfig:
+    """An EG3D ``config.json`` dict -> EG3DConfig; ConfigError names ``label`` and the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label} must hold a JSON object, got {type(data).__name__}")
+    if data.get(MODEL_FAMILY_KEY) != MODEL_FAMILY:
+        got = data.get(MODEL_FAMILY_KEY)
+        raise ConfigError(f"{label}: field {MODEL_FAMILY_KEY!r} must be {MODEL_FAMILY!r}, got {got!r}")
+    version = data.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise ConfigError(f"{label}: format_version {version!r} is not supported; expected {FORMAT_VERSION}")
+    fields = {k: v for k, v in data.items() if k not in (MODEL_FAMILY_KEY, "format_version")}
+    try:
+        return EG3DConfig.from_dict(fields)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+
+
+def read_eg3d_config(path: Path) -> EG3DConfig:
+    """Parse (size-limited) and validate an EG3D ``config.json``."""
+    return eg3d_config_from_json(read_config_json(path), path.name)
