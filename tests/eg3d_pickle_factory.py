@@ -14,15 +14,13 @@ import contextlib
 import io
 import pickle
 import re
-import sys
-import types
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from official_pickle_factory import DUMMY_MODULE_SRC, _module_state
+from official_pickle_factory import Persistent as OfficialPersistent
+from official_pickle_factory import _module_state, fake_modules, name_fakes
 
 
 def _reconstruct_persistent_obj(meta):  # never called by a safe loader
@@ -61,38 +59,17 @@ _FAKE_MODULES: dict[str, dict[str, Any]] = {
     "training.volumetric_rendering.ray_marcher": {"MipRayMarcher2": MipRayMarcher2},
     "training.volumetric_rendering.ray_sampler": {"RaySampler": RaySampler},
 }
-for _mod, _names in _FAKE_MODULES.items():
-    for _name, _obj in _names.items():
-        _obj.__module__ = _mod
-        _obj.__qualname__ = _name
+name_fakes(_FAKE_MODULES)
 
 
-@contextlib.contextmanager
-def fake_eg3d_modules() -> Iterator[None]:
-    saved = {name: sys.modules.get(name) for name in _FAKE_MODULES}
-    try:
-        for name, attrs in _FAKE_MODULES.items():
-            module = types.ModuleType(name)
-            module.__dict__.update(attrs)
-            sys.modules[name] = module
-        yield
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = previous
+def fake_eg3d_modules() -> contextlib.AbstractContextManager[None]:
+    return fake_modules(_FAKE_MODULES)
 
 
-class Persistent:
-    """Pickles exactly like an official EG3D persistent object."""
+class Persistent(OfficialPersistent):
+    """Pickles exactly like an official EG3D persistent object (EG3D's hook lives in ``torch_utils``)."""
 
-    def __init__(self, class_name: str, state: dict, module_src: str = DUMMY_MODULE_SRC) -> None:
-        self.class_name, self.state, self.module_src = class_name, state, module_src
-
-    def __reduce__(self):
-        meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name, state=self.state)
-        return (sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj, (meta,), None)
+    hook_module = "torch_utils.persistence"
 
 
 def _generator_class(path: str, sr_class: str) -> str:

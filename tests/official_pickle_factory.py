@@ -79,18 +79,25 @@ _FAKE_MODULES: dict[str, dict[str, Any]] = {
     "omegaconf.listconfig": {"ListConfig": ListConfig},
     "omegaconf.nodes": {"AnyNode": AnyNode},
 }
-for _mod, _names in _FAKE_MODULES.items():
-    for _name, _obj in _names.items():
-        _obj.__module__ = _mod
-        _obj.__qualname__ = _name
+
+
+def name_fakes(table: dict[str, dict[str, Any]]) -> None:
+    """Give each stand-in the module and class name it pickles under (``table``: module -> name -> object)."""
+    for mod, names in table.items():
+        for name, obj in names.items():
+            obj.__module__ = mod
+            obj.__qualname__ = name
+
+
+name_fakes(_FAKE_MODULES)
 
 
 @contextlib.contextmanager
-def fake_official_modules() -> Iterator[None]:
-    """Make ``src.*`` and ``omegaconf.*`` names resolvable by pickle while building a file."""
-    saved = {name: sys.modules.get(name) for name in _FAKE_MODULES}
+def fake_modules(table: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Make the names in ``table`` resolvable by pickle while building a file; restore sys.modules after."""
+    saved = {name: sys.modules.get(name) for name in table}
     try:
-        for name, attrs in _FAKE_MODULES.items():
+        for name, attrs in table.items():
             module = types.ModuleType(name)
             module.__dict__.update(attrs)
             sys.modules[name] = module
@@ -103,15 +110,22 @@ def fake_official_modules() -> Iterator[None]:
                 sys.modules[name] = previous
 
 
+def fake_official_modules() -> contextlib.AbstractContextManager[None]:
+    """Make ``src.*`` and ``omegaconf.*`` names resolvable by pickle while building a file."""
+    return fake_modules(_FAKE_MODULES)
+
+
 class Persistent:
-    """Pickles exactly like an official persistent object."""
+    """Pickles exactly like an official persistent object (the hook's module is per code base)."""
+
+    hook_module = "src.torch_utils.persistence"
 
     def __init__(self, class_name: str, state: dict, module_src: str = DUMMY_MODULE_SRC) -> None:
         self.class_name, self.state, self.module_src = class_name, state, module_src
 
     def __reduce__(self):
         meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name, state=self.state)
-        return (sys.modules["src.torch_utils.persistence"]._reconstruct_persistent_obj, (meta,), None)
+        return (sys.modules[self.hook_module]._reconstruct_persistent_obj, (meta,), None)
 
 
 # ----------------------------------------------------------------------------- omegaconf trees

@@ -69,7 +69,7 @@ def test_labels_both_ways(eg3d_reference):
     c = t(eg3d_reference["c_cams"])
     cam2world, intrinsics = split_label(c)
     assert cam2world.shape == (2, 4, 4) and intrinsics.shape == (2, 3, 3)
-    torch.testing.assert_close(make_label(cam2world, intrinsics), c, atol=0, rtol=0)
+    torch.testing.assert_close(make_label(cam2world, intrinsics), c, atol=0, rtol=0)  # reshapes only: same bytes
     torch.testing.assert_close(intrinsics_to_fov(intrinsics), torch.full((2,), 18.0), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match=r"\[B, 25\]"):
         split_label(c[:, :20])
@@ -165,7 +165,7 @@ def test_render_at_neural_resolution_64(eg3d_generator, eg3d_reference):
         det = G.render(planes, t(ref["c_cams"])[:1], 64, EG3DDraws.deterministic(1, 64 * 64, 24))
     close(det["feature_image"][0], ref[f"render_det_features__{tag}"])
     close_depth(det["image_depth"][0], ref[f"render_det_depth__{tag}"], det["weights_sum"][0])
-    torch.testing.assert_close(det["image_raw"], det["feature_image"][:, :3], atol=0, rtol=0)
+    torch.testing.assert_close(det["image_raw"], det["feature_image"][:, :3], atol=0, rtol=0)  # a slice of it
 
 
 def test_official_rays_are_jittered_by_default(eg3d_generator, eg3d_reference):
@@ -214,7 +214,7 @@ def test_state_dict_round_trips_under_official_names(eg3d_generator, eg3d_state)
     assert set(sd) == set(eg3d_state)
     assert any(k.startswith("superresolution.") for k in sd)
     for k, v in eg3d_state.items():
-        torch.testing.assert_close(sd[k], v, atol=0, rtol=0)
+        torch.testing.assert_close(sd[k], v, atol=0, rtol=0)  # loaded bytes, copied
 
 
 def test_config_round_trip_and_errors():

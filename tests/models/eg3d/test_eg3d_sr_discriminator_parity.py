@@ -7,33 +7,24 @@ Tolerances (the fixture README's): super-resolved image <= 1e-3 absolute, logits
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from eg3d_fixture import require_fixture
 
 from epigraf_tools.models.eg3d.discriminator import DualDiscriminator
 from epigraf_tools.models.eg3d.superresolution import SUPERRESOLUTION_VARIANTS, Superresolution
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 SR_PREFIX = "superresolution."
 TAGS = [f"psi{psi}__seed{seed}__cam{cam}" for psi in (0.7, 1.0) for seed in (0, 3) for cam in (0, 1)]
 SEEDS = (0, 3)
 
 
-def _eg3d_fixture_dir() -> Path:
-    env = os.environ.get("EPIGRAF_EG3D_FIXTURES")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "fixtures" / "eg3d_mini"
-
-
 @pytest.fixture(scope="module")
 def eg3d_dir() -> Path:
-    path = _eg3d_fixture_dir()
-    if not (path / "reference_outputs.npz").is_file():
-        pytest.skip(f"EG3D reference fixtures not found at {path}")
-    return path
+    return require_fixture()  # the one fixture finder (tests/eg3d_fixture.py); skips when absent
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +92,7 @@ def test_superresolution_reads_only_the_last_w(sr, ref):
     other = ws.clone()
     other[:, :-1] = torch.randn_like(other[:, :-1])
     with torch.no_grad():
+        # same inputs to the same ops (only ws[:, -1] is read), so the same bytes
         torch.testing.assert_close(sr(raw, feats, other), sr(raw, feats, ws), atol=0, rtol=0)
         moved = ws.clone()
         moved[:, -1] += 1.0
