@@ -287,6 +287,5 @@ def require_epigraf_generator(model: object, command: str) -> None:
         is_eg3d = isinstance(model, EG3DGenerator)
     if is_eg3d:
         raise EpigrafError(
-            f"EG3D models are not supported by `{command}` yet: `epigraf convert` and loading them in Python "
-            "work; the rendering commands come next (issue 15)"
+            f"EG3D models are not supported by `{command}` yet; `epigraf convert` and loading them in Python work"
         )
