@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "train": "train:train_cmd",
     "dataset info": "dataset:info_cmd",
     "dataset synth": "dataset_synth:synth_command",
+    "dataset import": "dataset_import:import_cmd",
     "fid": "fid:fid_cmd",
     "sample": "sample:sample_cmd",
     "video": "video:video_cmd",

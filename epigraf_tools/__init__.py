@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "mesh_volume_file": "geometry_export",
     "fetch_model": "checkpoints.loading",
     "evaluate_fid": "training.metrics",
+    "import_dataset": "dataset_import",
+    "ImportOptions": "dataset_import",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -39,6 +39,7 @@ EG3D_WORLDS = ("model", "eg3d")
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 # Model world <- EG3D world: EG3D's frontal camera sits on +z, the model's on +x; both are y-up.
 _EG3D_TO_MODEL = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+GL_TO_CV = _GL_TO_CV  # public name for importers of OpenCV-convention poses (COLMAP, EG3D)
 
 
 class CameraError(EpigrafError, ValueError):
@@ -205,20 +206,7 @@ class Camera:
     def from_eg3d(cls, label: Sequence[float] | np.ndarray, resolution: int, world: str = "model") -> Camera:
         """Inverse of ``to_eg3d``; refuses labels this camera model cannot express (roll, skew, off-centre)."""
         res = _check_resolution(resolution)
-        vec = np.asarray(label, dtype=np.float64).reshape(-1)
-        if vec.size != 25 or not np.all(np.isfinite(vec)):
-            raise CameraError(
-                f"an EG3D camera label is 25 finite numbers (16 cam2world + 9 intrinsics), got {vec.size}"
-            )
-        c2w, intr = vec[:16].reshape(4, 4), vec[16:].reshape(3, 3)
-        fx, fy, skew, cx, cy = intr[0, 0], intr[1, 1], intr[0, 1], intr[0, 2], intr[1, 2]
-        if fx <= 0 or abs(fx - fy) > 1e-4 * fx or abs(skew) > 1e-6 or abs(cx - 0.5) > 1e-4 or abs(cy - 0.5) > 1e-4:
-            raise CameraError(
-                "EG3D intrinsics must be normalised with fx = fy > 0, no skew and cx = cy = 0.5; "
-                f"got fx={fx:g}, fy={fy:g}, skew={skew:g}, cx={cx:g}, cy={cy:g}"
-            )
-        if _check_world(world) == "eg3d":
-            c2w = _rotate_world(c2w, _EG3D_TO_MODEL)
+        c2w, fx = eg3d_label_parts(label, world)
         fov = math.degrees(2 * math.atan((res - 1) / (2 * res * fx)))
         return cls.from_cam2world(c2w, fov=fov, convention="opencv")
 
@@ -273,6 +261,28 @@ class Camera:
             fov=fov,
             look_at=tuple(data.get("look_at", (0.0, 0.0, 0.0))),
         )
+
+
+def eg3d_label_parts(label: Sequence[float] | np.ndarray, world: str = "model") -> tuple[np.ndarray, float]:
+    """Validate an EG3D label [25] and split it: (OpenCV cam2world [4, 4] in ``world`` -> model axes, fx).
+
+    fx is the focal length divided by the image size (EG3D's normalised intrinsics). Kept apart from
+    ``Camera.from_eg3d`` because dataset import needs the raw pose (it may carry roll or look past the
+    origin, which a ``Camera`` refuses) and the focal length without a resolution.
+    """
+    vec = np.asarray(label, dtype=np.float64).reshape(-1)
+    if vec.size != 25 or not np.all(np.isfinite(vec)):
+        raise CameraError(f"an EG3D camera label is 25 finite numbers (16 cam2world + 9 intrinsics), got {vec.size}")
+    c2w, intr = vec[:16].reshape(4, 4), vec[16:].reshape(3, 3)
+    fx, fy, skew, cx, cy = intr[0, 0], intr[1, 1], intr[0, 1], intr[0, 2], intr[1, 2]
+    if fx <= 0 or abs(fx - fy) > 1e-4 * fx or abs(skew) > 1e-6 or abs(cx - 0.5) > 1e-4 or abs(cy - 0.5) > 1e-4:
+        raise CameraError(
+            "EG3D intrinsics must be normalised with fx = fy > 0, no skew and cx = cy = 0.5; "
+            f"got fx={fx:g}, fy={fy:g}, skew={skew:g}, cx={cx:g}, cy={cy:g}"
+        )
+    if _check_world(world) == "eg3d":
+        c2w = _rotate_world(c2w, _EG3D_TO_MODEL)
+    return c2w, float(fx)
 
 
 def camera_from_options(
