@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import typer
+
+from epigraf_tools.errors import EpigrafError
 
 from .common import DebugOption, QuietOption, handle_errors
 
@@ -18,6 +21,8 @@ Every image header is read, so size problems show up here rather than hours into
   epigraf dataset info data/ffhq512.zip
 
   epigraf dataset info data/plants/ --json
+
+  epigraf dataset info data/lego128.zip --plot lego_poses.png
 """
 
 
@@ -55,6 +60,7 @@ def format_info(info: dict) -> str:
 def info_cmd(
     path: str = typer.Argument(..., help="Dataset zip or folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the information as JSON."),
+    plot: Path = typer.Option(None, "--plot", help="Also draw pose histograms and an image grid into this PNG."),
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
@@ -62,9 +68,20 @@ def info_cmd(
 
     from epigraf_tools.training.data import dataset_info
 
+    if plot is not None:
+        if plot.suffix.lower() != ".png":
+            raise EpigrafError(f"--plot writes a PNG: the file name must end in .png, got {plot}")
+        if not plot.parent.is_dir():
+            raise EpigrafError(f"cannot write {plot}: the folder {plot.parent} does not exist")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the centring problem is reported in the output instead
         info = dataset_info(path)
+        if plot is not None:
+            from epigraf_tools.training.dataset_plot import plot_dataset
+
+            plot_dataset(path, plot)
     if quiet:
         return
     typer.echo(json.dumps(info, indent=2) if as_json else format_info(info))
+    if plot is not None and not as_json:
+        typer.echo(f"plot        {plot}")
