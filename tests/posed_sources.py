@@ -119,6 +119,7 @@ def write_colmap_text(zip_path: Path, folder: Path, scale: float = 3.0, offset=(
         lines.append(f"{k + 1} {values} 1 {name[len('images/') :]}")
         lines.append("")  # no 2D points
     (model / "images.txt").write_text("\n".join(lines) + "\n")
+    (model / "points3D.txt").write_text("# 3D point list (none)\n")
     return folder
 
 
@@ -130,3 +131,15 @@ def write_angles_csv(zip_path: Path, folder: Path) -> Path:
     ]
     (folder / "poses.csv").write_text("\n".join(rows) + "\n")
     return folder / "poses.csv"
+
+
+def make_synth(path: Path, num_images: int = 8, resolution: int = 16) -> Path:
+    """A tiny ``epigraf dataset synth`` zip (about 0.2 s): the known poses the round trips start from."""
+    from epigraf_tools.training.synthetic import SynthConfig, make_synthetic_dataset
+
+    return make_synthetic_dataset(path, SynthConfig(num_images=num_images, resolution=resolution, seed=3))
+
+
+def read_zip_meta(path: Path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("dataset.json"))
