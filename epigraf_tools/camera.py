@@ -271,8 +271,10 @@ def eg3d_label_parts(label: Sequence[float] | np.ndarray, world: str = "model") 
     origin, which a ``Camera`` refuses) and the focal length without a resolution.
     """
     vec = np.asarray(label, dtype=np.float64).reshape(-1)
-    if vec.size != 25 or not np.all(np.isfinite(vec)):
+    if vec.size != 25:
         raise CameraError(f"an EG3D camera label is 25 finite numbers (16 cam2world + 9 intrinsics), got {vec.size}")
+    if not np.all(np.isfinite(vec)):
+        raise CameraError("an EG3D camera label must hold finite numbers; this one contains NaN or infinite values")
     c2w, intr = vec[:16].reshape(4, 4), vec[16:].reshape(3, 3)
     fx, fy, skew, cx, cy = intr[0, 0], intr[1, 1], intr[0, 1], intr[0, 2], intr[1, 2]
     if fx <= 0 or abs(fx - fy) > 1e-4 * fx or abs(skew) > 1e-6 or abs(cx - 0.5) > 1e-4 or abs(cy - 0.5) > 1e-4:
