@@ -135,10 +135,15 @@ KEYWORD_FLAGS: dict[str, str] = {
 _KEYWORD_RE = re.compile(r"\b(" + "|".join(KEYWORD_FLAGS) + r")=(True\b)?")
 
 
-def with_flag(message: str, flags: dict[str, str] = FLAGS) -> str:
+def _keyword_pattern(keywords: dict[str, str]) -> re.Pattern[str]:
+    return _KEYWORD_RE if keywords is KEYWORD_FLAGS else re.compile(r"\b(" + "|".join(keywords) + r")=(True\b)?")
+
+
+def with_flag(message: str, flags: dict[str, str] = FLAGS, keywords: dict[str, str] = KEYWORD_FLAGS) -> str:
     """``message`` with its leading parameter name (or 'cannot write to <name>') replaced by its flag,
-    and each keyword fix (``force=True``, ``spec=FILE``) by the flag that sets it."""
-    message = _KEYWORD_RE.sub(lambda m: KEYWORD_FLAGS[m[1]] + ("" if m[2] else " "), message)
+    and each keyword fix (``force=True``, ``spec=FILE``) by the flag that sets it (``keywords``: a
+    command's own keyword -> flag table, for parameters no other command has)."""
+    message = _keyword_pattern(keywords).sub(lambda m: keywords[m[1]] + ("" if m[2] else " "), message)
     for param, flag in flags.items():
         for prefix in (f"{param} ", f"{param}:", f"cannot write to {param} "):
             if message.startswith(prefix):
@@ -147,12 +152,13 @@ def with_flag(message: str, flags: dict[str, str] = FLAGS) -> str:
 
 
 @contextlib.contextmanager
-def flag_names(flags: dict[str, str]) -> Iterator[None]:
-    """Inside: library errors that name one of ``flags``' parameters name its command-line flag instead."""
+def flag_names(flags: dict[str, str], keywords: dict[str, str] = KEYWORD_FLAGS) -> Iterator[None]:
+    """Inside: library errors that name one of ``flags``' parameters (or write one of ``keywords`` as
+    a fix) name its command-line flag instead."""
     try:
         yield
     except EpigrafError as exc:
-        fixed = with_flag(str(exc), flags)
+        fixed = with_flag(str(exc), flags, keywords)
         if fixed == str(exc):
             raise
         raise EpigrafError(fixed) from None

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import typer
 
-from .common import DebugOption, QuietOption, echo, flag_names, handle_errors
+from .common import DebugOption, QuietOption, echo, flag_names, handle_errors, with_flag
 
-# ImportOptions field -> flag, so that option errors name the flag
-FLAGS = {name: "--" + name.replace("_", "-") for name in ("format", "resolution", "up", "radius", "fov", "background")}
-FLAGS["angle_units"] = "--angle-units"
+# ImportOptions field -> flag: option errors ("resolution must ...") and fixes ("pass fov=DEGREES") name the flag
+FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in ("format", "resolution", "up", "radius", "fov", "background", "angle_units", "images")
+}
+KEYWORDS = {**FLAGS, "allow_duplicate_poses": "--allow-duplicate-poses"}
 
 HELP = """Build an EpiGRAF training dataset (zip + dataset.json) from posed images.
 
@@ -67,7 +70,7 @@ def import_cmd(
         allow_duplicate_poses=allow_duplicate_poses,
         centre_yaw=centre_yaw,
     )
-    with flag_names(FLAGS):
+    with flag_names(FLAGS, KEYWORDS):
         report = import_dataset(src, out, options)
     cam = report.camera
     echo(
@@ -76,4 +79,4 @@ def import_cmd(
         quiet,
     )
     for note in report.warnings:
-        typer.echo(f"warning: {note}", err=True)
+        typer.echo(f"warning: {with_flag(note, FLAGS, KEYWORDS)}", err=True)

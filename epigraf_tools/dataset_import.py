@@ -126,7 +126,9 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], opt
     side = min(min(w, h) for w, h in sizes)
     resolution = opts.resolution or min(MAX_RESOLUTION, 2 ** int(math.floor(math.log2(side))))
     if resolution > side:
-        warnings.append(f"upsampling: the smallest crop is {side} px, below --resolution {resolution}")
+        warnings.append(
+            f"the smallest crop is {side} px, below the output resolution {resolution}: images are upsampled"
+        )
     fov, fov_notes = _output_fov(source, sizes, resolution, opts.fov)
     warnings += fov_notes
     camera = {
@@ -166,7 +168,7 @@ def _check_names(source: PoseSource) -> None:
     if missing:
         raise DatasetImportError(
             f"{len(missing)} of {len(source.names)} images are missing under {source.files.root} "
-            f"(first: {missing[0]}); pass --images DIR if they live elsewhere"
+            f"(first: {missing[0]}); pass images=DIR if they live elsewhere"
         )
 
 
@@ -220,7 +222,7 @@ def _output_fov(source: PoseSource, sizes: list[tuple[int, int]], resolution: in
     """EpiGRAF fov (degrees, between outermost pixel centres of the output) and warnings."""
     if source.focal is None:
         if given is None:
-            raise DatasetImportError(f"the {source.format} source states no focal length: pass --fov DEGREES")
+            raise DatasetImportError(f"the {source.format} source states no focal length: pass fov=DEGREES")
         return float(given), []
     notes = []
     wh = np.array(sizes, np.float64)
@@ -236,7 +238,7 @@ def _output_fov(source: PoseSource, sizes: list[tuple[int, int]], resolution: in
             notes.append(f"principal points lie up to {offset.max():.1%} of the crop from the image centre")
     if given is not None:
         if abs(given - fov) > FOV_SPREAD_WARNING * fov:
-            notes.append(f"--fov {given:g} overrides the source's {fov:.3f} degrees")
+            notes.append(f"fov={given:g} overrides the source's {fov:.3f} degrees")
         fov = float(given)
     return fov, notes
 

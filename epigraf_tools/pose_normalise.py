@@ -131,7 +131,9 @@ def choose_up(camera_ups: np.ndarray, up: str) -> tuple[np.ndarray, str]:
     mean = camera_ups.mean(axis=0)
     norm = float(np.linalg.norm(mean))
     if norm < 1e-6:
-        raise PoseError("the cameras' up vectors cancel out, so the up axis is unknown; pass it with --up (e.g. +z)")
+        raise PoseError(
+            "the cameras' up vectors cancel out, so the up axis is unknown; pass it as up=+z (or another axis)"
+        )
     mean = mean / norm
     if up == "auto":
         name, axis = max(_AXES.items(), key=lambda item: float(mean @ np.array(item[1])))
@@ -186,7 +188,7 @@ def orbit_from_cam2world(
     return OrbitPoses(angles, radii, transform, centre, up_dir, up_method, stats)
 
 
-DUPLICATE_HINT = " (a camera listed twice?); pass --allow-duplicate-poses if different objects share views"
+DUPLICATE_HINT = " (a camera listed twice?); pass allow_duplicate_poses=True if different objects share views"
 
 
 def _axis_miss(origins: np.ndarray, forwards: np.ndarray, point: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ Conventions read here:
   ``camera_angle_x`` (the full horizontal angle between the image edges, radians).
 - COLMAP: see colmap_model.py (world-to-camera, OpenCV axes, intrinsics in pixels).
 - yaw/pitch tables: EpiGRAF's own angles (yaw azimuth from +x towards +z, pitch the polar angle from
-  +y, pi/2 = level), in degrees or radians as the column names or ``--angle-units`` say.
+  +y, pi/2 = level), in degrees or radians as the column names or ``angle_units`` say.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _load_json(path: Path) -> object:
 
 
 def detect_format(src: Path) -> str:
-    """Guess the format of ``src`` from its files (a pass of --format skips this)."""
+    """Guess the format of ``src`` from its files (an explicit format skips this)."""
     if not src.exists():
         raise SourceError(f"{src} does not exist")
     if src.is_file():
@@ -110,7 +110,7 @@ def detect_format(src: Path) -> str:
             if isinstance(data, dict) and _looks_like_eg3d(data.get("labels")):
                 return "eg3d"
             return "angles"
-        raise SourceError(f"cannot tell the format of {src}; pass --format ({', '.join(FORMATS[1:])})")
+        raise SourceError(f"cannot tell the format of {src}; pass format=NAME ({', '.join(FORMATS[1:])})")
     if (src / "transforms.json").is_file() or any(src.glob("transforms_*.json")):
         return "transforms"
     if (src / "dataset.json").is_file() and _looks_like_eg3d(_load_json(src / "dataset.json").get("labels")):
@@ -118,7 +118,7 @@ def detect_format(src: Path) -> str:
     if find_model(src) is not None:
         return "colmap"
     raise SourceError(
-        f"cannot tell the format of {src} (no transforms.json, EG3D dataset.json or COLMAP model); pass --format"
+        f"cannot tell the format of {src} (no transforms.json, EG3D dataset.json or COLMAP model); pass format=NAME"
     )
 
 
@@ -263,7 +263,7 @@ def _colmap_images_folder(model: Path) -> Path:
     for candidate in (model / "images", model.parent / "images", model.parent.parent / "images"):
         if candidate.is_dir():
             return candidate
-    raise SourceError(f"no images folder next to the COLMAP model {model}; pass --images DIR")
+    raise SourceError(f"no images folder next to the COLMAP model {model}; pass images=DIR")
 
 
 def read_colmap(src: Path, images: Path | None = None) -> PoseSource:
@@ -304,8 +304,8 @@ def _column_unit(columns: list[str], angle: str, units: str | None) -> tuple[str
     if angle in columns:
         if units is None:
             raise SourceError(
-                f"say whether '{angle}' is in degrees or radians: pass --angle-units, or name the column "
-                f"{angle}_deg or {angle}_rad"
+                f"say whether '{angle}' is in degrees or radians: pass angle_units=degrees (or radians), or name "
+                f"the column {angle}_deg or {angle}_rad"
             )
         return angle, units
     return "", ""
@@ -337,7 +337,7 @@ def _rows_from_table(src: Path) -> list[dict[str, object]]:
 def read_angles(src: Path, images: Path | None = None, units: str | None = None) -> PoseSource:
     """A CSV (header: file, yaw, pitch[, roll]) or JSON table of EpiGRAF angles next to the images."""
     if units is not None and units not in ANGLE_UNITS:
-        raise SourceError(f"--angle-units must be one of {', '.join(ANGLE_UNITS)}, got {units!r}")
+        raise SourceError(f"angle_units must be one of {', '.join(ANGLE_UNITS)}, got {units!r}")
     if not src.is_file():
         raise SourceError(f"{src}: the angles format reads a .csv or .json file of yaw/pitch per image")
     rows = _rows_from_table(src)
@@ -375,5 +375,7 @@ def read_angles(src: Path, images: Path | None = None, units: str | None = None)
                 "from +y (pi/2 = level); wrong units, or an elevation (level = 0) instead of a polar angle?"
             )
         if (np.abs(arr[:, 0]) > 2 * math.pi + 1e-9).any():
-            raise SourceError(f"{src}: yaw beyond 2 pi radians; the angles look like degrees (--angle-units degrees)")
+            raise SourceError(
+                f"{src}: yaw beyond 2 pi radians; the angles look like degrees (pass angle_units=degrees)"
+            )
     return PoseSource("angles", files, names, angles=arr)

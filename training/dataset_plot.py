@@ -89,7 +89,7 @@ def _histograms(ds: ImageDataset) -> list[Histogram]:
     if radii is not None:
         low, high = float(radii.min()), float(radii.max())
         pad = max(0.05 * (high - low), 0.05 * abs(high), 1e-3)
-        hists.append(Histogram("camera radius", radii, low - pad, high + pad, 20))
+        hists.append(Histogram("camera radius (world units)", radii, low - pad, high + pad, 21))  # odd: 1.0 mid-bin
     return hists
 
 
