@@ -11,10 +11,10 @@ the largest power of two that fits the smallest crop). Transparent pixels are co
 is recomputed for the output size with EpiGRAF's definition (the angle between the outermost pixel
 centres, models/cameras.py), from the source focal length relative to the crop.
 
-``dataset.json`` holds ``camera_angles`` {file: [yaw, pitch, 0]}, ``camera`` (the same keys
-``epigraf dataset synth`` writes: fov, radius, ray_start, ray_end, cube_scale, white_back,
-pose_distribution), ``camera_radii`` {file: distance} for formats with camera positions, and
-``import`` (source, format, up axis, the 4x4 source -> EpiGRAF world transform, pose statistics).
+``dataset.json`` holds ``camera_angles`` {file: [yaw, pitch, 0]}, ``camera`` (the schema that
+``epigraf dataset synth`` writes and training reads: fov, radius, ray_start, ray_end, cube_scale,
+white_back, and pose_distribution as the uniform yaw/pitch ranges the images cover),
+``camera_radii`` {file: distance} for formats with camera positions, and ``import`` (source, format, up axis, the 4x4 source -> EpiGRAF world transform, pose statistics).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], opt
         "ray_end": RAY_END * opts.radius,
         "cube_scale": CUBE_SCALE * opts.radius,
         "white_back": opts.background == "white",
-        "pose_distribution": {"yaw": "dataset", "pitch": "dataset"},
+        "pose_distribution": observed_pose_range(angles),
     }
     meta = _metadata(source, src, angles, camera, orbit, yaw_offset, opts)
     _write_zip(out, source, meta, resolution, BACKGROUNDS[opts.background])
@@ -183,6 +183,25 @@ def _pose_warnings(orbit: OrbitPoses) -> list[str]:
         notes.append(f"camera distances range over [{stats['radius_min']:.3f}, {stats['radius_max']:.3f}]; EpiGRAF "
                      "uses one radius (the median), the per-image ones are in camera_radii")  # fmt: skip
     return notes
+
+
+def observed_pose_range(angles: np.ndarray) -> dict:
+    """The smallest uniform yaw/pitch distribution (dataset.json camera.pose_distribution) covering ``angles`` [N, 3].
+
+    Training draws fake poses from it only for images without camera_angles, which imports never
+    have; it is written so the dataset describes its cameras in the one schema readers know. Uniform
+    'stddev' is the half-range (training/poses.py); yaw is centred on its circular mean.
+    """
+    centre = _circular_mean(angles[:, 0])
+    half = float(np.abs(_wrap(angles[:, 0] - centre)).max())
+    low, high = float(angles[:, 1].min()), float(angles[:, 1].max())
+    return {
+        "dist": "uniform",
+        "horizontal_mean": centre,
+        "horizontal_stddev": half,
+        "vertical_mean": (low + high) / 2,
+        "vertical_stddev": (high - low) / 2,
+    }
 
 
 def _circular_mean(yaw: np.ndarray) -> float:

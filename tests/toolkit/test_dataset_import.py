@@ -48,6 +48,11 @@ def test_round_trip_gives_the_synthetic_poses(fmt: str, synth: Path, tmp_path: P
     np.testing.assert_allclose(_angles(meta), truth, atol=TOL, rtol=0)
     assert abs(meta["camera"]["fov"] - cam["fov"]) < 1e-6
     assert set(meta["camera"]) == set(cam)  # the keys `dataset synth` writes
+    pose = meta["camera"]["pose_distribution"]
+    assert pose["dist"] == "uniform"
+    assert abs(truth[:, 1] - pose["vertical_mean"]).max() <= pose["vertical_stddev"] + 1e-12
+    yaw_from_centre = np.angle(np.exp(1j * (truth[:, 0] - pose["horizontal_mean"])))
+    assert abs(abs(yaw_from_centre).max() - pose["horizontal_stddev"]) < 1e-9
     if fmt != "angles":
         assert max(abs(r - 1.0) for r in meta["camera_radii"].values()) < TOL
         # The recorded transform maps the source's camera centres onto the orbit.
