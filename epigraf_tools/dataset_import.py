@@ -14,7 +14,8 @@ centres, models/cameras.py), from the source focal length relative to the crop.
 ``dataset.json`` holds ``camera_angles`` {file: [yaw, pitch, 0]}, ``camera`` (the schema that
 ``epigraf dataset synth`` writes and training reads: fov, radius, ray_start, ray_end, cube_scale,
 white_back, and pose_distribution as the uniform yaw/pitch ranges the images cover),
-``camera_radii`` {file: distance} for formats with camera positions, and ``import`` (source, format, up axis, the 4x4 source -> EpiGRAF world transform, pose statistics).
+``camera_radii`` {file: distance} for formats with camera positions, and ``import`` (source, format,
+up axis, the 4x4 source -> EpiGRAF world transform, pose statistics).
 """
 
 from __future__ import annotations
