@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,4 +59,15 @@ def test_reads_models_points_and_comments(tmp_path: Path) -> None:
 def test_bad_files_name_the_line(tmp_path: Path, cameras: str, images: str, message: str) -> None:
     model = _write(tmp_path, cameras, images)
     with pytest.raises(ColmapError, match=message):
+        read_model(model)
+
+
+def test_binary_model_without_pycolmap_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "sparse"
+    model.mkdir()
+    (model / "cameras.bin").write_bytes(b"\0" * 8)
+    (model / "images.bin").write_bytes(b"\0" * 8)
+    monkeypatch.setitem(sys.modules, "pycolmap", None)  # import fails as if not installed
+    assert find_model(tmp_path) == model
+    with pytest.raises(ColmapError, match=r"install pycolmap \(pip install 'epigraf-tools\[colmap\]'\)"):
         read_model(model)

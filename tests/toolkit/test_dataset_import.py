@@ -133,3 +133,21 @@ def test_refusals_happen_before_writing(synth: Path, tmp_path: Path) -> None:
         import_dataset(src, tmp_path / "out.zip", ImportOptions(resolution=24))
     with pytest.raises(DatasetImportError, match="must be a .zip"):
         import_dataset(src, tmp_path / "out.tar")
+
+
+def test_eg3d_zip_and_angles_json_sources(synth: Path, tmp_path: Path) -> None:
+    """An EG3D dataset as a zip, and EpiGRAF's own {file: [yaw, pitch, roll]} JSON read as an angles table."""
+    _, truth, cam = synth_truth(synth)
+    folder = write_eg3d(synth, tmp_path / "eg3d")
+    with zipfile.ZipFile(tmp_path / "eg3d.zip", "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    import_dataset(tmp_path / "eg3d.zip", tmp_path / "a.zip")
+    np.testing.assert_allclose(_angles(read_zip_meta(tmp_path / "a.zip")), truth, atol=TOL, rtol=0)
+    with zipfile.ZipFile(synth) as zf:
+        zf.extractall(tmp_path / "own")
+    opts = ImportOptions(angle_units="radians", fov=cam["fov"], resolution=8)
+    report = import_dataset(tmp_path / "own" / "dataset.json", tmp_path / "b.zip", opts)
+    assert report.format == "angles" and report.resolution == 8
+    np.testing.assert_allclose(_angles(read_zip_meta(tmp_path / "b.zip")), truth, atol=TOL, rtol=0)
