@@ -99,8 +99,9 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def import_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], options: ImportOptions | None = None
-                   ) -> ImportReport:  # fmt: skip
+def import_dataset(
+    src: str | os.PathLike[str], out: str | os.PathLike[str], options: ImportOptions | None = None
+) -> ImportReport:
     """Convert the posed images at ``src`` into an EpiGRAF dataset zip ``out`` (written atomically).
 
     Every check (format, poses, names, image files and sizes) runs before the zip is started.
@@ -176,13 +177,17 @@ def _check_names(source: PoseSource) -> None:
 def _pose_warnings(orbit: OrbitPoses) -> list[str]:
     stats, notes = orbit.stats, []
     if stats["max_off_axis_degrees"] > OFF_AXIS_WARNING:
-        notes.append(f"some cameras look up to {stats['max_off_axis_degrees']:.1f} degrees past the origin; "
-                     "EpiGRAF renders every view looking at it")  # fmt: skip
+        notes.append(
+            f"some cameras look up to {stats['max_off_axis_degrees']:.1f} degrees past the origin; "
+            "EpiGRAF renders every view looking at it"
+        )
     if stats["max_roll_degrees"] > OFF_AXIS_WARNING:
         notes.append(f"some cameras roll up to {stats['max_roll_degrees']:.1f} degrees; EpiGRAF cameras have none")
     if stats["radius_max"] > RADIUS_SPREAD_WARNING * stats["radius_min"]:
-        notes.append(f"camera distances range over [{stats['radius_min']:.3f}, {stats['radius_max']:.3f}]; EpiGRAF "
-                     "uses one radius (the median), the per-image ones are in camera_radii")  # fmt: skip
+        notes.append(
+            f"camera distances range over [{stats['radius_min']:.3f}, {stats['radius_max']:.3f}]; EpiGRAF "
+            "uses one radius (the median), the per-image ones are in camera_radii"
+        )
     return notes
 
 
@@ -237,8 +242,9 @@ def _image_size(source: PoseSource, name: str) -> tuple[int, int]:
         raise DatasetImportError(f"cannot read image {name}: {exc}") from None
 
 
-def _output_fov(source: PoseSource, sizes: list[tuple[int, int]], resolution: int, given: float | None
-                ) -> tuple[float, list[str]]:  # fmt: skip
+def _output_fov(
+    source: PoseSource, sizes: list[tuple[int, int]], resolution: int, given: float | None
+) -> tuple[float, list[str]]:
     """EpiGRAF fov (degrees, between outermost pixel centres of the output) and warnings."""
     if source.focal is None:
         if given is None:
@@ -263,8 +269,15 @@ def _output_fov(source: PoseSource, sizes: list[tuple[int, int]], resolution: in
     return fov, notes
 
 
-def _metadata(source: PoseSource, src: Path, angles: np.ndarray, camera: dict, orbit: OrbitPoses | None,
-              yaw_offset: float, opts: ImportOptions) -> dict:  # fmt: skip
+def _metadata(
+    source: PoseSource,
+    src: Path,
+    angles: np.ndarray,
+    camera: dict,
+    orbit: OrbitPoses | None,
+    yaw_offset: float,
+    opts: ImportOptions,
+) -> dict:
     out_names = [f"images/{i:06d}.png" for i in range(len(source.names))]
     meta: dict = {
         "camera_angles": {n: [float(v) for v in a] for n, a in zip(out_names, angles, strict=True)},

@@ -179,8 +179,9 @@ def read_eg3d(src: Path, images: Path | None = None) -> PoseSource:
         c2w.append(cv @ GL_TO_CV)
         focal.append(fx)
     n = len(names)
-    return PoseSource("eg3d", files, names, cam2world=np.stack(c2w), focal=np.array(focal),
-                      principal=np.full([n, 2], 0.5), up="+y")  # fmt: skip
+    return PoseSource(
+        "eg3d", files, names, cam2world=np.stack(c2w), focal=np.array(focal), principal=np.full([n, 2], 0.5), up="+y"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ transforms.json
@@ -242,8 +243,9 @@ def read_transforms(src: Path, images: Path | None = None) -> PoseSource:
             c2w.append(full)
             focal.append(f)
             principal.append((cx, cy))
-    return PoseSource("transforms", files, names, cam2world=np.stack(c2w), focal=np.array(focal),
-                      principal=np.array(principal))  # fmt: skip
+    return PoseSource(
+        "transforms", files, names, cam2world=np.stack(c2w), focal=np.array(focal), principal=np.array(principal)
+    )
 
 
 def _image_name(files: Files, name: str) -> str:
@@ -287,10 +289,19 @@ def read_colmap(src: Path, images: Path | None = None) -> PoseSource:
         if abs(cam.fx - cam.fy) > 0.01 * cam.fx:
             notes.append(f"camera {view.camera_id}: fx {cam.fx:g} and fy {cam.fy:g} differ; their mean is used")
         if any(abs(d) > 1e-6 for d in cam.distortion):
-            notes.append(f"camera {view.camera_id} ({cam.model}) has lens distortion, which is ignored: "
-                         "undistort first (colmap image_undistorter)")  # fmt: skip
-    return PoseSource("colmap", files, names, cam2world=np.stack(c2w), focal=np.array(focal),
-                      principal=np.array(principal), notes=sorted(set(notes)))  # fmt: skip
+            notes.append(
+                f"camera {view.camera_id} ({cam.model}) has lens distortion, which is ignored: "
+                "undistort first (colmap image_undistorter)"
+            )
+    return PoseSource(
+        "colmap",
+        files,
+        names,
+        cam2world=np.stack(c2w),
+        focal=np.array(focal),
+        principal=np.array(principal),
+        notes=sorted(set(notes)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ yaw/pitch tables

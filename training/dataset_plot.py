@@ -140,8 +140,9 @@ def _draw_histogram(draw, box: tuple[int, int, int, int], hist: Histogram) -> No
     for c, left, right in zip(counts, edges[:-1], edges[1:], strict=True):
         if c:
             top = y1 - c / peak * (y1 - y0)
-            draw.rectangle([x0 + (left - hist.low) * scale_x + 1, top, x0 + (right - hist.low) * scale_x - 1, y1],
-                           fill=BAR)  # fmt: skip
+            draw.rectangle(
+                [x0 + (left - hist.low) * scale_x + 1, top, x0 + (right - hist.low) * scale_x - 1, y1], fill=BAR
+            )
     draw.line([(x0, y1), (x1, y1)], fill=INK, width=2)
     draw.line([(x0, y0), (x0, y1)], fill=INK, width=2)
     for value in np.linspace(hist.low, hist.high, 5):
