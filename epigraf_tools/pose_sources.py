@@ -113,8 +113,10 @@ def detect_format(src: Path) -> str:
         raise SourceError(f"cannot tell the format of {src}; pass format=NAME ({', '.join(FORMATS[1:])})")
     if (src / "transforms.json").is_file() or any(src.glob("transforms_*.json")):
         return "transforms"
-    if (src / "dataset.json").is_file() and _looks_like_eg3d(_load_json(src / "dataset.json").get("labels")):
-        return "eg3d"
+    if (src / "dataset.json").is_file():
+        meta = _load_json(src / "dataset.json")
+        if isinstance(meta, dict) and _looks_like_eg3d(meta.get("labels")):
+            return "eg3d"
     if find_model(src) is not None:
         return "colmap"
     raise SourceError(

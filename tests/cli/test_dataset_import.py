@@ -89,7 +89,7 @@ def test_option_errors_name_their_flags(cli, one_error_line, synth: Path, tmp_pa
     one_error_line(cli(["dataset", "import", src, "--out", tmp_path / "o.tar"]), "must be a .zip")
     one_error_line(cli(["dataset", "import", tmp_path / "nothing", "--out", out]), "does not exist")
     shutil.rmtree(src / "images")
-    (src / "dataset.json").unlink()
+    (src / "dataset.json").write_text("[]")  # JSON, but neither EG3D's nor ours
     one_error_line(cli(["dataset", "import", src, "--out", out]), "cannot tell the format")
     csv = write_angles_csv(synth, tmp_path / "csv")
     one_error_line(cli(["dataset", "import", csv, "--out", out]), "pass --fov")
