@@ -48,7 +48,9 @@ def import_cmd(
     radius: float = typer.Option(1.0, "--radius", help="Camera distance the median camera gets (world units)."),
     fov: float = typer.Option(None, "--fov", help="Field of view in degrees (needed for angle tables)."),
     angle_units: str = typer.Option(None, "--angle-units", help="degrees or radians (angle tables)."),
-    background: str = typer.Option("white", "--background", help="Colour behind transparent pixels: white, black."),
+    background: str = typer.Option(
+        "white", "--background", help="white or black: behind transparent pixels, and camera.white_back."
+    ),
     allow_duplicate_poses: bool = typer.Option(
         False, "--allow-duplicate-poses", help="Accept images with identical cameras (multi-object sets)."
     ),
