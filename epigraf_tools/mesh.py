@@ -310,6 +310,7 @@ class MeshReport:
     area: float
     bounds: list[list[float]] | None
     volume: float | None  # enclosed volume; None unless watertight
+    texture: int | None = None  # side of the baked texture in pixels (glb/obj), None without one
     files: list[str] = field(default_factory=list)  # names of the mesh files written (export_meshes ...)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -395,15 +396,25 @@ def build_mesh(
     return mesh, report
 
 
-def export_mesh(mesh, stem: str | os.PathLike[str], formats: Sequence[str]) -> list[Path]:
-    """Write ``stem.<fmt>`` for each format atomically (PLY binary; OBJ/PLY/GLB keep vertex colours)."""
-    paths = []
+def export_mesh(mesh, stem: str | os.PathLike[str], formats: Sequence[str], textured: Any = None) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format atomically (PLY binary; OBJ/PLY/GLB keep vertex colours).
+
+    ``textured`` (from ``mesh_texture.bake_texture``) replaces ``mesh`` in the formats that carry a UV
+    map: GLB embeds its image, OBJ gets ``stem.mtl`` + ``stem.png`` beside it.
+    """
+    from .mesh_texture import TEXTURE_FORMATS, write_obj_with_texture
+
+    paths: list[Path] = []
     stem = Path(stem)
     try:
         for fmt in parse_formats(formats):
+            if textured is not None and fmt == "obj":
+                paths.extend(write_obj_with_texture(textured, stem))
+                continue
+            source = textured if textured is not None and fmt in TEXTURE_FORMATS else mesh
             final = stem.with_name(f"{stem.name}.{fmt}")
             with atomic_path(final) as tmp:
-                mesh.export(tmp, file_type=fmt)
+                source.export(tmp, file_type=fmt)
             paths.append(final)
     except BaseException:
         for p in paths:
