@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -402,22 +403,26 @@ def export_mesh(mesh, stem: str | os.PathLike[str], formats: Sequence[str], text
     ``textured`` (from ``mesh_texture.bake_texture``) replaces ``mesh`` in the formats that carry a UV
     map: GLB embeds its image, OBJ gets ``stem.mtl`` + ``stem.png`` beside it.
     """
-    from .mesh_texture import TEXTURE_FORMATS, write_obj_with_texture
+    from .mesh_texture import TEXTURE_FORMATS, obj_with_texture
 
     paths: list[Path] = []
     stem = Path(stem)
     try:
         for fmt in parse_formats(formats):
             if textured is not None and fmt == "obj":
-                paths.extend(write_obj_with_texture(textured, stem))
+                for name, data in obj_with_texture(textured, stem.name).items():
+                    paths.append(_write_atomic(stem.with_name(name), lambda tmp, data=data: tmp.write_bytes(data)))
                 continue
             source = textured if textured is not None and fmt in TEXTURE_FORMATS else mesh
-            final = stem.with_name(f"{stem.name}.{fmt}")
-            with atomic_path(final) as tmp:
-                source.export(tmp, file_type=fmt)
-            paths.append(final)
+            paths.append(_write_atomic(stem.with_name(f"{stem.name}.{fmt}"), partial(source.export, file_type=fmt)))
     except BaseException:
         for p in paths:
             p.unlink(missing_ok=True)
         raise
     return paths
+
+
+def _write_atomic(final: Path, write: Callable[[Path], Any]) -> Path:
+    with atomic_path(final) as tmp:
+        write(tmp)
+    return final

@@ -20,9 +20,7 @@ itself when it writes glTF.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -165,38 +163,26 @@ def sample_texture(image: np.ndarray, uvs: np.ndarray) -> np.ndarray:
     return image[row, col]
 
 
-def write_obj_with_texture(mesh, stem: str | os.PathLike[str]) -> list[Path]:
-    """``stem.obj`` + ``stem.mtl`` + ``stem.png``, each written atomically; the OBJ names the MTL, the MTL the PNG.
+def obj_with_texture(mesh, stem_name: str) -> dict[str, bytes]:
+    """The files of a textured OBJ: ``{stem}.obj``, ``{stem}.mtl`` and ``{stem}.png`` by name, as bytes.
 
     trimesh's OBJ writer returns the material files beside the text; their names are chosen here so
-    two meshes in one folder never overwrite each other's material.
+    two meshes in one folder never overwrite each other's material. The OBJ comes last, so that a
+    writer going in order never leaves an OBJ whose material is missing.
     """
     from trimesh.exchange.obj import export_obj
 
-    from .atomic import atomic_path
-
-    stem = Path(stem)
-    text, extras = export_obj(mesh, include_texture=True, mtl_name=f"{stem.name}.mtl", return_texture=True)
-    image_name = f"{stem.name}.png"
-    renamed: dict[str, bytes] = {}
+    text, extras = export_obj(mesh, include_texture=True, mtl_name=f"{stem_name}.mtl", return_texture=True)
+    image_name = f"{stem_name}.png"
+    files: dict[str, bytes] = {}
     for name, data in extras.items():
         if name.endswith(".mtl"):
             body = data.decode("utf-8")
             for other in extras:
                 if not other.endswith(".mtl"):
                     body = body.replace(other, image_name)
-            renamed[f"{stem.name}.mtl"] = body.encode("utf-8")
+            files[f"{stem_name}.mtl"] = body.encode("utf-8")
         else:
-            renamed[image_name] = data
-    written: list[Path] = []
-    try:
-        for name, data in [*renamed.items(), (f"{stem.name}.obj", text.encode("utf-8"))]:
-            final = stem.with_name(name)
-            with atomic_path(final) as tmp:
-                Path(tmp).write_bytes(data)
-            written.append(final)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
-    return written
+            files[image_name] = data
+    files[f"{stem_name}.obj"] = text.encode("utf-8")
+    return files
