@@ -33,7 +33,8 @@ HELP = (
     "  epigraf export-mesh --seeds 0-3 --formats ply,glb --largest-component\n\n"
     "  epigraf export-mesh --model ffhq512 --seeds 42 --resolution 512 --faces 200000 --smooth 10\n\n"
     "  epigraf export-mesh --volume out/volumes/seed0042.mrc --level 30 --formats obj,stl\n\n"
-    "  epigraf export-mesh --volume out/volumes/seed0042.mrc --model ffhq512 --colors\n"
+    "  epigraf export-mesh --volume out/volumes/seed0042.mrc --model ffhq512 --colors\n\n"
+    "  epigraf export-mesh --seeds 0 --formats glb,obj --faces 50000 --texture 1024   (textured, for Blender)\n"
 )
 
 
@@ -68,6 +69,9 @@ def export_mesh_cmd(
     colors: bool = typer.Option(
         None, "--colors/--no-colors", help="Vertex colours from the field (default: on when a model is at hand)."
     ),
+    texture: int = typer.Option(
+        None, "--texture", help="Bake the colours into an N x N texture for glb/obj (needs the [texture] extra)."
+    ),
     largest_component: bool = typer.Option(False, "--largest-component", help="Keep only the largest piece."),
     faces: int = typer.Option(None, "--faces", help="Decimate to at most this many faces (quadric collapse)."),
     smooth: int = typer.Option(0, "--smooth", help="Taubin smoothing iterations (0 = off; 10 is a good start)."),
@@ -85,14 +89,14 @@ def export_mesh_cmd(
         level_value = parse_level(level)
     except ValueError as exc:
         raise EpigrafError(str(exc)) from None
-    options = MeshOptions(level_value, formats.split(","), largest_component, faces, smooth, colors).validate()
+    options = MeshOptions(level_value, formats.split(","), largest_component, faces, smooth, colors, texture).validate()
     trunc = Truncation(truncation, truncation_cutoff).validate()
     hooks = geometry_hooks(quiet, on_report=lambda report: echo(describe(report, out), quiet))
 
     if volume is not None:
         if seeds is not None:
             raise EpigrafError("give either --seeds (sample a model) or --volume (mesh a file), not both")
-        if colors and model is None:
+        if (colors or texture is not None) and model is None:
             raise EpigrafError("colours for a --volume need the --model it came from (its seed is in the sidecar)")
         if not volume.is_file():
             raise EpigrafError(f"--volume {volume} does not exist")

@@ -38,6 +38,8 @@ EG3D_WORLDS = ("model", "eg3d")
 # OpenGL camera axes (x right, y up, looking down -z) -> OpenCV (x right, y down, looking down +z).
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 # Model world <- EG3D world: EG3D's frontal camera sits on +z, the model's on +x; both are y-up.
+# Blender world <- glTF/model world (what Blender's glTF importer applies): y up becomes z up.
+_GLTF_TO_BLENDER = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
 _EG3D_TO_MODEL = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
 GL_TO_CV = _GL_TO_CV  # public name for importers of OpenCV-convention poses (COLMAP, EG3D)
 
@@ -237,6 +239,20 @@ class Camera:
         if abs(roll) > 1e-2:
             raise CameraError(f"this camera has {roll:.3g} degrees of roll; EpiGRAF cameras have none (world +y up)")
         return cam
+
+    def to_blender(self, resolution: int) -> tuple[np.ndarray, float]:
+        """(matrix_world [4, 4], angle in radians) of a Blender camera that sees what this camera renders.
+
+        For meshes imported from GLB: Blender's glTF importer turns glTF's y-up world (ours) into its
+        z-up one, (x, y, z) -> (x, -z, y), so the camera is rotated the same way. Blender cameras look
+        down their local -z with +y up, as OpenGL (our convention) does. Blender's ``angle`` spans the
+        image edges, ours the outermost pixel centres, hence the resolution. Use a square render of
+        ``resolution`` pixels (Sensor Fit 'Auto').
+        """
+        res = _check_resolution(resolution)
+        matrix = _GLTF_TO_BLENDER @ self.cam2world("opengl")
+        focal = self.intrinsics(res)[0, 0]
+        return matrix, 2 * math.atan(res / (2 * focal))
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

@@ -28,7 +28,8 @@ from .atomic import write_text_atomic
 from .errors import EpigrafError
 from .isolevel import default_level
 from .latents import Truncation, class_name, resolve_class, ws_from_seeds
-from .mesh import MeshReport, build_mesh, check_level, export_mesh, parse_formats
+from .mesh import MeshReport, build_mesh, check_level, export_mesh, parse_formats, vertex_colors
+from .mesh_texture import TEXTURE_FORMATS, bake_texture, check_texture_size, require_xatlas
 from .models import Generator
 from .mrc import VolumeReport, export_volume, read_mrc
 from .volume import METHODS, VALUE_TYPES, VolumeGrid, extract_density, make_volume_grid
@@ -71,6 +72,8 @@ class MeshOptions:
     """How volumes become meshes: iso level (None = auto), formats, clean-up and colours.
 
     ``colors`` None colours the vertices when a model is at hand; True insists (an error without one).
+    ``texture`` N also bakes the colours into an N x N texture for the GLB/OBJ files (needs a model,
+    the optional ``xatlas`` package, and glb or obj among the formats).
     """
 
     level: float | None = None
@@ -79,6 +82,7 @@ class MeshOptions:
     max_faces: int | None = None
     smooth: int = 0
     colors: bool | None = None
+    texture: int | None = None
 
     def validate(self) -> MeshOptions:
         """A checked copy (formats parsed to a list); raises EpigrafError naming the field."""
@@ -89,7 +93,15 @@ class MeshOptions:
             raise EpigrafError(f"max_faces must be at least 4, got {self.max_faces}")
         if self.smooth < 0:
             raise EpigrafError(f"smooth must be >= 0 iterations, got {self.smooth}")
-        return dataclasses.replace(self, formats=parse_formats(self.formats))
+        formats = parse_formats(self.formats)
+        if self.texture is not None:
+            check_texture_size(self.texture)
+            if self.colors is False:
+                raise EpigrafError("a texture is made of the field's colours: drop --no-colors or --texture")
+            if not set(formats) & set(TEXTURE_FORMATS):
+                raise EpigrafError(f"a texture needs a format that carries one ({' or '.join(TEXTURE_FORMATS)})")
+            require_xatlas()
+        return dataclasses.replace(self, formats=formats)
 
     def build(
         self,
@@ -121,7 +133,17 @@ class MeshOptions:
         names += ["smoothing"] if self.smooth > 0 else []
         names += ["decimation"] if self.max_faces is not None else []
         names += ["colours"] if colors else []
+        names += ["texture"] if colors and self.texture is not None else []
         return names
+
+    def textured(self, mesh: Any, color_field: tuple[Generator, torch.Tensor] | None, stage: Stage | None = None):
+        """The mesh unwrapped with its colours baked into a texture, or None when no texture is asked for."""
+        if self.texture is None or color_field is None:
+            return None
+        if stage is not None:
+            stage("texture")
+        G, planes = color_field
+        return bake_texture(mesh.vertices, mesh.faces, self.texture, lambda points: vertex_colors(G, planes, points))
 
 
 def _no_progress(_description: str) -> AbstractContextManager[Progress]:
@@ -223,9 +245,14 @@ def _prepare(G: Generator, truncation: Truncation, class_index: int | str | None
     return truncation, cls, volume_grid
 
 
-def save_mesh(mesh: Any, report: MeshReport, stem: Path, formats: Sequence[str]) -> MeshReport:
-    """Write ``stem.<fmt>`` for each format and then ``stem.mesh.json`` (the sidecar never outlives its meshes)."""
-    paths = export_mesh(mesh, stem, formats)
+def save_mesh(mesh: Any, report: MeshReport, stem: Path, formats: Sequence[str], textured: Any = None) -> MeshReport:
+    """Write ``stem.<fmt>`` for each format and then ``stem.mesh.json`` (the sidecar never outlives its meshes).
+
+    ``textured`` (a texture-baked copy of ``mesh``) is what the GLB and OBJ files get.
+    """
+    paths = export_mesh(mesh, stem, formats, textured)
+    if textured is not None:
+        report.texture = int(textured.visual.material.image.size[0])
     report.files = [p.name for p in paths]
     try:
         write_text_atomic(stem.with_name(stem.name + ".mesh.json"), json.dumps(report.to_dict(), indent=2) + "\n")
@@ -270,6 +297,7 @@ def export_meshes(
             mesh, report = options.build(
                 vol, volume_grid.voxel_size, volume_grid.origin, model_default, color_field, stage
             )
+            textured = options.textured(mesh, color_field, stage)
         del vol
         report.provenance = {
             **seed_provenance(G, model, seed, truncation, seed_cls),
@@ -277,7 +305,7 @@ def export_meshes(
             "grid": volume_grid.to_dict(),
             "units": MESH_UNITS,
         }
-        reports.append(save_mesh(mesh, report, out / f"seed{seed:04d}", options.formats))
+        reports.append(save_mesh(mesh, report, out / f"seed{seed:04d}", options.formats, textured))
         hooks.report(report)
     return reports
 
@@ -302,7 +330,7 @@ def mesh_volume_file(
     hooks = hooks or ExportHooks()
     options = options.validate()
     path = Path(path)
-    if options.colors and G is None:
+    if (options.colors or options.texture is not None) and G is None:
         raise EpigrafError("colours for a volume need the generator it came from (G)")
     vol = read_mrc(path)
     if options.level is not None:  # a bad level is a bad argument: fail before any work or output
@@ -312,7 +340,7 @@ def mesh_volume_file(
     color_field = None
     if G is not None and options.colors is not False:
         if "seed" not in side:
-            if options.colors:
+            if options.colors or options.texture is not None:
                 raise EpigrafError(f"{path} has no sidecar with its seed ({path.with_suffix('.json').name})")
             hooks.note(f"note: no sidecar with a seed beside {path}; writing the mesh without colours")
         else:
@@ -324,11 +352,12 @@ def mesh_volume_file(
         mesh, report = options.build(
             vol.data, vol.voxel_size, vol.origin, side.get("default_level"), color_field, stage
         )
+        textured = options.textured(mesh, color_field, stage)
     report.provenance = {"volume": str(path), "units": "world (from the MRC header)"}
     report.provenance.update(
         {k: side[k] for k in ("model", "seed", "truncation_psi", "class_index", "value") if k in side}
     )
-    save_mesh(mesh, report, out / path.stem, options.formats)
+    save_mesh(mesh, report, out / path.stem, options.formats, textured)
     hooks.report(report)
     return report
 

@@ -95,3 +95,43 @@ def test_volume_and_seeds_are_exclusive_and_colours_need_a_model(cli, one_error_
     assert "not both" in line
     line = one_error_line(cli(["export-mesh", "--volume", str(ball_mrc), "--colors"]))
     assert "--model" in line
+
+
+def test_textured_glb_and_obj_from_a_model(cli, model_dir, tmp_path):
+    pytest.importorskip("xatlas", reason="textured meshes need the optional xatlas package ([texture] extra)")
+    out = tmp_path / "tex"
+    result = cli([
+        "export-mesh", "--model", str(model_dir), "--seeds", "2", "--resolution", "20", "--formats", "glb,obj,ply",
+        "--texture", "64", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"seed0002.{ext}" for ext in ("glb", "mesh.json", "mtl", "obj", "ply", "png")]
+    report = json.loads((out / "seed0002.mesh.json").read_text())
+    assert report["texture"] == 64 and report["files"] == ["seed0002.glb", "seed0002.png", "seed0002.mtl",
+                                                           "seed0002.obj", "seed0002.ply"]  # fmt: skip
+    glb = trimesh.load(out / "seed0002.glb", force="mesh", process=False)
+    assert isinstance(glb.visual, trimesh.visual.TextureVisuals)
+    assert trimesh.load(out / "seed0002.ply", process=False).visual.kind == "vertex"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--texture", "64", "--formats", "ply"], "needs a format that carries one"),
+        (["--texture", "64", "--formats", "glb", "--no-colors"], "drop --no-colors or --texture"),
+        (["--texture", "9", "--formats", "glb"], "texture size"),
+    ],
+)
+def test_bad_texture_options(cli, one_error_line, model_dir, tmp_path, extra, message):
+    pytest.importorskip("xatlas", reason="textured meshes need the optional xatlas package ([texture] extra)")
+    result = cli(["export-mesh", "--model", str(model_dir), "--resolution", "16", "--out", str(tmp_path / "o"), *extra])
+    one_error_line(result, message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_texture_of_a_volume_needs_its_model(cli, one_error_line, ball_mrc, tmp_path):
+    result = cli(
+        ["export-mesh", "--volume", str(ball_mrc), "--texture", "64", "--formats", "glb", "--out", str(tmp_path)]
+    )
+    one_error_line(result, "need the --model")

@@ -145,3 +145,24 @@ def test_defaults_come_from_the_config_and_options_override():
 def test_dict_round_trip():
     cam = Camera(yaw=0.1, pitch=1.0, radius=1.2, fov=14.0, look_at=(0.0, 0.01, 0.0))
     assert Camera.from_dict(cam.to_dict()) == cam
+
+
+def test_blender_camera_casts_the_renderers_rays():
+    """A pinhole in Blender's terms (angle across the image edges, z-up world) reproduces every ray."""
+    cam = Camera.from_degrees(yaw=35.0, pitch=70.0, radius=2.7, fov=18.0, look_at=(0.1, -0.05, 0.02))
+    res = 9
+    matrix, angle = cam.to_blender(res)
+    c2w = torch.from_numpy(cam.cam2world()[None])
+    origins, dirs, _ = generate_rays(c2w, cam.fov, res, res)
+    to_blender = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
+    # Blender: pixel (row r, col c) centre on the image plane at distance 1 spans [-tan(a/2), tan(a/2)] edge to edge
+    half = math.tan(angle / 2)
+    c, r = np.meshgrid(np.arange(res), np.arange(res))
+    x = ((c + 0.5) / res * 2 - 1) * half
+    y = (1 - (r + 0.5) / res * 2) * half
+    local = np.stack([x, y, -np.ones_like(x)], axis=-1).reshape(-1, 3)
+    world = local @ matrix[:3, :3].T
+    world /= np.linalg.norm(world, axis=1, keepdims=True)
+    np.testing.assert_allclose(world, dirs[0].numpy() @ to_blender.T, atol=1e-6)  # float32 rays
+    np.testing.assert_allclose(matrix[:3, 3], to_blender @ cam.position, atol=1e-12)
+    assert np.linalg.det(matrix[:3, :3]) == pytest.approx(1.0)

@@ -27,7 +27,7 @@ runner = CliRunner()
 SIDECAR_KEYS = [  # the NAME.mesh.json keys of a seed's mesh, in the order the CLI has always written them
     "model", "seed", "truncation_psi", "truncation_cutoff", "class_index", "class_name", "value", "grid", "units",
     "level", "level_source", "model_default_level", "value_range", "colors", "vertices", "faces", "watertight",
-    "winding_consistent", "euler_number", "area", "bounds", "volume", "files",
+    "winding_consistent", "euler_number", "area", "bounds", "volume", "texture", "files",
 ]  # fmt: skip
 
 
