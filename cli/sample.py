@@ -17,6 +17,7 @@ from .render_args import (
     LookAtOption,
     PitchOption,
     RadiusOption,
+    RawOption,
     ResolutionOption,
     TruncationOption,
     YawOption,
@@ -64,6 +65,7 @@ def sample_cmd(
     alpha: bool = typer.Option(False, "--alpha", help="Also write opacity maps (PNG + .npy)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Seeds rendered together."),
     deterministic: bool = DeterministicOption,
+    raw: bool = RawOption,
     out: Path = typer.Option(Path("out/samples"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -80,6 +82,7 @@ def sample_cmd(
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
+    settings.raw = raw
     check_frames(frames)
     if trajectory is not None:
         get_trajectory(trajectory, frames)  # validates the name, the file and the frame count

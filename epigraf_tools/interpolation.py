@@ -24,6 +24,7 @@ import torch
 
 from .atomic import write_text_atomic
 from .camera import Camera
+from .eg3d_model import as_toolkit_model
 from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
 from .latents import (
@@ -163,6 +164,7 @@ def render_interpolation(
     ``cameras``: one camera for every frame (default: the frontal camera), or a trajectory with as
     many cameras as frames (``num_frames`` tells how many). Returns the written files (media + JSON).
     """
+    G = as_toolkit_model(G)
     settings = (settings or RenderSettings()).validate()
     request = SampleRequest.check(seeds, truncation, class_index, G)
     seeds, class_index = list(request.seeds), request.class_index

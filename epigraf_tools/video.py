@@ -23,6 +23,7 @@ import torch
 from .atomic import atomic_path, temp_name, write_text_atomic
 from .camera import Camera
 from .distributed import DistContext, barrier, shard
+from .eg3d_model import as_toolkit_model
 from .errors import EpigrafError
 from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to_even, to_uint8
 from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
@@ -225,6 +226,7 @@ def render_video(
     rank stores its seeds' frames in this run's own temporary folder and rank 0 encodes the grid.
     Progress reports frames done / frames to do on this rank.
     """
+    G = as_toolkit_model(G)
     settings = (settings or RenderSettings()).validate()
     options = options.validate()
     request = SampleRequest.check(seeds, truncation, class_index, G)

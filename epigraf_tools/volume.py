@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .models import Generator
 from .models.renderer import density_activation
@@ -303,6 +304,7 @@ def extract_density(
     """
     if value not in VALUE_TYPES:
         raise EpigrafError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
+    G = as_toolkit_model(G)
     if grid is None:
         grid = make_volume_grid(G.config.cube_scale, resolution, box, center, force=force)
     planes = as_planes(G, ws_or_planes).float()
@@ -316,6 +318,9 @@ def extract_density(
         raise ValueError(f"out must be float32 with shape {(rx, ry, rz)}, got {out.dtype} {tuple(out.shape)}")
     zyx_view = out.transpose(2, 1, 0)
     direct = zyx_view.flags.c_contiguous and device.type == "cpu"
+    if is_eg3d(G):  # EG3D's decoder, in plain PyTorch (EpiGRAF's folded paths do not apply)
+        _eg3d_density(G, planes, grid, value, zyx_view, direct, progress, on_slab, slab_voxels)
+        return out
 
     folded = FoldedField.from_generator(G, device)
     used, kernel = _choose_method(method, device, folded, grid.num_voxels)
@@ -422,3 +427,48 @@ def _naive_slab(G: Generator, planes: torch.Tensor, grid: VolumeGrid, k0: int, k
         n = torch.arange(n0, min(total, n0 + OFFICIAL_CHUNK), device=device)
         pts = torch.stack([axes[0][n % rx], axes[1][(n // rx) % ry], axes[2][k0 + n // (rx * ry)]], dim=-1)
         flat[n0 : n0 + n.numel()] = G.synthesis.field(planes, pts.unsqueeze(0))[0, :, -1]
+
+
+def _eg3d_density(
+    G,
+    planes: torch.Tensor,
+    grid: VolumeGrid,
+    value: str,
+    zyx_view: np.ndarray,
+    direct: bool,
+    progress: Progress | None,
+    on_slab: Callable[[int, np.ndarray], None] | None,
+    slab_voxels: int,
+) -> None:
+    """An EG3D model's density on ``grid`` (model world), slab by slab along z, into ``zyx_view`` [Rz, Ry, Rx].
+
+    Like EG3D's shape extraction (raw decoder density of world points, ``OFFICIAL_CHUNK``-sized
+    calls), but on the regular grid of ``VolumeGrid`` in the model world: voxel (i, j, k) is the
+    EG3D point (-z_k, y_j, x_i) (``eg3d_model.to_eg3d_points``). 'sigma' is softplus(raw - 1).
+    """
+    device = planes.device
+    rx, ry, rz = grid.resolution
+    axes = [torch.from_numpy(grid.axis(a)).float().to(device) for a in range(3)]
+    cfg = G.config
+    slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
+    done = 0
+    for k0 in range(0, rz, slab_t):
+        k1 = min(rz, k0 + slab_t)
+        slab = torch.from_numpy(zyx_view[k0:k1]) if direct else torch.empty(k1 - k0, ry, rx, device=device)
+        flat = slab.view(-1)
+        for n0 in range(0, flat.numel(), OFFICIAL_CHUNK):
+            n = torch.arange(n0, min(flat.numel(), n0 + OFFICIAL_CHUNK), device=device)
+            pts = torch.stack([axes[0][n % rx], axes[1][(n // rx) % ry], axes[2][k0 + n // (rx * ry)]], dim=-1)
+            with torch.inference_mode():
+                raw = G.density(planes, pts.unsqueeze(0))[0]
+                if value == "sigma":
+                    raw = density_activation(raw, cfg.density_shift, cfg.clamp_mode)
+            flat[n0 : n0 + n.numel()] = raw
+        slab_np = zyx_view[k0:k1] if direct else slab.cpu().numpy()
+        if not direct:
+            zyx_view[k0:k1] = slab_np
+        if on_slab is not None:
+            on_slab(k0, slab_np)
+        done += (k1 - k0) * rx * ry
+        if progress is not None:
+            progress(done, grid.num_voxels)
