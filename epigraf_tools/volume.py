@@ -365,11 +365,7 @@ def extract_density(
                     _separable_slab(folded, a_map, b_map, c_map, slab, buf)
         if value == "sigma" and used != "kernel":
             slab.copy_(density_activation(slab, cfg.density_shift, cfg.clamp_mode))
-        slab_np = zyx_view[k0:k1] if direct else slab.cpu().numpy()
-        if not direct:
-            zyx_view[k0:k1] = slab_np
-        if on_slab is not None:
-            on_slab(k0, slab_np)
+        _emit_slab(zyx_view, k0, slab, direct, on_slab)
         done += (k1 - k0) * rx * ry
         if progress is not None:
             progress(done, grid.num_voxels)
@@ -416,8 +412,34 @@ def _separable_slab(
             slab[k, j0:j1] = folded.hidden_to_density(h.view(-1, hdim)).view(j1 - j0, rx)
 
 
-def _naive_slab(G: Generator, planes: torch.Tensor, grid: VolumeGrid, k0: int, k1: int, slab: torch.Tensor) -> None:
-    """Reference: every voxel's world point through the full field, 32^3 points per call."""
+def _emit_slab(
+    zyx_view: np.ndarray,
+    k0: int,
+    slab: torch.Tensor,
+    direct: bool,
+    on_slab: Callable[[int, np.ndarray], None] | None,
+) -> None:
+    """Copy a finished slab [T, Ry, Rx] into ``zyx_view`` (unless written in place); show it to ``on_slab``."""
+    slab_np = zyx_view[k0 : k0 + slab.shape[0]] if direct else slab.cpu().numpy()
+    if not direct:
+        zyx_view[k0 : k0 + slab.shape[0]] = slab_np
+    if on_slab is not None:
+        on_slab(k0, slab_np)
+
+
+def _naive_slab(
+    G: Generator,
+    planes: torch.Tensor,
+    grid: VolumeGrid,
+    k0: int,
+    k1: int,
+    slab: torch.Tensor,
+    density: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Reference: every voxel's world point through the full field, 32^3 points per call.
+
+    ``density`` maps world points [N, 3] to raw density [N] (default: ``G.synthesis.field``'s).
+    """
     device = planes.device
     rx, ry, _ = grid.resolution
     axes = [torch.from_numpy(grid.axis(a)).float().to(device) for a in range(3)]
@@ -426,7 +448,10 @@ def _naive_slab(G: Generator, planes: torch.Tensor, grid: VolumeGrid, k0: int, k
     for n0 in range(0, total, OFFICIAL_CHUNK):
         n = torch.arange(n0, min(total, n0 + OFFICIAL_CHUNK), device=device)
         pts = torch.stack([axes[0][n % rx], axes[1][(n // rx) % ry], axes[2][k0 + n // (rx * ry)]], dim=-1)
-        flat[n0 : n0 + n.numel()] = G.synthesis.field(planes, pts.unsqueeze(0))[0, :, -1]
+        if density is None:
+            flat[n0 : n0 + n.numel()] = G.synthesis.field(planes, pts.unsqueeze(0))[0, :, -1]
+        else:
+            flat[n0 : n0 + n.numel()] = density(pts)
 
 
 def _eg3d_density(
@@ -448,27 +473,17 @@ def _eg3d_density(
     """
     device = planes.device
     rx, ry, rz = grid.resolution
-    axes = [torch.from_numpy(grid.axis(a)).float().to(device) for a in range(3)]
     cfg = G.config
     slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
     done = 0
     for k0 in range(0, rz, slab_t):
         k1 = min(rz, k0 + slab_t)
         slab = torch.from_numpy(zyx_view[k0:k1]) if direct else torch.empty(k1 - k0, ry, rx, device=device)
-        flat = slab.view(-1)
-        for n0 in range(0, flat.numel(), OFFICIAL_CHUNK):
-            n = torch.arange(n0, min(flat.numel(), n0 + OFFICIAL_CHUNK), device=device)
-            pts = torch.stack([axes[0][n % rx], axes[1][(n // rx) % ry], axes[2][k0 + n // (rx * ry)]], dim=-1)
-            with torch.inference_mode():
-                raw = G.density(planes, pts.unsqueeze(0))[0]
-                if value == "sigma":
-                    raw = density_activation(raw, cfg.density_shift, cfg.clamp_mode)
-            flat[n0 : n0 + n.numel()] = raw
-        slab_np = zyx_view[k0:k1] if direct else slab.cpu().numpy()
-        if not direct:
-            zyx_view[k0:k1] = slab_np
-        if on_slab is not None:
-            on_slab(k0, slab_np)
+        with torch.inference_mode():
+            _naive_slab(G, planes, grid, k0, k1, slab, density=lambda p: G.density(planes, p.unsqueeze(0))[0])
+            if value == "sigma":
+                slab.copy_(density_activation(slab, cfg.density_shift, cfg.clamp_mode))
+        _emit_slab(zyx_view, k0, slab, direct, on_slab)
         done += (k1 - k0) * rx * ry
         if progress is not None:
             progress(done, grid.num_voxels)
