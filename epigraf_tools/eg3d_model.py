@@ -176,7 +176,7 @@ class EG3DModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.eg3d.parameters()).device
+        return next(self.parameters()).device
 
     def planes(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         """ws [B, num_ws, w_dim] -> tri-planes [B, 3, 32, 256, 256]."""
@@ -304,6 +304,10 @@ class EG3DModel:
                 (grad,) = torch.autograd.grad(sigma.sum(), pts)
                 parts.append(-F.normalize(grad.detach(), dim=-1))
         return torch.cat(parts, dim=1)
+
+    def parameters(self):
+        """The wrapped generator's parameters (for counts and device checks)."""
+        return self.eg3d.parameters()
 
     def eval(self) -> EG3DModel:
         self.eg3d.eval()

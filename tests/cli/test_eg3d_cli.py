@@ -106,6 +106,12 @@ def test_export_mesh_level_auto(cli, eg3d_folder, tmp_path):
     assert (out / "seed0000.ply").is_file()
 
 
+def test_models_describes_and_checks_an_eg3d_folder(cli, eg3d_folder):
+    info = json.loads(_ok(cli(["models", "--model", eg3d_folder, "--check", "--device", "cpu"])).stdout)
+    assert info["config"]["model_family"] == "eg3d"
+    assert (info["check"]["num_ws"], info["check"]["img_resolution"]) == (14, 128)
+
+
 def test_fid_still_refuses_an_eg3d_folder(cli, one_error_line, eg3d_folder, tmp_path):
     line = one_error_line(cli(["fid", "--model", eg3d_folder, "--data", tmp_path / "none.zip", "--quiet"]))
     assert NOT_YET.format(cmd="fid") in line
