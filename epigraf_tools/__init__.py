@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "mesh_volume_file": "geometry_export",
     "fetch_model": "checkpoints.loading",
     "evaluate_fid": "training.metrics",
+    "EG3DModel": "eg3d_model",
+    "as_toolkit_model": "eg3d_model",
 }
 
 __all__ = sorted(_EXPORTS)

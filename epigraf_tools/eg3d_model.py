@@ -40,13 +40,14 @@ import torch
 import torch.nn.functional as F
 
 from .camera import _EG3D_TO_MODEL, Camera, CameraError
+from .checkpoints.model_card import EG3D_ISO_LEVEL
 from .errors import EpigrafError
 from .models.eg3d import EG3DDraws, EG3DGenerator, fov_to_intrinsics, pose_label, split_label
 from .models.eg3d.cameras import DEFAULT_FOV_DEG
 from .models.eg3d.renderer import camera_rays, render_rays
 
 FAMILY = "eg3d"
-EG3D_RAW_LEVEL = 10.0  # the EG3D repository's recommended marching-cubes level on the raw density
+EG3D_RAW_LEVEL = EG3D_ISO_LEVEL  # the EG3D repository's marching-cubes level on the raw density (the card's)
 ALPHA_EPS = 1e-3  # as rendering.ALPHA_EPS: no surface (depth, normals 0) below this opacity
 # Model world -> EG3D world (the inverse, i.e. transpose, of camera._EG3D_TO_MODEL).
 _MODEL_TO_EG3D = torch.tensor(_EG3D_TO_MODEL.T, dtype=torch.float32)
