@@ -12,12 +12,13 @@ same members for an EG3D generator, translating conventions in this one place:
 * Cameras. ``Camera`` keeps its meaning (orbit of ``radius`` around ``look_at``, yaw 0 / pitch pi/2
   frontal). The default camera is EG3D's frontal pose exactly: radius ``avg_camera_radius`` (2.7)
   around the world origin; its optical axis passes through the pivot, so it also "looks at" the
-  pivot as the official scripts' camera does. The fov is the one of the config's focal length
-  (fov 18 -> f = 4.2647 with the official 3.14159 and 1.414) at the neural rendering resolution,
-  so ``Camera.to_eg3d(neural_resolution, world='eg3d')`` gives the official label back.
-* Conditioning. EG3D's mapping takes a camera label too; like ``gen_samples.py`` it is the frontal
-  camera looking at ``avg_camera_pivot`` from ``avg_camera_radius`` with the fov-18 intrinsics,
-  whatever camera renders (``conditioning=`` another ``Camera`` to change it).
+  pivot as the official scripts' camera does. Its fov is that of the normalised focal length 4.2647
+  of EG3D's dataset labels (what the models were trained with, and what gen_videos.py renders with)
+  at the neural rendering resolution, so ``Camera.to_eg3d(neural_resolution, world='eg3d')`` gives
+  that label back. (gen_samples.py renders at "fov 18", f = 4.4652: its option is an int.)
+* Conditioning. EG3D's mapping takes a camera label too; it is gen_samples.py's: the frontal camera
+  looking at ``avg_camera_pivot`` from ``avg_camera_radius`` with the fov-18 intrinsics, whatever
+  camera renders, so a seed's ws equal that script's (``conditioning=`` another ``Camera`` to change it).
 * Truncation. Around ``w_avg`` on the first ``cutoff`` ws; the official scripts' cutoff 14 equals
   "all ws" (None) because the tri-plane backbone always has 14.
 * Images. ``image`` is the super-resolved picture (``img_resolution``); ``settings.raw`` gives the
@@ -42,12 +43,13 @@ import torch.nn.functional as F
 from .camera import _EG3D_TO_MODEL, Camera, CameraError
 from .checkpoints.model_card import EG3D_ISO_LEVEL
 from .errors import EpigrafError
-from .models.eg3d import EG3DDraws, EG3DGenerator, fov_to_intrinsics, pose_label, split_label
+from .models.eg3d import EG3DDraws, EG3DGenerator, pose_label, split_label
 from .models.eg3d.cameras import DEFAULT_FOV_DEG
 from .models.eg3d.renderer import camera_rays, render_rays
 
 FAMILY = "eg3d"
 EG3D_RAW_LEVEL = EG3D_ISO_LEVEL  # the EG3D repository's marching-cubes level on the raw density (the card's)
+DATASET_FOCAL = 4.2647  # normalised focal length of EG3D's FFHQ/AFHQ labels (gen_videos.py's intrinsics)
 ALPHA_EPS = 1e-3  # as rendering.ALPHA_EPS: no surface (depth, normals 0) below this opacity
 # Model world -> EG3D world (the inverse, i.e. transpose, of camera._EG3D_TO_MODEL).
 _MODEL_TO_EG3D = torch.tensor(_EG3D_TO_MODEL.T, dtype=torch.float32)
@@ -106,7 +108,6 @@ class EG3DToolkitConfig:
 def toolkit_config(G: EG3DGenerator, name: str = FAMILY) -> EG3DToolkitConfig:
     """The toolkit view of an EG3D generator's config."""
     rk = G.rendering_kwargs
-    focal = float(fov_to_intrinsics(DEFAULT_FOV_DEG)[0, 0])
     res = int(G.cfg.neural_rendering_resolution)
     px, py, pz = (float(v) for v in rk.get("avg_camera_pivot", (0.0, 0.0, 0.2)))
     pivot = tuple(float(v) for v in _EG3D_TO_MODEL @ np.array([px, py, pz]))
@@ -116,7 +117,7 @@ def toolkit_config(G: EG3DGenerator, name: str = FAMILY) -> EG3DToolkitConfig:
         img_resolution=int(G.img_resolution),
         raw_resolution=res,
         radius=float(rk.get("avg_camera_radius", 2.7)),
-        fov=camera_fov(focal, res),
+        fov=camera_fov(DATASET_FOCAL, res),
         pivot=pivot,  # type: ignore[arg-type]
         ray_start=float(rk["ray_start"]),
         ray_end=float(rk["ray_end"]),
