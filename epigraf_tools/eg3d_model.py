@@ -192,6 +192,14 @@ class EG3DModel:
         """Nothing to prepare: EG3D renders through its own decoder."""
         return None
 
+    def render_provenance(self, settings: Any) -> dict[str, Any]:
+        """What an output's sidecar adds for an EG3D model: the family, the image kind, the conditioning label."""
+        return {
+            "model_family": FAMILY,
+            "image": "neural render (--raw)" if settings.raw else "super-resolved",
+            "eg3d_conditioning_label": (self.mapping.label[0].double().cpu().numpy().round(8) + 0.0).tolist(),
+        }
+
     # -- field side (model-world points) -----------------------------------------------------------
     def query(self, planes: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
         """Model-world points [B, M, 3] -> {"rgb": [B, M, 3] in [-1, 1] as images, "sigma": raw [B, M, 1]}."""
@@ -346,4 +354,23 @@ def is_eg3d(G: Any) -> bool:
     return isinstance(G, EG3DModel)
 
 
-__all__: Sequence[str] = ["EG3DModel", "EG3DToolkitConfig", "as_toolkit_model", "is_eg3d", "to_eg3d_points"]
+def conditioned_on(G: Any, camera: Camera) -> EG3DModel:
+    """The same EG3D model with its mapping conditioned on ``camera`` instead of the frontal pose.
+
+    gen_videos.py calls this entanglement 'both' (the view also steers the latent); an EpiGRAF
+    model has no camera conditioning, so it is refused.
+    """
+    G = as_toolkit_model(G)
+    if not is_eg3d(G):
+        raise EpigrafError("only EG3D models condition their mapping on a camera; this is an EpiGRAF model")
+    return EG3DModel(G.eg3d, G.config.name, conditioning=camera)
+
+
+__all__: Sequence[str] = [
+    "EG3DModel",
+    "EG3DToolkitConfig",
+    "as_toolkit_model",
+    "conditioned_on",
+    "is_eg3d",
+    "to_eg3d_points",
+]

@@ -135,6 +135,7 @@ def sample_metadata(
         "ray_noise": "none" if settings.deterministic else f"torch.Generator().manual_seed({sample.seed})",
         "z": "numpy.random.RandomState(seed).randn(1, z_dim)",
         "image_encoding": IMAGE_ENCODING,
+        **(G.render_provenance(settings) if is_eg3d(G) else {}),
     }
 
 

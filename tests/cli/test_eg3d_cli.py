@@ -115,3 +115,16 @@ def test_models_describes_and_checks_an_eg3d_folder(cli, eg3d_folder):
 def test_fid_still_refuses_an_eg3d_folder(cli, one_error_line, eg3d_folder, tmp_path):
     line = one_error_line(cli(["fid", "--model", eg3d_folder, "--data", tmp_path / "none.zip", "--quiet"]))
     assert NOT_YET.format(cmd="fid") in line
+
+
+def test_condition_on_view_changes_the_latent_and_is_recorded(cli, one_error_line, eg3d_folder, model_dir, tmp_path):
+    base = ["sample", "--seeds", "0", "--raw", "--yaw", "0.5", "--device", "cpu", "--quiet"]
+    _ok(cli([*base, "--model", eg3d_folder, "--out", tmp_path / "a"]))
+    _ok(cli([*base, "--model", eg3d_folder, "--out", tmp_path / "b", "--condition-on-view"]))
+    a, b = (json.loads((tmp_path / x / "seed0000.json").read_text()) for x in "ab")
+    assert a["eg3d_conditioning_label"] != b["eg3d_conditioning_label"]
+    np.testing.assert_allclose(b["eg3d_conditioning_label"], b["views"][0]["eg3d_label"], atol=1e-6)
+    pix = [np.asarray(Image.open(tmp_path / x / "seed0000.png")) for x in "ab"]
+    assert not np.array_equal(*pix)
+    line = one_error_line(cli([*base, "--model", model_dir, "--out", tmp_path / "c", "--condition-on-view"]))
+    assert "only EG3D models condition" in line
