@@ -32,7 +32,7 @@ from .latents import Truncation, class_name, resolve_class, ws_from_seeds
 from .mesh import MeshReport, build_mesh, check_level, export_mesh, parse_formats
 from .models import Generator
 from .mrc import VolumeReport, export_volume, read_mrc
-from .volume import METHODS, VALUE_TYPES, VolumeGrid, extract_density, make_volume_grid
+from .volume import METHODS, VALUE_TYPES, VolumeGrid, check_eg3d_method, extract_density, make_volume_grid
 
 Progress = Callable[[int, int], None]  # (done, total)
 Stage = Callable[[str], None]  # the name of the stage that starts now
@@ -220,6 +220,8 @@ def seed_planes(
 def _prepare(G: Generator, truncation: Truncation, class_index: int | str | None, grid: GridOptions):
     """Checks before any work; an EG3D model's default box is its box_warp cube (config.cube_scale)."""
     truncation = truncation.validate(G.num_ws)
+    if is_eg3d(G):
+        check_eg3d_method(grid.method)
     cls = resolve_class(G.config, class_index)
     volume_grid = grid.validate().grid(G.config.cube_scale)
     return truncation, cls, volume_grid

@@ -319,6 +319,7 @@ def extract_density(
     zyx_view = out.transpose(2, 1, 0)
     direct = zyx_view.flags.c_contiguous and device.type == "cpu"
     if is_eg3d(G):  # EG3D's decoder, in plain PyTorch (EpiGRAF's folded paths do not apply)
+        check_eg3d_method(method)
         _eg3d_density(G, planes, grid, value, zyx_view, direct, progress, on_slab, slab_voxels)
         return out
 
@@ -452,6 +453,18 @@ def _naive_slab(
             flat[n0 : n0 + n.numel()] = G.synthesis.field(planes, pts.unsqueeze(0))[0, :, -1]
         else:
             flat[n0 : n0 + n.numel()] = density(pts)
+
+
+EG3D_METHODS = ("auto", "naive")  # what an EG3D volume can be extracted with today
+
+
+def check_eg3d_method(method: str) -> None:
+    """Refuse an extraction path EG3D models do not have yet (the fused kernel, the separable trick)."""
+    if method not in EG3D_METHODS:
+        raise EpigrafError(
+            f"method {method!r} is not available for EG3D models yet; use 'auto' or 'naive' (the same plain "
+            "PyTorch path through the EG3D decoder)"
+        )
 
 
 def _eg3d_density(

@@ -128,3 +128,10 @@ def test_condition_on_view_changes_the_latent_and_is_recorded(cli, one_error_lin
     assert not np.array_equal(*pix)
     line = one_error_line(cli([*base, "--model", model_dir, "--out", tmp_path / "c", "--condition-on-view"]))
     assert "only EG3D models condition" in line
+
+
+def test_export_volume_refuses_an_eg3d_path_that_does_not_exist_yet(cli, one_error_line, eg3d_folder, tmp_path):
+    out = tmp_path / "vol"
+    args = ["--seeds", "0", "--resolution", "8", "--method", "separable", "--out", out, "--device", "cpu"]
+    line = one_error_line(cli(["export-volume", "--model", eg3d_folder, *args]))
+    assert "not available for EG3D models yet" in line and not list(out.glob("*.mrc"))
