@@ -40,7 +40,7 @@ from .latents import (
 )
 from .models import Generator
 from .rendering import RenderSettings, render_views
-from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
+from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, family_provenance, planes_for
 from .seeds import z_from_seeds
 from .video import Mp4Writer, VideoOptions
 
@@ -245,6 +245,7 @@ def interpolation_metadata(
         "image_encoding": IMAGE_ENCODING,
         "schedule": [[keys.seeds[s.a], keys.seeds[s.b], round(s.t, 6)] for s in steps],
         "cameras": [c.to_dict() for c in cameras],
+        **family_provenance(G, settings),
     }
     if output == "mp4":
         meta.update(fps=options.fps, crf=options.crf, codec="h264 (libx264), yuv420p")

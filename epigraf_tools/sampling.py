@@ -135,8 +135,13 @@ def sample_metadata(
         "ray_noise": "none" if settings.deterministic else f"torch.Generator().manual_seed({sample.seed})",
         "z": "numpy.random.RandomState(seed).randn(1, z_dim)",
         "image_encoding": IMAGE_ENCODING,
-        **(G.render_provenance(settings) if is_eg3d(G) else {}),
+        **family_provenance(G, settings),
     }
+
+
+def family_provenance(G: Generator, settings: RenderSettings) -> dict[str, Any]:
+    """What a sidecar adds for a model of another family (EG3D: image kind, conditioning label); {} for EpiGRAF."""
+    return G.render_provenance(settings) if is_eg3d(G) else {}
 
 
 def eg3d_label(G: Generator, camera: Camera, resolution: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to
 from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
 from .models import Generator
 from .rendering import RenderSettings, prepare_field, render_views
-from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
+from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, family_provenance, planes_for
 
 CRF_RANGE = (0, 51)
 
@@ -197,6 +197,7 @@ def video_metadata(
         "ray_noise": "none" if settings.deterministic else "torch.Generator().manual_seed(seed), shared by all frames",
         "image_encoding": IMAGE_ENCODING,
         "cameras": [c.to_dict() for c in cameras],
+        **family_provenance(G, settings),
     }
 
 

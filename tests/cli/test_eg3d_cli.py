@@ -79,6 +79,8 @@ def test_video_and_interpolate(cli, eg3d_folder, tmp_path):
     _ok(cli(["video", "--model", eg3d_folder, "--seeds", "0", "--frames", "2", "--raw", "--out", tmp_path / "v",
              "--device", "cpu", "--quiet"]))  # fmt: skip
     assert count_frames(tmp_path / "v" / "seed0000.mp4") == 2
+    meta = json.loads((tmp_path / "v" / "seed0000.json").read_text())
+    assert (meta["model_family"], meta["image"], meta["resolution"]) == ("eg3d", "neural render (--raw)", 32)
     _ok(cli(["interpolate", "--model", eg3d_folder, "--seeds", "0,1", "--frames", "2", "--raw", "--out",
              tmp_path / "i", "--device", "cpu", "--quiet"]))  # fmt: skip
     assert list((tmp_path / "i").glob("*.mp4"))
