@@ -237,7 +237,8 @@ class EG3DModel:
                 key = None if keys is None else keys[b][v]
                 view = self._render_one(planes[b : b + 1], cam, raw_res, key, settings.chunk_rays, normals)
                 if not settings.raw:
-                    image = self.eg3d.superresolution(view["image"], view["features"], ws[b : b + 1])
+                    with torch.inference_mode():
+                        image = self.eg3d.superresolution(view["image"], view["features"], ws[b : b + 1])
                     if image.shape[-1] != out_res:
                         image = F.interpolate(image, size=(out_res, out_res), mode="bilinear", antialias=True)
                     view["image"] = image
