@@ -267,7 +267,8 @@ def render_chunks(
 def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField | None:
     """The inference field of tri-planes [B, 3, C, R, R] (a table copy made once; reuse it across views).
 
-    None for an EG3D model, which renders through its own decoder."""
+    None for an EG3D model, which renders through its own decoder.
+    """
     return G.inference_field(planes)
 
 
