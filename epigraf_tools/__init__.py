@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "evaluate_fid": "training.metrics",
     "EG3DModel": "eg3d_model",
     "as_toolkit_model": "eg3d_model",
+    "ToolkitGenerator": "model_api",
 }
 
 __all__ = sorted(_EXPORTS)

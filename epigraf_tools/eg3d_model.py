@@ -46,6 +46,7 @@ from .errors import EpigrafError
 from .models.eg3d import EG3DDraws, EG3DGenerator, pose_label, split_label
 from .models.eg3d.cameras import DEFAULT_FOV_DEG
 from .models.eg3d.renderer import camera_rays, render_rays
+from .models.renderer import density_activation
 
 FAMILY = "eg3d"
 EG3D_RAW_LEVEL = EG3D_ISO_LEVEL  # the EG3D repository's marching-cubes level on the raw density (the card's)
@@ -202,9 +203,15 @@ class EG3DModel:
 
     # -- field side (model-world points) -----------------------------------------------------------
     def query(self, planes: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Model-world points [B, M, 3] -> {"rgb": [B, M, 3] in [-1, 1] as images, "sigma": raw [B, M, 1]}."""
+        """Model-world points [B, M, 3] -> rgb [B, M, 3] (image range), sigma_raw [B, M], sigma [B, M].
+
+        As ``Generator.query``: the renderer's colour (EG3D's features 0-2, x2-1) and its density
+        sigma = softplus(raw - 1).
+        """
         out = self.eg3d.sample_points(planes, to_eg3d_points(points))
-        return {"rgb": out["rgb"][..., :3] * 2 - 1, "sigma": out["sigma"]}
+        raw = out["sigma"][..., 0]
+        sigma = density_activation(raw, self.config.density_shift, self.config.clamp_mode)
+        return {"rgb": out["rgb"][..., :3] * 2 - 1, "sigma_raw": raw, "sigma": sigma}
 
     def density(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Raw density [B, M] at model-world points [B, M, 3] (what EG3D's shape extraction writes)."""

@@ -121,8 +121,20 @@ def test_points_in_the_model_world_are_eg3d_points_rotated(model, ref, ws):
     model_pts = torch.stack([eg3d_pts[..., 2], eg3d_pts[..., 1], -eg3d_pts[..., 0]], dim=-1)
     torch.testing.assert_close(to_eg3d_points(model_pts), eg3d_pts)
     close(model.density(planes, model_pts)[0], ref["points_sigma__psi0.7__seed0"], 1e-4)
-    rgb = model.query(planes, model_pts)["rgb"][0]
-    close(rgb, ref["points_features__psi0.7__seed0"][:, :3] * 2 - 1, 2e-4)
+    out = model.query(planes, model_pts)
+    close(out["rgb"][0], ref["points_features__psi0.7__seed0"][:, :3] * 2 - 1, 2e-4)
+    sigma = torch.nn.functional.softplus(torch.from_numpy(ref["points_sigma__psi0.7__seed0"]) - 1)
+    close(out["sigma"][0], sigma.numpy(), 1e-4)
+    close(out["sigma_raw"][0], ref["points_sigma__psi0.7__seed0"], 1e-4)
+
+
+def test_both_families_offer_the_toolkit_surface(model):
+    from epigraf_tools.model_api import ToolkitGenerator
+
+    from support import make_tiny_generator
+
+    assert isinstance(model, ToolkitGenerator) and isinstance(make_tiny_generator(), ToolkitGenerator)
+    assert not isinstance(model.eg3d, ToolkitGenerator)  # the bare EG3D generator needs as_toolkit_model
 
 
 def test_volume_on_the_regular_grid_matches_the_fixture_after_the_axis_change(model, ref, ws):
