@@ -137,3 +137,13 @@ def test_export_volume_refuses_an_eg3d_path_that_does_not_exist_yet(cli, one_err
     args = ["--seeds", "0", "--resolution", "8", "--method", "separable", "--out", out, "--device", "cpu"]
     line = one_error_line(cli(["export-volume", "--model", eg3d_folder, *args]))
     assert "not available for EG3D models yet" in line and not list(out.glob("*.mrc"))
+
+
+def test_export_mesh_of_an_eg3d_volume_file_takes_colours_from_the_model(cli, eg3d_folder, tmp_path):
+    vol = tmp_path / "vol"
+    _ok(cli(["export-volume", "--model", eg3d_folder, "--seeds", "0", "--resolution", "16", "--out", vol,
+             "--device", "cpu", "--quiet", "--truncation", "0.7"]))  # fmt: skip
+    _ok(cli(["export-mesh", "--volume", vol / "seed0000.mrc", "--model", eg3d_folder, "--colors", "--out",
+             tmp_path / "mesh", "--device", "cpu", "--quiet"]))  # fmt: skip
+    report = json.loads((tmp_path / "mesh" / "seed0000.mesh.json").read_text())
+    assert report["colors"] and report["model_default_level"] == 10.0
