@@ -17,6 +17,7 @@ from .render_args import (
     LookAtOption,
     PitchOption,
     RadiusOption,
+    RawOption,
     ResolutionOption,
     TruncationOption,
     YawOption,
@@ -64,6 +65,7 @@ def interpolate_cmd(
     resolution: int = ResolutionOption,
     batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
     deterministic: bool = DeterministicOption,
+    raw: bool = RawOption,
     out: Path = typer.Option(Path("out/interpolations"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -80,6 +82,7 @@ def interpolate_cmd(
     seed_list = seeds_from_text(seeds)
     trunc, settings = check_common(truncation, truncation_cutoff, resolution, batch_size)
     settings.deterministic = deterministic
+    settings.raw = raw
     check_space(space)
     check_frames(frames)
     if output not in OUTPUTS:

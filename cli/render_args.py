@@ -31,6 +31,11 @@ FovOption = typer.Option(None, "--fov", help="Field of view in degrees (default:
 RadiusOption = typer.Option(None, "--radius", help="Camera distance from the look-at point (default: the model's).")
 LookAtOption = typer.Option(None, "--look-at", help="Point the camera orbits and faces, 'x,y,z' (default 0,0,0).")
 ResolutionOption = typer.Option(None, "--resolution", help="Render size in pixels (default: the model's).")
+RawOption = typer.Option(
+    False,
+    "--raw",
+    help="EG3D models: save the neural render instead of the super-resolved image (EpiGRAF images are always raw).",
+)
 DeterministicOption = typer.Option(
     False, "--deterministic", help="No ray jitter and evenly spaced importance samples (default: seeded noise)."
 )
@@ -149,32 +154,17 @@ def video_options(fps: float | None, crf: int, trajectory_options: dict) -> Vide
 def load_model(model: str | None, device: str, quiet: bool = False) -> tuple[Generator, str]:
     """Load through ``checkpoints.loading`` (the one way every command loads); ``quiet`` hides transfer bars.
 
-    Every rendering command loads here, so this is where an EG3D model is refused (before reading its
-    weights when it is a local folder) until those commands support it.
+    Every rendering and export command loads here; an EG3D model comes back wrapped for the toolkit
+    (``eg3d_model.EG3DModel``), so the commands serve both families.
     """
-    from epigraf_tools.checkpoints.loading import load_generator, require_epigraf_generator
+    from epigraf_tools.checkpoints.loading import load_generator
     from epigraf_tools.devices import resolve_device
     from epigraf_tools.distributed import context_from_env, device_for_rank
+    from epigraf_tools.eg3d_model import as_toolkit_model
 
-    command = command_name()
-    if model is not None:
-        require_epigraf_generator(model, command)
     dev = device_for_rank(resolve_device(device), context_from_env())
-    G = load_generator(model, dev, progress=not quiet)
-    require_epigraf_generator(G, command)  # a pickle or Hub repo can only be told once loaded
-    return G, (str(model) if model is not None else "default")
-
-
-def command_name() -> str:
-    """``epigraf sample`` etc. for messages: the running click command, or plain ``epigraf``."""
-    try:  # typer >= 0.2x vendors click and keeps its own context stack
-        from typer._click.globals import get_current_context
-    except ImportError:
-        from click import get_current_context
-
-    ctx = get_current_context(silent=True)
-    name = ctx.info_name if ctx is not None else None
-    return f"epigraf {name}" if name and name != "epigraf" else "epigraf"
+    label = str(model) if model is not None else "default"
+    return as_toolkit_model(load_generator(model, dev, progress=not quiet), label), label
 
 
 def prepare_out(out: Path) -> Path:

@@ -17,6 +17,7 @@ from .render_args import (
     LookAtOption,
     PitchOption,
     RadiusOption,
+    RawOption,
     ResolutionOption,
     TruncationOption,
     YawOption,
@@ -64,6 +65,12 @@ def sample_cmd(
     alpha: bool = typer.Option(False, "--alpha", help="Also write opacity maps (PNG + .npy)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Seeds rendered together."),
     deterministic: bool = DeterministicOption,
+    raw: bool = RawOption,
+    condition_on_view: bool = typer.Option(
+        False,
+        "--condition-on-view",
+        help="EG3D models: condition the mapping on the rendered camera, not the frontal one (one view only).",
+    ),
     out: Path = typer.Option(Path("out/samples"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -80,18 +87,26 @@ def sample_cmd(
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
+    settings.raw = raw
     check_frames(frames)
     if trajectory is not None:
         get_trajectory(trajectory, frames)  # validates the name, the file and the frame count
     elif frames is not None:
         raise EpigrafError("--frames needs --trajectory (sample renders one view per seed otherwise)")
+    if condition_on_view and trajectory is not None:
+        raise EpigrafError("--condition-on-view needs a single camera; drop --trajectory")
     ctx = context_from_env()
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    G = req.G
+    if condition_on_view:
+        from epigraf_tools.eg3d_model import conditioned_on
+
+        G = conditioned_on(G, req.camera)
     cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, frames, base=req.camera)[0]
     with process_group(ctx), progress_bar("Sampling", quiet or not ctx.is_main) as update:
         files = save_samples(
-            req.G,
+            G,
             seed_list,
             req.out,
             cameras=cameras,

@@ -17,6 +17,7 @@ from .render_args import (
     LookAtOption,
     PitchOption,
     RadiusOption,
+    RawOption,
     ResolutionOption,
     TruncationOption,
     YawOption,
@@ -68,6 +69,7 @@ def video_cmd(
     resolution: int = ResolutionOption,
     batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
     deterministic: bool = DeterministicOption,
+    raw: bool = RawOption,
     out: Path = typer.Option(Path("out/videos"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -83,6 +85,7 @@ def video_cmd(
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
+    settings.raw = raw
     check_frames(frames)
     if columns is not None and columns < 1:
         raise EpigrafError(f"--columns must be a positive integer, got {columns}")

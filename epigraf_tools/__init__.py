@@ -52,6 +52,9 @@ _EXPORTS: dict[str, str] = {
     "evaluate_fid": "training.metrics",
     "import_dataset": "dataset_import",
     "ImportOptions": "dataset_import",
+    "EG3DModel": "eg3d_model",
+    "as_toolkit_model": "eg3d_model",
+    "ToolkitGenerator": "model_api",
 }
 
 __all__ = sorted(_EXPORTS)

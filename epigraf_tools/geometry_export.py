@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .atomic import write_text_atomic
+from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .isolevel import default_level
 from .latents import Truncation, class_name, resolve_class, ws_from_seeds
@@ -32,7 +33,7 @@ from .mesh import MeshReport, build_mesh, check_level, export_mesh, parse_format
 from .mesh_texture import TEXTURE_FORMATS, bake_texture, check_texture_size, require_xatlas
 from .models import Generator
 from .mrc import VolumeReport, export_volume, read_mrc
-from .volume import METHODS, VALUE_TYPES, VolumeGrid, extract_density, make_volume_grid
+from .volume import METHODS, VALUE_TYPES, VolumeGrid, check_eg3d_method, extract_density, make_volume_grid
 
 Progress = Callable[[int, int], None]  # (done, total)
 Stage = Callable[[str], None]  # the name of the stage that starts now
@@ -239,7 +240,10 @@ def seed_planes(
 
 
 def _prepare(G: Generator, truncation: Truncation, class_index: int | str | None, grid: GridOptions):
+    """Checks before any work; an EG3D model's default box is its box_warp cube (config.cube_scale)."""
     truncation = truncation.validate(G.num_ws)
+    if is_eg3d(G):
+        check_eg3d_method(grid.method)
     cls = resolve_class(G.config, class_index)
     volume_grid = grid.validate().grid(G.config.cube_scale)
     return truncation, cls, volume_grid
@@ -280,11 +284,13 @@ def export_meshes(
     ``model`` is the name recorded in the sidecars (default: the model's config name). Colours are on
     unless ``options.colors`` is False. Returns one MeshReport per seed, in order.
     """
+    G = as_toolkit_model(G)
     hooks = hooks or ExportHooks()
     options = options.validate()
     truncation, cls, volume_grid = _prepare(G, truncation, class_index, grid)
     out = output_folder(out)
-    prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
+    if not is_eg3d(G):  # EG3D volumes take the plain PyTorch path (volume._eg3d_density)
+        prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
     use_colors = options.colors is not False
     reports = []
     for seed in seeds:
@@ -344,7 +350,7 @@ def mesh_volume_file(
                 raise EpigrafError(f"{path} has no sidecar with its seed ({path.with_suffix('.json').name})")
             hooks.note(f"note: no sidecar with a seed beside {path}; writing the mesh without colours")
         else:
-            model = G if isinstance(G, Generator) else G()
+            model = as_toolkit_model(G if hasattr(G, "planes") else G())  # a generator, or a loader
             trunc = Truncation(float(side.get("truncation_psi", 1.0)), side.get("truncation_cutoff"))
             planes, _ = seed_planes(model, int(side["seed"]), trunc.validate(model.num_ws), side.get("class_index"))
             color_field = (model, planes)
@@ -377,10 +383,12 @@ def export_volumes(
 
     One progress bar ('Volumes') covers every seed's voxels. Returns one VolumeReport per seed.
     """
+    G = as_toolkit_model(G)
     hooks = hooks or ExportHooks()
     truncation, cls, volume_grid = _prepare(G, truncation, class_index, grid)
     out = output_folder(out)
-    prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
+    if not is_eg3d(G):  # EG3D volumes take the plain PyTorch path (volume._eg3d_density)
+        prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
     total = volume_grid.num_voxels * len(seeds)
     reports = []
     with hooks.progress("Volumes") as update:

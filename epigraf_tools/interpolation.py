@@ -24,6 +24,7 @@ import torch
 
 from .atomic import write_text_atomic
 from .camera import Camera
+from .eg3d_model import as_toolkit_model
 from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
 from .latents import (
@@ -39,7 +40,7 @@ from .latents import (
 )
 from .models import Generator
 from .rendering import RenderSettings, render_views
-from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
+from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, family_provenance, planes_for
 from .seeds import z_from_seeds
 from .video import Mp4Writer, VideoOptions
 
@@ -163,6 +164,7 @@ def render_interpolation(
     ``cameras``: one camera for every frame (default: the frontal camera), or a trajectory with as
     many cameras as frames (``num_frames`` tells how many). Returns the written files (media + JSON).
     """
+    G = as_toolkit_model(G)
     settings = (settings or RenderSettings()).validate()
     request = SampleRequest.check(seeds, truncation, class_index, G)
     seeds, class_index = list(request.seeds), request.class_index
@@ -243,6 +245,7 @@ def interpolation_metadata(
         "image_encoding": IMAGE_ENCODING,
         "schedule": [[keys.seeds[s.a], keys.seeds[s.b], round(s.t, 6)] for s in steps],
         "cameras": [c.to_dict() for c in cameras],
+        **family_provenance(G, settings),
     }
     if output == "mp4":
         meta.update(fps=options.fps, crf=options.crf, codec="h264 (libx264), yuv420p")

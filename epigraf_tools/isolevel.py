@@ -27,7 +27,13 @@ PERCENTILES = (0.1, 1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
 
 
 def default_level(config: GeneratorConfig, value: str = "raw") -> float:
-    """The official threshold (sigma = 25) in the units of ``value`` ('raw' or 'sigma') for this model."""
+    """The official threshold (sigma = 25) in the units of ``value`` ('raw' or 'sigma') for this model.
+
+    A config with its own ``default_level`` (another family's recommendation, e.g. EG3D's raw 10) wins.
+    """
+    own = getattr(config, "default_level", None)
+    if callable(own):
+        return float(own(value))
     if value == "sigma":
         return OFFICIAL_SIGMA_LEVEL
     if value != "raw":

@@ -107,7 +107,7 @@ class SampleRequest:
         for s in seeds:
             if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**32:
                 raise EpigrafError(f"seed {s!r} is not an integer in [0, 2**32)")
-        config = model.config if isinstance(model, Generator) else model
+        config = getattr(model, "config", model)  # a generator of either family, or a config
         truncation.validate(None if config is None else config.num_ws)
         if isinstance(class_, bool) or not (class_ is None or isinstance(class_, (int, str, np.integer))):
             raise EpigrafError(f"class must be an index or a name, got {class_!r}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from .camera import Camera, CameraError, cameras_to_tensors
+from .eg3d_model import is_eg3d
 from .errors import EpigrafError
 from .models import Generator, RayDraws
 from .models.cameras import generate_rays
@@ -46,6 +47,7 @@ class RenderSettings:
     chunk_rays: int | None = None  # rays per chunk and sample; None: 2048 on CPU, 32768 on GPUs
     noise_mode: str = "const"  # tri-plane per-layer noise as the official scripts use
     workers: int | None = None  # CPU threads rendering chunks in parallel; None: torch.get_num_threads()
+    raw: bool = False  # EG3D: the neural render instead of the super-resolved image (EpiGRAF: always raw)
 
     def validate(self) -> RenderSettings:
         if self.resolution is not None and (
@@ -61,7 +63,10 @@ class RenderSettings:
         return self
 
     def resolved_resolution(self, G: Generator) -> int:
-        return self.resolution or G.config.img_resolution
+        """The output image size: ``resolution``, else the model's (EG3D with ``raw``: its neural render's)."""
+        if self.resolution:
+            return self.resolution
+        return getattr(G.config, "raw_resolution", G.config.img_resolution) if self.raw else G.config.img_resolution
 
 
 def default_chunk_rays(device: torch.device) -> int:
@@ -124,6 +129,11 @@ def render_views(
     b = planes.shape[0]
     grid = _as_grid(cameras, b)
     v = len(grid[0])
+    if is_eg3d(G):  # its own renderer and super-resolution (eg3d_model.py); bg_ws carries the SR's ws
+        if not settings.deterministic and noise_keys is None:
+            raise EpigrafError("noise_keys are needed for stochastic rendering (or set deterministic=True)")
+        keys = None if settings.deterministic else _key_grid(noise_keys, b, v)
+        return G.render_views(planes, grid, settings, keys, bg_ws, normals)
     res = settings.resolved_resolution(G)
     n_rays = res * res
     device, dtype = planes.device, planes.dtype
@@ -254,8 +264,11 @@ def render_chunks(
     return {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
 
 
-def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField:
-    """The inference field of tri-planes [B, 3, C, R, R] (a table copy made once; reuse it across views)."""
+def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField | None:
+    """The inference field of tri-planes [B, 3, C, R, R] (a table copy made once; reuse it across views).
+
+    None for an EG3D model, which renders through its own decoder.
+    """
     return G.inference_field(planes)
 
 

@@ -20,6 +20,7 @@ import torch
 from .atomic import write_text_atomic
 from .camera import Camera
 from .distributed import DistContext, barrier, shard
+from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .images import (
     alpha_to_uint8,
@@ -65,6 +66,10 @@ def planes_for(G: Generator, ws: torch.Tensor, noise_mode: str = "const") -> tor
 
 
 def background_ws(G: Generator, ws: torch.Tensor) -> torch.Tensor | None:
+    """The ws the renderer needs beyond the planes: EpiGRAF's background network's, EG3D's super-resolution's."""
+    renderer_ws = getattr(G, "renderer_ws", None)
+    if renderer_ws is not None:
+        return renderer_ws(ws)
     return G.synthesis.background_ws(ws) if hasattr(G.synthesis, "background_ws") else None
 
 
@@ -84,6 +89,7 @@ def generate_samples(
     The ray noise of seed s comes from ``torch.Generator().manual_seed(s)``, so a seed gives the same
     image at any batch size, on any rank, and from every command (sample, video, interpolate).
     """
+    G = as_toolkit_model(G)
     settings = (settings or RenderSettings()).validate()
     request = SampleRequest.check(seeds, truncation, class_index, G)
     check_batch_size(batch_size)
@@ -122,14 +128,27 @@ def sample_metadata(
         "view": sample.view,
         "camera": sample.camera.to_dict(),
         "cam2world_opengl": (sample.camera.cam2world("opengl").round(8) + 0.0).tolist(),
-        "eg3d_label": (sample.camera.to_eg3d(res).round(8) + 0.0).tolist(),
+        "eg3d_label": (eg3d_label(G, sample.camera, res).round(8) + 0.0).tolist(),
         "resolution": res,
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
         "ray_noise": "none" if settings.deterministic else f"torch.Generator().manual_seed({sample.seed})",
         "z": "numpy.random.RandomState(seed).randn(1, z_dim)",
         "image_encoding": IMAGE_ENCODING,
+        **family_provenance(G, settings),
     }
+
+
+def family_provenance(G: Generator, settings: RenderSettings) -> dict[str, Any]:
+    """What a sidecar adds for a model of another family (EG3D: image kind, conditioning label); {} for EpiGRAF."""
+    return G.render_provenance(settings) if is_eg3d(G) else {}
+
+
+def eg3d_label(G: Generator, camera: Camera, resolution: int) -> np.ndarray:
+    """The 25-number label of ``camera``: for an EG3D model the one its renderer used (EG3D world), else model world."""
+    if is_eg3d(G):
+        return G.label(camera)[0].double().numpy()
+    return camera.to_eg3d(resolution)
 
 
 def output_stem(seed: int, view: int, num_views: int) -> str:
@@ -162,6 +181,7 @@ def save_samples(
     columns: views; a square-ish tiling for a single view). Under torchrun (``ctx``) this rank
     renders seeds[rank::world] and rank 0 writes the grid after all ranks finished.
     """
+    G = as_toolkit_model(G)
     settings = (settings or RenderSettings()).validate()
     request = SampleRequest.check(seeds, truncation, class_index, G)  # all seeds, before any rank renders
     seeds, class_index = list(request.seeds), request.class_index

@@ -23,12 +23,13 @@ import torch
 from .atomic import atomic_path, temp_name, write_text_atomic
 from .camera import Camera
 from .distributed import DistContext, barrier, shard
+from .eg3d_model import as_toolkit_model
 from .errors import EpigrafError
 from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to_even, to_uint8
 from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
 from .models import Generator
 from .rendering import RenderSettings, prepare_field, render_views
-from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, planes_for
+from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, family_provenance, planes_for
 
 CRF_RANGE = (0, 51)
 
@@ -196,6 +197,7 @@ def video_metadata(
         "ray_noise": "none" if settings.deterministic else "torch.Generator().manual_seed(seed), shared by all frames",
         "image_encoding": IMAGE_ENCODING,
         "cameras": [c.to_dict() for c in cameras],
+        **family_provenance(G, settings),
     }
 
 
@@ -225,6 +227,7 @@ def render_video(
     rank stores its seeds' frames in this run's own temporary folder and rank 0 encodes the grid.
     Progress reports frames done / frames to do on this rank.
     """
+    G = as_toolkit_model(G)
     settings = (settings or RenderSettings()).validate()
     options = options.validate()
     request = SampleRequest.check(seeds, truncation, class_index, G)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .models import Generator
 from .models.renderer import density_activation
@@ -303,6 +304,7 @@ def extract_density(
     """
     if value not in VALUE_TYPES:
         raise EpigrafError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
+    G = as_toolkit_model(G)
     if grid is None:
         grid = make_volume_grid(G.config.cube_scale, resolution, box, center, force=force)
     planes = as_planes(G, ws_or_planes).float()
@@ -316,6 +318,10 @@ def extract_density(
         raise ValueError(f"out must be float32 with shape {(rx, ry, rz)}, got {out.dtype} {tuple(out.shape)}")
     zyx_view = out.transpose(2, 1, 0)
     direct = zyx_view.flags.c_contiguous and device.type == "cpu"
+    if is_eg3d(G):  # EG3D's decoder, in plain PyTorch (EpiGRAF's folded paths do not apply)
+        check_eg3d_method(method)
+        _eg3d_density(G, planes, grid, value, zyx_view, direct, progress, on_slab, slab_voxels)
+        return out
 
     folded = FoldedField.from_generator(G, device)
     used, kernel = _choose_method(method, device, folded, grid.num_voxels)
@@ -360,11 +366,7 @@ def extract_density(
                     _separable_slab(folded, a_map, b_map, c_map, slab, buf)
         if value == "sigma" and used != "kernel":
             slab.copy_(density_activation(slab, cfg.density_shift, cfg.clamp_mode))
-        slab_np = zyx_view[k0:k1] if direct else slab.cpu().numpy()
-        if not direct:
-            zyx_view[k0:k1] = slab_np
-        if on_slab is not None:
-            on_slab(k0, slab_np)
+        _emit_slab(zyx_view, k0, slab, direct, on_slab)
         done += (k1 - k0) * rx * ry
         if progress is not None:
             progress(done, grid.num_voxels)
@@ -411,8 +413,34 @@ def _separable_slab(
             slab[k, j0:j1] = folded.hidden_to_density(h.view(-1, hdim)).view(j1 - j0, rx)
 
 
-def _naive_slab(G: Generator, planes: torch.Tensor, grid: VolumeGrid, k0: int, k1: int, slab: torch.Tensor) -> None:
-    """Reference: every voxel's world point through the full field, 32^3 points per call."""
+def _emit_slab(
+    zyx_view: np.ndarray,
+    k0: int,
+    slab: torch.Tensor,
+    direct: bool,
+    on_slab: Callable[[int, np.ndarray], None] | None,
+) -> None:
+    """Copy a finished slab [T, Ry, Rx] into ``zyx_view`` (unless written in place); show it to ``on_slab``."""
+    slab_np = zyx_view[k0 : k0 + slab.shape[0]] if direct else slab.cpu().numpy()
+    if not direct:
+        zyx_view[k0 : k0 + slab.shape[0]] = slab_np
+    if on_slab is not None:
+        on_slab(k0, slab_np)
+
+
+def _naive_slab(
+    G: Generator,
+    planes: torch.Tensor,
+    grid: VolumeGrid,
+    k0: int,
+    k1: int,
+    slab: torch.Tensor,
+    density: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Reference: every voxel's world point through the full field, 32^3 points per call.
+
+    ``density`` maps world points [N, 3] to raw density [N] (default: ``G.synthesis.field``'s).
+    """
     device = planes.device
     rx, ry, _ = grid.resolution
     axes = [torch.from_numpy(grid.axis(a)).float().to(device) for a in range(3)]
@@ -421,4 +449,54 @@ def _naive_slab(G: Generator, planes: torch.Tensor, grid: VolumeGrid, k0: int, k
     for n0 in range(0, total, OFFICIAL_CHUNK):
         n = torch.arange(n0, min(total, n0 + OFFICIAL_CHUNK), device=device)
         pts = torch.stack([axes[0][n % rx], axes[1][(n // rx) % ry], axes[2][k0 + n // (rx * ry)]], dim=-1)
-        flat[n0 : n0 + n.numel()] = G.synthesis.field(planes, pts.unsqueeze(0))[0, :, -1]
+        if density is None:
+            flat[n0 : n0 + n.numel()] = G.synthesis.field(planes, pts.unsqueeze(0))[0, :, -1]
+        else:
+            flat[n0 : n0 + n.numel()] = density(pts)
+
+
+EG3D_METHODS = ("auto", "naive")  # what an EG3D volume can be extracted with today
+
+
+def check_eg3d_method(method: str) -> None:
+    """Refuse an extraction path EG3D models do not have yet (the fused kernel, the separable trick)."""
+    if method not in EG3D_METHODS:
+        raise EpigrafError(
+            f"method {method!r} is not available for EG3D models yet; use 'auto' or 'naive' (the same plain "
+            "PyTorch path through the EG3D decoder)"
+        )
+
+
+def _eg3d_density(
+    G,
+    planes: torch.Tensor,
+    grid: VolumeGrid,
+    value: str,
+    zyx_view: np.ndarray,
+    direct: bool,
+    progress: Progress | None,
+    on_slab: Callable[[int, np.ndarray], None] | None,
+    slab_voxels: int,
+) -> None:
+    """An EG3D model's density on ``grid`` (model world), slab by slab along z, into ``zyx_view`` [Rz, Ry, Rx].
+
+    Like EG3D's shape extraction (raw decoder density of world points, ``OFFICIAL_CHUNK``-sized
+    calls), but on the regular grid of ``VolumeGrid`` in the model world: voxel (i, j, k) is the
+    EG3D point (-z_k, y_j, x_i) (``eg3d_model.to_eg3d_points``). 'sigma' is softplus(raw - 1).
+    """
+    device = planes.device
+    rx, ry, rz = grid.resolution
+    cfg = G.config
+    slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
+    done = 0
+    for k0 in range(0, rz, slab_t):
+        k1 = min(rz, k0 + slab_t)
+        slab = torch.from_numpy(zyx_view[k0:k1]) if direct else torch.empty(k1 - k0, ry, rx, device=device)
+        with torch.inference_mode():
+            _naive_slab(G, planes, grid, k0, k1, slab, density=lambda p: G.density(planes, p.unsqueeze(0))[0])
+            if value == "sigma":
+                slab.copy_(density_activation(slab, cfg.density_shift, cfg.clamp_mode))
+        _emit_slab(zyx_view, k0, slab, direct, on_slab)
+        done += (k1 - k0) * rx * ry
+        if progress is not None:
+            progress(done, grid.num_voxels)

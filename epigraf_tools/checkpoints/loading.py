@@ -215,7 +215,7 @@ def load_generator(
 ) -> Generator | EG3DGenerator:
     """Load a generator in eval mode on ``device`` from any supported spec (None: the default model).
 
-    An EG3D folder or snapshot gives an :class:`EG3DGenerator` (commands that render refuse it for now).
+    An EG3D folder or snapshot gives an :class:`EG3DGenerator` (``eg3d_model.as_toolkit_model`` wraps it).
 
     ``progress`` shows download/conversion progress on stderr; ``offline`` (default:
     ``HF_HUB_OFFLINE``) forbids network access, using caches only.
@@ -272,7 +272,7 @@ def folder_model_family(folder: Path) -> str:
 
 
 def require_epigraf_generator(model: object, command: str) -> None:
-    """Refuse an EG3D model in a command that still needs the EpiGRAF Generator API (one clear line).
+    """Refuse an EG3D model in a command that still needs the EpiGRAF Generator API (fid, train): one clear line.
 
     ``model`` is a loaded generator or a local model folder (checked from config.json alone, before
     any weights are read).
@@ -287,5 +287,6 @@ def require_epigraf_generator(model: object, command: str) -> None:
         is_eg3d = isinstance(model, EG3DGenerator)
     if is_eg3d:
         raise EpigrafError(
-            f"EG3D models are not supported by `{command}` yet; `epigraf convert` and loading them in Python work"
+            f"EG3D models are not supported by `{command}` yet; sample, video, interpolate, export-volume, "
+            "export-mesh and convert take them"
         )

@@ -10,6 +10,13 @@
   share page, checked against the size and SHA-256 the share service reports, converted safely
   (:mod:`epigraf_tools.official_pickle`) and kept converted in the epigraf cache
   (``$EPIGRAF_CACHE``, else ``$XDG_CACHE_HOME/epigraf`` or ``~/.cache/epigraf``).
+- ``eg3d-ffhq512-64``, ``eg3d-ffhq512-128``, ``eg3d-ffhqrebalanced512-64``/``-128``,
+  ``eg3d-afhqcats512-128``, ``eg3d-shapenetcars128-64``: the official EG3D releases (Chan et al.,
+  CVPR 2022), training pickles on NVIDIA's NGC catalog under the same non-commercial licence. They
+  have direct file URLs (``url``), so they are downloaded straight from there, converted safely
+  (:mod:`epigraf_tools.checkpoints.eg3d_pickle`) and kept converted in the same cache. NVIDIA
+  publishes no sizes or checksums beside those links, so none are listed (``sha256`` empty): the
+  conversion itself is the integrity check (nothing in the pickle runs; an unexpected layout is refused).
 - Entries whose weights live in a Hub repo (``hub_repo``; pin ``revision`` and list ``sha256``
   digests where known) resolve through :mod:`epigraf_tools.hub` into the Hugging Face cache.
   ``register_entry`` adds such entries (e.g. a converted copy you pushed yourself).
@@ -32,6 +39,10 @@ from ..models import CONFIG_NAME, WEIGHTS_NAME
 DEFAULT_MODEL = "default"
 EPIGRAF_CODE = "https://github.com/universome/epigraf"
 NVIDIA_NC = "NVIDIA's Source Code License-NC (non-commercial use only)"
+EG3D_CODE = "https://github.com/NVlabs/eg3d"
+EG3D_NGC_PAGE = "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/eg3d"
+EG3D_NGC_FILES = "https://api.ngc.nvidia.com/v2/models/nvidia/research/eg3d/versions/1/files/"
+EG3D_LICENCE = "NVIDIA Source Code License (non-commercial)"
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -52,6 +63,7 @@ class ZooEntry:
     fid: float | None = None
     download_mb: int | None = None
     notes: str = ""
+    url: str | None = None  # a direct file URL (EG3D's NGC files); None: ``source`` is a share page to resolve
 
 
 _OFFICIAL_NOTE = "Official release; converted on first use. Code: " + EPIGRAF_CODE
@@ -115,6 +127,29 @@ for _entry in (
 ):
     register_entry(_entry)
 
+_EG3D_NOTE = "Official EG3D release (NGC); converted on first use; iso level 10. Code: " + EG3D_CODE
+for _file, _title, _res in (
+    ("ffhq512-64", "FFHQ 512x512, neural rendering 64", 512),
+    ("ffhq512-128", "FFHQ 512x512, neural rendering 128 (the EpiGRAF paper's comparison)", 512),
+    ("ffhqrebalanced512-64", "FFHQ rebalanced poses 512x512, neural rendering 64", 512),
+    ("ffhqrebalanced512-128", "FFHQ rebalanced poses 512x512, neural rendering 128", 512),
+    ("afhqcats512-128", "AFHQ cats 512x512, neural rendering 128", 512),
+    ("shapenetcars128-64", "ShapeNet cars 128x128, neural rendering 64", 128),
+):
+    register_entry(
+        ZooEntry(
+            f"eg3d-{_file}",
+            f"EG3D {_title} (official)",
+            "official-pickle",
+            source=EG3D_NGC_PAGE,
+            licence=EG3D_LICENCE,
+            resolution=_res,
+            num_classes=0,
+            notes=_EG3D_NOTE,
+            url=EG3D_NGC_FILES + f"{_file}.pkl",
+        )
+    )
+
 
 def get_entry(name: str) -> ZooEntry | None:
     return ZOO.get(str(name).lower())
@@ -171,12 +206,15 @@ def entry_info(entry: ZooEntry) -> dict[str, Any]:
         try:
             config = json.loads((path / CONFIG_NAME).read_text())
             resolution, classes = config.get("img_resolution", resolution), config.get("c_dim", classes)
+            if config.get("model_family") == "eg3d":
+                classes = 0  # EG3D's 25 conditioning numbers are a camera, not classes
         except (OSError, ValueError):
             pass
     if entry.kind == "embedded":
         status = "installed" if path else "not installed"
     elif entry.kind == "official-pickle":
-        status = "converted" if path else f"fetched on first use ({entry.download_mb} MB)"
+        size = f" ({entry.download_mb} MB)" if entry.download_mb else ""
+        status = "converted" if path else f"fetched on first use{size}"
     else:
         status = "cached" if path else "downloads on first use"
     return dict(
@@ -269,7 +307,7 @@ def _fetch_and_convert(
     from .share_download import download_file, resolve_yandex_public, safe_child
 
     try:
-        shared = resolve_yandex_public(entry.source)
+        shared = _direct_file(entry) if entry.url else resolve_yandex_public(entry.source)
         expected = entry.sha256.get(shared.name) or shared.sha256
         downloads.mkdir(parents=True, exist_ok=True)
         # shared.name is already reduced to a plain basename; safe_child also confines it to downloads/
@@ -282,8 +320,9 @@ def _fetch_and_convert(
 
             download_file(shared.href, pkl, size=shared.size, sha256=expected, progress=report)
     except EpigrafError as exc:
+        where = f"{entry.url}" if entry.url else f"its share page {entry.source}"
         raise EpigrafError(
-            f"could not fetch {entry.name} from its share page {entry.source}: {exc}. Download the .pkl there "
+            f"could not fetch {entry.name} from {where}: {exc}. Download the .pkl from {entry.source} "
             "yourself and pass spec=FILE.pkl (or `epigraf convert FILE.pkl DIR`)"
         ) from None
 
@@ -295,6 +334,16 @@ def _fetch_and_convert(
     if not keep_pickle:
         shutil.rmtree(downloads, ignore_errors=True)
     return out
+
+
+def _direct_file(entry: ZooEntry):
+    """A ``SharedFile`` for an entry with a direct URL: its last path segment names it; size unknown."""
+    from urllib.parse import unquote, urlsplit
+
+    from .share_download import SharedFile, display_name
+
+    name = display_name(unquote(urlsplit(entry.url).path.rsplit("/", 1)[-1]), f"{entry.name}.pkl")
+    return SharedFile(name, None, None, entry.url)
 
 
 def describe_model(
@@ -326,9 +375,10 @@ def describe_model(
     else:
         data = describe_spec(spec)
         if check:
+            from ..eg3d_model import as_toolkit_model
             from .loading import load_generator
 
-            G = load_generator(spec, dev, progress=progress)
+            G = as_toolkit_model(load_generator(spec, dev, progress=progress))
             data["check"] = {
                 "device": str(dev),
                 "parameters": sum(p.numel() for p in G.parameters()),

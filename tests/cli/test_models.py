@@ -28,7 +28,9 @@ def test_json_and_out_file(cli, tmp_path):
     result = cli(["models", "--json", "--out", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["default", "ffhq512", "plants256", "food256"]
+    eg3d = ["ffhq512-64", "ffhq512-128", "ffhqrebalanced512-64", "ffhqrebalanced512-128", "afhqcats512-128"]
+    eg3d = [f"eg3d-{n}" for n in [*eg3d, "shapenetcars128-64"]]
+    assert [r["name"] for r in rows] == ["default", "ffhq512", "plants256", "food256", *eg3d]
     assert json.loads((tmp_path / "report" / "models.json").read_text()) == rows
     ffhq = rows[1]
     assert (ffhq["resolution"], ffhq["classes"], ffhq["source"]) == (512, 0, "https://disk.yandex.ru/d/XJ0k9-kQyHouwQ")

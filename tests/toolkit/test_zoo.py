@@ -253,3 +253,39 @@ def test_describe_model_lists_describes_checks_and_writes(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(EpigrafError, match="out .* exists and is not a folder"):
         zoo.describe_model(out=tmp_path / "file")
+
+
+def test_eg3d_entries_name_their_ngc_files_and_licence():
+    names = ["ffhq512-64", "ffhq512-128", "ffhqrebalanced512-64", "ffhqrebalanced512-128", "afhqcats512-128"]
+    for file in [*names, "shapenetcars128-64"]:
+        entry = zoo.get_entry(f"eg3d-{file}")
+        assert entry.kind == "official-pickle" and entry.hub_repo is None
+        assert entry.url == f"https://api.ngc.nvidia.com/v2/models/nvidia/research/eg3d/versions/1/files/{file}.pkl"
+        assert entry.source == "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/eg3d"
+        assert entry.licence == "NVIDIA Source Code License (non-commercial)"
+        assert not entry.sha256 and entry.download_mb is None  # NVIDIA publishes neither; we invent none
+        assert zoo.entry_info(entry)["status"] == "fetched on first use"
+    assert zoo.get_entry("eg3d-shapenetcars128-64").resolution == 128
+
+
+def test_eg3d_entry_is_downloaded_from_its_url_and_converted_safely(env, share):
+    import dataclasses
+
+    import eg3d_fixture
+    from eg3d_pickle_factory import fixture_snapshot_bytes
+
+    from epigraf_tools.models.eg3d import EG3DGenerator
+
+    g_state = {k: torch.from_numpy(v) for k, v in eg3d_fixture.load_npz("G_ema_state.npz").items()}
+    share.publish("ngc", "ffhq512-128.pkl", fixture_snapshot_bytes(eg3d_fixture.load_meta(), g_state))
+    entry = dataclasses.replace(zoo.get_entry("eg3d-ffhq512-128"), url=f"{share.url}/files/ngc/ffhq512-128.pkl")
+    zoo.register_entry(entry, replace=True)
+    folder = zoo.resolve_zoo_model("eg3d-ffhq512-128")
+    assert folder == env / "epigraf-cache" / "converted" / "eg3d-ffhq512-128"
+    G = EG3DGenerator.from_pretrained(folder)
+    torch.testing.assert_close(G.backbone.mapping.w_avg, g_state["backbone.mapping.w_avg"])
+    assert "catalog.ngc.nvidia.com" in (folder / "README.md").read_text()
+    assert zoo.entry_info(zoo.get_entry("eg3d-ffhq512-128"))["status"] == "converted"
+    zoo.register_entry(dataclasses.replace(entry, name="eg3d-missing", url=f"{share.url}/files/ngc/none.pkl"))
+    with pytest.raises(EpigrafError, match="could not fetch eg3d-missing from http.*none.pkl.*spec=FILE.pkl"):
+        zoo.resolve_zoo_model("eg3d-missing")
