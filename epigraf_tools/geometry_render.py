@@ -260,7 +260,9 @@ def march(
         k += MARCH_CHUNK
     found = torch.nonzero(result == 0.0).view(-1)
     if found.numel():
-        result[found] = _refine(surface, origins[found], dirs[found], lo_t[found], hi_t[found], lo_f[found], hi_f[found])
+        result[found] = _refine(
+            surface, origins[found], dirs[found], lo_t[found], hi_t[found], lo_f[found], hi_f[found]
+        )
     return result
 
 
@@ -303,7 +305,10 @@ def shade(
             spec = (reflected * view_cam).sum(-1).clamp_min(0) ** lighting.exponent
             specular += intensity * torch.where(facing > 0, spec, 0.0)
     ambient = lighting.ambient_intensity * (visibility if lighting.occlusion else torch.ones_like(visibility))
-    rgb = color * (lighting.diffuse * diffuse + lighting.ambient * ambient)[:, None] + lighting.specular * specular[:, None]
+    rgb = (
+        color * (lighting.diffuse * diffuse + lighting.ambient * ambient)[:, None]
+        + lighting.specular * specular[:, None]
+    )
     return rgb.clamp(0.0, 1.0)
 
 

@@ -142,7 +142,9 @@ def save_geometry_samples(
             files = [save_png(out / f"{stem}.png", views["image"][v], meta)]
             mask = views["mask"][v].astype(np.float32)
             if depth:
-                near, far = slab(cam) if slab is not None else (float(views["depth"][v].min()), float(views["depth"][v].max()))
+                near, far = (
+                    slab(cam) if slab is not None else (float(views["depth"][v].min()), float(views["depth"][v].max()))
+                )
                 files.append(save_png(out / f"{stem}_depth.png", depth_to_uint8(views["depth"][v], mask, near, far)))
                 files.append(save_npy(out / f"{stem}_depth.npy", views["depth"][v]))
             if normals:
