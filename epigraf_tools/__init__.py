@@ -50,6 +50,13 @@ _EXPORTS: dict[str, str] = {
     "mesh_volume_file": "geometry_export",
     "fetch_model": "checkpoints.loading",
     "evaluate_fid": "training.metrics",
+    "IsoSurface": "geometry_render",
+    "Lighting": "geometry_render",
+    "render_isosurface": "geometry_render",
+    "GeometryShading": "geometry_views",
+    "save_geometry_samples": "geometry_views",
+    "render_geometry_video": "geometry_views",
+    "compare_geometry": "geometry_compare",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -103,16 +103,9 @@ class IsoSurface:
         self.voxel = torch.tensor([float(v) for v in voxel_size], dtype=torch.float32)
         self.origin = torch.tensor([float(v) for v in origin], dtype=torch.float32)
         self.extent = self.voxel * (self.resolution - 1)
-        with torch.inference_mode():
-            padded = F.pad(self.values, (0, 1, 0, 1, 0, 1), value=-math.inf)  # block k covers corners kB..kB+B
-            self.blocks = (F.max_pool3d(padded, BLOCK + 1, BLOCK, ceil_mode=True)[0, 0] > self.level).contiguous()
-            # a block or one of its 26 neighbours may hold the surface: what the coarse pass tests
-            self.near_blocks = F.max_pool3d(self.blocks[None, None].float(), 3, 1, 1)[0, 0].bool().contiguous()
-            solid = (self.values > self.level).float()
-            coarse = F.avg_pool3d(solid, BLOCK, BLOCK, ceil_mode=True)
-            for _ in range(2):  # a soft neighbourhood of ~2 blocks each side
-                coarse = F.avg_pool3d(coarse, 3, 1, 1, count_include_pad=True)
-            self.occupancy = coarse
+        self.blocks, self.occupancy = _block_tables(self.values[0, 0], self.level)
+        # a block or one of its 26 neighbours may hold the surface: what the coarse pass tests
+        self.near_blocks = F.max_pool3d(F.pad(self.blocks[None, None].float(), (1,) * 6), 3, 1)[0, 0].bool()
         self._tables: dict[int, torch.Tensor] = {}
 
     @property
@@ -188,9 +181,32 @@ class IsoSurface:
     def occlusion(self, points: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
         """Ambient visibility [M] in [0, 1]: 1 - blurred solid occupancy a block and a half outside."""
         probe = points + normals * (1.5 * BLOCK * self.min_voxel)
-        grid = self._grid(probe).view(1, 1, 1, -1, 3)
+        grid = self.block_grid(probe).view(1, 1, 1, -1, 3)  # block-cell coordinates, as the table is built
         occ = F.grid_sample(self.occupancy, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return (1.0 - occ.view(-1)).clamp(0.0, 1.0)
+
+
+@torch.inference_mode()
+def _block_tables(values: torch.Tensor, level: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """From values [Rz, Ry, Rx]: blocks [Bz, By, Bx] (max over the block's voxels and the next corner
+    layer > level) and the blurred solid occupancy [1, 1, Bz, By, Bx] for ambient occlusion.
+
+    One z-row of blocks at a time, so a 512^3 volume never needs a second full-size copy.
+    """
+    rz, ry, rx = values.shape
+    pad_y, pad_x = -ry % BLOCK, -rx % BLOCK  # whole blocks, so a volume smaller than one block works too
+    maxima, fractions = [], []
+    for z0 in range(0, rz, BLOCK):
+        slab = values[z0 : min(rz, z0 + BLOCK + 1)][None, None]  # the corner layer overlaps the next row
+        padded = F.pad(slab, (0, pad_x + 1, 0, pad_y + 1), value=-math.inf)
+        maxima.append(F.max_pool3d(padded, (slab.shape[2], BLOCK + 1, BLOCK + 1), BLOCK))
+        solid = F.pad((values[z0 : z0 + BLOCK] > level).float(), (0, pad_x, 0, pad_y))[None, None]
+        fractions.append(F.avg_pool3d(solid, (solid.shape[2], BLOCK, BLOCK), BLOCK))
+    blocks = (torch.cat(maxima, 2)[0, 0] > level).contiguous()
+    occupancy = torch.cat(fractions, 2)
+    for _ in range(2):  # a soft neighbourhood of ~2 blocks each side
+        occupancy = F.avg_pool3d(F.pad(occupancy, (1,) * 6), 3, 1)  # outside the box counts as empty
+    return blocks, occupancy
 
 
 def occupied_span(

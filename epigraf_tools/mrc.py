@@ -231,12 +231,17 @@ def chimerax_script(mrc_name: str, level: float, movie: str | None = None) -> st
     script = (
         "# ChimeraX command script written by epigraf-tools. Run: chimerax <this file>\n"
         "# (ChimeraX executes it from this folder, so the volume is found beside it.)\n"
-        f'open "{mrc_name}" format mrc\n'
-        f"volume style surface level {level:.6g} step 1\n"
-        "lighting full\n"
+        + "\n".join(chimerax_model_lines(mrc_name, level))
+        + "\nlighting full\n"
         "view\n"
     )
     return script + (turntable_commands(["#1"], movie) if movie is not None else "")
+
+
+def chimerax_model_lines(mrc_name: str, level: float, spec: str | None = None) -> list[str]:
+    """ChimeraX commands that open one MRC and show it as a surface at ``level``, step 1 (model ``spec``)."""
+    target = f"{spec} " if spec else ""
+    return [f'open "{mrc_name}" format mrc', f"volume {target}style surface level {level:.6g} step 1"]
 
 
 TURNTABLE_FRAMES = 180  # 2 degrees per frame: one full turn
