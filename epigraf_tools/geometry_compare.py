@@ -31,8 +31,8 @@ from .atomic import write_text_atomic
 from .camera import Camera
 from .errors import EpigrafError
 from .geometry_export import ExportHooks, GridOptions, MeshOptions, export_volumes, mesh_volume_file, output_folder
-from .geometry_render import IsoSurface, model_slab, render_isosurface
-from .geometry_views import GeometryShading
+from .geometry_render import IsoSurface, model_slab
+from .geometry_views import GeometryShading, geometry_frames
 from .images import make_grid
 from .latents import Truncation
 from .mrc import chimerax_model_lines, read_mrc, turntable_commands
@@ -158,18 +158,12 @@ def compare_geometry(
                 surface = IsoSurface(vol.data, vol.voxel_size, vol.origin, m["levels"][i])
                 del vol
                 cameras, _ = get_trajectory("orbit", frames, base=Camera.default(m["config"]))
-                slab = model_slab(m["config"])
                 rendered = []
-                for start in range(0, frames, 8):
-                    cams = cameras[start : start + 8]
-                    rendered.append(
-                        render_isosurface(surface, cams, video_resolution, shading.lighting, slab, shading.step)[
-                            "image"
-                        ]
-                    )
-                    done += len(cams)
+                for frame in geometry_frames([surface], cameras, video_resolution, shading, [model_slab(m["config"])]):
+                    rendered.append(frame)
+                    done += 1
                     update(done, total)
-                columns.append(np.concatenate(rendered))
+                columns.append(np.stack(rendered))
                 del surface
             stem = f"turntable_seed{seed:04d}"
             meta = {

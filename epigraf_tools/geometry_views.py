@@ -175,7 +175,6 @@ def geometry_frames(
     slabs: Sequence[Any] | None = None,
     columns: int | None = None,
     batch: int = 4,
-    progress: Progress | None = None,
 ) -> Iterable[np.ndarray]:
     """Frames uint8 [H, W, 3]: every surface rendered from the same camera, tiled (``columns``), per camera."""
     slabs = list(slabs) if slabs is not None else [None] * len(surfaces)
@@ -188,8 +187,6 @@ def geometry_frames(
         ]
         for i in range(len(cams)):
             yield rendered[0][i] if len(surfaces) == 1 else make_grid([r[i] for r in rendered], cols)
-        if progress is not None:
-            progress(start + len(cams), len(cameras))
 
 
 def render_geometry_video(
