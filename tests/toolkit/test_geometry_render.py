@@ -74,12 +74,13 @@ def default_model():
     return load_generator(None, "cpu", progress=False)
 
 
-@pytest.mark.parametrize("yaw, pitch", [(0.0, math.pi / 2), (0.35, math.pi / 2), (-0.3, 1.3)])
+@pytest.mark.parametrize("yaw, pitch", [(0.0, math.pi / 2), (0.35, math.pi / 2), (-0.3, 1.45), (0.2, 1.75)])
 def test_silhouette_matches_alpha_mask_of_default_model(default_model, yaw, pitch):
     """IoU >= 0.9 between the shaded image's surface mask and the colour render's alpha > 0.5.
 
-    Views stay near the front: from wide angles the colour renderer's slab reaches beyond the tri-plane
-    cube, where the network's response to zero plane features shows up as opacity that no volume holds.
+    Measured: 0.967, 0.954, 0.957, 0.968 (64 px, 128^3 volume). Views stay near the front: from wide or
+    high angles the colour renderer's slab reaches beyond the tri-plane cube, where the network's response
+    to zero plane features shows up as opacity that no volume of the cube holds (pitch 1.3 gives 0.906).
     """
     G = default_model
     trunc = Truncation(0.7).validate(G.num_ws)
