@@ -18,9 +18,10 @@ limited to the colour renderer's slab (``ray_start``..``ray_end`` shifted by the
 so the shaded silhouette lines up with the alpha mask of the same view (tests/toolkit check it).
 
 Lighting imitates ChimeraX's ``lighting full``: a key and a fill directional light fixed to the
-camera, ambient light darkened by a cheap ambient-occlusion term (how much of a blurred solid
-occupancy surrounds a point just outside the surface), diffuse and Phong specular reflection with
-ChimeraX's default material (diffuse 0.8, specular 0.3, exponent 30, ambient 0.8). No cast shadows.
+camera, the key light casting shadows (a second march from each surface point towards it), ambient
+light darkened by a cheap ambient-occlusion term (how much of a blurred solid occupancy surrounds a
+point just outside the surface), diffuse and Phong specular reflection with ChimeraX's default
+material (diffuse 0.8, specular 0.3, exponent 30, ambient 0.8).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Lighting:
     fill_intensity: float = 0.5
     ambient_intensity: float = 0.4
     occlusion: bool = True
+    shadows: bool = True  # the key light casts shadows (one more march per surface pixel)
     diffuse: float = 0.8
     specular: float = 0.3
     exponent: float = 30.0
@@ -303,9 +305,16 @@ def _refine(
 
 
 def shade(
-    normals_cam: torch.Tensor, view_cam: torch.Tensor, visibility: torch.Tensor, lighting: Lighting
+    normals_cam: torch.Tensor,
+    view_cam: torch.Tensor,
+    visibility: torch.Tensor,
+    lighting: Lighting,
+    key_lit: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """RGB [M, 3] in [0, 1] of surface points from camera-frame unit normals and view vectors [M, 3]."""
+    """RGB [M, 3] in [0, 1] of surface points from camera-frame unit normals and view vectors [M, 3].
+
+    visibility [M]: ambient occlusion factor; key_lit [M] (bool or 0..1): 0 where the key light is shadowed.
+    """
     color = torch.tensor(lighting.color)
     diffuse = torch.zeros(normals_cam.shape[0])
     specular = torch.zeros_like(diffuse)
@@ -315,6 +324,8 @@ def shade(
     ):
         d = F.normalize(torch.tensor(direction, dtype=torch.float32), dim=0)  # the light travels along d
         facing = (normals_cam @ -d).clamp_min(0)
+        if shiny and key_lit is not None:
+            facing = facing * key_lit
         diffuse += intensity * facing
         if shiny:
             reflected = d - 2 * (normals_cam @ d)[:, None] * normals_cam
@@ -326,6 +337,18 @@ def shade(
         + lighting.specular * specular[:, None]
     )
     return rgb.clamp(0.0, 1.0)
+
+
+def key_light_visible(
+    surface: IsoSurface, points: torch.Tensor, normals: torch.Tensor, rot: torch.Tensor, lighting: Lighting, step: float
+) -> torch.Tensor:
+    """Whether surface points [M, 3] (world; outward normals [M, 3]) see the key light: a second march
+    towards it, started two voxels off the surface so the point's own surface does not shadow it."""
+    key = F.normalize(torch.tensor(lighting.key_direction, dtype=torch.float32), dim=0)
+    towards = (-(rot @ key)).expand_as(points).contiguous()  # camera-frame light -> world, pointing at the light
+    start = points + normals * (2 * surface.min_voxel)
+    far = surface.box_range(start, towards)[1]
+    return ~torch.isfinite(march(surface, start, towards, torch.zeros_like(far), far, step))
 
 
 def render_isosurface(
@@ -376,7 +399,8 @@ def render_isosurface(
                 rot = cams.cam2world[i, :3, :3]
                 n_cam[hit] = n_world @ rot  # R^T n: world -> camera axes
                 view = -F.normalize(dirs_cam[i, hit], dim=-1)
-                rgb[hit] = shade(n_cam[hit], view, surface.occlusion(pts, n_world), lighting)
+                key_lit = key_light_visible(surface, pts, n_world, rot, lighting, step) if lighting.shadows else None
+                rgb[hit] = shade(n_cam[hit], view, surface.occlusion(pts, n_world), lighting, key_lit)
             images[i] = (rgb * 255 + 0.5).clamp(0, 255).to(torch.uint8).view(res, res, 3).numpy()
             masks[i] = hit.view(res, res).numpy()
             depths[i] = torch.where(hit, t, 0.0).view(res, res).numpy()

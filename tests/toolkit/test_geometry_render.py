@@ -94,3 +94,21 @@ def test_silhouette_matches_alpha_mask_of_default_model(default_model, yaw, pitc
     iou = (mask & colour_mask).sum() / (mask | colour_mask).sum()
     assert colour_mask.mean() > 0.1  # the object is in view
     assert iou >= 0.9, iou
+
+
+def test_key_light_casts_a_shadow():
+    """A ball in front of a wall, lit from the front at 45 degrees: its shadow darkens one side of the wall only."""
+    n = 64
+    axis = np.linspace(-BOX, BOX, n)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    ball = 0.1 - np.sqrt(x**2 + y**2 + z**2)
+    wall = np.minimum(x + 0.25, -0.2 - x)  # a slab at x in [-0.25, -0.2], behind the ball seen from +x
+    step = 2 * BOX / (n - 1)
+    surface = IsoSurface(np.maximum(ball, wall).astype(np.float32), (step,) * 3, (-BOX,) * 3, 0.0)
+    light = dict(key_direction=(1.0, 0.0, -1.0), fill_intensity=0.0, ambient_intensity=0.0, specular=0.0)
+    sides = {}
+    for shadows in (False, True):
+        img = render_isosurface(surface, [FRONT], 65, Lighting(shadows=shadows, **light))["image"][0].mean(-1)
+        sides[shadows] = (float(img[32, 32 - 20]), float(img[32, 32 + 20]))  # the wall left and right of the ball
+    assert sides[False][0] == pytest.approx(sides[False][1], abs=2) and sides[False][0] > 60
+    assert min(sides[True]) < 10 and max(sides[True]) > 60  # one side in the ball's shadow
