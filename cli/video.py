@@ -90,6 +90,8 @@ def video_cmd(
     )
     check_frames(frames)
     geometry = check_shading(shading, level, volume_resolution)
+    if geometry is not None and depth:
+        raise EpigrafError("--depth videos are not available with --shading geometry (sample --depth has them)")
     if columns is not None and columns < 1:
         raise EpigrafError(f"--columns must be a positive integer, got {columns}")
     _, traj_options = get_trajectory(trajectory, frames)  # validates before the model loads

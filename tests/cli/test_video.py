@@ -57,3 +57,9 @@ def test_video_shading_geometry(cli, model_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert count_frames(tmp_path / "seed0002.mp4") == 4
     assert (tmp_path / "seed0002.json").is_file()
+
+
+def test_video_geometry_refuses_depth(cli, one_error_line, model_dir, tmp_path):
+    result = cli(["video", "--model", model_dir, "--shading", "geometry", "--depth", "--out", tmp_path / "v"])
+    one_error_line(result, "--depth", "--shading geometry")
+    assert not (tmp_path / "v").exists()
