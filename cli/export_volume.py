@@ -32,7 +32,8 @@ HELP = (
     "\n\n[bold]Examples[/bold]\n\n"
     "  epigraf export-volume --seeds 0-3 --truncation 0.7\n\n"
     "  epigraf export-volume --model ffhq512 --seeds 42 --resolution 256 --box 0.3 --value sigma\n\n"
-    "  epigraf export-volume --seeds 7 --box 0.1,0.1,0.2 --center 0.05,0,0 --out out/zoom\n"
+    "  epigraf export-volume --seeds 7 --box 0.1,0.1,0.2 --center 0.05,0,0 --out out/zoom\n\n"
+    "  epigraf export-volume --seeds 0 --truncation 0.7 --cxc-movie   # then: chimerax seed0000.cxc\n"
 )
 
 
@@ -48,6 +49,9 @@ def export_volume_cmd(
     value: str = ValueOption,
     force: bool = ForceOption,
     method: str = MethodOption,
+    cxc_movie: bool = typer.Option(
+        False, "--cxc-movie", help="The .cxc also records a turntable movie seedNNNN.mp4 (ChimeraX turn + movie)."
+    ),
     out: Path = typer.Option(Path("out/volumes"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -63,7 +67,17 @@ def export_volume_cmd(
     out = prepare_writable_out(out)
     G, label = load_model(model, device, quiet)
     hooks = geometry_hooks(quiet, on_report=lambda report: echo(describe(report), quiet))
-    export_volumes(G, seed_list, out, truncation=trunc, class_index=class_, grid=grid, model=label, hooks=hooks)
+    export_volumes(
+        G,
+        seed_list,
+        out,
+        truncation=trunc,
+        class_index=class_,
+        grid=grid,
+        model=label,
+        hooks=hooks,
+        chimerax_movie=cxc_movie,
+    )
     echo(f"Wrote {3 * len(seed_list)} files to {out}", quiet)
 
 

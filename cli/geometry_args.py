@@ -176,3 +176,41 @@ def stage_bar(description: str, stages: list[str], quiet: bool) -> Iterator[Call
 
         yield stage
         progress.update(task, completed=len(stages), description=f"{description}: done")
+
+
+# --------------------------------------------------------------------------- lit iso-surface shading
+ShadingOption = typer.Option(
+    "color",
+    "--shading",
+    help="color: the model's rendered image (default); geometry: its density iso-surface, lit like ChimeraX's "
+    "'lighting full' (see docs/geometry.md).",
+)
+IsoLevelOption = typer.Option(
+    "auto",
+    "--level",
+    help="With --shading geometry: iso level on raw density, or 'auto' (the model's recommended level; "
+    "isodata when that lies outside the volume's values).",
+)
+VolumeResolutionOption = typer.Option(
+    256, "--volume-resolution", help="With --shading geometry: grid points per axis of the sampled density."
+)
+
+
+def check_shading(shading: str, level: str, volume_resolution: int):  # noqa: ANN201 - GeometryShading | None
+    """Validate --shading/--level/--volume-resolution before a model loads; None for colour shading."""
+    from epigraf_tools.geometry_views import SHADING, GeometryShading
+
+    from .export_mesh import parse_level
+
+    if shading not in SHADING:
+        raise EpigrafError(f"--shading must be one of {', '.join(SHADING)}, got {shading!r}")
+    try:
+        level_value = parse_level(level)
+    except ValueError as exc:
+        raise EpigrafError(str(exc)) from None
+    if shading == "color":
+        if level_value is not None or volume_resolution != 256:
+            raise EpigrafError("--level and --volume-resolution need --shading geometry")
+        return None
+    with flag_names({"resolution": "--volume-resolution", "level": "--level"}):
+        return GeometryShading(volume_resolution=volume_resolution, level=level_value).validate()

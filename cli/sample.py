@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, handle_errors
+from .geometry_args import IsoLevelOption, ShadingOption, VolumeResolutionOption, check_shading
 from .render_args import (
     CameraArgs,
     ClassOption,
@@ -38,6 +39,7 @@ HELP = (
     "  epigraf sample --seeds 0-15 --truncation 0.7 --grid\n\n"
     "  epigraf sample --model ffhq512 --seeds 42 --yaw 20 --pitch 80 --degrees --depth --normals\n\n"
     "  epigraf sample --model ./my_model --seeds 0-3 --class 5 --trajectory points --resolution 256\n\n"
+    "  epigraf sample --seeds 0-3 --truncation 0.7 --shading geometry --resolution 256 --grid\n\n"
     "  torchrun --nproc_per_node 4 -m epigraf_tools.cli.app sample --seeds 0-999 --device cuda\n"
 )
 
@@ -71,6 +73,9 @@ def sample_cmd(
         "--condition-on-view",
         help="EG3D models: condition the mapping on the rendered camera, not the frontal one (one view only).",
     ),
+    shading: str = ShadingOption,
+    level: str = IsoLevelOption,
+    volume_resolution: int = VolumeResolutionOption,
     out: Path = typer.Option(Path("out/samples"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -89,6 +94,7 @@ def sample_cmd(
     )
     settings.raw = raw
     check_frames(frames)
+    geometry = check_shading(shading, level, volume_resolution)
     if trajectory is not None:
         get_trajectory(trajectory, frames)  # validates the name, the file and the frame count
     elif frames is not None:
@@ -96,6 +102,8 @@ def sample_cmd(
     if condition_on_view and trajectory is not None:
         raise EpigrafError("--condition-on-view needs a single camera; drop --trajectory")
     ctx = context_from_env()
+    if geometry is not None and ctx.world_size > 1:
+        raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
     G = req.G
@@ -104,6 +112,28 @@ def sample_cmd(
 
         G = conditioned_on(G, req.camera)
     cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, frames, base=req.camera)[0]
+    if geometry is not None:
+        from epigraf_tools.geometry_views import save_geometry_samples
+
+        with progress_bar("Shading geometry", quiet) as update:
+            files = save_geometry_samples(
+                req.G,
+                seed_list,
+                req.out,
+                cameras=cameras,
+                truncation=trunc,
+                class_index=req.class_index,
+                resolution=settings.resolution,
+                shading=geometry,
+                grid=grid,
+                depth=depth,
+                normals=normals,
+                alpha=alpha,
+                model=req.label,
+                progress=update,
+            )
+        echo(f"Wrote {len(files)} files to {req.out}", quiet)
+        return
     with process_group(ctx), progress_bar("Sampling", quiet or not ctx.is_main) as update:
         files = save_samples(
             G,

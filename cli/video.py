@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, handle_errors
+from .geometry_args import IsoLevelOption, ShadingOption, VolumeResolutionOption, check_shading
 from .render_args import (
     CameraArgs,
     ClassOption,
@@ -38,7 +39,8 @@ HELP = (
     "\n\n[bold]Examples[/bold]\n\n"
     "  epigraf video --seeds 0 --trajectory front_circle --truncation 0.7\n\n"
     "  epigraf video --seeds 0-8 --grid --trajectory orbit --frames 240 --fps 60 --resolution 256\n\n"
-    "  epigraf video --model ffhq512 --seeds 7 --trajectory path.yaml --depth --crf 14\n"
+    "  epigraf video --model ffhq512 --seeds 7 --trajectory path.yaml --depth --crf 14\n\n"
+    "  epigraf video --seeds 0 --trajectory orbit --shading geometry --resolution 256\n"
 )
 
 
@@ -70,6 +72,9 @@ def video_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
+    shading: str = ShadingOption,
+    level: str = IsoLevelOption,
+    volume_resolution: int = VolumeResolutionOption,
     out: Path = typer.Option(Path("out/videos"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -87,14 +92,41 @@ def video_cmd(
     )
     settings.raw = raw
     check_frames(frames)
+    geometry = check_shading(shading, level, volume_resolution)
+    if geometry is not None and depth:
+        raise EpigrafError("--depth videos are not available with --shading geometry (sample --depth has them)")
     if columns is not None and columns < 1:
         raise EpigrafError(f"--columns must be a positive integer, got {columns}")
     _, traj_options = get_trajectory(trajectory, frames)  # validates before the model loads
     options = video_options(fps, crf, traj_options)
     ctx = context_from_env()
+    if geometry is not None and ctx.world_size > 1:
+        raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
     cameras, _ = get_trajectory(trajectory, frames, base=req.camera)
+    if geometry is not None:
+        from epigraf_tools.geometry_views import render_geometry_video
+
+        with progress_bar("Shading geometry frames", quiet) as update:
+            files = render_geometry_video(
+                req.G,
+                seed_list,
+                cameras,
+                req.out,
+                truncation=trunc,
+                class_index=req.class_index,
+                resolution=settings.resolution,
+                shading=geometry,
+                options=options,
+                grid=grid,
+                columns=columns,
+                trajectory=str(trajectory),
+                model=req.label,
+                progress=update,
+            )
+        echo(f"Wrote {len(files)} files to {req.out}", quiet)
+        return
     with process_group(ctx), progress_bar("Rendering frames", quiet or not ctx.is_main) as update:
         files = render_video(
             req.G,

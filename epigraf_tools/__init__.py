@@ -55,6 +55,13 @@ _EXPORTS: dict[str, str] = {
     "EG3DModel": "eg3d_model",
     "as_toolkit_model": "eg3d_model",
     "ToolkitGenerator": "model_api",
+    "IsoSurface": "geometry_render",
+    "Lighting": "geometry_render",
+    "render_isosurface": "geometry_render",
+    "GeometryShading": "geometry_views",
+    "save_geometry_samples": "geometry_views",
+    "render_geometry_video": "geometry_views",
+    "compare_geometry": "geometry_compare",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -378,8 +378,11 @@ def export_volumes(
     grid: GridOptions = GridOptions(resolution=512),
     model: str | None = None,
     hooks: ExportHooks | None = None,
+    chimerax_movie: bool = False,
 ) -> list[VolumeReport]:
     """Write ``seedNNNN.mrc`` (streamed to disk), ``seedNNNN.json`` and ``seedNNNN.cxc`` per seed into ``out``.
+
+    ``chimerax_movie``: each .cxc also records a turntable ``seedNNNN.mp4`` when run in ChimeraX.
 
     One progress bar ('Volumes') covers every seed's voxels. Returns one VolumeReport per seed.
     """
@@ -405,6 +408,7 @@ def export_volumes(
                 metadata=metadata,
                 method=grid.method,
                 progress=lambda d, _t, done=done: update(done + d, total),
+                chimerax_movie=chimerax_movie,
             )
             reports.append(report)
             hooks.report(report)

@@ -124,12 +124,14 @@ def export_volume(
     method: str = "auto",
     sidecar: bool = True,
     chimerax: bool = True,
+    chimerax_movie: bool = False,
 ) -> VolumeReport:
     """Extract a density volume straight into a memory-mapped MRC file, plus ``.json`` and ``.cxc``.
 
     ``metadata`` (model, seed, psi, class ...) goes into the sidecar. Peak memory: the volume's pages
     (the OS may evict them once written) plus ``extract_density``'s working set. The volume appears
     complete or not at all, and before its sidecars. Returns a ``VolumeReport`` (files and sidecar).
+    ``chimerax_movie``: the .cxc also records a turntable movie ``<name>.mp4`` (``turntable_commands``).
     """
     import mrcfile
 
@@ -162,7 +164,12 @@ def export_volume(
             files.append(write_text_atomic(sidecar_path(path), json.dumps(info, indent=2) + "\n"))
         if chimerax:
             files.append(
-                write_text_atomic(path.with_suffix(".cxc"), chimerax_script(path.name, info["suggested_level"]))
+                write_text_atomic(
+                    path.with_suffix(".cxc"),
+                    chimerax_script(
+                        path.name, info["suggested_level"], path.with_suffix(".mp4").name if chimerax_movie else None
+                    ),
+                )
             )
     except BaseException:
         for extra in (sidecar_path(path), path.with_suffix(".cxc")):
@@ -215,19 +222,48 @@ def read_sidecar(mrc_path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def chimerax_script(mrc_name: str, level: float) -> str:
+def chimerax_script(mrc_name: str, level: float, movie: str | None = None) -> str:
     """A .cxc that opens the volume as a surface at ``level`` with full lighting.
 
-    ChimeraX runs a .cxc from its own folder, so the MRC is named relative to it.
+    ChimeraX runs a .cxc from its own folder, so the MRC is named relative to it. ``movie``: a file
+    name (beside the script) for a turntable recording, as the paper's geometry videos were made.
     """
-    return (
+    script = (
         "# ChimeraX command script written by epigraf-tools. Run: chimerax <this file>\n"
         "# (ChimeraX executes it from this folder, so the volume is found beside it.)\n"
-        f'open "{mrc_name}" format mrc\n'
-        f"volume style surface level {level:.6g} step 1\n"
-        "lighting full\n"
+        + "\n".join(chimerax_model_lines(mrc_name, level))
+        + "\nlighting full\n"
         "view\n"
     )
+    return script + (turntable_commands(["#1"], movie) if movie is not None else "")
+
+
+def chimerax_model_lines(mrc_name: str, level: float, spec: str | None = None) -> list[str]:
+    """ChimeraX commands that open one MRC and show it as a surface at ``level``, step 1 (model ``spec``)."""
+    target = f"{spec} " if spec else ""
+    return [f'open "{mrc_name}" format mrc', f"volume {target}style surface level {level:.6g} step 1"]
+
+
+TURNTABLE_FRAMES = 180  # 2 degrees per frame: one full turn
+TURNTABLE_FPS = 30
+
+
+def turntable_commands(models: list[str], movie: str, frames: int = TURNTABLE_FRAMES, fps: int = TURNTABLE_FPS) -> str:
+    """ChimeraX commands that turn each model about its own vertical axis once and encode the movie.
+
+    ``models``: ChimeraX model specs ('#1', '#2' ...). First each model is turned -90 degrees about
+    the screen's y axis so that the model's +x (where FFHQ faces look) faces the viewer, who looks
+    down -z; then ``movie record``, one ``turn y`` per model spinning it about its own centre (they
+    run together), ``wait`` for the frames, and ``movie encode`` into ``movie`` (relative to the
+    script's folder). Syntax from the ChimeraX docs of ``turn`` and ``movie`` (docs/geometry.md).
+    """
+    step = 360.0 / frames
+    lines = ["# turntable movie: one full turn about the vertical axis, then encoded"]
+    lines += [f"turn y -90 models {m} center {m}" for m in models]
+    lines += ["view", "movie record"]
+    lines += [f"turn y {step:g} {frames} models {m} center {m}" for m in models]
+    lines += [f"wait {frames}", f'movie encode "{movie}" framerate {fps}']
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- reading

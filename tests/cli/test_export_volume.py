@@ -91,3 +91,11 @@ def test_failure_mid_way_leaves_no_partial_files(cli, model_dir, tmp_path, monke
     result = cli(["export-volume", "--model", str(model_dir), "--resolution", "4", "--out", str(out)])
     assert result.exit_code == 1
     assert list(out.iterdir()) == []
+
+
+def test_cxc_movie_option(cli, model_dir, tmp_path):
+    args = ["export-volume", "--model", str(model_dir), "--seeds", "4", "--resolution", "8", "--cxc-movie"]
+    result = cli([*args, "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    script = (tmp_path / "seed0004.cxc").read_text()
+    assert "movie record" in script and 'movie encode "seed0004.mp4" framerate 30' in script

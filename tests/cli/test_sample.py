@@ -95,3 +95,29 @@ def test_torchrun_sharding_equals_a_single_process(cli, model_dir, tmp_path):
     for path in single.iterdir():
         if path.suffix in (".png", ".npy"):
             assert path.read_bytes() == (shared / path.name).read_bytes(), path.name
+
+
+def test_sample_shading_geometry(cli, model_dir, tmp_path):
+    out = tmp_path / "geo"
+    args = ["sample", "--model", model_dir, "--seeds", "0-1", "--shading", "geometry", "--volume-resolution", "24"]
+    result = cli([*args, "--resolution", "20", "--grid", "--alpha", "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    img = np.asarray(Image.open(out / "seed0001.png"))
+    assert img.shape == (20, 20, 3) and img.max() > 0
+    assert read_png_metadata(out / "seed0001.png")["shading"] == "geometry"
+    assert (out / "grid.png").is_file() and (out / "seed0000_alpha.npy").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shading", "phong"], "--shading must be one of color, geometry"),
+        (["--level", "30"], "--level and --volume-resolution need --shading geometry"),
+        (["--shading", "geometry", "--level", "x"], "--level must be a number or 'auto'"),
+        (["--shading", "geometry", "--volume-resolution", "1"], "--volume-resolution"),
+    ],
+)
+def test_bad_shading_options_exit_2(cli, one_error_line, model_dir, tmp_path, args, message):
+    result = cli(["sample", "--model", model_dir, "--seeds", "0", *args, "--out", tmp_path / "o"])
+    one_error_line(result, message)
+    assert not (tmp_path / "o").exists()

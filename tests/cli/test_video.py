@@ -49,3 +49,17 @@ def test_bad_arguments_exit_2_with_one_line_and_no_files(cli, one_error_line, mo
 def test_help_has_examples(cli):
     res = cli(["video", "--help"])
     assert res.exit_code == 0 and "Examples" in res.output and "epigraf video" in res.output
+
+
+def test_video_shading_geometry(cli, model_dir, tmp_path):
+    args = ["video", "--model", model_dir, "--seeds", "2", "--trajectory", "orbit", "--frames", "4", "--quiet"]
+    result = cli([*args, "--shading", "geometry", "--volume-resolution", "24", "--resolution", "16", "--out", tmp_path])
+    assert result.exit_code == 0, result.output
+    assert count_frames(tmp_path / "seed0002.mp4") == 4
+    assert (tmp_path / "seed0002.json").is_file()
+
+
+def test_video_geometry_refuses_depth(cli, one_error_line, model_dir, tmp_path):
+    result = cli(["video", "--model", model_dir, "--shading", "geometry", "--depth", "--out", tmp_path / "v"])
+    one_error_line(result, "--depth", "--shading geometry")
+    assert not (tmp_path / "v").exists()

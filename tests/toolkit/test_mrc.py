@@ -178,3 +178,26 @@ def test_failed_sidecar_keeps_the_volume_and_drops_stale_sidecars(tmp_path, monk
         export_volume(G, planes, tmp_path / "x.mrc", make_volume_grid(0.2, 8), method="separable")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mrc"]
     assert read_mrc(tmp_path / "x.mrc").resolution == (8, 8, 8)
+
+
+def test_chimerax_script_records_a_turntable_movie_only_when_asked():
+    from epigraf_tools.mrc import chimerax_script
+
+    plain = chimerax_script("seed0003.mrc", 25.0)
+    assert "movie" not in plain and "turn" not in plain
+    text = chimerax_script("seed0003.mrc", 25.0, movie="seed0003.mp4")
+    assert text.startswith(plain)  # the same scene, then the recording
+    lines = text.splitlines()
+    record, encode = lines.index("movie record"), lines.index('movie encode "seed0003.mp4" framerate 30')
+    assert record < lines.index("turn y 2 180 models #1 center #1") < lines.index("wait 180") < encode
+    assert lines.index("turn y -90 models #1 center #1") < record  # the face (+x) turned to the viewer first
+
+
+def test_export_volume_writes_the_movie_script(tmp_path):
+    from epigraf_tools.geometry_export import GridOptions, export_volumes
+
+    from support import make_tiny_generator
+
+    G = make_tiny_generator()
+    export_volumes(G, [1], tmp_path, grid=GridOptions(resolution=8, method="separable"), chimerax_movie=True)
+    assert 'movie encode "seed0001.mp4"' in (tmp_path / "seed0001.cxc").read_text()
