@@ -147,3 +147,24 @@ def test_export_mesh_of_an_eg3d_volume_file_takes_colours_from_the_model(cli, eg
              tmp_path / "mesh", "--device", "cpu", "--quiet"]))  # fmt: skip
     report = json.loads((tmp_path / "mesh" / "seed0000.mesh.json").read_text())
     assert report["colors"] and report["model_default_level"] == 10.0
+
+
+def test_compare_geometry_puts_an_eg3d_model_beside_an_epigraf_one(cli, eg3d_folder, tmp_path):
+    """The paper's comparison: both families' volumes, meshes, one .cxc at each model's level, an mp4."""
+    import imageio.v3 as iio
+
+    out = tmp_path / "cmp"
+    _ok(cli(["compare-geometry", "--models", f"default,{eg3d_folder}", "--seeds", "1", "--resolution", "24",
+             "--video-resolution", "16", "--frames", "4", "--out", out, "--device", "cpu", "--quiet"]))  # fmt: skip
+    summary = json.loads((out / "compare.json").read_text())
+    folders = [m["folder"] for m in summary["models"]]
+    assert folders[0] == "default" and len(folders) == 2
+    for folder in folders:
+        for ext in ("mrc", "json", "cxc", "ply", "mesh.json"):
+            assert (out / folder / f"seed0001.{ext}").is_file(), (folder, ext)
+    eg3d_side = json.loads((out / folders[1] / "seed0001.json").read_text())
+    assert eg3d_side["default_level"] == 10.0  # EG3D's recommended level travels with its volume
+    script = (out / "compare.cxc").read_text()
+    assert f'open "{folders[1]}/seed0001.mrc" format mrc' in script and "tile #1-2" in script
+    frames = iio.imread(out / "turntable_seed0001.mp4", plugin="FFMPEG")
+    assert frames.shape[0] == 4 and frames.shape[1:3] == (16, 32)
