@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "mesh_volume_file": "geometry_export",
     "fetch_model": "checkpoints.loading",
     "evaluate_fid": "training.metrics",
+    "build_demo": "demo",
+    "run_demo": "demo",
 }
 
 __all__ = sorted(_EXPORTS)
