@@ -221,7 +221,7 @@ def extract_geometry(
     G: Generator,
     request: ViewRequest,
     out_dir: Path,
-    resolution: int = 96,
+    resolution: int = 64,
     model: str | None = None,
     progress: Progress = _quiet,
 ) -> GeometryFiles:
