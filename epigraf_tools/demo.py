@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,9 +256,11 @@ def run_demo(
     except OSError as exc:
         raise EpigrafError(f"cannot serve on {host}:{port}: {exc}") from None
     if block:
-        try:
-            blocks.block_thread()
+        try:  # until Ctrl-C / SIGTERM, which reach the caller (the CLI exits 130 / 143 as for any command)
+            while True:
+                time.sleep(0.5)
         finally:
+            blocks.close()
             blocks.epigraf_work.cleanup()
     return blocks, url
 
