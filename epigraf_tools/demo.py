@@ -110,9 +110,14 @@ def build_demo(
     if initial not in names:
         names.append(initial)
 
+    def default_resolution(G: Any) -> int:
+        return min(G.config.img_resolution, 256)  # the model's own, but quick to render on a CPU
+
+    def class_entries(G: Any) -> list[tuple[str, str]]:
+        return [("from the seed", "")] + [(name, str(i)) for i, name in enumerate(class_choices(G))]
+
     def class_update(G: Any) -> Any:
-        choices = [("from the seed", "")] + [(name, str(i)) for i, name in enumerate(class_choices(G))]
-        return gr.update(choices=choices, value="", visible=G.c_dim > 0)
+        return gr.update(choices=class_entries(G), value="", visible=G.c_dim > 0)
 
     def request(seed: Any, psi: Any, cls: Any, yaw: Any, pitch: Any, res: Any) -> ViewRequest:
         if seed is None:
@@ -122,11 +127,12 @@ def build_demo(
     def reporter(progress: Any) -> Any:
         return lambda fraction, what: progress(fraction, desc=what)
 
-    def choose_model(spec: str, progress: Any = gr.Progress()) -> tuple[Any, str]:
+    def choose_model(spec: str, progress: Any = gr.Progress()) -> tuple[Any, Any, str]:
         with page_errors():
             progress(0.0, desc=f"loading {model_key(spec)}")
             G = cache.get(spec)
-            return class_update(G), f"Loaded **{model_key(spec)}**: {G.config.img_resolution}px, {G.c_dim} classes."
+            loaded = f"Loaded **{model_key(spec)}**: {G.config.img_resolution}px, {G.c_dim} classes."
+            return class_update(G), gr.update(value=default_resolution(G)), loaded
 
     def render(spec, seed, psi, cls, yaw, pitch, res, progress=gr.Progress()):  # noqa: ANN001, ANN202 - Gradio passes widget values
         with page_errors():
@@ -153,7 +159,6 @@ def build_demo(
             paths = [str(p) for p in files.downloads()]
             return paths[0], paths, f"Mesh of seed {int(seed)} from a {res}^3 density grid."
 
-    res0 = min(first.config.img_resolution, 256)
     with gr.Blocks(title="EpiGRAF demo", analytics_enabled=False, delete_cache=(1800, 3600)) as blocks:
         gr.Markdown("## EpiGRAF 3D GAN: pick a seed, turn the camera, extract the mesh")
         with gr.Row():
@@ -164,10 +169,19 @@ def build_demo(
                 )  # fmt: skip
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed (Enter renders)", elem_id="seed")
                 psi = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Truncation psi (1 = off)", elem_id="psi")
-                cls = gr.Dropdown([("from the seed", "")], value="", label="Class", visible=False, elem_id="class")
+                cls = gr.Dropdown(
+                    class_entries(first), value="", label="Class", visible=first.c_dim > 0, elem_id="class"
+                )
                 yaw = gr.Slider(-180, 180, 0, step=1, label="Yaw (degrees)", elem_id="yaw")
                 pitch = gr.Slider(0, 180, 90, step=1, label="Pitch (degrees from the top; 90 = level)", elem_id="pitch")
-                res = gr.Slider(16, 512, res0, step=16, label="Render resolution (pixels)", elem_id="resolution")
+                res = gr.Slider(
+                    16,
+                    512,
+                    default_resolution(first),
+                    step=16,
+                    label="Render resolution (pixels)",
+                    elem_id="resolution",
+                )
                 render_btn = gr.Button("Render", variant="primary", elem_id="render")
                 status = gr.Markdown("", elem_id="status")
             with gr.Column(scale=3):
@@ -191,7 +205,7 @@ def build_demo(
         render_on = [render_btn.click, seed.submit, psi.release, cls.input, yaw.release, pitch.release, res.release]
         gr.on(render_on, render, view_inputs, view_outputs)
         blocks.load(render, view_inputs, view_outputs)
-        spec.input(choose_model, [spec], [cls, status]).success(render, view_inputs, view_outputs)
+        spec.input(choose_model, [spec], [cls, res, status]).success(render, view_inputs, view_outputs)
         video_btn.click(orbit, [*view_inputs, frames], [video, status])
         mesh_btn.click(mesh, [spec, seed, psi, cls, mesh_res], [viewer, downloads, status])
         if inversion_available():

@@ -57,5 +57,35 @@ def test_the_page_has_every_control_and_a_bounded_queue(tmp_path):
     for control in ("model", "seed", "psi", "class", "yaw", "pitch", "image", "depth", "normals", "alpha", "video"):
         assert control in ids
     assert {"mesh", "downloads", "extract", "orbit"} <= ids
+    assert "photo" not in ids  # no epigraf_tools.inversion in this install: no upload box
     assert blocks._queue.max_size == QUEUE_SIZE
     assert require_gradio() is sys.modules["gradio"]
+
+
+def test_the_photo_upload_appears_once_inversion_exists(tmp_path, monkeypatch):
+    pytest.importorskip("gradio", reason="needs the [demo] extra")
+    import importlib.machinery
+    import types
+
+    from epigraf_tools.demo import build_demo, inversion_available
+
+    fake = types.ModuleType("epigraf_tools.inversion")
+    fake.__spec__ = importlib.machinery.ModuleSpec("epigraf_tools.inversion", None)
+    monkeypatch.setitem(sys.modules, "epigraf_tools.inversion", fake)
+    assert inversion_available()
+    blocks = build_demo(device="cpu", work_dir=tmp_path / "work")
+    assert {"photo", "invert", "inverted"} <= {block.elem_id for block in blocks.blocks.values()}
+
+
+def test_a_conditional_model_shows_its_classes(tmp_path):
+    pytest.importorskip("gradio", reason="needs the [demo] extra")
+    from epigraf_tools.demo import build_demo
+
+    from support import make_tiny_generator
+
+    make_tiny_generator(0, c_dim=2, class_names=["cat", "dog"]).save_pretrained(tmp_path / "cond")
+    blocks = build_demo(str(tmp_path / "cond"), device="cpu", work_dir=tmp_path / "work")
+    (picker,) = [block for block in blocks.blocks.values() if block.elem_id == "class"]
+    assert picker.visible and [value for _label, value in picker.choices] == ["", "0", "1"]
+    (resolution,) = [block for block in blocks.blocks.values() if block.elem_id == "resolution"]
+    assert resolution.value == 32  # the tiny model's own
