@@ -17,7 +17,7 @@ import importlib.util
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import EpigrafError
@@ -84,11 +84,14 @@ def build_demo(
     max_models: int = 2,
     work_dir: str | os.PathLike[str] | None = None,
     concurrency: int = 1,
+    models: Sequence[str] | None = None,
 ) -> Any:
     """The demo page as a queued ``gr.Blocks`` (not yet serving); ``model`` is loaded now, so a bad one fails here.
 
     ``max_models`` bounds the models kept loaded; ``work_dir`` holds the newest requests' files (default:
-    a fresh temporary folder); ``concurrency`` is how many jobs run at once.
+    a fresh temporary folder); ``concurrency`` is how many jobs run at once. ``models`` (specs) are the
+    only ones the page may load, checked on the server (default: any spec, the zoo listed); ``model``
+    None then means the first of them.
     """
     gr = require_gradio()
     from .demo_work import (
@@ -102,13 +105,16 @@ def build_demo(
         render_orbit,
     )
 
-    cache = ModelCache(device, capacity=max_models)
+    if models is not None and model is None and models:
+        model = models[0]
+    cache = ModelCache(device, capacity=max_models, allowed=models)
     first = cache.get(model)
     work = WorkDirs(work_dir)
-    names = _zoo_names()
+    names = _zoo_names() if cache.allowed is None else list(cache.allowed)
     initial = model_key(model)
     if initial not in names:
         names.append(initial)
+    hint = "A zoo name, a local folder or a Hub repo id[@revision]; Enter loads it."
 
     def default_resolution(G: Any) -> int:
         return min(G.config.img_resolution, 256)  # the model's own, but quick to render on a CPU
@@ -164,8 +170,8 @@ def build_demo(
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 spec = gr.Dropdown(
-                    names, value=initial, allow_custom_value=True, label="Model", elem_id="model",
-                    info="A zoo name, a local folder or a Hub repo id[@revision]; Enter loads it.",
+                    names, value=initial, allow_custom_value=cache.allowed is None, label="Model", elem_id="model",
+                    info=hint if cache.allowed is None else "The models this server offers.",
                 )  # fmt: skip
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed (Enter renders)", elem_id="seed")
                 psi = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Truncation psi (1 = off)", elem_id="psi")
@@ -250,14 +256,16 @@ def run_demo(
     device: str = "auto",
     block: bool = True,
     quiet: bool = False,
+    models: Sequence[str] | None = None,
 ) -> tuple[Any, str]:
     """Build and serve the demo: ``epigraf demo``. Returns (the running ``gr.Blocks``, its local URL).
 
     ``port`` None takes the first free one from 7860; ``block`` False returns while it serves (close
     with ``blocks.close()``). A public ``share`` link needs Gradio's tunnel service (internet).
+    ``models`` limits the page to these specs (see ``build_demo``).
     """
     check_address(host, port)
-    blocks = build_demo(model, device)
+    blocks = build_demo(model, device, models=models)
     try:
         _app, url, _share_url = blocks.launch(
             server_name=host,

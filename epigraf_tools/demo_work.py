@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,13 +53,18 @@ class ModelCache:
     """Loaded generators by spec, least recently used dropped beyond ``capacity`` (thread-safe).
 
     Loading is serialised by one lock, so two requests for a model not yet loaded load it once.
+    ``allowed`` (specs) limits what may be loaded at all: a public page should not load whatever
+    folder or Hub repo a visitor types; None allows every spec.
     """
 
-    def __init__(self, device: str = "auto", capacity: int = 2) -> None:
+    def __init__(self, device: str = "auto", capacity: int = 2, allowed: Sequence[str] | None = None) -> None:
         from .devices import resolve_device
 
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise EpigrafError(f"the model cache needs room for at least one model, got capacity={capacity!r}")
+        self.allowed = None if allowed is None else [model_key(spec) for spec in allowed]
+        if self.allowed is not None and not self.allowed:
+            raise EpigrafError("allowed is empty: list at least one model, or pass None to allow every spec")
         self.device = resolve_device(device)
         self.capacity = capacity
         self._models: OrderedDict[str, Generator] = OrderedDict()
@@ -70,6 +75,8 @@ class ModelCache:
         from .checkpoints.loading import load_generator, require_epigraf_generator
 
         key = model_key(spec)
+        if self.allowed is not None and key not in self.allowed:
+            raise EpigrafError(f"this demo serves only these models: {', '.join(self.allowed)}")
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)

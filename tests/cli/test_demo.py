@@ -22,6 +22,12 @@ def test_a_bad_model_is_refused_before_serving(cli, one_error_line):
     one_error_line(cli(["demo", "--model", "/no/such/model", "--quiet"]), "no such model")
 
 
+def test_a_model_outside_the_allowed_list_is_refused(cli, one_error_line):
+    pytest.importorskip("gradio", reason="needs the [demo] extra")
+    one_error_line(cli(["demo", "--model", "default", "--models", "ffhq512", "--quiet"]), "serves only", "ffhq512")
+    one_error_line(cli(["demo", "--models", " , ", "--quiet"]), "--models is empty")
+
+
 def test_help_names_the_extra_and_the_safe_defaults(cli):
     result = cli(["demo", "--help"])
     assert result.exit_code == 0

@@ -89,3 +89,13 @@ def test_a_conditional_model_shows_its_classes(tmp_path):
     assert picker.visible and [value for _label, value in picker.choices] == ["", "0", "1"]
     (resolution,) = [block for block in blocks.blocks.values() if block.elem_id == "resolution"]
     assert resolution.value == 32  # the tiny model's own
+
+
+def test_an_allow_list_fixes_the_picker(tmp_path):
+    pytest.importorskip("gradio", reason="needs the [demo] extra")
+    from epigraf_tools.demo import build_demo
+
+    blocks = build_demo(device="cpu", work_dir=tmp_path / "work", models=["default"])
+    (picker,) = [block for block in blocks.blocks.values() if block.elem_id == "model"]
+    assert picker.value == "default" and not picker.allow_custom_value
+    assert [value for _label, value in picker.choices] == ["default"]

@@ -85,6 +85,17 @@ def test_the_model_cache_keeps_the_newest_models_only(tmp_path):
         ModelCache("cpu", capacity=0)
 
 
+def test_an_allow_list_is_checked_before_anything_loads(tmp_path):
+    make_tiny_generator(0).save_pretrained(tmp_path / "a")
+    cache = ModelCache("cpu", allowed=[str(tmp_path / "a")])
+    assert cache.get(str(tmp_path / "a")) is not None
+    with pytest.raises(EpigrafError, match="serves only these models"):
+        cache.get("default")  # exists, but not listed
+    assert cache.loaded() == [str(tmp_path / "a")]
+    with pytest.raises(EpigrafError, match="allowed is empty"):
+        ModelCache("cpu", allowed=[])
+
+
 def test_work_dirs_keep_the_newest_requests(tmp_path):
     work = WorkDirs(tmp_path / "work", keep=2)
     made = [work.new("x") for _ in range(3)]
