@@ -209,19 +209,23 @@ def build_demo(
         view_inputs = [spec, seed, psi, cls, yaw, pitch, res]
         view_outputs = [image, depth, normals, alpha, status]
         render_on = [render_btn.click, seed.submit, psi.release, cls.input, yaw.release, pitch.release, res.release]
-        gr.on(render_on, render, view_inputs, view_outputs)
-        blocks.load(render, view_inputs, view_outputs)
-        spec.input(choose_model, [spec], [cls, res, status]).success(render, view_inputs, view_outputs)
-        video_btn.click(orbit, [*view_inputs, frames], [video, status])
-        mesh_btn.click(mesh, [spec, seed, psi, cls, mesh_res], [viewer, downloads, status])
+        # One concurrency group for every job: `concurrency` jobs at a time in all, not per button.
+        queue = {"concurrency_id": "epigraf", "concurrency_limit": concurrency}
+        gr.on(render_on, render, view_inputs, view_outputs, **queue)
+        blocks.load(render, view_inputs, view_outputs, **queue)
+        spec.input(choose_model, [spec], [cls, res, status], **queue).success(
+            render, view_inputs, view_outputs, **queue
+        )
+        video_btn.click(orbit, [*view_inputs, frames], [video, status], **queue)
+        mesh_btn.click(mesh, [spec, seed, psi, cls, mesh_res], [viewer, downloads, status], **queue)
         if inversion_available():
-            _inversion_panel(gr, cache, spec, status)
-    blocks.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency)
+            _inversion_panel(gr, cache, spec, status, queue)
+    blocks.queue(max_size=QUEUE_SIZE)
     blocks.epigraf_work = work  # so a caller (or a test) can remove the request files
     return blocks
 
 
-def _inversion_panel(gr: Any, cache: Any, spec: Any, status: Any) -> None:
+def _inversion_panel(gr: Any, cache: Any, spec: Any, status: Any, queue: dict[str, Any]) -> None:
     """A photo upload that runs ``epigraf_tools.inversion.invert`` (present only where that module is)."""
     with gr.Accordion("Invert a photo", open=False):
         photo = gr.Image(label="Photo", type="numpy", elem_id="photo")
@@ -237,7 +241,7 @@ def _inversion_panel(gr: Any, cache: Any, spec: Any, status: Any) -> None:
             out = invert(cache.get(model), image)
             return getattr(out, "image", None), "Inverted the photo."
 
-    button.click(run, [spec, photo], [result, status])
+    button.click(run, [spec, photo], [result, status], **queue)
 
 
 def check_address(host: str, port: int | None) -> None:

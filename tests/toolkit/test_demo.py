@@ -59,6 +59,7 @@ def test_the_page_has_every_control_and_a_bounded_queue(tmp_path):
     assert {"mesh", "downloads", "extract", "orbit"} <= ids
     assert "photo" not in ids  # no epigraf_tools.inversion in this install: no upload box
     assert blocks._queue.max_size == QUEUE_SIZE
+    assert {fn.concurrency_id for fn in blocks.fns.values()} == {"epigraf"}  # one job at a time, all buttons
     assert require_gradio() is sys.modules["gradio"]
 
 
