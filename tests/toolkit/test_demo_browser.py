@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from support import assert_images_close
+
 pytest.importorskip("gradio", reason="the demo needs gradio: pip install 'epigraf-tools[demo]'")
 pytest.importorskip("selenium", reason="the browser test needs selenium: pip install 'epigraf-tools[browser-test]'")
 
@@ -140,7 +142,9 @@ def test_the_page_renders_a_new_seed_and_serves_video_and_mesh(demo_url: str, br
     shown = _png(_fetch(src))
     expected = render_maps(ModelCache("cpu").get(None), ViewRequest(SEED)).image
     assert shown.shape == expected.shape and shown.std() > 5.0  # a picture, not a blank
-    np.testing.assert_array_equal(shown, expected)  # the same code path and ray noise: the same pixels
+    # The same code path and ray noise, here in the test's thread and there in a server worker thread: the same
+    # pixels, but allow what a different GEMM blocking could change (1 level on 1% of values; support.py).
+    assert_images_close(shown, expected)
     for name in ("depth", "normals", "alpha"):
         assert _png(_fetch(_src(browser, f"#{name} img"))).shape == expected.shape
     assert f"Seed {SEED}" in browser.find_element(By.CSS_SELECTOR, "#status").text
