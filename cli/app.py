@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "export-volume": "export_volume:export_volume_cmd",
     "export-mesh": "export_mesh:export_mesh_cmd",
     "compare-geometry": "compare_geometry:compare_geometry_cmd",
+    "demo": "demo:demo_cmd",
 }
 
 

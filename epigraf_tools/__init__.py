@@ -62,6 +62,8 @@ _EXPORTS: dict[str, str] = {
     "save_geometry_samples": "geometry_views",
     "render_geometry_video": "geometry_views",
     "compare_geometry": "geometry_compare",
+    "build_demo": "demo",
+    "run_demo": "demo",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -226,6 +226,12 @@ def isolate_hub_env(monkeypatch, cache_dir) -> None:
     """Point huggingface_hub at a private cache with no endpoint, token, offline flag or progress bars."""
     monkeypatch.setenv("HF_HUB_CACHE", str(cache_dir))
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # huggingface_hub reads that variable once, when first imported: a test that imported it earlier
+    # (gradio imports it with itself) would otherwise leave the bars on for the rest of the session.
+    import importlib
+
+    for module in ("huggingface_hub.constants", "huggingface_hub.utils.tqdm"):
+        monkeypatch.setattr(importlib.import_module(module), "HF_HUB_DISABLE_PROGRESS_BARS", True)
     for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
 
