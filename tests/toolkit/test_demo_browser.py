@@ -5,7 +5,7 @@ whose pixels are the ones ``render_maps`` makes for that seed; the orbit video a
 .cxc are served (HTTP 200, the right magic bytes); the 3D viewer draws the mesh (its part of the
 screenshot is not blank); a bad model is a message in the page, not a traceback.
 
-Needs the ``[browser-test]`` extra (gradio, selenium) and Debian's ``chromium`` + ``chromium-driver``
+Needs the ``[test]`` extra (gradio, selenium) and Debian's ``chromium`` + ``chromium-driver``
 (.ci/run installs them); skipped with the reason otherwise. EPIGRAF_DEMO_SCREENSHOT=FILE.png also
 saves the page's screenshot there (how docs/images/demo.png is made).
 """
@@ -27,7 +27,7 @@ import pytest
 from support import assert_images_close
 
 pytest.importorskip("gradio", reason="the demo needs gradio: pip install 'epigraf-tools[demo]'")
-pytest.importorskip("selenium", reason="the browser test needs selenium: pip install 'epigraf-tools[browser-test]'")
+pytest.importorskip("selenium", reason="the browser test needs selenium: pip install 'epigraf-tools[test]'")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
