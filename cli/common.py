@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -45,16 +47,42 @@ def _on_sigterm(signum: int, _frame: Any) -> None:
     raise Terminated()
 
 
+def _redeliver_lost_interrupts(unraisable: Any) -> None:
+    """``sys.unraisablehook``: an interrupt raised inside a finaliser is re-sent, not lost.
+
+    A signal handler runs wherever the main thread is, and when that is a ``__del__`` or a weakref
+    callback (garbage collection runs them at arbitrary points), Python prints the exception and drops
+    it. For ``Terminated`` that was fatal to the contract: the handler had already set SIGTERM to
+    ignored, so the run went on to the end. The interrupt is sent again to the main thread instead,
+    where it is raised as soon as the finaliser returns. Other unraisable errors go to the default hook.
+    """
+    exc = unraisable.exc_value
+    if not isinstance(exc, KeyboardInterrupt):
+        _default_unraisablehook(unraisable)
+        return
+    signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    if signum == signal.SIGTERM and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)  # raised once more, then ignored again during cleanup
+    # From another thread, a moment later: called here, the handler would run inside this hook and be
+    # dropped again. Should it land in a finaliser once more, this hook sends it again.
+    threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()
+
+
+_default_unraisablehook = sys.unraisablehook
+
+
 def install_signal_handlers() -> None:
     """Turn SIGTERM (kill, timeout, job schedulers, torchrun stopping its workers) into ``Terminated``.
 
     ``finally:`` blocks and the atomic writers' context managers then remove temporary files, and
-    ``handle_errors`` exits 143. Only the main thread can install handlers; elsewhere this does nothing.
+    ``handle_errors`` exits 143. An interrupt that lands inside a finaliser is re-raised after it
+    (``_redeliver_lost_interrupts``). Only the main thread can install handlers; elsewhere this does nothing.
     """
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (e.g. the CLI called from a worker thread)
-        pass
+        return
+    sys.unraisablehook = _redeliver_lost_interrupts
 
 
 def interrupted_exit(exc: KeyboardInterrupt) -> typer.Exit:

@@ -143,3 +143,34 @@ def test_sigterm_during_video_grid_removes_its_scratch_folder(tmp_path):
     assert rc == 143, err
     assert err.splitlines()[-1] == "Terminated."
     assert list(out.iterdir()) == []
+
+
+LOST_IN_FINALISER = """
+import os, signal, sys, time
+from epigraf_tools.cli.common import Terminated, install_signal_handlers
+install_signal_handlers()
+
+class Slow:
+    def __del__(self):  # the signal lands while garbage collection runs this finaliser
+        os.kill(os.getpid(), signal.SIG)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pass
+
+try:
+    obj = Slow()
+    del obj  # the handler raises inside __del__, where Python drops exceptions
+    for _ in range(500):  # the rest of the run: must be cut short
+        time.sleep(0.01)
+    print("ran to the end")
+except KeyboardInterrupt as exc:
+    print("terminated" if isinstance(exc, Terminated) else "interrupted")
+"""
+
+
+@pytest.mark.parametrize(("sig", "expected"), [("SIGTERM", "terminated"), ("SIGINT", "interrupted")])
+def test_an_interrupt_that_lands_in_a_finaliser_is_not_lost(sig, expected):
+    code = LOST_IN_FINALISER.replace("signal.SIG)", f"signal.{sig})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT_S)
+    assert proc.stdout.strip() == expected, proc.stderr
+    assert "Exception ignored" not in proc.stderr  # re-raised, not printed and dropped
