@@ -155,3 +155,50 @@ def read_dataset_cameras(meta: dict[str, Any]) -> DatasetCameras | None:
             f"dataset.json camera.ray_start ({cams.ray_start:g}) must be below camera.ray_end ({cams.ray_end:g})"
         )
     return cams
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) == bool(b)
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def resolve_camera_options(
+    explicit: dict[str, Any],
+    cameras: DatasetCameras | None,
+    fallback: dict[str, Any],
+    has_poses: bool,
+    allow_mismatch: bool = False,
+    warn: Any = None,
+) -> dict[str, Any]:
+    """The camera options a run trains with: explicit (not None) > the dataset's > ``fallback``.
+
+    ``explicit``: the run's camera and pose options as given (None: not given); ``fallback``: a value
+    for every CAMERA_OPTIONS name (GeneratorConfig's defaults, or the initial model's cameras). An
+    explicit value that differs from the dataset's raises DatasetCameraError naming both, unless
+    ``allow_mismatch`` (then ``warn`` gets the same line). The dataset's pose distribution replaces
+    the 'custom' default only when the images carry no camera_angles (training could not run
+    otherwise).
+    """
+    from_data = cameras.options() if cameras is not None else {}
+    out: dict[str, Any] = {}
+    for name in CAMERA_OPTIONS:
+        given, data = explicit.get(name), from_data.get(name)
+        if given is not None and data is not None and not _same(given, data):
+            line = (
+                f"{name}: the dataset says {data:g} (dataset.json camera.{name}) but the options say {given:g}"
+                if not isinstance(data, bool)
+                else f"{name}: the dataset says {str(data).lower()} (dataset.json camera.{name}) but the options "
+                f"say {str(given).lower()}"
+            )
+            if not allow_mismatch:
+                raise DatasetCameraError(
+                    f"{line}; drop the option, or pass --allow-camera-mismatch to train with {given!r}"
+                )
+            if warn is not None:
+                warn(f"warning: {line}; training with {given!r} (--allow-camera-mismatch)")
+        out[name] = given if given is not None else data if data is not None else fallback[name]
+    if cameras is not None and cameras.pose_distribution is not None and not has_poses:
+        if explicit.get("camera_dist", "custom") == "custom":
+            out.update(cameras.pose_options())
+    return out
