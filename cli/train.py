@@ -80,11 +80,16 @@ def summary(cfg: Any) -> str:
         f"augment     {_augment_summary(cfg)}",
         f"optimiser   Adam lr G {cfg.g_lr} / D {cfg.d_lr}, betas {tuple(cfg.betas)}, "
         f"EMA {cfg.resolved_ema_kimg()} kimg",
-        f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}",
+        f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}, "
+        f"{_background(cfg.white_back)}",
         f"output      tick {cfg.tick_kimg} kimg, snapshot {cfg.snapshot_kimg} kimg, images {cfg.image_kimg} kimg, "
         f"device {cfg.device}, seed {cfg.seed}",
     ]
     return "\n".join(lines)
+
+
+def _background(white: bool | None) -> str:
+    return {True: "white background", False: "black background"}.get(white, "background from the data")
 
 
 def _augment_summary(cfg: Any) -> str:

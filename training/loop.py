@@ -457,7 +457,9 @@ class Trainer:
             if self.on_step is not None:
                 self.on_step(s.cur_nimg, total_nimg)
             done = s.cur_nimg >= total_nimg
-            tick_due = s.cur_nimg >= s.tick_start_nimg + cfg.tick_kimg * 1000
+            # As in StyleGAN2-ADA, tick 0 closes after the run's first step: the speed (sec/kimg) and
+            # the losses show up in seconds, not after tick_kimg (a CPU needs minutes per kimg).
+            tick_due = s.cur_tick == 0 or s.cur_nimg >= s.tick_start_nimg + cfg.tick_kimg * 1000
             if not (done or tick_due):
                 continue
             now = time.time()
