@@ -47,10 +47,12 @@ AUTO_OPTIONS: tuple[str, ...] = (
 FULL_SIZE_RESOLUTION = 256  # at and above: the official widths
 CPU_BUDGET_BYTES = 3 * 2**30  # a step plus the networks stay below this on the CPU (RSS target: 4 GB)
 GPU_BUDGET_FRACTION = 0.7  # of the GPU's total memory (the rest: allocator slack, cuDNN workspaces)
-# Bytes per float of saved activations: float32, times what autograd keeps per layer output
-# (inputs of convolutions and matmuls, pre-activations, masks) and the backward pass's temporaries.
-# Calibrated against measured peak RSS of CPU steps (docs/training.md, "Defaults that fit").
-ACTIVATION_BYTES = 4 * 6.0
+# Bytes per counted activation float: float32 times 2, what autograd keeps beyond the counted layer
+# outputs (pre-activations, masks, backward temporaries) plus a margin. Calibrated on CPU steps of
+# the auto defaults (peak RSS from /usr/bin/time -v, docs/training.md "Defaults that fit"): 64^2
+# data with chunks of 8 peaked at 1.73 GB where this estimates 2.2 GiB; 32^2 with chunks of 16 at
+# 1.03 GB where it estimates 1.3 GiB.
+ACTIVATION_BYTES = 4 * 2.0
 BASE_BYTES = 600 * 2**20  # torch, the data cache and the allocator's own footprint on the CPU
 
 
