@@ -200,7 +200,17 @@ def train_cmd(
     from epigraf_tools.training.loop import resolve_for_dataset
 
     if dataset is not None:
-        resolve_for_dataset(cfg, dataset)  # a camera conflict is an error now, before any model is loaded
+        from epigraf_tools.training.dataset_cameras import DatasetCameraError
+
+        try:
+            resolve_for_dataset(cfg, dataset)  # a camera conflict is an error now, before any model is loaded
+        except DatasetCameraError as exc:
+            if resume is None:
+                raise
+            raise DatasetCameraError(
+                f"{exc} (the resumed run's config.json holds the value it trained with: "
+                "--allow-camera-mismatch continues it unchanged)"
+            ) from None
     init = None
     if model is not None and resume is None:
         from epigraf_tools.checkpoints.init_weights import load_init_networks

@@ -148,6 +148,10 @@ def test_a_camera_option_that_contradicts_the_dataset_is_an_error_unless_allowed
     assert "warning: fov: the dataset says 30" in res.output
     g_config = json.loads((next(run.glob("snapshot-*")) / "config.json").read_text())
     assert g_config["fov"] == 12 and g_config["cube_scale"] == 0.35  # the explicit value; the rest from the data
+    stored = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**stored, "allow_camera_mismatch": False}))
+    res = cli(["train", "--resume", run, "--kimg", "0.008", "--quiet"])
+    assert res.exit_code == 2 and "the resumed run's config.json holds the value it trained with" in res.output
 
 
 # --------------------------------------------------------------------------- --init
