@@ -597,8 +597,12 @@ def resolve_for_dataset(
 ) -> TrainConfig:
     """``cfg`` with what the dataset decides filled in: its cameras (explicit options win only with
     allow_camera_mismatch; the initial model's cameras, else the FFHQ ones, where neither says) and
-    the 'auto' widths for its resolution. Raises DatasetCameraError on a camera conflict."""
+    the 'auto' widths for its resolution; with ``init_generator``, the generator options are its
+    architecture. Raises DatasetCameraError on a camera conflict."""
     fallback_config = init_generator.config if init_generator is not None else GeneratorConfig()
+    if init_generator is not None:  # G's architecture is the initial model's (cameras: resolved below)
+        arch = {o: getattr(fallback_config, n) for o, n in GENERATOR_OPTIONS.items() if o not in CAMERA_OPTIONS}
+        cfg = cfg.replace(**arch)
     fallback = {name: getattr(fallback_config, name) for name in CAMERA_OPTIONS}
     explicit = {name: getattr(cfg, name) for name in (*CAMERA_OPTIONS, *POSE_OPTIONS.values())}
     camera = resolve_camera_options(

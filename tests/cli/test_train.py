@@ -174,6 +174,7 @@ def test_init_from_the_embedded_model_continues_like_a_resume_of_the_same_weight
     res = cli(["train", "--data", data, "--out", tmp_path / "init", "--init", default, *opts])
     assert res.exit_code == 0, res.output
     assert "has no discriminator: D starts from scratch" in res.output
+    assert "generator   z/w 128/128, tri-plane 32^2 x 16" in res.output  # the summary shows the model's G
 
     from epigraf_tools.cli.train import build_config
 
