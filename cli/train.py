@@ -134,11 +134,19 @@ def _eta(sec_per_kimg: float, kimg: float, total_kimg: float | None) -> str:
 def train_cmd(
     data: str = typer.Option(None, "--data", help="Dataset: zip or folder of images + dataset.json (poses)."),
     resolution: int = typer.Option(None, "--resolution", help="Training resolution (images are resized)."),
-    patch_res: int = typer.Option(None, "--patch-res", help="Patch resolution seen by D (default 64)."),
+    patch_res: int = typer.Option(
+        None,
+        "--patch-res",
+        help="Patch resolution seen by D (default: 64 from 128^2 data up, else half the resolution).",
+    ),
     gamma: str = typer.Option(None, "--gamma", help="R1 weight, or 'auto' (0.0002 res^2 / batch). Default 0.1."),
     kimg: float = typer.Option(None, "--kimg", help="Train until this many thousand real images were shown."),
     batch: int = typer.Option(None, "--batch", help="Total batch size over all processes (default 64)."),
-    batch_gpu: int = typer.Option(None, "--batch-gpu", help="Samples per forward pass (gradient accumulation)."),
+    batch_gpu: int = typer.Option(
+        None,
+        "--batch-gpu",
+        help="Samples per forward pass (gradient accumulation; default: the most that fit in memory).",
+    ),
     out: str = typer.Option(None, "--out", help="Run folder (created): snapshots, samples, log.jsonl."),
     model: str = typer.Option(
         None,
