@@ -74,10 +74,19 @@ def auto_value(name: str, resolution: int) -> int:
 
 
 def _parameter_count(module_cls: type, config: Any) -> int:
-    """Parameters of a network built on the meta device (no memory, no initialisation cost)."""
-    with torch.device("meta"):
-        net = module_cls(config)
-    return sum(p.numel() for p in net.parameters())
+    """Parameters of a network built once on the CPU, with the caller's random state left untouched.
+
+    Not on the meta device: its first use imports torch's reference ops, 6-12 s on a busy CPU, more
+    than building the networks (a second for the FFHQ-size G)."""
+    key = (module_cls, repr(config))  # configs hold lists: their text is the cache key
+    if key not in _COUNTS:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            net = module_cls(config)
+        _COUNTS[key] = sum(p.numel() for p in net.parameters())
+    return _COUNTS[key]
+
+
+_COUNTS: dict[tuple[type, str], int] = {}  # a few entries per process (one per configuration tried)
 
 
 def _synthesis_floats(g: GeneratorConfig) -> float:
@@ -113,14 +122,19 @@ def estimate_step_bytes(g: GeneratorConfig, d: DiscriminatorConfig, batch_gpu: i
     the larger of the G phase (G and D activations with their gradients) and the R1 phase (D's
     double backward, about three D passes on real patches).
     """
+    fixed, per_sample = _step_bytes(g, d)
+    return int(fixed + batch_gpu * per_sample)
+
+
+def _step_bytes(g: GeneratorConfig, d: DiscriminatorConfig) -> tuple[float, float]:
+    """(fixed bytes, bytes per sample) of ``estimate_step_bytes`` (the networks are built once)."""
     from epigraf_tools.models import Generator
     from epigraf_tools.models.discriminator import Discriminator
 
     fixed = (5 * _parameter_count(Generator, g) + 4 * _parameter_count(Discriminator, d)) * 4
     d_act = _discriminator_floats(d)
     g_phase = _synthesis_floats(g) + _render_floats(g, d.img_resolution) + d_act
-    per_sample = max(g_phase, 3 * d_act) * ACTIVATION_BYTES
-    return int(BASE_BYTES + fixed + batch_gpu * per_sample)
+    return BASE_BYTES + fixed, max(g_phase, 3 * d_act) * ACTIVATION_BYTES
 
 
 def memory_budget(device: torch.device) -> int:
@@ -147,11 +161,12 @@ def choose_batch_gpu(
         for b in range(per_process_batch, 0, -1)
         if per_process_batch % b == 0 and (b % group_size == 0 or group_size % b == 0)
     ]
+    fixed, per_sample = _step_bytes(g, d)
     for b in candidates:
-        if estimate_step_bytes(g, d, b) <= budget:
+        if fixed + b * per_sample <= budget:
             return b
     smallest = candidates[-1]
-    need = estimate_step_bytes(g, d, smallest)
+    need = fixed + smallest * per_sample
     raise EpigrafError(
         f"this configuration needs about {_gib(need)} per step even with batch_gpu={smallest} but the "
         f"device allows {_gib(budget)}: lower the resolution, triplane_res, the channel widths or "
