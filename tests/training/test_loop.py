@@ -126,9 +126,8 @@ def test_train_config_derives_every_generator_option_from_generator_config():
     import dataclasses
 
     from epigraf_tools.models import GeneratorConfig
-    from epigraf_tools.training.config import GENERATOR_OPTIONS, TrainConfig
-
     from epigraf_tools.training.auto_config import AUTO_OPTIONS
+    from epigraf_tools.training.config import GENERATOR_OPTIONS, TrainConfig
     from epigraf_tools.training.dataset_cameras import CAMERA_OPTIONS
 
     defaults, g_defaults = TrainConfig(), GeneratorConfig()
