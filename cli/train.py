@@ -38,7 +38,7 @@ Option precedence: TrainConfig defaults < --preset < the resumed run's config.js
 
   epigraf train --resume latest --out runs/small
 
-  epigraf train --model ffhq512 --data my_faces512.zip --kimg 500 --out runs/finetune   (fine-tuning)
+  epigraf train --init ffhq512 --data my_faces512.zip --kimg 500 --out runs/finetune   (fine-tuning)
 
   torchrun --nproc_per_node 4 -m epigraf_tools.cli.app train --data ffhq512.zip --out runs/ffhq
 """
@@ -80,11 +80,16 @@ def summary(cfg: Any) -> str:
         f"augment     {_augment_summary(cfg)}",
         f"optimiser   Adam lr G {cfg.g_lr} / D {cfg.d_lr}, betas {tuple(cfg.betas)}, "
         f"EMA {cfg.resolved_ema_kimg()} kimg",
-        f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}",
+        f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}, "
+        f"{_background(cfg.white_back)}",
         f"output      tick {cfg.tick_kimg} kimg, snapshot {cfg.snapshot_kimg} kimg, images {cfg.image_kimg} kimg, "
         f"device {cfg.device}, seed {cfg.seed}",
     ]
     return "\n".join(lines)
+
+
+def _background(white: bool | None) -> str:
+    return {True: "white background", False: "black background"}.get(white, "background from the data")
 
 
 def _augment_summary(cfg: Any) -> str:
@@ -98,7 +103,7 @@ def _augment_summary(cfg: Any) -> str:
     return "none"
 
 
-def _tick_line(rec: dict[str, Any]) -> str:
+def _tick_line(rec: dict[str, Any], total_kimg: float | None = None) -> str:
     def fmt(key: str, label: str) -> str:
         v = rec.get(key)
         return f"{label} {v:.4f}" if isinstance(v, float) else ""
@@ -111,25 +116,50 @@ def _tick_line(rec: dict[str, Any]) -> str:
         fmt("Aug/p", "p"),
         fmt("Aug/rt", "rt"),
         f"sec/kimg {rec['sec_per_kimg']:.1f}",
+        _eta(rec["sec_per_kimg"], rec["kimg"], total_kimg),
     ]
     return "  ".join(p for p in parts if p)
+
+
+def _eta(sec_per_kimg: float, kimg: float, total_kimg: float | None) -> str:
+    """'eta 3h 20m': the time left to ``total_kimg`` at the given speed ('' when unknown or done)."""
+    from epigraf_tools.training.auto_config import seconds_text
+
+    if total_kimg is None or kimg >= total_kimg:
+        return ""
+    return f"eta {seconds_text((total_kimg - kimg) * sec_per_kimg)}"
 
 
 @handle_errors
 def train_cmd(
     data: str = typer.Option(None, "--data", help="Dataset: zip or folder of images + dataset.json (poses)."),
     resolution: int = typer.Option(None, "--resolution", help="Training resolution (images are resized)."),
-    patch_res: int = typer.Option(None, "--patch-res", help="Patch resolution seen by D (default 64)."),
+    patch_res: int = typer.Option(
+        None,
+        "--patch-res",
+        help="Patch resolution seen by D (default: 64 from 128^2 data up, else half the resolution).",
+    ),
     gamma: str = typer.Option(None, "--gamma", help="R1 weight, or 'auto' (0.0002 res^2 / batch). Default 0.1."),
     kimg: float = typer.Option(None, "--kimg", help="Train until this many thousand real images were shown."),
     batch: int = typer.Option(None, "--batch", help="Total batch size over all processes (default 64)."),
-    batch_gpu: int = typer.Option(None, "--batch-gpu", help="Samples per forward pass (gradient accumulation)."),
+    batch_gpu: int = typer.Option(
+        None,
+        "--batch-gpu",
+        help="Samples per forward pass (gradient accumulation; default: the most that fit in memory).",
+    ),
     out: str = typer.Option(None, "--out", help="Run folder (created): snapshots, samples, log.jsonl."),
     model: str = typer.Option(
         None,
+        "--init",
         "--model",
         "-m",
-        help="Fine-tune: start G from this model (zoo name, folder, .pkl, Hub id); its architecture is used.",
+        help="Fine-tune: start G, and D when the source has one, from this model (zoo name, folder, .pkl, "
+        "Hub id); its architecture is used. --model is the older name.",
+    ),
+    allow_camera_mismatch: bool = typer.Option(
+        None,
+        "--allow-camera-mismatch",
+        help="Let camera options differ from the dataset.json 'camera' values (a warning instead of an error).",
     ),
     config: Path = typer.Option(None, "--config", help="YAML or JSON file of training options."),
     preset: str = typer.Option(None, "--preset", help="Starting point: ffhq512, res256 or small (CPU)."),
@@ -166,36 +196,59 @@ def train_cmd(
         mirror=mirror,
         device=device if device != "auto" else None,
         init_model=model,
+        allow_camera_mismatch=allow_camera_mismatch,
     )
     cfg = build_config(explicit, preset, config, set_, resume)
-    check_dataset(cfg.data)
-    init = None
     if model is not None and resume is None:
-        from epigraf_tools.checkpoints.loading import classify_spec, load_generator, require_epigraf_generator
-        from epigraf_tools.devices import resolve_device
+        from epigraf_tools.checkpoints.loading import classify_spec, require_epigraf_generator
 
         classify_spec(model)  # a clear error before the dataset is read
         require_epigraf_generator(model, "epigraf train")
-        init = load_generator(model, resolve_device(cfg.device), progress=not quiet)
-        require_epigraf_generator(init, "epigraf train")
-    run(cfg, resume, quiet, init)
+    dataset = check_dataset(cfg.data)
+    from epigraf_tools.training.loop import resolve_for_dataset
+
+    if dataset is not None:
+        from epigraf_tools.training.dataset_cameras import DatasetCameraError
+
+        try:
+            resolve_for_dataset(cfg, dataset)  # a camera conflict is an error now, before any model is loaded
+        except DatasetCameraError as exc:
+            if resume is None:
+                raise
+            raise DatasetCameraError(
+                f"{exc} (the resumed run's config.json holds the value it trained with: "
+                "--allow-camera-mismatch continues it unchanged)"
+            ) from None
+    init = None
+    if model is not None and resume is None:
+        from epigraf_tools.checkpoints.init_weights import load_init_networks
+        from epigraf_tools.devices import resolve_device
+
+        init = load_init_networks(model, resolve_device(cfg.device), progress=not quiet)
+        if init.D is None and not quiet:
+            typer.echo(f"{model} has no discriminator: D starts from scratch", err=True)
+    if dataset is not None:  # the summary shows what the run will use (the initial model's cameras as fallback)
+        cfg = resolve_for_dataset(cfg, dataset, init.G if init else None)
+    run(cfg, resume, quiet, init.G if init else None, init.D if init else None)
 
 
-def check_dataset(data: str | None) -> None:
+def check_dataset(data: str | None) -> Any:
     """Open the dataset's index (names, first image, dataset.json) before any model is loaded or built.
 
-    A missing or unreadable dataset is then a one-line error in a second, not after minutes of setup.
+    A missing or unreadable dataset (or a dataset.json 'camera' object no camera can have) is then a
+    one-line error in a second, not after minutes of setup. Returns the opened index (None: no data).
     """
     if not data:
-        return
+        return None
     from epigraf_tools.training.data import ImageDataset
 
-    ImageDataset(data, check_sizes=False, require_poses=False, use_labels=False)
+    return ImageDataset(data, check_sizes=False, require_poses=False, use_labels=False)
 
 
-def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -> None:
+def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None, init_discriminator: Any = None) -> None:
     """Train with a rich progress bar and one status line per tick (rank 0 only prints)."""
     import os
+    import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -209,7 +262,9 @@ def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -
         typer.echo(message, err=True)
 
     if quiet:
-        result = train(cfg, resume=resume, init_generator=init_generator, warn=warn)
+        result = train(
+            cfg, resume=resume, init_generator=init_generator, warn=warn, init_discriminator=init_discriminator
+        )
     else:
         total = int(round(cfg.kimg * 1000))
         with Progress(
@@ -221,12 +276,23 @@ def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -
             transient=True,
         ) as progress:
             task = progress.add_task("train", total=total)
+            first: dict[str, float] = {}
 
             def on_step(cur: int, total_nimg: int) -> None:
                 progress.update(task, completed=cur, total=total_nimg)
+                if not first:  # the expected duration as soon as one step was timed
+                    first.update(t=time.time(), nimg=cur)
+                    return
+                if "said" not in first and cur > first["nimg"]:
+                    sec_per_kimg = (time.time() - first["t"]) / ((cur - first["nimg"]) / 1000)
+                    first["said"] = 1
+                    progress.console.print(
+                        f"speed       about {sec_per_kimg:.1f} sec/kimg after one step; "
+                        f"{_eta(sec_per_kimg, cur / 1000, total_nimg / 1000) or 'eta 0s'} to {total_nimg / 1000:g} kimg"
+                    )
 
             def on_tick(rec: dict[str, Any]) -> None:
-                progress.console.print(_tick_line(rec))
+                progress.console.print(_tick_line(rec, cfg.kimg))
 
             result = train(
                 cfg,
@@ -236,6 +302,7 @@ def run(cfg: Any, resume: str | None, quiet: bool, init_generator: Any = None) -
                 log=progress.console.print,
                 init_generator=init_generator,
                 warn=warn,
+                init_discriminator=init_discriminator,
             )
     snap = result.last_snapshot
     echo(f"Done at {result.cur_nimg / 1000:.3f} kimg; last snapshot: {snap if snap else 'none'}", quiet)

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "read_official_snapshot": "checkpoints.official_pickle",
     "convert_official": "checkpoints.official_pickle",
     "convert_snapshot": "checkpoints.official_pickle",
+    "load_init_networks": "checkpoints.init_weights",
     "describe_model": "checkpoints.zoo",
     "parse_seeds": "seeds",
     "z_from_seed": "seeds",

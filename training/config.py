@@ -18,6 +18,8 @@ from epigraf_tools.errors import EpigrafError
 from epigraf_tools.models import GeneratorConfig
 from epigraf_tools.models.discriminator import DiscriminatorConfig, num_additional_start_blocks
 
+from .auto_config import AUTO_OPTIONS, auto_value
+from .dataset_cameras import CAMERA_OPTIONS
 from .patches import PatchSampler
 from .poses import CameraDistribution
 
@@ -121,7 +123,7 @@ class TrainConfig:
     num_threads: int | None = None  # CPU threads for torch (None: torch's default); 1 is best on a busy machine
     mixed_precision: bool = True  # fp16 in the D's highest-resolution blocks, CUDA only (official)
     # patches
-    patch_res: int = 64
+    patch_res: int | None = None  # None ('auto'): 64 from 128^2 data up, else half the resolution (auto_config.py)
     patch_dist: str = "beta"
     patch_alpha: float = 1.0
     beta_val_start: float = 0.001
@@ -153,10 +155,12 @@ class TrainConfig:
     w_dim: int = _generator_default("w_dim")
     map_depth: int = _generator_default("map_depth")
     w_avg_beta: float = _generator_default("w_avg_beta")
-    triplane_res: int = _generator_default("triplane_res")
+    # None ('auto'): follows the training resolution (training/auto_config.py AUTO_OPTIONS); the
+    # official values from 256^2 up
+    triplane_res: int | None = None
     feat_dim: int = _generator_default("feat_dim")
-    g_channel_base: int = _generator_default("channel_base")
-    g_channel_max: int = _generator_default("channel_max")
+    g_channel_base: int | None = None
+    g_channel_max: int | None = None
     use_noise: bool = _generator_default("use_noise")
     conv_clamp: float | None = _generator_default("conv_clamp")
     mlp_hid_dim: int = _generator_default("mlp_hid_dim")
@@ -164,12 +168,15 @@ class TrainConfig:
     num_ray_steps: int = _generator_default("num_ray_steps")
     clamp_mode: str = _generator_default("clamp_mode")
     density_shift: float = _generator_default("density_shift")
-    cube_scale: float = _generator_default("cube_scale")
-    fov: float = _generator_default("fov")
-    ray_start: float = _generator_default("ray_start")
-    ray_end: float = _generator_default("ray_end")
-    radius: float = _generator_default("radius")
-    white_back: bool = _generator_default("white_back")
+    # cameras (dataset_cameras.CAMERA_OPTIONS); None: the dataset's ``camera`` object, else the
+    # initial model's (fine-tuning), else GeneratorConfig's (FFHQ)
+    cube_scale: float | None = None
+    fov: float | None = None
+    ray_start: float | None = None
+    ray_end: float | None = None
+    radius: float | None = None
+    white_back: bool | None = None
+    allow_camera_mismatch: bool = False  # explicit camera options may differ from the dataset's (warning)
     last_back: bool = _generator_default("last_back")
     bg_model: str | None = _generator_default("bg_model")
     bg_num_steps: int = _generator_default("bg_num_steps")
@@ -181,8 +188,8 @@ class TrainConfig:
     nerf_noise_std_init: float = _generator_default("nerf_noise_std_init")
     nerf_noise_kimg: float = _generator_default("nerf_noise_kimg_growth")
     # discriminator
-    d_channel_base: int = 16384  # official int(cbase * fmaps) = 32768 * 0.5
-    d_channel_max: int = 512
+    d_channel_base: int | None = None  # 'auto'; from 256^2 up the official int(cbase * fmaps) = 32768 * 0.5
+    d_channel_max: int | None = None  # 'auto'; 512 from 256^2 up
     mbstd_group_size: int = 4
     hyper_mod: bool = True
     # camera conditioning
@@ -224,12 +231,16 @@ class TrainConfig:
             bad(f"kimg must be positive, got {self.kimg}")
         for name in ("patch_res", "triplane_res"):
             v = getattr(self, name)
-            if v < 4 or v & (v - 1):
+            if v is not None and (v < 4 or v & (v - 1)):
                 bad(f"{name} must be a power of two >= 4, got {v}")
+        for name in ("g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                bad(f"{name} must be positive, got {v}")
         if self.resolution is not None:
             if self.resolution < 4 or self.resolution & (self.resolution - 1):
                 bad(f"resolution must be a power of two >= 4, got {self.resolution}")
-            if self.patch_res > self.resolution:
+            if self.patch_res is not None and self.patch_res > self.resolution:
                 bad(f"patch_res {self.patch_res} is larger than the resolution {self.resolution}")
         if isinstance(self.gamma, str) and self.gamma != "auto":
             bad(f"gamma must be a number or 'auto', got {self.gamma!r}")
@@ -284,11 +295,30 @@ class TrainConfig:
             self.camera_vertical_stddev,
         )
 
+    def value(self, name: str, resolution: int) -> Any:
+        """Option ``name`` for training at ``resolution``: its value, or what None stands for (the
+        'auto' width of AUTO_OPTIONS, or GeneratorConfig's default for a camera option)."""
+        v = getattr(self, name)
+        if v is not None:
+            return v
+        if name in AUTO_OPTIONS:
+            return auto_value(name, resolution)
+        if name in CAMERA_OPTIONS:
+            return _generator_default(name)
+        return v
+
+    def concrete(self, resolution: int, camera: dict[str, Any] | None = None) -> TrainConfig:
+        """These options with every 'auto' width filled in for ``resolution`` and the camera options
+        from ``camera`` (dataset_cameras.resolve_camera_options) where given: what the run saves."""
+        filled = {name: self.value(name, resolution) for name in (*AUTO_OPTIONS, *CAMERA_OPTIONS)}
+        filled.update(camera or {})
+        return self.replace(resolution=resolution, **filled)
+
     def generator_config(
         self, resolution: int, c_dim: int, mean_camera_pose: list[float], class_names: list[str] | None = None
     ) -> GeneratorConfig:
         """The generator these options describe, for a dataset of ``resolution`` images and ``c_dim`` classes."""
-        options = {field: getattr(self, option) for option, field in GENERATOR_OPTIONS.items()}
+        options = {field: self.value(option, resolution) for option, field in GENERATOR_OPTIONS.items()}
         return GeneratorConfig(
             **options,
             class_names=class_names,
@@ -300,10 +330,10 @@ class TrainConfig:
     def discriminator_config(self, resolution: int, c_dim: int) -> DiscriminatorConfig:
         return DiscriminatorConfig(
             c_dim=c_dim,
-            img_resolution=self.patch_res,
-            num_additional_start_blocks=num_additional_start_blocks(resolution, self.patch_res),
-            channel_base=self.d_channel_base,
-            channel_max=self.d_channel_max,
+            img_resolution=self.value("patch_res", resolution),
+            num_additional_start_blocks=num_additional_start_blocks(resolution, self.value("patch_res", resolution)),
+            channel_base=self.value("d_channel_base", resolution),
+            channel_max=self.value("d_channel_max", resolution),
             num_fp16_res=4 if self.mixed_precision else 0,
             mbstd_group_size=self.mbstd_group_size,
             hyper_mod=self.hyper_mod,
@@ -315,7 +345,7 @@ class TrainConfig:
 
     def patch_sampler(self, resolution: int) -> PatchSampler:
         return PatchSampler(
-            resolution=self.patch_res,
+            resolution=self.value("patch_res", resolution),
             image_resolution=resolution,
             min_scale=self.min_scale,
             max_scale=self.max_scale,

@@ -29,6 +29,8 @@ import torch
 
 from epigraf_tools.errors import EpigrafError
 
+from .dataset_cameras import read_dataset_cameras
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DATASET_JSON = "dataset.json"
 # Warn when the mean training pose is further than this (radians) from yaw 0, pitch pi/2.
@@ -136,6 +138,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if self.resolution < 4 or self.resolution & (self.resolution - 1):
             raise DatasetError(f"training resolution must be a power of two >= 4, got {self.resolution}")
         meta = self._read_meta()
+        self.cameras = read_dataset_cameras(meta)  # the dataset's own camera settings (None: not given)
         self.camera_angles, self.has_poses = self._load_poses(meta, require_poses)
         self.labels = self._load_labels(meta) if use_labels else np.zeros([len(self.image_names), 0], np.float32)
         self.class_names = self._load_class_names(meta)
@@ -211,7 +214,7 @@ class ImageDataset(torch.utils.data.Dataset):
         field = self._field(meta, "camera_angles")
         n = len(self.image_names)
         if field is None:
-            if require:
+            if require and (self.cameras is None or self.cameras.pose_distribution is None):
                 raise DatasetError(
                     f"{self.path} has no camera poses: add {DATASET_JSON} with "
                     '{"camera_angles": {"file.png": [yaw, pitch, roll], ...}} or train with a camera distribution'

@@ -26,6 +26,7 @@ sums are part of the training state, so a resume continues with exactly the same
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -41,12 +42,14 @@ import torch
 from epigraf_tools.devices import resolve_device
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.models import Generator, GeneratorConfig
-from epigraf_tools.models.discriminator import Discriminator
+from epigraf_tools.models.discriminator import Discriminator, DiscriminatorConfig
 
 from . import distributed as du
 from .augment import AdaController, AdaptiveAugment
-from .config import RUN_CONFIG_NAME, ConfigError, TrainConfig
+from .auto_config import choose_batch_gpu, memory_budget
+from .config import GENERATOR_OPTIONS, RUN_CONFIG_NAME, ConfigError, TrainConfig
 from .data import ImageDataset, InfiniteOrder
+from .dataset_cameras import CAMERA_OPTIONS, POSE_OPTIONS, resolve_camera_options
 from .loss import PHASES, EpiGRAFLoss, blur_sigma
 from .poses import sample_camera_angles
 from .preview import PreviewGrid
@@ -94,6 +97,7 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         init_generator: Generator | None = None,
         warn: Callable[[str], None] | None = None,
+        init_discriminator: Discriminator | None = None,
     ) -> None:
         config.validate()
         self.cfg = cfg = config
@@ -112,17 +116,11 @@ class Trainer:
         self.device = device
         self.run_dir = Path(cfg.out)
 
-        # Work split: the global batch is cut into chunks of batch_gpu; rank r runs its share.
         world = self.dist.world_size
         if cfg.batch % world:
             raise ConfigError(f"batch {cfg.batch} is not divisible by the number of processes ({world})")
-        self.batch_gpu = cfg.batch_gpu or cfg.batch // world
-        if (cfg.batch // world) % self.batch_gpu:
-            raise ConfigError(f"batch_gpu {self.batch_gpu} must divide the per-process batch {cfg.batch // world}")
-        self.rounds = cfg.batch // world // self.batch_gpu
-        self.num_chunks = cfg.batch // self.batch_gpu
 
-        # Data.
+        # Data, then the options it decides: cameras (dataset.json 'camera') and 'auto' widths.
         self.dataset = ImageDataset(
             cfg.data,
             resolution=cfg.resolution,
@@ -131,6 +129,8 @@ class Trainer:
             require_poses=cfg.camera_dist == "custom",
         )
         self.resolution = res = self.dataset.resolution
+        say = (warn or self.log) if self.dist.is_main else None
+        self.cfg = cfg = resolve_for_dataset(cfg, self.dataset, init_generator, say)
         if cfg.patch_res > res:
             raise ConfigError(f"patch_res {cfg.patch_res} is larger than the training resolution {res}")
         self.order = InfiniteOrder(len(self.dataset), seed=cfg.seed)
@@ -150,12 +150,41 @@ class Trainer:
         g_config = cfg.generator_config(res, self.dataset.c_dim, mean_pose, self.dataset.class_names)
         if init_generator is not None:
             g_config = self._init_config(init_generator, res)
+            generator_options = {option: getattr(g_config, name) for option, name in GENERATOR_OPTIONS.items()}
+            self.cfg = cfg = cfg.replace(**generator_options)  # the run's config says what G really is
         elif saved is not None and "G_config" in saved:  # e.g. a fine-tuned run: G's own architecture
             g_config = GeneratorConfig.from_dict(json.loads(saved["G_config"]))
+        if init_discriminator is not None and resume is None:
+            init_discriminator = self._usable_init_discriminator(init_discriminator, config, res, say)
+        else:
+            init_discriminator = None
+        if init_discriminator is not None:  # its architecture becomes the run's D options (saved, resumed alike)
+            self.cfg = cfg = cfg.replace(**discriminator_options(init_discriminator.config))
+        d_config = cfg.discriminator_config(res, self.dataset.c_dim)
+        if init_discriminator is not None:  # every field (hyper_mod_dim, ...) as the weights need it
+            d_config = dataclasses.replace(init_discriminator.config, num_fp16_res=d_config.num_fp16_res)
+
+        # Work split: the global batch is cut into chunks of batch_gpu; rank r runs its share.
+        per_process = cfg.batch // world
+        self.batch_gpu = cfg.batch_gpu
+        if self.batch_gpu is None:  # 'auto': the largest chunk whose step fits in memory
+            budget = memory_budget(device)
+            self.batch_gpu = choose_batch_gpu(g_config, d_config, per_process, cfg.mbstd_group_size, budget)
+            if self.batch_gpu != per_process:
+                self.cfg = cfg = cfg.replace(batch_gpu=self.batch_gpu)  # saved: a resume splits alike
+                self.log(f"batch_gpu {self.batch_gpu}: chunks of the batch that fit in {budget / 2**30:.1f} GiB")
+        if per_process % self.batch_gpu:
+            raise ConfigError(f"batch_gpu {self.batch_gpu} must divide the per-process batch {per_process}")
+        self.rounds = per_process // self.batch_gpu
+        self.num_chunks = cfg.batch // self.batch_gpu
+
         self.G = Generator(g_config).train().requires_grad_(False)
         if init_generator is not None:
             self.G.load_state_dict(init_generator.state_dict())
-        self.D = Discriminator(cfg.discriminator_config(res, self.dataset.c_dim)).train().requires_grad_(False)
+        self.D = Discriminator(d_config).train().requires_grad_(False)
+        if init_discriminator is not None:
+            self.D.load_state_dict(init_discriminator.state_dict())
+            self.log("D starts from the initial model's discriminator")
         self.G.to(device)
         self.D.to(device)
         self.G_ema = copy.deepcopy(self.G).eval()
@@ -201,7 +230,26 @@ class Trainer:
             raise ConfigError(
                 f"the initial model has {init.c_dim}-d labels but the dataset has {self.dataset.c_dim}-d labels"
             )
-        return dataclasses.replace(init.config, img_resolution=res)
+        cameras = {name: getattr(self.cfg, name) for name in CAMERA_OPTIONS}  # resolved: the dataset's wins
+        return dataclasses.replace(init.config, img_resolution=res, **cameras)
+
+    def _usable_init_discriminator(
+        self, D: Discriminator, given: TrainConfig, res: int, say: Callable[[str], None] | None
+    ) -> Discriminator | None:
+        """The initial model's D if it can judge this run's patches, else None (D starts fresh, said once)."""
+        dc = D.config
+        problem = None
+        if dc.c_dim != self.dataset.c_dim:
+            problem = f"it takes {dc.c_dim}-d labels, the dataset has {self.dataset.c_dim}-d"
+        elif dc.nominal_resolution != res:
+            problem = f"it was trained for {dc.nominal_resolution}^2 images, this run trains at {res}^2"
+        elif given.patch_res is not None and given.patch_res != dc.img_resolution:
+            problem = f"it sees {dc.img_resolution}^2 patches, patch_res is {given.patch_res}"
+        if problem is None:
+            return D
+        if say is not None:
+            say(f"warning: D starts from scratch: the initial model's discriminator does not fit ({problem})")
+        return None
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -409,7 +457,9 @@ class Trainer:
             if self.on_step is not None:
                 self.on_step(s.cur_nimg, total_nimg)
             done = s.cur_nimg >= total_nimg
-            tick_due = s.cur_nimg >= s.tick_start_nimg + cfg.tick_kimg * 1000
+            # As in StyleGAN2-ADA, tick 0 closes after the run's first step: the speed (sec/kimg) and
+            # the losses show up in seconds, not after tick_kimg (a CPU needs minutes per kimg).
+            tick_due = s.cur_tick == 0 or s.cur_nimg >= s.tick_start_nimg + cfg.tick_kimg * 1000
             if not (done or tick_due):
                 continue
             now = time.time()
@@ -525,6 +575,42 @@ class Trainer:
         write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
+def discriminator_options(d: DiscriminatorConfig) -> dict[str, Any]:
+    """The training options that rebuild discriminator ``d`` (its architecture, not its precision)."""
+    return {
+        "patch_res": d.img_resolution,
+        "d_channel_base": d.channel_base,
+        "d_channel_max": d.channel_max,
+        "mbstd_group_size": d.mbstd_group_size,
+        "hyper_mod": d.hyper_mod,
+        "d_camera_cond": d.camera_cond,
+        "d_camera_cond_raw": d.camera_cond_raw,
+        "d_camera_cond_drop_p": d.camera_cond_drop_p,
+    }
+
+
+def resolve_for_dataset(
+    cfg: TrainConfig,
+    dataset: ImageDataset,
+    init_generator: Generator | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> TrainConfig:
+    """``cfg`` with what the dataset decides filled in: its cameras (explicit options win only with
+    allow_camera_mismatch; the initial model's cameras, else the FFHQ ones, where neither says) and
+    the 'auto' widths for its resolution; with ``init_generator``, the generator options are its
+    architecture. Raises DatasetCameraError on a camera conflict."""
+    fallback_config = init_generator.config if init_generator is not None else GeneratorConfig()
+    if init_generator is not None:  # G's architecture is the initial model's (cameras: resolved below)
+        arch = {o: getattr(fallback_config, n) for o, n in GENERATOR_OPTIONS.items() if o not in CAMERA_OPTIONS}
+        cfg = cfg.replace(**arch)
+    fallback = {name: getattr(fallback_config, name) for name in CAMERA_OPTIONS}
+    explicit = {name: getattr(cfg, name) for name in (*CAMERA_OPTIONS, *POSE_OPTIONS.values())}
+    camera = resolve_camera_options(
+        explicit, dataset.cameras, fallback, dataset.has_poses, cfg.allow_camera_mismatch, warn
+    )
+    return cfg.concrete(cfg.resolution or dataset.resolution, camera)
+
+
 def _next_multiple(cur_nimg: int, every_kimg: float) -> int | None:
     if every_kimg <= 0:
         return None
@@ -550,16 +636,18 @@ def train(
     log: Callable[[str], None] | None = None,
     init_generator: Generator | None = None,
     warn: Callable[[str], None] | None = None,
+    init_discriminator: Discriminator | None = None,
 ) -> TrainResult:
     """Train EpiGRAF as configured; resume from a snapshot, a run folder or 'latest' (of config.out).
 
     ``init_generator`` starts G (and G_ema) from pretrained weights (fine-tuning; its architecture
-    replaces the generator options; ignored when resuming). ``warn`` (default: ``log``) gets the line
-    saying that an unreadable newest snapshot was skipped on resume. Returns where the run ended. Under
-    torchrun every process calls this; only rank 0 writes.
+    replaces the generator options; ignored when resuming); ``init_discriminator`` likewise D, when
+    it fits the run (labels, resolution, patch size), else D starts fresh with a warning. ``warn``
+    (default: ``log``) gets the line saying that an unreadable newest snapshot was skipped on resume.
+    Returns where the run ended. Under torchrun every process calls this; only rank 0 writes.
     """
     if resume is not None:
-        init_generator = None
+        init_generator = init_discriminator = None
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         trainer = Trainer(
@@ -570,6 +658,7 @@ def train(
             log=log,
             init_generator=init_generator,
             warn=warn,
+            init_discriminator=init_discriminator,
         )
     try:
         return trainer.run()

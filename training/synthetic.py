@@ -28,6 +28,8 @@ import torch
 
 from epigraf_tools.models.cameras import cam2world_from_angles, generate_rays
 
+from .dataset_cameras import DatasetCameras, PoseDistribution
+
 SHAPE_FAMILIES: tuple[str, ...] = ("sphere", "box", "torus", "capsule")
 LIGHT_DIR = (0.45, 0.8, 0.4)
 
@@ -200,6 +202,13 @@ def sample_poses(rng: np.random.RandomState, n: int, cfg: SynthConfig) -> np.nda
     return np.stack([yaw, pitch, np.zeros(n)], axis=1)
 
 
+def dataset_cameras(cfg: SynthConfig) -> DatasetCameras:
+    """The cameras the images are rendered with, as dataset.json's ``camera`` object describes them
+    (training then uses them by default): yaw and pitch are uniform, as ``sample_poses`` draws them."""
+    poses = PoseDistribution("uniform", 0.0, cfg.yaw_range, math.pi / 2, cfg.pitch_range)
+    return DatasetCameras(cfg.fov, cfg.radius, cfg.ray_start, cfg.ray_end, cfg.cube_scale, True, poses)
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run a block with ``threads`` intra-op torch threads (None: leave the setting alone), then restore it."""
@@ -241,18 +250,7 @@ def _make_synthetic_dataset(out_zip: Path, cfg: SynthConfig, progress: Callable[
         "labels": [],
         "class_names": list(cfg.shapes),
         "shapes": {},
-        "camera": {
-            "fov": cfg.fov,
-            "radius": cfg.radius,
-            "ray_start": cfg.ray_start,
-            "ray_end": cfg.ray_end,
-            "cube_scale": cfg.cube_scale,
-            "white_back": True,
-            "pose_distribution": {
-                "yaw": f"uniform(-{cfg.yaw_range:.6f}, {cfg.yaw_range:.6f})",
-                "pitch": f"uniform(pi/2 - {cfg.pitch_range}, pi/2 + {cfg.pitch_range})",
-            },
-        },
+        "camera": dataset_cameras(cfg).to_json(),
         "synth_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
     }
     with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:

@@ -96,3 +96,128 @@ def test_fine_tune_from_a_model_folder(cli, tmp_path):
     assert res.exit_code == 0, res.output
     res = cli(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--model", "no/such/dir/"])
     assert res.exit_code == 2
+
+
+# --------------------------------------------------------------------------- cameras from the dataset
+CAMERAS = {"fov": 30.0, "radius": 1.0, "ray_start": 0.7, "ray_end": 1.3, "cube_scale": 0.35, "white_back": True}
+
+
+def _synth(path: Path, n: int = 4, res: int = 16) -> Path:
+    from epigraf_tools.training.synthetic import SynthConfig, make_synthetic_dataset
+
+    cfg = SynthConfig(
+        num_images=n, resolution=res, supersample=1, **{k: v for k, v in CAMERAS.items() if k != "white_back"}
+    )
+    return make_synthetic_dataset(path, cfg)
+
+
+def test_only_data_and_kimg_trains_with_the_datasets_cameras_and_the_snapshot_renders_with_them(
+    cli, tmp_path, monkeypatch
+):
+    from epigraf_tools.images import read_png_metadata
+
+    data = _synth(tmp_path / "shapes.zip")
+    monkeypatch.chdir(tmp_path)
+    res = cli(["train", "--data", data, "--kimg", "0.064"])  # one step of the default batch (64)
+    assert res.exit_code == 0, res.output
+    assert "cameras     custom, fov 30.0, rays 0.7-1.3, cube 0.35, white background" in res.output
+    assert "tick 0 " in res.output and "sec/kimg" in res.output  # tick 0 comes after the first step
+    run = tmp_path / "runs" / "epigraf"
+    snap = next(run.glob("snapshot-*"))
+    g_config = json.loads((snap / "config.json").read_text())
+    assert {k: g_config[k] for k in CAMERAS} == CAMERAS
+    run_config = json.loads((run / "config.json").read_text())
+    assert {k: run_config[k] for k in CAMERAS} == CAMERAS
+    assert (run_config["resolution"], run_config["patch_res"], run_config["triplane_res"]) == (16, 8, 32)  # auto
+    out = tmp_path / "views"
+    res = cli(["sample", "--model", snap, "--seeds", "0", "--out", out, "--device", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    camera = read_png_metadata(out / "seed0000.png")["camera"]
+    assert camera["fov_degrees"] == pytest.approx(30.0) and camera["radius"] == pytest.approx(1.0)
+
+
+def test_a_camera_option_that_contradicts_the_dataset_is_an_error_unless_allowed(cli, tmp_path):
+    data = _synth(tmp_path / "shapes.zip", res=32)
+    run = tmp_path / "r"
+    res = cli(["train", "--data", data, "--out", run, "--preset", "small", "--set", "fov=12", *TINY])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "fov: the dataset says 30 (dataset.json camera.fov) but the options say 12" in res.output
+    assert "--allow-camera-mismatch" in res.output and not run.exists()
+    res = cli(["train", "--data", data, "--out", run, "--set", "fov=12", "--allow-camera-mismatch", *TINY])
+    assert res.exit_code == 0, res.output
+    assert "warning: fov: the dataset says 30" in res.output
+    g_config = json.loads((next(run.glob("snapshot-*")) / "config.json").read_text())
+    assert g_config["fov"] == 12 and g_config["cube_scale"] == 0.35  # the explicit value; the rest from the data
+    stored = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**stored, "allow_camera_mismatch": False}))
+    res = cli(["train", "--resume", run, "--kimg", "0.008", "--quiet"])
+    assert res.exit_code == 2 and "the resumed run's config.json holds the value it trained with" in res.output
+
+
+# --------------------------------------------------------------------------- --init
+def test_init_from_the_embedded_model_continues_like_a_resume_of_the_same_weights(cli, tmp_path):
+    """Same seed, same data, same weights: --init and --resume give the first tick's losses to 1e-6.
+
+    The resumed snapshot is written by a Trainer initialised from the embedded model (its D is the
+    fresh D of the same seed, as --init builds it: the embedded model carries no D).
+    """
+    from epigraf_tools.checkpoints.loading import load_generator
+    from epigraf_tools.training.config import RUN_CONFIG_NAME
+    from epigraf_tools.training.loop import Trainer
+    from epigraf_tools.training.snapshots import write_snapshot
+
+    default = Path(__file__).resolve().parents[2] / "epigraf_tools" / "assets" / "default"
+    data = write_dataset(tmp_path / "d.zip", n=4, size=64)
+    opts = ["--patch-res", "16", "--batch", "4", "--kimg", "0.008", "--tick-kimg", "0.004", "--device", "cpu",
+            "--set", "d_channel_base=256", "--set", "d_channel_max=32", "--set", "grid_size=0", "--image-kimg", "0",
+            "--set", "use_labels=false"]  # fmt: skip
+    res = cli(["train", "--data", data, "--out", tmp_path / "init", "--init", default, *opts])
+    assert res.exit_code == 0, res.output
+    assert "has no discriminator: D starts from scratch" in res.output
+    assert "generator   z/w 128/128, tri-plane 32^2 x 16" in res.output  # the summary shows the model's G
+
+    from epigraf_tools.cli.train import build_config
+
+    explicit = {"data": str(data), "out": str(tmp_path / "res"), "patch_res": 16, "batch": 4, "kimg": 0.008}
+    sets = ["d_channel_base=256", "d_channel_max=32", "grid_size=0", "use_labels=false", "image_kimg=0"]
+    cfg = build_config({**explicit, "tick_kimg": 0.004, "device": "cpu"}, None, None, sets, None)
+    trainer = Trainer(cfg, init_generator=load_generator(str(default)))
+    (tmp_path / "res").mkdir()
+    trainer.cfg.save(tmp_path / "res" / RUN_CONFIG_NAME)
+    snap = write_snapshot(tmp_path / "res", 0, trainer.G_ema, trainer.state_dict())
+    res = cli(["train", "--resume", snap, "--quiet"])
+    assert res.exit_code == 0, res.output
+
+    def first_tick(run: Path) -> dict:
+        return json.loads((run / "log.jsonl").read_text().splitlines()[0])
+
+    a, b = first_tick(tmp_path / "init"), first_tick(tmp_path / "res")
+    keys = [k for k in a if k.startswith("Loss/")]
+    assert {"Loss/G/loss", "Loss/D/loss"} <= set(keys)
+    for k in keys:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-6), k
+
+
+def test_init_from_a_training_snapshot_starts_d_from_its_discriminator(tmp_path):
+    import torch
+    from training_support import tiny_train_config
+
+    from epigraf_tools.checkpoints.init_weights import RUN_STATE_NAME, load_init_networks
+    from epigraf_tools.training.loop import Trainer
+    from epigraf_tools.training.snapshots import STATE_NAME, write_snapshot
+
+    assert RUN_STATE_NAME == STATE_NAME
+    data = write_dataset(tmp_path / "d.zip", n=4, size=32)
+    trainer = Trainer(tiny_train_config(data, tmp_path / "run"))
+    snap = write_snapshot(tmp_path / "run", 0, trainer.G_ema, trainer.state_dict())
+    init = load_init_networks(str(snap))
+    assert init.d_source == str(snap / STATE_NAME)
+    for (name, p), q in zip(trainer.D.state_dict().items(), init.D.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    tuned = Trainer(
+        tiny_train_config(data, tmp_path / "ft", d_channel_base=512), init_generator=init.G, init_discriminator=init.D
+    )
+    assert tuned.cfg.d_channel_base == 256  # the initial D's architecture wins (and is what the run saves)
+    assert all(torch.equal(p, q) for p, q in zip(tuned.D.parameters(), init.D.parameters(), strict=True))
+    misfit = Trainer(tiny_train_config(data, tmp_path / "m", resolution=16, patch_res=8), init_discriminator=init.D)
+    assert misfit.D.config.img_resolution == 8  # trained for 32^2: D starts fresh, with a warning

@@ -167,7 +167,8 @@ def test_ray_and_pitch_defaults_have_one_definition():
 
     assert GeneratorConfig().render_options() == RenderOptions()
     t = TrainConfig()
-    assert (t.num_ray_steps, t.ray_start, t.ray_end) == (
+    # ray_start/ray_end default to None (the dataset's cameras); what None stands for is the renderer's
+    assert (t.num_ray_steps, t.value("ray_start", 64), t.value("ray_end", 64)) == (
         RenderOptions.num_steps,
         RenderOptions.ray_start,
         RenderOptions.ray_end,

@@ -126,11 +126,18 @@ def test_train_config_derives_every_generator_option_from_generator_config():
     import dataclasses
 
     from epigraf_tools.models import GeneratorConfig
+    from epigraf_tools.training.auto_config import AUTO_OPTIONS
     from epigraf_tools.training.config import GENERATOR_OPTIONS, TrainConfig
+    from epigraf_tools.training.dataset_cameras import CAMERA_OPTIONS
 
     defaults, g_defaults = TrainConfig(), GeneratorConfig()
     for option, name in GENERATOR_OPTIONS.items():
+        if option in AUTO_OPTIONS or option in CAMERA_OPTIONS:  # None: decided by the data (then auto / G's default)
+            assert getattr(defaults, option) is None, option
+            continue
         assert getattr(defaults, option) == getattr(g_defaults, name), option  # one definition per default
+    full = defaults.generator_config(512, 0, [0.0, 1.5, 0.0])  # 512^2 with no dataset cameras: the official G
+    assert full == dataclasses.replace(g_defaults, mean_camera_pose=[0.0, 1.5, 0.0])
     reach = TrainConfig(mlp_n_layers=3, bg_model="sphere", conv_clamp=None, clamp_mode="relu", g_channel_base=1024)
     g = reach.generator_config(64, 2, [0.0, 1.5, 0.0], ["a", "b"])
     assert (g.mlp_n_layers, g.bg_model, g.conv_clamp, g.clamp_mode, g.channel_base) == (3, "sphere", None, "relu", 1024)
