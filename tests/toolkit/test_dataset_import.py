@@ -23,6 +23,7 @@ from posed_sources import (
 
 from epigraf_tools.dataset_import import DatasetImportError, ImportOptions, import_dataset
 from epigraf_tools.pose_normalise import PoseError
+from epigraf_tools.training.dataset_cameras import read_dataset_cameras
 
 WRITERS = {"eg3d": write_eg3d, "transforms": write_transforms, "colmap": write_colmap_text, "angles": write_angles_csv}
 TOL = 1e-5  # the bar; float64 pose math reaches ~1e-15, the margin covers JSON and other BLAS builds
@@ -48,6 +49,11 @@ def test_round_trip_gives_the_synthetic_poses(fmt: str, synth: Path, tmp_path: P
     np.testing.assert_allclose(_angles(meta), truth, atol=TOL, rtol=0)
     assert abs(meta["camera"]["fov"] - cam["fov"]) < 1e-6
     assert set(meta["camera"]) == set(cam)  # the keys `dataset synth` writes
+    parsed = read_dataset_cameras(meta)  # and what training reads back is what was written
+    assert parsed is not None
+    back = parsed.to_json()
+    assert back.pop("pose_distribution") == pytest.approx(meta["camera"]["pose_distribution"])
+    assert back == {k: v for k, v in meta["camera"].items() if k != "pose_distribution"}
     pose = meta["camera"]["pose_distribution"]
     assert pose["dist"] == "uniform"
     assert abs(truth[:, 1] - pose["vertical_mean"]).max() <= pose["vertical_stddev"] + 1e-12
