@@ -92,13 +92,46 @@ def compiler_version(cxx: str) -> str:
     return out.strip().splitlines()[0] if out.strip() else "unknown"
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> str:
+    """The CPU's model and instruction-set flags (what ``-march=native`` compiles for).
+
+    A native build copied to, or shared through a network home with, a CPU that lacks one of the
+    instructions would die with SIGILL, so native build keys include this. Linux reads
+    /proc/cpuinfo; elsewhere ``platform.processor()`` is the best cheap stand-in.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    wanted = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name in ("model name", "flags", "features", "cpu part", "cpu implementer") and name not in wanted:
+            wanted[name] = " ".join(sorted(value.split()))
+    return "\n".join(f"{k}: {v}" for k, v in sorted(wanted.items())) or platform.processor()
+
+
 def build_key(source: Path, flags: tuple[str, ...]) -> str:
-    """A folder name that changes whenever the binary would: torch, Python, compiler, flags, source."""
+    """A folder name that changes whenever the binary would: torch, Python, compiler, flags, source.
+
+    ``-march=native`` builds also key on the CPU's features (``cpu_features``); portable ones do not,
+    so they stay shared between machines.
+    """
     import torch
 
     cxx = os.environ.get("CXX", "c++")
+    native = [cpu_features()] if "-march=native" in flags else []
     ident = "\n".join(
-        [torch.__version__, sys.implementation.cache_tag or "", platform.machine(), compiler_version(cxx), *flags]
+        [
+            torch.__version__,
+            sys.implementation.cache_tag or "",
+            platform.machine(),
+            compiler_version(cxx),
+            *flags,
+            *native,
+        ]
     )
     digest = hashlib.sha256(ident.encode() + b"\0" + source.read_bytes()).hexdigest()[:16]
     tag = "native" if "-march=native" in flags else "portable"
