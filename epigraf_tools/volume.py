@@ -300,6 +300,11 @@ class _ReluKernelOperands:
         lin_w = folded.w_out * slope
         self.lin = (lin_w @ folded.proj)[None]  # [1, C]
         self.lin_bias = float(lin_w @ folded.bias0) + folded.b_out
+        # The (z, y) term enters the kernel negated (-c), and its relu identity adds back +-c per unit:
+        # both folded into the projections here, so no per-slab sums or negations.
+        sign = torch.cat([torch.ones(self.npos), -torch.ones(len(order) - self.npos)]).to(w)
+        self.neg_proj = (-self.proj).contiguous()
+        self.yz_lin = self.lin + (sign @ self.proj)[None]
 
     def xy(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[C, n, Rx] -> (A [n, H', Rx], alpha [n, Rx])."""
@@ -314,10 +319,7 @@ class _ReluKernelOperands:
         """[C, T, Ry] (or None: no such term) -> (-C [T, Ry, H'], gamma [T, Ry])."""
         if feats is None:
             return torch.zeros(t, ry, self.proj.shape[0]), torch.zeros(t, ry)
-        c = _matmul_cf(self.proj, feats, False)
-        gamma = _matmul_cf(self.lin, feats, False)[..., 0]
-        gamma += c[..., : self.npos].sum(-1) - c[..., self.npos :].sum(-1)
-        return c.neg_(), gamma.contiguous()
+        return _matmul_cf(self.neg_proj, feats, False), _matmul_cf(self.yz_lin, feats, False)[..., 0].contiguous()
 
 
 def separable_filler(
