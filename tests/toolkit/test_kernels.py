@@ -56,3 +56,21 @@ def test_fused_kernel_gives_the_same_volume_on_1_and_2_threads(mini_generator, r
     sep = extract_density(mini_generator, planes, grid=grid, method="separable")
     # values span about +-55 here; every float32 path is ~7e-5 from a float64 evaluation, i.e. ~1e-6 of the range
     np.testing.assert_allclose(one, sep, atol=2e-6 * float(np.ptp(sep)))
+
+
+def test_a_cached_build_loads_without_compiler_ninja_or_cpp_extension(monkeypatch):
+    import torch.utils.cpp_extension
+
+    import epigraf_tools.kernels as kernels
+
+    if load_density_kernel() is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    monkeypatch.setattr(kernels, "_cache", {})  # a new process
+    monkeypatch.setattr(kernels, "_compiler_available", lambda: "no C++ compiler (test)")
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a cached build must not go through cpp_extension.load")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_build)
+    module = load_density_kernel()
+    assert module is not None and hasattr(module, "relu_slab") and hasattr(module, "softplus_slab")
