@@ -2,8 +2,10 @@
 
 The kernels are built with ``torch.utils.cpp_extension.load`` (needs a C++ compiler and the
 ``ninja`` executable; the PyPI ``ninja`` package provides one). A cold build took 70-150 s on a
-shared 2-core CPU; later loads take milliseconds. The build lives in a cache folder keyed by everything the
-binary depends on (torch version, Python version, compiler version, flags, source hash), by default
+shared 2-core CPU; later loads take milliseconds (a finished build is imported directly, without the
+compiler or ninja). The build lives in a cache folder keyed by everything the
+binary depends on (torch version, Python version, compiler version, flags, source hash, and for
+-march=native builds the CPU model and flags), by default
 ``$XDG_CACHE_HOME/epigraf-tools/kernels/<key>`` (``~/.cache/...``; override with
 ``$EPIGRAF_KERNEL_CACHE``), so every venv with the same torch and compiler reuses one build instead
 of recompiling. Before a cold build, ``on_build`` (or, without one, the ``epigraf_tools.kernels``
