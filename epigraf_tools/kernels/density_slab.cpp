@@ -10,8 +10,8 @@
 //   weights are folded into A, B, C by scaling unit h by |w_h| (1 - s) (positive units first,
 //   npos of them). Per voxel and hidden unit that leaves one add, one max and one add or subtract:
 //       out = alpha + beta + gamma + sum_{h < npos} max(a + b, nc) - sum_{h >= npos} max(a + b, nc)
-//   where nc = -c is passed in already negated. Two rows j are done together so each B vector
-//   (the operand that streams from L2) is loaded once for both.
+//   where nc = -c is passed in already negated. Two rows j and two sections k are done together,
+//   so each A and B vector is loaded once for two uses (the loop is load-bound otherwise).
 // softplus_slab (softplus hidden layer, the EG3D OSG decoder): out = bias + sum_h w_h softplus(a + b + c)
 //   with a branch-free vector softplus (exp and log1p from short polynomials; absolute error about
 //   2e-7 per unit, below float32 rounding of the sums).
@@ -34,7 +34,7 @@ namespace {
 constexpr int64_t kBlockX = 64;  // x-voxels accumulated together
 constexpr int64_t kLanes = 8;    // floats per vector (AVX2 width; GCC/clang split it on narrower ISAs)
 constexpr int64_t kVecs = kBlockX / kLanes;
-constexpr int64_t kReluBlock = 32;  // x-voxels per block in relu_slab (2 rows x 4 vectors of accumulators)
+constexpr int64_t kReluBlock = 32;  // x-voxels per block in relu_slab (2 sections x 2 rows x 4 vectors)
 
 typedef float vf __attribute__((vector_size(kLanes * 4)));
 typedef int32_t vi __attribute__((vector_size(kLanes * 4)));
@@ -46,7 +46,17 @@ inline vf load(const float* p) {
 }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
 inline vf splat(float x) { return vf{} + x; }
-inline vf vmax(vf a, vf b) { return a > b ? a : b; }  // compiles to one max instruction (maxps semantics)
+inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+
+// Pins a loaded vector in a register: without it gcc re-reads the operand from memory for every
+// use (rematerialisation), which keeps the relu loop load-bound.
+inline void keep_in_register(vf& v) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __asm__("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}  // compiles to one max instruction (maxps semantics)
 
 // exp(x) for x <= 0 (clamped at -87, where it is ~1e-38): 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2].
 inline vf exp_nonpositive(vf x) {
@@ -109,66 +119,83 @@ struct ReluArgs {
   float shift;
 };
 
-// acc[r] += (ADD) or -= sum over units [h0, h1) of max(a + b, nc) for rows j + r, x-voxels from i0.
-template <int ROWS, bool ADD>
+constexpr int64_t kReluVecs = kReluBlock / kLanes;
+
+// acc[s][r] += (ADD) or -= the sum over units [h0, h1) of max(a + b, nc), for sections k + s and rows
+// j + r, x-voxels i0 .. i0 + kReluBlock - 1. Each A and B vector is loaded once per unit and used
+// KS resp. ROWS times: the loop is load-bound otherwise.
+template <int KS, int ROWS, bool ADD>
 inline void relu_units(const ReluArgs& g, int64_t j, int64_t k, int64_t i0, int64_t h0, int64_t h1,
-                       vf (&acc)[ROWS][kReluBlock / kLanes]) {
-  constexpr int64_t V = kReluBlock / kLanes;
+                       vf (&acc)[KS][ROWS][kReluVecs]) {
   const int64_t H = g.H, Rx = g.Rx;
   for (int64_t h = h0; h < h1; ++h) {
-    const float* bh = g.b + (k * H + h) * Rx + i0;
-    vf bv[V];
-    for (int64_t q = 0; q < V; ++q) bv[q] = load(bh + q * kLanes);
-    for (int r = 0; r < ROWS; ++r) {
-      const float* ah = g.a + ((j + r) * H + h) * Rx + i0;
-      const vf ch = splat(g.nc[(k * g.Ry + j + r) * H + h]);
-      for (int64_t q = 0; q < V; ++q) {
-        const vf m = vmax(load(ah + q * kLanes) + bv[q], ch);
-        if (ADD)
-          acc[r][q] += m;
-        else
-          acc[r][q] -= m;
+    vf av[ROWS][kReluVecs], bv[KS][kReluVecs];
+    for (int r = 0; r < ROWS; ++r)
+      for (int64_t q = 0; q < kReluVecs; ++q) {
+        av[r][q] = load(g.a + ((j + r) * H + h) * Rx + i0 + q * kLanes);
+        if (KS > 1) keep_in_register(av[r][q]);
+      }
+    for (int s = 0; s < KS; ++s)
+      for (int64_t q = 0; q < kReluVecs; ++q) {
+        bv[s][q] = load(g.b + ((k + s) * H + h) * Rx + i0 + q * kLanes);
+        if (ROWS > 1) keep_in_register(bv[s][q]);
+      }
+    for (int s = 0; s < KS; ++s) {
+      for (int r = 0; r < ROWS; ++r) {
+        const vf ch = splat(g.nc[((k + s) * g.Ry + j + r) * H + h]);
+        for (int64_t q = 0; q < kReluVecs; ++q) {
+          const vf m = vmax(av[r][q] + bv[s][q], ch);
+          if (ADD)
+            acc[s][r][q] += m;
+          else
+            acc[s][r][q] -= m;
+        }
       }
     }
   }
 }
 
-// Rows j .. j + ROWS - 1 of section k, x-voxels i0 .. i0 + kReluBlock - 1 (or the ragged end of the
-// rows from i0 when fewer remain).
-template <int ROWS>
+// Sections k .. k + KS - 1, rows j .. j + ROWS - 1, x-voxels i0 .. i0 + kReluBlock - 1 (or the ragged
+// end of the rows from i0 when fewer remain).
+template <int KS, int ROWS>
 inline void relu_block(const ReluArgs& g, int64_t j, int64_t k, int64_t i0) {
-  constexpr int64_t V = kReluBlock / kLanes;
   const int64_t H = g.H, Rx = g.Rx;
-  const float* b0 = g.b + k * H * Rx;
   if (i0 + kReluBlock <= Rx) {
-    vf acc[ROWS][V];
-    for (int r = 0; r < ROWS; ++r)
-      for (int64_t q = 0; q < V; ++q) acc[r][q] = splat(0.0f);
+    vf acc[KS][ROWS][kReluVecs];
+    for (int s = 0; s < KS; ++s)
+      for (int r = 0; r < ROWS; ++r)
+        for (int64_t q = 0; q < kReluVecs; ++q) acc[s][r][q] = splat(0.0f);
     // Units [0, npos) add, [npos, H) subtract: two loops, so no sign test per unit.
-    relu_units<ROWS, true>(g, j, k, i0, 0, g.npos, acc);
-    relu_units<ROWS, false>(g, j, k, i0, g.npos, H, acc);
-    for (int r = 0; r < ROWS; ++r) {
-      float* o = g.out + (k * g.Ry + j + r) * Rx + i0;
-      const float lin_kj = g.gamma[k * g.Ry + j + r];
-      const float* lin_ji = g.alpha + (j + r) * Rx + i0;
-      const float* lin_ki = g.beta + k * Rx + i0;
-      for (int64_t q = 0; q < V; ++q)
-        store(o + q * kLanes, (load(lin_ji + q * kLanes) + load(lin_ki + q * kLanes) + lin_kj) + acc[r][q]);
-      if (g.mode != 0)
-        for (int64_t l = 0; l < kReluBlock; ++l) o[l] = activate_output(o[l], g.mode, g.shift);
+    relu_units<KS, ROWS, true>(g, j, k, i0, 0, g.npos, acc);
+    relu_units<KS, ROWS, false>(g, j, k, i0, g.npos, H, acc);
+    for (int s = 0; s < KS; ++s) {
+      for (int r = 0; r < ROWS; ++r) {
+        float* o = g.out + ((k + s) * g.Ry + j + r) * Rx + i0;
+        const float lin_kj = g.gamma[(k + s) * g.Ry + j + r];
+        const float* lin_ji = g.alpha + (j + r) * Rx + i0;
+        const float* lin_ki = g.beta + (k + s) * Rx + i0;
+        for (int64_t q = 0; q < kReluVecs; ++q)
+          store(o + q * kLanes, (load(lin_ji + q * kLanes) + load(lin_ki + q * kLanes) + lin_kj) + acc[s][r][q]);
+        if (g.mode != 0)
+          for (int64_t l = 0; l < kReluBlock; ++l) o[l] = activate_output(o[l], g.mode, g.shift);
+      }
     }
     return;
   }
-  for (int r = 0; r < ROWS; ++r) {  // the ragged end of the rows
-    const float* a = g.a + (j + r) * H * Rx;
-    const float* c = g.nc + (k * g.Ry + j + r) * H;
-    float* o = g.out + (k * g.Ry + j + r) * Rx;
-    for (int64_t l = i0; l < Rx; ++l) {
-      float acc = 0.0f;
-      for (int64_t h = 0; h < g.npos; ++h) acc += std::max(a[h * Rx + l] + b0[h * Rx + l], c[h]);
-      for (int64_t h = g.npos; h < H; ++h) acc -= std::max(a[h * Rx + l] + b0[h * Rx + l], c[h]);
-      const float raw = (g.alpha[(j + r) * Rx + l] + g.beta[k * Rx + l] + g.gamma[k * g.Ry + j + r]) + acc;
-      o[l] = activate_output(raw, g.mode, g.shift);
+  for (int s = 0; s < KS; ++s) {  // the ragged end of the rows
+    const float* b0 = g.b + (k + s) * H * Rx;
+    for (int r = 0; r < ROWS; ++r) {
+      const float* a = g.a + (j + r) * H * Rx;
+      const float* c = g.nc + ((k + s) * g.Ry + j + r) * H;
+      float* o = g.out + ((k + s) * g.Ry + j + r) * Rx;
+      for (int64_t l = i0; l < Rx; ++l) {
+        float acc = 0.0f;
+        for (int64_t h = 0; h < g.npos; ++h) acc += std::max(a[h * Rx + l] + b0[h * Rx + l], c[h]);
+        for (int64_t h = g.npos; h < H; ++h) acc -= std::max(a[h * Rx + l] + b0[h * Rx + l], c[h]);
+        const float raw =
+            (g.alpha[(j + r) * Rx + l] + g.beta[(k + s) * Rx + l] + g.gamma[(k + s) * g.Ry + j + r]) + acc;
+        o[l] = activate_output(raw, g.mode, g.shift);
+      }
     }
   }
 }
@@ -205,11 +232,18 @@ void relu_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tens
       const int64_t j = 2 * p;
       // The pair's A block (2 x H x kReluBlock floats) stays in L1 while every section k reuses it.
       for (int64_t i0 = 0; i0 < Rx; i0 += kReluBlock) {
-        for (int64_t k = 0; k < T; ++k) {
+        int64_t k = 0;
+        for (; k + 1 < T; k += 2) {  // two sections at a time share every A load
           if (j + 1 < Ry)
-            relu_block<2>(args, j, k, i0);
+            relu_block<2, 2>(args, j, k, i0);
           else
-            relu_block<1>(args, j, k, i0);
+            relu_block<2, 1>(args, j, k, i0);
+        }
+        if (k < T) {
+          if (j + 1 < Ry)
+            relu_block<1, 2>(args, j, k, i0);
+          else
+            relu_block<1, 1>(args, j, k, i0);
         }
       }
     }
