@@ -170,6 +170,34 @@ def bench_mesh(G, planes, volume: np.ndarray, resolution: int) -> None:
     print(f"  export ply+glb     {t:7.2f} s")
 
 
+FLOOR_FLOP_PER_VOXEL = 350  # issue 19: ~47 GFLOP for 512^3 once the first layer is separable (H = 64)
+
+
+def kernel_throughput(G, planes, resolution: int, thread_counts: list[int], repeats: int = 3) -> None:
+    """The fused kernel's volume time per thread count (best of ``repeats``, in-process, output preallocated),
+    as GFLOP/s on the issue's 350 FLOP/voxel basis, beside torch.mm's fp32 peak on the same threads."""
+    if load_density_kernel() is None:
+        print(f"kernel throughput: kernel unavailable ({kernel_status()})")
+        return
+    grid = make_volume_grid(0.2, resolution)
+    out = np.zeros(grid.shape_zyx, np.float32).transpose(2, 1, 0)  # pages touched once, outside the timing
+    before = torch.get_num_threads()
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    print(f"\nkernel throughput at {resolution}^3 (floor {FLOOR_FLOP_PER_VOXEL * grid.num_voxels / 1e9:.0f} GFLOP):")
+    try:
+        for n in thread_counts:
+            torch.set_num_threads(n)
+            t = min(timed(lambda: extract_density(G, planes, grid=grid, method="kernel", out=out))[0]
+                    for _ in range(repeats))  # fmt: skip
+            torch.mm(a, b)
+            mm = min(timed(lambda: torch.mm(a, b))[0] for _ in range(repeats))
+            gflop = FLOOR_FLOP_PER_VOXEL * grid.num_voxels / t / 1e9
+            print(f"  {n} thread(s): {t:6.2f} s = {gflop:6.1f} GFLOP/s;  torch.mm fp32 2048^3: "
+                  f"{2 * 2048**3 / mm / 1e9:6.1f} GFLOP/s")  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", default="256,512")
@@ -178,6 +206,8 @@ def main() -> None:
     parser.add_argument("--rss", action="store_true", help="peak RSS of a 512^3 export_volume (fresh process)")
     parser.add_argument("--mesh", action="store_true", help="time the mesh pipeline on the largest volume")
     parser.add_argument("--json", type=Path, default=None, help="also write the timings here")
+    parser.add_argument("--throughput", type=str, default=None, metavar="THREADS",
+                        help="only the kernel's 512^3 time and GFLOP/s for these thread counts, e.g. 1,2")  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,6 +216,9 @@ def main() -> None:
     t, _ = timed(load_density_kernel)
     print(f"fused kernel: {kernel_status()} ({t:.1f} s to load/build)")
     G, planes = ffhq_size_model()
+    if args.throughput:
+        kernel_throughput(G, planes, 512, [int(n) for n in args.throughput.split(",")])
+        return
     results = []
     with torch.no_grad():
         for res in (int(r) for r in args.resolutions.split(",")):

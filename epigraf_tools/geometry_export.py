@@ -289,8 +289,7 @@ def export_meshes(
     options = options.validate()
     truncation, cls, volume_grid = _prepare(G, truncation, class_index, grid)
     out = output_folder(out)
-    if not is_eg3d(G):  # EG3D volumes take the plain PyTorch path (volume._eg3d_density)
-        prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
+    prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
     use_colors = options.colors is not False
     reports = []
     for seed in seeds:
@@ -390,8 +389,7 @@ def export_volumes(
     hooks = hooks or ExportHooks()
     truncation, cls, volume_grid = _prepare(G, truncation, class_index, grid)
     out = output_folder(out)
-    if not is_eg3d(G):  # EG3D volumes take the plain PyTorch path (volume._eg3d_density)
-        prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
+    prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
     total = volume_grid.num_voxels * len(seeds)
     reports = []
     with hooks.progress("Volumes") as update:

@@ -32,6 +32,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,7 +42,10 @@ from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .models import Generator
 from .models.renderer import density_activation
-from .models.triplane import FoldedLayer
+from .models.triplane import FoldedLayer, FoldedMLP
+
+if TYPE_CHECKING:
+    from .models.eg3d import EG3DGenerator
 
 VALUE_TYPES = ("raw", "sigma")
 METHODS = ("auto", "kernel", "separable", "naive")
@@ -187,7 +191,23 @@ class FoldedField:
     @torch.no_grad()
     def from_generator(cls, G: Generator, device: torch.device) -> FoldedField:
         """Rearranges the generator's folded MLP (``Generator.folded_mlp``: gains already applied)."""
-        folded = G.folded_mlp(torch.float32, device)
+        return cls.from_folded_mlp(G.folded_mlp(torch.float32, device), device)
+
+    @classmethod
+    @torch.no_grad()
+    def from_eg3d(cls, G: EG3DGenerator, device: torch.device) -> FoldedField:
+        """The EG3D OSG decoder (plane mean -> FC -> softplus -> FC, density = output 0), same layout.
+
+        Its first layer is linear in the plane mean, so the separable trick applies as for EpiGRAF;
+        the hidden activation is softplus (act0 'softplus').
+        """
+        from .models.eg3d.fast_field import folded_osg_decoder
+
+        return cls.from_folded_mlp(folded_osg_decoder(G.decoder, torch.float32, device), device, density_row=0)
+
+    @classmethod
+    def from_folded_mlp(cls, folded: FoldedMLP, device: torch.device, density_row: int = -1) -> FoldedField:
+        """Any folded tri-plane MLP whose output ``density_row`` is the raw density."""
         layers = folded.layers
 
         def bias(layer: FoldedLayer) -> torch.Tensor:
@@ -196,49 +216,211 @@ class FoldedField:
         if len(layers) == 1:  # a linear field: keep only the density row
             w0 = layers[0].weight * folded.out_gain
             b0 = bias(layers[0]) * folded.out_gain
-            return cls(w0[-1:], b0[-1:], "linear", [], torch.ones(1, device=device), 0.0)
+            row = slice(density_row, density_row + 1 if density_row != -1 else None)
+            return cls(w0[row], b0[row], "linear", [], torch.ones(1, device=device), 0.0)
         first, last = layers[0], layers[-1]
         middle = [(layer.weight, bias(layer), layer.activation) for layer in layers[1:-1]]
-        w_out = (last.weight[-1] * folded.out_gain).contiguous()
-        return cls(first.weight, bias(first), first.activation, middle, w_out, float(bias(last)[-1]) * folded.out_gain)
+        w_out = (last.weight[density_row] * folded.out_gain).contiguous()
+        b_out = float(bias(last)[density_row]) * folded.out_gain
+        return cls(first.weight, bias(first), first.activation, middle, w_out, b_out)
 
     @property
     def kernel_slope(self) -> float | None:
-        """Leaky-ReLU slope for the fused kernel, or None when the MLP has a shape it does not handle."""
+        """Leaky-ReLU slope for the fused kernel, or None when it has no piecewise-linear form for this MLP."""
         if self.middle:
             return None
         return {"lrelu": 0.2, "linear": 1.0}.get(self.act0)
 
+    @property
+    def kernel_supported(self) -> bool:
+        """Whether a fused kernel handles this MLP (one hidden layer: leaky ReLU, linear or softplus)."""
+        return self.kernel_slope is not None or (self.act0 == "softplus" and not self.middle)
+
     def hidden_to_density(self, h: torch.Tensor) -> torch.Tensor:
         """Pre-activations [N, H] (overwritten) -> raw density [N]."""
-        if self.act0 == "lrelu":
-            F.leaky_relu_(h, 0.2)
+        h = _activate_(h, self.act0)
         for w, b, act in self.middle:
-            h = torch.addmm(b, h, w.t())
-            if act == "lrelu":
-                F.leaky_relu_(h, 0.2)
+            h = _activate_(torch.addmm(b, h, w.t()), act)
         return torch.mv(h, self.w_out).add_(self.b_out)
 
 
-def _plane_features(plane: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Bilinear lookups of plane [C, R, R] at width coords u [W] x height coords v [Hh] -> [C, Hh, W]."""
+def _activate_(h: torch.Tensor, activation: str) -> torch.Tensor:
+    """Hidden activation of a folded layer (gains folded elsewhere), in place where torch allows."""
+    if activation == "lrelu":
+        return F.leaky_relu_(h, 0.2)
+    if activation == "softplus":
+        return F.softplus(h)
+    return h
+
+
+def _plane_features(plane: torch.Tensor, u: torch.Tensor, v: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+    """Bilinear lookups of plane [C, R, R] at width coords u [W] x height coords v [Hh] -> [C, Hh, W].
+
+    Coordinates are grid_sample's [-1, 1]; zeros outside. EpiGRAF samples with align_corners=True,
+    EG3D with False.
+    """
     vv, uu = torch.meshgrid(v, u, indexing="ij")
     grid = torch.stack([uu, vv], dim=-1).unsqueeze(0)  # [1, Hh, W, 2]: (width, height) pairs
-    feats = F.grid_sample(plane.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    feats = F.grid_sample(plane.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
     return feats[0]
 
 
-def _project(feats: torch.Tensor, folded: FoldedField, add_bias: bool, hidden_major: bool) -> torch.Tensor:
-    """Features [C, Hh, W] through the folded first layer -> [Hh, W, H], or [Hh, H, W] if hidden_major."""
-    if hidden_major:  # the fused kernel's layout: consecutive x-voxels are contiguous per hidden unit
-        out = torch.matmul(folded.proj, feats.permute(1, 0, 2))
-        if add_bias:
-            out += folded.bias0[:, None]
-        return out.contiguous()
-    out = torch.matmul(feats.permute(1, 2, 0), folded.proj.t())
-    if add_bias:
-        out += folded.bias0
-    return out.contiguous()
+def _matmul_cf(weight: torch.Tensor, feats: torch.Tensor, hidden_major: bool) -> torch.Tensor:
+    """weight [H, C] x features [C, Hh, W] -> [Hh, H, W] (hidden_major) or [Hh, W, H], contiguous."""
+    if hidden_major:  # the fused kernels' layout: consecutive x-voxels are contiguous per hidden unit
+        return torch.matmul(weight, feats.permute(1, 0, 2)).contiguous()
+    return torch.matmul(feats.permute(1, 2, 0), weight.t()).contiguous()
+
+
+# (start, stop) -> plane features [C, stop - start, W] for rows j (xy map) or sections k (xz, yz maps)
+PlaneRows = Callable[[int, int], torch.Tensor]
+SlabFill = Callable[[int, int, torch.Tensor], None]  # (k0, k1, slab [k1 - k0, Ry, Rx]) -> fills slab
+
+
+def _sigma_mode(sigma: tuple[str, float] | None) -> int:
+    """The kernels' output mode: 0 raw, 1 softplus(raw + shift), 2 relu(raw + shift)."""
+    return 0 if sigma is None else (1 if sigma[0] == "softplus" else 2)
+
+
+class _ReluKernelOperands:
+    """The leaky-ReLU field in ``relu_slab``'s form (see density_slab.cpp).
+
+    With slope s, w . lrelu(v) = s (w . v) + sum_h (1 - s) w_h relu(v_h): the first part is linear,
+    hence separable (one extra projection row, ``lin``); in the second, unit h is scaled by
+    |(1 - s) w_h| (relu is positively homogeneous) and the units are ordered positive first.
+    """
+
+    def __init__(self, folded: FoldedField, slope: float) -> None:
+        w = folded.w_out * (1.0 - slope)
+        pos, neg = torch.nonzero(w > 0).flatten(), torch.nonzero(w < 0).flatten()
+        order = torch.cat([pos, neg])
+        scale = w[order].abs()
+        self.npos = int(pos.numel())
+        self.proj = (folded.proj[order] * scale[:, None]).contiguous()
+        self.bias = folded.bias0[order] * scale
+        lin_w = folded.w_out * slope
+        self.lin = (lin_w @ folded.proj)[None]  # [1, C]
+        self.lin_bias = float(lin_w @ folded.bias0) + folded.b_out
+        # The (z, y) term enters the kernel negated (-c), and its relu identity adds back +-c per unit:
+        # both folded into the projections here, so no per-slab sums or negations.
+        sign = torch.cat([torch.ones(self.npos), -torch.ones(len(order) - self.npos)]).to(w)
+        self.neg_proj = (-self.proj).contiguous()
+        self.yz_lin = self.lin + (sign @ self.proj)[None]
+
+    def xy(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[C, n, Rx] -> (A [n, H', Rx], alpha [n, Rx])."""
+        a = _matmul_cf(self.proj, feats, True).add_(self.bias[:, None])
+        return a, _matmul_cf(self.lin, feats, False)[..., 0].add_(self.lin_bias)
+
+    def xz(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[C, T, Rx] -> (B [T, H', Rx], beta [T, Rx])."""
+        return _matmul_cf(self.proj, feats, True), _matmul_cf(self.lin, feats, False)[..., 0].contiguous()
+
+    def yz(self, feats: torch.Tensor | None, t: int, ry: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """[C, T, Ry] (or None: no such term) -> (-C [T, Ry, H'], gamma [T, Ry])."""
+        if feats is None:
+            return torch.zeros(t, ry, self.proj.shape[0]), torch.zeros(t, ry)
+        return _matmul_cf(self.neg_proj, feats, False), _matmul_cf(self.yz_lin, feats, False)[..., 0].contiguous()
+
+
+def separable_filler(
+    folded: FoldedField,
+    xy: PlaneRows,
+    xz: PlaneRows,
+    yz: PlaneRows | None,
+    shape_zyx: tuple[int, int, int],
+    device: torch.device,
+    kernel=None,
+    sigma: tuple[str, float] | None = None,
+    tile_bytes: int = DEFAULT_TILE_BYTES,
+) -> SlabFill:
+    """The separable evaluation of ``folded`` as a slab filler: the building block of every fast volume.
+
+    xy(j0, j1) gives the features [C, n, Rx] of the plane term that depends on (y, x); xz(k0, k1)
+    [C, T, Rx] the (z, x) term (EG3D: the sum of its two (z, x)-dependent planes); yz(k0, k1)
+    [C, T, Ry] the (z, y) term, or None when there is none. The first layer is applied to each term
+    once; ``kernel`` (the fused module, CPU only) or PyTorch tiles do the per-voxel rest. ``sigma``
+    = (clamp mode, shift) turns raw density into sigma = act(raw + shift). Peak memory: the xy map
+    (Ry * Rx * H floats, 64 MB at 512^2 and H = 64) plus one slab's maps and one tile.
+    """
+    rz, ry, rx = shape_zyx
+    rows = max(1, (1 << 24) // max(1, rx * folded.proj.shape[1]))
+    row_blocks = [(j0, min(ry, j0 + rows)) for j0 in range(0, ry, rows)]
+    mode = _sigma_mode(sigma)
+    shift = 0.0 if sigma is None else float(sigma[1])
+
+    if kernel is not None and folded.act0 == "softplus":
+        a_map = torch.cat([_matmul_cf(folded.proj, xy(j0, j1), True) for j0, j1 in row_blocks])
+        a_map += folded.bias0[:, None]
+        no_c = torch.empty(0)
+
+        def fill_softplus(k0: int, k1: int, slab: torch.Tensor) -> None:
+            b_map = _matmul_cf(folded.proj, xz(k0, k1), True)
+            c_map = no_c if yz is None else _matmul_cf(folded.proj, yz(k0, k1), False)
+            kernel.softplus_slab(a_map, b_map, c_map, folded.w_out, folded.b_out, mode, shift, slab)
+
+        return fill_softplus
+
+    if kernel is not None:
+        ops = _ReluKernelOperands(folded, folded.kernel_slope)
+        parts = [ops.xy(xy(j0, j1)) for j0, j1 in row_blocks]
+        a_map = torch.cat([p[0] for p in parts])
+        alpha = torch.cat([p[1] for p in parts])
+        del parts
+
+        def fill_relu(k0: int, k1: int, slab: torch.Tensor) -> None:
+            b_map, beta = ops.xz(xz(k0, k1))
+            nc_map, gamma = ops.yz(None if yz is None else yz(k0, k1), k1 - k0, ry)
+            kernel.relu_slab(a_map, b_map, nc_map, alpha, beta, gamma, ops.npos, mode, shift, slab)
+
+        return fill_relu
+
+    hdim = folded.proj.shape[0]
+    a_map = torch.cat([_matmul_cf(folded.proj, xy(j0, j1), False) for j0, j1 in row_blocks])
+    a_map += folded.bias0
+    tile_rows = max(1, min(ry, tile_bytes // max(1, rx * hdim * 4)))
+    buf = torch.empty(tile_rows, rx, hdim, device=device)
+
+    def fill_torch(k0: int, k1: int, slab: torch.Tensor) -> None:
+        b_map = _matmul_cf(folded.proj, xz(k0, k1), False)
+        c_map = _matmul_cf(folded.proj, yz(k0, k1), False) if yz is not None else None
+        with _single_thread(device):
+            _separable_slab(folded, a_map, b_map, c_map, slab, buf)
+        if sigma is not None:
+            slab.copy_(density_activation(slab, shift, sigma[0]))
+
+    return fill_torch
+
+
+def stream_slabs(
+    out: np.ndarray,
+    fill: SlabFill,
+    device: torch.device,
+    slab_voxels: int = DEFAULT_SLAB_VOXELS,
+    progress: Progress | None = None,
+    on_slab: Callable[[int, np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """Fill ``out`` [Rx, Ry, Rz] (float32, ideally a transposed view of a C-contiguous [z, y, x] buffer)
+    slab by slab of z-sections; CPU slabs are written in place, others copied back. Returns ``out``."""
+    rx, ry, rz = out.shape
+    zyx_view = out.transpose(2, 1, 0)
+    direct = zyx_view.flags.c_contiguous and device.type == "cpu"
+    slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
+    total = rx * ry * rz
+    done = 0
+    for k0 in range(0, rz, slab_t):
+        k1 = min(rz, k0 + slab_t)
+        slab = torch.from_numpy(zyx_view[k0:k1]) if direct else torch.empty(k1 - k0, ry, rx, device=device)
+        fill(k0, k1, slab)
+        slab_np = zyx_view[k0:k1] if direct else slab.cpu().numpy()
+        if not direct:
+            zyx_view[k0:k1] = slab_np
+        if on_slab is not None:
+            on_slab(k0, slab_np)
+        done += (k1 - k0) * rx * ry
+        if progress is not None:
+            progress(done, total)
+    return out
 
 
 # --------------------------------------------------------------------------- extraction
@@ -259,7 +441,7 @@ def _choose_method(method: str, device: torch.device, folded: FoldedField, voxel
     if method in ("auto", "kernel"):
         from .kernels import auto_builds_kernel, kernel_status, load_density_kernel
 
-        usable = device.type == "cpu" and folded.kernel_slope is not None
+        usable = device.type == "cpu" and folded.kernel_supported
         if method == "auto" and usable and not auto_builds_kernel(voxels):
             return "separable", None
         module = load_density_kernel() if usable else None
@@ -316,61 +498,42 @@ def extract_density(
         out = zyx.transpose(2, 1, 0)
     if tuple(out.shape) != (rx, ry, rz) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 with shape {(rx, ry, rz)}, got {out.dtype} {tuple(out.shape)}")
-    zyx_view = out.transpose(2, 1, 0)
-    direct = zyx_view.flags.c_contiguous and device.type == "cpu"
-    if is_eg3d(G):  # EG3D's decoder, in plain PyTorch (EpiGRAF's folded paths do not apply)
+    if is_eg3d(G):  # EG3D's OSG decoder: its own fast path (eg3d_volume), or the plain one for 'naive'
         check_eg3d_method(method)
-        _eg3d_density(G, planes, grid, value, zyx_view, direct, progress, on_slab, slab_voxels)
+        zyx_view = out.transpose(2, 1, 0)
+        direct = zyx_view.flags.c_contiguous and device.type == "cpu"
+        if method == "naive":
+            _eg3d_density(G, planes, grid, value, zyx_view, direct, progress, on_slab, slab_voxels)
+        else:
+            _eg3d_fast_density(G, planes, grid, value, method, zyx_view, progress, on_slab, slab_voxels, tile_bytes)
         return out
 
     folded = FoldedField.from_generator(G, device)
     used, kernel = _choose_method(method, device, folded, grid.num_voxels)
-    ax, ay, az = _normalised_axes(grid, G.config.cube_scale, device)
     cfg = G.config
-    plane = planes[0]
+    sigma = (cfg.clamp_mode, float(cfg.density_shift)) if value == "sigma" else None
+    if used == "naive":
 
-    hdim = folded.proj.shape[0]
-    hidden_major = used == "kernel"
-    if used != "naive":
-        # xy-plane hidden map [Ry, Rx, H] with the first-layer bias, built in row blocks.
-        a_map = torch.empty((ry, hdim, rx) if hidden_major else (ry, rx, hdim), device=device)
-        rows = max(1, (1 << 24) // max(1, rx * plane.shape[0]))
-        for j0 in range(0, ry, rows):
-            j1 = min(ry, j0 + rows)
-            a_map[j0:j1] = _project(_plane_features(plane[0], ax, ay[j0:j1]), folded, True, hidden_major)
-    tile_rows = max(1, min(ry, tile_bytes // max(1, rx * hdim * 4)))
-    buf = torch.empty(tile_rows, rx, hdim, device=device) if used == "separable" else None
-
-    slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
-    done = 0
-    for k0 in range(0, rz, slab_t):
-        k1 = min(rz, k0 + slab_t)
-        if direct:
-            slab = torch.from_numpy(zyx_view[k0:k1])
-        else:
-            slab = torch.empty(k1 - k0, ry, rx, device=device)
-        if used == "naive":
+        def fill(k0: int, k1: int, slab: torch.Tensor) -> None:
             _naive_slab(G, planes, grid, k0, k1, slab)
-        else:
-            # xz-plane [T, Rx, H] ([T, H, Rx] for the kernel), yz-plane [T, Ry, H]
-            b_map = _project(_plane_features(plane[1], ax, az[k0:k1]), folded, False, hidden_major)
-            c_map = _project(_plane_features(plane[2], ay, az[k0:k1]), folded, False, False)
-            if used == "kernel":
-                mode = 0 if value == "raw" else (1 if cfg.clamp_mode == "softplus" else 2)
-                kernel.density_slab(
-                    a_map, b_map, c_map, folded.w_out, folded.b_out, folded.kernel_slope, mode,
-                    float(cfg.density_shift), slab,
-                )  # fmt: skip
-            else:
-                with _single_thread(device):
-                    _separable_slab(folded, a_map, b_map, c_map, slab, buf)
-        if value == "sigma" and used != "kernel":
-            slab.copy_(density_activation(slab, cfg.density_shift, cfg.clamp_mode))
-        _emit_slab(zyx_view, k0, slab, direct, on_slab)
-        done += (k1 - k0) * rx * ry
-        if progress is not None:
-            progress(done, grid.num_voxels)
-    return out
+            if sigma is not None:
+                slab.copy_(density_activation(slab, sigma[1], sigma[0]))
+
+    else:
+        ax, ay, az = _normalised_axes(grid, cfg.cube_scale, device)
+        plane = planes[0]
+        fill = separable_filler(
+            folded,
+            lambda j0, j1: _plane_features(plane[0], ax, ay[j0:j1]),
+            lambda k0, k1: _plane_features(plane[1], ax, az[k0:k1]),
+            lambda k0, k1: _plane_features(plane[2], ay, az[k0:k1]),
+            grid.shape_zyx,
+            device,
+            kernel,
+            sigma,
+            tile_bytes,
+        )
+    return stream_slabs(out, fill, device, slab_voxels, progress, on_slab)
 
 
 @contextlib.contextmanager
@@ -396,11 +559,11 @@ def _separable_slab(
     folded: FoldedField,
     a_map: torch.Tensor,
     b_map: torch.Tensor,
-    c_map: torch.Tensor,
+    c_map: torch.Tensor | None,
     slab: torch.Tensor,
     buf: torch.Tensor,
 ) -> None:
-    """Fill slab [T, Ry, Rx] from A [Ry, Rx, H], B [T, Rx, H], C [T, Ry, H] in tiles of rows (any device)."""
+    """Fill slab [T, Ry, Rx] from A [Ry, Rx, H], B [T, Rx, H], C [T, Ry, H] (or None) in tiles of rows."""
     ry, rx, hdim = a_map.shape
     tile_rows = buf.shape[0]
     for k in range(slab.shape[0]):
@@ -409,7 +572,8 @@ def _separable_slab(
             j1 = min(ry, j0 + tile_rows)
             h = buf[: j1 - j0]
             torch.add(a_map[j0:j1], b_row, out=h)
-            h.add_(c_map[k, j0:j1].unsqueeze(1))
+            if c_map is not None:
+                h.add_(c_map[k, j0:j1].unsqueeze(1))
             slab[k, j0:j1] = folded.hidden_to_density(h.view(-1, hdim)).view(j1 - j0, rx)
 
 
@@ -455,16 +619,43 @@ def _naive_slab(
             flat[n0 : n0 + n.numel()] = density(pts)
 
 
-EG3D_METHODS = ("auto", "naive")  # what an EG3D volume can be extracted with today
+EG3D_METHODS = METHODS  # 'naive' is the plain path through the EG3D decoder, the others eg3d_volume's
 
 
 def check_eg3d_method(method: str) -> None:
-    """Refuse an extraction path EG3D models do not have yet (the fused kernel, the separable trick)."""
+    """Refuse an extraction path EG3D models do not have."""
     if method not in EG3D_METHODS:
-        raise EpigrafError(
-            f"method {method!r} is not available for EG3D models yet; use 'auto' or 'naive' (the same plain "
-            "PyTorch path through the EG3D decoder)"
-        )
+        raise EpigrafError(f"method {method!r} is not available for EG3D models; use one of {', '.join(EG3D_METHODS)}")
+
+
+def _eg3d_fast_density(
+    G,
+    planes: torch.Tensor,
+    grid: VolumeGrid,
+    value: str,
+    method: str,
+    zyx_view: np.ndarray,
+    progress: Progress | None,
+    on_slab: Callable[[int, np.ndarray], None] | None,
+    slab_voxels: int,
+    tile_bytes: int,
+) -> None:
+    """``eg3d_volume.eg3d_density`` (separable trick, fused kernel) on a model-world grid, into ``zyx_view``.
+
+    Model voxel (i, j, k) is the EG3D point (-z_k, y_j, x_i), so the EG3D grid's x axis is the model's
+    -z and its z axis the model's x: the array it fills, indexed [k, j, i], is ``zyx_view`` itself
+    (written through a strided view). Its own slabs run along the model's x, so ``on_slab`` is shown
+    the model's z-slabs afterwards.
+    """
+    from .eg3d_volume import eg3d_density
+
+    axes = (-grid.axis(2), grid.axis(1), grid.axis(0))
+    eg3d_density(G.eg3d, planes, axes, value, zyx_view, method, progress, None, slab_voxels, tile_bytes)
+    if on_slab is not None:
+        rx, ry, rz = grid.resolution
+        slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
+        for k0 in range(0, rz, slab_t):
+            on_slab(k0, zyx_view[k0 : k0 + slab_t])
 
 
 def _eg3d_density(

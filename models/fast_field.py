@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .triplane import PLANE_AXES, TriPlaneMLP
+from .triplane import PLANE_AXES, FoldedMLP, TriPlaneMLP
 
 
 class FastTriPlaneField:
@@ -33,6 +33,26 @@ class FastTriPlaneField:
     """
 
     def __init__(self, planes: torch.Tensor, mlp: TriPlaneMLP, cube_scale: float) -> None:
+        h, w = planes.shape[-2:]
+        half = ((w - 1) / 2, (h - 1) / 2)
+        # world -> align_corners=True texel coordinates: p * half / cube_scale + half
+        self._prepare(
+            planes, PLANE_AXES, (half[0] / cube_scale, half[1] / cube_scale), mlp.folded(planes.dtype, planes.device)
+        )
+
+    def _prepare(
+        self,
+        planes: torch.Tensor,
+        plane_axes: tuple[tuple[int, int], ...],
+        texel_scale: tuple[float, float],
+        folded: FoldedMLP,
+    ) -> None:
+        """Build the zero-bordered table and the folded layers.
+
+        plane_axes[p] = (world axis read as width, as height) of plane p; a world point p lands at
+        texel (p[axis] * texel_scale + (size - 1) / 2) in each direction, which covers grid_sample's
+        align_corners=True (scale (size - 1) / 2 / extent) and False (scale size / 2 / extent).
+        """
         b, n_planes, c, h, w = planes.shape
         if n_planes != 3:
             raise ValueError(f"expected 3 planes, got {n_planes}")
@@ -45,21 +65,19 @@ class FastTriPlaneField:
             table[:, :, 1 : h + 1, 1 : w + 1].copy_(planes.detach().permute(0, 1, 3, 4, 2))
             self.table = table.view(b * 3 * ph * self.pw, c)
             self.batch, self.channels = b, c
-            self.axes = torch.tensor(PLANE_AXES, device=device)  # [3, 2] coordinate pairs
+            self.axes = torch.tensor(plane_axes, device=device)  # [3, 2] coordinate pairs
             dt = planes.dtype
-            half = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=dt, device=device)
-            self.scale = half / cube_scale  # world -> align_corners=True texel coordinates: p * scale + half
-            self.shift = half
+            self.scale = torch.tensor(texel_scale, dtype=dt, device=device)
+            self.shift = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=dt, device=device)
             self.upper = torch.tensor([w, h], dtype=dt, device=device)
             plane_rows = torch.arange(3, device=device) * (ph * self.pw)
             self.offset = (torch.arange(b, device=device) * (3 * ph * self.pw)).view(b, 1, 1) + plane_rows + self.pw + 1
             self.corners = torch.tensor([0, 1, self.pw, self.pw + 1], device=device)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
-            folded = mlp.folded(planes.dtype, device)
             for layer in folded.layers:
-                if layer.activation not in ("lrelu", "linear"):
+                if layer.activation not in ("lrelu", "linear", "softplus"):
                     raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
-            self.layers: list[tuple[torch.Tensor, torch.Tensor | None, bool]] = [
-                (layer.weight.t().contiguous(), layer.bias, layer.activation == "lrelu") for layer in folded.layers
+            self.layers: list[tuple[torch.Tensor, torch.Tensor | None, str]] = [
+                (layer.weight.t().contiguous(), layer.bias, layer.activation) for layer in folded.layers
             ]
             self.out_gain = folded.out_gain
 
@@ -80,16 +98,22 @@ class FastTriPlaneField:
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         """points [B, N, 3] -> [B, N, out] with ``out`` = 4 for EpiGRAF (3 colours + density)."""
+        return self.raw(points)
+
+    def raw(self, points: torch.Tensor) -> torch.Tensor:
+        """points [B, N, 3] -> the MLP's raw outputs [B, N, out]."""
         with torch.no_grad():
             b, n, _ = points.shape
             if b != self.batch:
                 raise ValueError(f"points have batch {b} but the field was prepared for {self.batch}")
             rows, weights = self.taps(points.to(self.table.dtype))
             x = F.embedding_bag(rows, self.table, mode="sum", per_sample_weights=weights)  # [B*N, C]
-            for weight, bias, hidden in self.layers:
+            for weight, bias, activation in self.layers:
                 x = torch.addmm(bias, x, weight) if bias is not None else x @ weight
-                if hidden:
+                if activation == "lrelu":
                     F.leaky_relu_(x, 0.2)  # its sqrt(2) gain is folded into the next layer
+                elif activation == "softplus":
+                    x = F.softplus(x)
             if self.out_gain != 1:
                 x = x * self.out_gain
             return x.reshape(b, n, -1)

@@ -68,9 +68,12 @@ class OSGDecoder(nn.Module):
         """[B, 3, M, C] -> {"rgb": [B, M, 32] in (-0.001, 1.001), "sigma": [B, M, 1] raw}; directions unused."""
         x = plane_features.mean(1)
         b, m, c = x.shape
-        x = self.net(x.reshape(b * m, c)).reshape(b, m, -1)
-        rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
-        return {"rgb": rgb, "sigma": x[..., 0:1]}
+        return decoder_outputs(self.net(x.reshape(b * m, c)).reshape(b, m, -1))
+
+
+def decoder_outputs(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The decoder's last-layer output [B, M, 33] -> {"rgb": sigmoid features, slightly widened, "sigma": raw}."""
+    return {"rgb": torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001, "sigma": x[..., 0:1]}
 
 
 def build_superresolution(cfg: EG3DConfig) -> Superresolution:
@@ -133,18 +136,26 @@ class EG3DGenerator(nn.Module):
         feats = sample_triplane(planes, coords, float(self.rendering_kwargs["box_warp"]))
         return self.decoder(feats, directions)
 
+    def inference_field(self, planes: torch.Tensor):
+        """A prepared, gradient-free ``sample_points`` for these planes (``FastEG3DField``; same values to ~1e-6)."""
+        from .fast_field import FastEG3DField
+
+        return FastEG3DField(planes, self.decoder, float(self.rendering_kwargs["box_warp"]))
+
     def render(
         self,
         planes: torch.Tensor,
         c: torch.Tensor,
         neural_rendering_resolution: int | None = None,
         draws: EG3DDraws | None = None,
+        fast: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Tri-planes + render label c [B, 25] -> neural image, before super-resolution.
 
         Returns image_raw [B, 3, r, r], image_depth [B, 1, r, r], feature_image [B, 32, r, r]
         (values in the marcher's x2-1 units) and weights_sum [B, 1, r, r]. Without ``draws`` the
-        rays are jittered with ``torch.rand`` as in the official code.
+        rays are jittered with ``torch.rand`` as in the official code. ``fast=True`` samples through
+        ``inference_field`` (no gradients; float32 rounding apart, the same images).
         """
         res = int(neural_rendering_resolution or self.neural_rendering_resolution)
         if planes.ndim != 5 or planes.shape[1:3] != (NUM_PLANES, TRIPLANE_CHANNELS):
@@ -161,8 +172,9 @@ class EG3DGenerator(nn.Module):
             )
         origins, dirs = camera_rays(cam2world, intrinsics, res)
         rk = self.rendering_kwargs
+        point_fn = self.inference_field(planes) if fast else (lambda p, d: self.sample_points(planes, p, d))
         feats, depth, wsum = render_rays(
-            lambda p, d: self.sample_points(planes, p, d),
+            point_fn,
             origins,
             dirs,
             float(rk["ray_start"]),

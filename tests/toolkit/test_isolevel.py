@@ -54,3 +54,18 @@ def test_choose_level_prefers_the_model_default_inside_the_range():
     level, source = choose_level(100.0, stats)
     assert source == "isodata" and -30 < level < 80
     assert choose_level(None, stats)[1] == "isodata"
+
+
+def test_suggest_level_is_scikit_images_isodata_threshold():
+    skimage_filters = pytest.importorskip("skimage.filters")
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.normal(size=5000),
+        np.concatenate([rng.normal(-3, 1, 3000), rng.normal(2, 0.5, 1000)]),
+        rng.exponential(size=20000) * 10 - 2,
+        rng.integers(0, 5, 999).astype(float),  # few distinct values: many empty bins
+    ]
+    for values in cases:
+        values = values.astype(np.float32)
+        want = float(skimage_filters.threshold_isodata(values.astype(np.float64), nbins=1024))
+        assert suggest_level(values) == want  # the same definition, computed without importing scikit-image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 import types
 from pathlib import Path
@@ -117,3 +118,28 @@ def test_extraction_picks_the_path_by_the_same_rule(fake_build):
     used, module = _choose_method("auto", torch.device("cpu"), folded, kernels.AUTO_BUILD_VOXELS)
     assert used == "kernel" and module is not None and len(fake_build) == 1
     assert _choose_method("auto", torch.device("cpu"), folded, 8**3)[0] == "kernel"  # now built: used at any size
+
+
+def test_native_builds_are_keyed_by_the_cpu_and_portable_ones_are_not(monkeypatch):
+    native, portable = ("-O3", "-march=native"), ("-O3",)
+    keys = (kernels.build_key(kernels.DENSITY_SOURCE, native), kernels.build_key(kernels.DENSITY_SOURCE, portable))
+    monkeypatch.setattr(kernels, "cpu_features", lambda: "model name: another CPU\nflags: sse2")
+    assert kernels.build_key(kernels.DENSITY_SOURCE, native) != keys[0]  # a native build never runs elsewhere
+    assert kernels.build_key(kernels.DENSITY_SOURCE, portable) == keys[1]
+
+
+def test_cpu_features_name_the_instruction_sets():
+    kernels.cpu_features.cache_clear()
+    text = kernels.cpu_features()
+    assert text.strip()
+    if platform.machine() == "x86_64" and Path("/proc/cpuinfo").is_file():
+        assert "flags:" in text and "sse2" in text  # every x86-64 CPU has SSE2
+
+
+def test_a_source_change_gives_a_new_build_key(tmp_path):
+    src = tmp_path / "k.cpp"
+    src.write_text("int x;\n")
+    key = kernels.build_key(src, ("-O3",))
+    src.write_text("int y;\n")
+    assert kernels.build_key(src, ("-O3",)) != key
+    assert kernels.build_key(src, ("-O3", "-march=native")) != kernels.build_key(src, ("-O3",))

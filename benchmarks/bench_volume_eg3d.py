@@ -1,0 +1,97 @@
+"""512^3 EG3D density volume: the fast path (separable + fused softplus kernel) vs EG3D's own procedure.
+
+The reference is the shape extraction of EG3D's ``gen_samples.py``: every voxel's world point through
+the model's own decoder (``EG3DGenerator.sample_points``: grid_sample of the three planes, mean,
+OSG decoder) in chunks of 1M points (``eg3d_volume.eg3d_density_reference``; the official script
+also recomputes the tri-planes for every chunk, which this leaves out, so the ratio is a lower
+bound). The model has EG3D's FFHQ field sizes: tri-planes [3, 32, 256, 256] (smooth random planes),
+decoder FC 32-64-33 with random weights, box_warp 1, grid over the box [-0.5, 0.5]^3. Both paths
+run in one process on the same planes, alternately; the script prints both times, the ratio, the
+max |difference| and, for comparison, the EpiGRAF fast path on a grid of the same size
+(``bench_volume.ffhq_size_model``).
+
+    python benchmarks/bench_volume_eg3d.py [--resolution 512] [--threads N] [--repeats 1] [--skip-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from epigraf_tools.eg3d_volume import eg3d_density, eg3d_density_reference  # noqa: E402
+from epigraf_tools.kernels import kernel_status, load_density_kernel  # noqa: E402
+from epigraf_tools.models.eg3d import EG3DConfig, EG3DGenerator  # noqa: E402
+
+
+def ffhq_size_eg3d(seed: int = 0) -> tuple[EG3DGenerator, torch.Tensor]:
+    """A thin-backbone EG3D generator (the backbone is not used) with smooth random 256^2 x 32 planes."""
+    torch.manual_seed(seed)
+    G = EG3DGenerator(EG3DConfig(z_dim=16, w_dim=16, channel_base=256, channel_max=16)).eval()
+    coarse = torch.randn(1, 96, 8, 8)
+    planes = (
+        F.interpolate(coarse, size=256, mode="bicubic", align_corners=True) * 2.0 + torch.randn(1, 96, 256, 256) * 0.05
+    )
+    return G, planes.reshape(1, 3, 32, 256, 256)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-epigraf", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if load_density_kernel() is None:
+        print(f"note: the fused kernel is unavailable ({kernel_status()}); the fast path is the PyTorch one")
+    G, planes = ffhq_size_eg3d()
+    r = args.resolution
+    half = float(G.rendering_kwargs["box_warp"]) / 2
+    axes = [np.linspace(-half, half, r)] * 3
+    out = np.empty((r, r, r), np.float32).transpose(2, 1, 0)
+    ref_out = np.empty((r, r, r), np.float32).transpose(2, 1, 0) if not args.skip_reference else None
+    times: dict[str, list[float]] = {"fast": [], "reference": []}
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        eg3d_density(G, planes, axes, out=out)
+        times["fast"].append(time.perf_counter() - t)
+        if ref_out is not None:
+            t = time.perf_counter()
+            eg3d_density_reference(G, planes, axes, out=ref_out)
+            times["reference"].append(time.perf_counter() - t)
+    print(f"EG3D {r}^3 ({r**3 / 1e6:.1f} M voxels), planes 256^2 x 32, decoder 32-64-33, "
+          f"threads {torch.get_num_threads()}, kernel: {kernel_status()}")  # fmt: skip
+    fast = statistics.median(times["fast"])
+    print(f"  fast      {fast:8.2f} s  {r**3 / fast / 1e6:7.1f} Mvox/s  runs {[round(t, 2) for t in times['fast']]}")
+    if ref_out is not None:
+        ref = statistics.median(times["reference"])
+        print(
+            f"  reference {ref:8.2f} s  {r**3 / ref / 1e6:7.1f} Mvox/s  (EG3D gen_samples procedure, 1M-point chunks)"
+        )
+        diff = float(np.abs(out - ref_out).max())
+        span = f"[{ref_out.min():.3g}, {ref_out.max():.3g}]"
+        print(f"  ratio {ref / fast:.1f}x; max |difference| {diff:.2e} (values in {span})")
+    if not args.skip_epigraf:
+        from bench_volume import ffhq_size_model
+
+        from epigraf_tools.volume import extract_density, make_volume_grid
+
+        Ge, planes_e = ffhq_size_model()
+        t = time.perf_counter()
+        extract_density(Ge, planes_e, grid=make_volume_grid(0.2, r), out=out)
+        print(f"  EpiGRAF fast path, same grid size, FFHQ-size field: {time.perf_counter() - t:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
