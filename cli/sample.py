@@ -32,7 +32,8 @@ HELP = (
     "paper's code. Every PNG records seed, truncation, class, camera and model in a tEXt chunk, and "
     "seedNNNN.json repeats it with the list of files. Maps come as PNG (to look at) and .npy (values): depth = "
     "distance from the camera along each ray, normals = unit vectors in the camera frame (x right, y up, z "
-    "towards the viewer), alpha = opacity. Under torchrun, seeds are split across processes."
+    "towards the viewer), alpha = opacity of the foreground (a background network never adds to it; --layer fg|bg "
+    "shows either colour layer of such a model alone). Under torchrun, seeds are split across processes."
     "\n\n[bold]Examples[/bold]\n\n"
     "  epigraf sample --seeds 0-15 --truncation 0.7 --grid\n\n"
     "  epigraf sample --model ffhq512 --seeds 42 --yaw 20 --pitch 80 --degrees --depth --normals\n\n"
@@ -62,6 +63,11 @@ def sample_cmd(
     depth: bool = typer.Option(False, "--depth", help="Also write depth maps (PNG + .npy)."),
     normals: bool = typer.Option(False, "--normals", help="Also write normal maps from the density gradient."),
     alpha: bool = typer.Option(False, "--alpha", help="Also write opacity maps (PNG + .npy)."),
+    layer: str = typer.Option(
+        "all",
+        "--layer",
+        help="Colour layer: all, fg (foreground alone) or bg (background network alone; models with one).",
+    ),
     batch_size: int = typer.Option(4, "--batch-size", help="Seeds rendered together."),
     deterministic: bool = DeterministicOption,
     out: Path = typer.Option(Path("out/samples"), "--out", "-o", help="Output folder (created if missing)."),
@@ -80,6 +86,8 @@ def sample_cmd(
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
+    settings.layer = layer
+    settings.validate()
     check_frames(frames)
     if trajectory is not None:
         get_trajectory(trajectory, frames)  # validates the name, the file and the frame count
@@ -88,6 +96,7 @@ def sample_cmd(
     ctx = context_from_env()
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    settings.check_model(req.G)
     cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, frames, base=req.camera)[0]
     with process_group(ctx), progress_bar("Sampling", quiet or not ctx.is_main) as update:
         files = save_samples(

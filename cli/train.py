@@ -81,10 +81,17 @@ def summary(cfg: Any) -> str:
         f"optimiser   Adam lr G {cfg.g_lr} / D {cfg.d_lr}, betas {tuple(cfg.betas)}, "
         f"EMA {cfg.resolved_ema_kimg()} kimg",
         f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}",
+        f"background  {_background_summary(cfg)}",
         f"output      tick {cfg.tick_kimg} kimg, snapshot {cfg.snapshot_kimg} kimg, images {cfg.image_kimg} kimg, "
         f"device {cfg.device}, seed {cfg.seed}",
     ]
     return "\n".join(lines)
+
+
+def _background_summary(cfg: Any) -> str:
+    if cfg.bg_model in (None, "none", "null"):
+        return f"none ({'white' if cfg.white_back else 'black'} behind the foreground)"
+    return f"{cfg.bg_model} network, {cfg.bg_num_steps} steps per ray, {cfg.bg_num_blocks} blocks"
 
 
 def _augment_summary(cfg: Any) -> str:
@@ -140,6 +147,9 @@ def train_cmd(
     tick_kimg: float = typer.Option(None, "--tick-kimg", help="Log interval in kimg."),
     seed: int = typer.Option(None, "--seed", help="Random seed (initialisation, data order, all draws)."),
     mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="x-flip augmentation (mirrors yaw too)."),
+    bg_model: str = typer.Option(
+        None, "--bg-model", help="Background network: 'sphere' (NeRF++ inverse sphere, as the paper's FFHQ) or 'none'."
+    ),
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -164,6 +174,7 @@ def train_cmd(
         tick_kimg=tick_kimg,
         seed=seed,
         mirror=mirror,
+        bg_model=bg_model,
         device=device if device != "auto" else None,
         init_model=model,
     )
