@@ -18,15 +18,21 @@ HELP = """Render a multi-view dataset of coloured primitives (sphere, box, torus
 
 Objects sit at the origin; cameras look at it from yaw ~ U(-yaw_range, yaw_range) and pitch ~
 U(pi/2 - pitch_range, pi/2 + pitch_range) at --radius with a --fov degree field of view. Shading is
-view-independent and the background white, so the scene suits EpiGRAF exactly (train with white_back,
-cube_scale 0.35, fov 30, rays 0.7-1.3). dataset.json holds camera_angles, class labels, class_names and
-every image's shape parameters, so the ground truth geometry is known.
+view-independent and the background white by default, so the scene suits EpiGRAF exactly (train with
+white_back, cube_scale 0.35, fov 30, rays 0.7-1.3). dataset.json holds camera_angles, class labels,
+class_names and every image's shape parameters, so the ground truth geometry is known.
+
+--background: white (default), black, textured (a sky panorama at infinity, looked up by ray
+direction and so the same in every view: train it with --bg-model sphere to separate foreground and
+background), or none (RGBA: the alpha channel is the object's mask, the colour is white).
 
 [bold]Examples[/bold]
 
   epigraf dataset synth data/shapes64.zip --num-images 3000 --resolution 64
 
   epigraf dataset synth data/spheres.zip --shapes sphere,torus --num-images 500 --seed 1
+
+  epigraf dataset synth data/sky32.zip --background textured --resolution 32 --num-images 2000
 """
 
 
@@ -41,6 +47,9 @@ def synth_command(
     radius: float = typer.Option(1.0, "--radius", min=0.5, max=10.0, help="Camera distance from the origin."),
     yaw_range: float = typer.Option(3.141592653589793, "--yaw-range", min=0.0, help="Yaw half-range (radians)."),
     pitch_range: float = typer.Option(0.5, "--pitch-range", min=0.0, max=1.5, help="Pitch half-range (radians)."),
+    background: str = typer.Option(
+        "white", "--background", help="white, black, textured (sky map at infinity) or none (RGBA with the mask)."
+    ),
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
 ) -> None:
@@ -60,6 +69,7 @@ def synth_command(
             radius=radius,
             yaw_range=yaw_range,
             pitch_range=pitch_range,
+            background=background,
         )
     except ValueError as exc:
         raise EpigrafError(str(exc)) from None

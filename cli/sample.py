@@ -34,7 +34,8 @@ HELP = (
     "paper's code. Every PNG records seed, truncation, class, camera and model in a tEXt chunk, and "
     "seedNNNN.json repeats it with the list of files. Maps come as PNG (to look at) and .npy (values): depth = "
     "distance from the camera along each ray, normals = unit vectors in the camera frame (x right, y up, z "
-    "towards the viewer), alpha = opacity. Under torchrun, seeds are split across processes."
+    "towards the viewer), alpha = opacity of the foreground (a background network never adds to it; --layer fg|bg "
+    "shows either colour layer of such a model alone). Under torchrun, seeds are split across processes."
     "\n\n[bold]Examples[/bold]\n\n"
     "  epigraf sample --seeds 0-15 --truncation 0.7 --grid\n\n"
     "  epigraf sample --model ffhq512 --seeds 42 --yaw 20 --pitch 80 --degrees --depth --normals\n\n"
@@ -65,6 +66,11 @@ def sample_cmd(
     depth: bool = typer.Option(False, "--depth", help="Also write depth maps (PNG + .npy)."),
     normals: bool = typer.Option(False, "--normals", help="Also write normal maps from the density gradient."),
     alpha: bool = typer.Option(False, "--alpha", help="Also write opacity maps (PNG + .npy)."),
+    layer: str = typer.Option(
+        "all",
+        "--layer",
+        help="Colour layer: all, fg (foreground alone) or bg (background network alone; models with one).",
+    ),
     batch_size: int = typer.Option(4, "--batch-size", help="Seeds rendered together."),
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
@@ -93,6 +99,8 @@ def sample_cmd(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
     settings.raw = raw
+    settings.layer = layer
+    settings.validate()
     check_frames(frames)
     geometry = check_shading(shading, level, volume_resolution)
     if trajectory is not None:
@@ -106,6 +114,7 @@ def sample_cmd(
         raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    settings.check_model(req.G)
     G = req.G
     if condition_on_view:
         from epigraf_tools.eg3d_model import conditioned_on

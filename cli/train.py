@@ -80,16 +80,19 @@ def summary(cfg: Any) -> str:
         f"augment     {_augment_summary(cfg)}",
         f"optimiser   Adam lr G {cfg.g_lr} / D {cfg.d_lr}, betas {tuple(cfg.betas)}, "
         f"EMA {cfg.resolved_ema_kimg()} kimg",
-        f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}, "
-        f"{_background(cfg.white_back)}",
+        f"cameras     {cfg.camera_dist}, fov {cfg.fov}, rays {cfg.ray_start}-{cfg.ray_end}, cube {cfg.cube_scale}",
+        f"background  {_background_summary(cfg)}",
         f"output      tick {cfg.tick_kimg} kimg, snapshot {cfg.snapshot_kimg} kimg, images {cfg.image_kimg} kimg, "
         f"device {cfg.device}, seed {cfg.seed}",
     ]
     return "\n".join(lines)
 
 
-def _background(white: bool | None) -> str:
-    return {True: "white background", False: "black background"}.get(white, "background from the data")
+def _background_summary(cfg: Any) -> str:
+    if cfg.bg_model in (None, "none", "null"):
+        behind = {True: "white", False: "black"}.get(cfg.white_back, "the dataset's colour")
+        return f"none ({behind} behind the foreground)"
+    return f"{cfg.bg_model} network, {cfg.bg_num_steps} steps per ray, {cfg.bg_num_blocks} blocks"
 
 
 def _augment_summary(cfg: Any) -> str:
@@ -170,6 +173,9 @@ def train_cmd(
     tick_kimg: float = typer.Option(None, "--tick-kimg", help="Log interval in kimg."),
     seed: int = typer.Option(None, "--seed", help="Random seed (initialisation, data order, all draws)."),
     mirror: bool = typer.Option(None, "--mirror/--no-mirror", help="x-flip augmentation (mirrors yaw too)."),
+    bg_model: str = typer.Option(
+        None, "--bg-model", help="Background network: 'sphere' (NeRF++ inverse sphere, as the paper's FFHQ) or 'none'."
+    ),
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -194,6 +200,7 @@ def train_cmd(
         tick_kimg=tick_kimg,
         seed=seed,
         mirror=mirror,
+        bg_model=bg_model,
         device=device if device != "auto" else None,
         init_model=model,
         allow_camera_mismatch=allow_camera_mismatch,

@@ -36,6 +36,10 @@ from .models.renderer import BackgroundFn, FieldFn, RenderOptions, render_rays
 
 ALPHA_EPS = 1e-3  # rays whose opacity is below this have no surface: depth and normals are 0 there
 MAX_RESOLUTION = 4096
+# Which colour layer an image shows: the composite, the foreground alone (what the tri-plane renders,
+# before a background network fills in behind it) or the background network's colour alone.
+LAYERS = ("all", "fg", "bg")
+LAYER_KEYS = {"fg": "foreground", "bg": "background"}  # render_rays' names of the two layers
 
 
 @dataclass
@@ -48,6 +52,7 @@ class RenderSettings:
     noise_mode: str = "const"  # tri-plane per-layer noise as the official scripts use
     workers: int | None = None  # CPU threads rendering chunks in parallel; None: torch.get_num_threads()
     raw: bool = False  # EG3D: the neural render instead of the super-resolved image (EpiGRAF: always raw)
+    layer: str = "all"  # one of LAYERS; alpha, depth and normals are always the foreground's
 
     def validate(self) -> RenderSettings:
         if self.resolution is not None and (
@@ -60,6 +65,14 @@ class RenderSettings:
             raise EpigrafError(f"chunk_rays must be >= 1, got {self.chunk_rays}")
         if self.noise_mode not in ("const", "random", "none"):
             raise EpigrafError(f"noise_mode must be const, random or none, got {self.noise_mode!r}")
+        if self.layer not in LAYERS:
+            raise EpigrafError(f"layer must be one of {', '.join(LAYERS)}, got {self.layer!r}")
+        return self
+
+    def check_model(self, G: Generator) -> RenderSettings:
+        """Refuse the background layer of a model that has no background network."""
+        if self.layer == "bg" and G.synthesis.bg_model is None:
+            raise EpigrafError("layer 'bg' needs a model with a background network (bg_model sphere); this has none")
         return self
 
     def resolved_resolution(self, G: Generator) -> int:
@@ -123,8 +136,10 @@ def render_views(
     0 where alpha < 1e-3), and with ``normals`` also normals [B, V, 3, H, W] (unit, camera frame:
     x right, y up, z towards the viewer; 0 where alpha < 1e-3). ``field``: a ``prepare_field(G, planes)``
     result to reuse across calls with the same planes (videos), saving its one-off preparation.
+    ``settings.layer`` picks the image's colour layer (models with a background network: the
+    composite, the foreground alone, or the background alone); the other outputs do not change.
     """
-    settings = (settings or RenderSettings()).validate()
+    settings = (settings or RenderSettings()).validate().check_model(G)
     cfg = G.config
     b = planes.shape[0]
     grid = _as_grid(cameras, b)
@@ -190,7 +205,8 @@ def render_views(
         c = x.shape[-1]
         return x.reshape(b, v, res, res, c).permute(0, 1, 4, 2, 3).contiguous()
 
-    result = {"image": image(out["rgb"].reshape(b * v, n_rays, -1)), "alpha": image(alpha), "depth": image(depth)}
+    colour = out["rgb"] if background_fn is None or settings.layer == "all" else out[LAYER_KEYS[settings.layer]]
+    result = {"image": image(colour.reshape(b * v, n_rays, -1)), "alpha": image(alpha), "depth": image(depth)}
     if normals:
         points = origins + dirs * depth
         world = surface_normals(G, planes, points.reshape(b, v * n_rays, 3), chunk).reshape(b * v, n_rays, 3)
@@ -233,7 +249,8 @@ def render_chunks(
     background_fn: BackgroundFn | None = None,
     workers: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``render_rays`` over chunks of rays [B, V * R, 3] (V views of R rays); returns rgb, depth, alpha.
+    """``render_rays`` over chunks of rays [B, V * R, 3] (V views of R rays); returns rgb, depth, alpha
+    (and, with a background, its foreground and background layers).
 
     Chunks never straddle two views, so each takes its uniforms straight from its view's draws. On
     the CPU the chunks are spread over ``workers`` threads (default: torch's intra-op thread count)
@@ -249,7 +266,7 @@ def render_chunks(
         sl = slice(view * rays_per_view + start, view * rays_per_view + stop)
         with torch.inference_mode():
             out = render_rays(field, origins[:, sl], dirs[:, sl], opts, draws(view, start, stop), None, background_fn)
-        return {k: out[k] for k in ("rgb", "depth", "alpha")}
+        return {k: out[k] for k in ("rgb", "depth", "alpha", *LAYER_KEYS.values()) if k in out}
 
     threads = torch.get_num_threads() if workers is None else workers
     if origins.device.type != "cpu" or threads <= 1 or len(spans) == 1:

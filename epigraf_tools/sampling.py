@@ -132,6 +132,7 @@ def sample_metadata(
         "resolution": res,
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
+        "layer": settings.layer,
         "ray_noise": "none" if settings.deterministic else f"torch.Generator().manual_seed({sample.seed})",
         "z": "numpy.random.RandomState(seed).randn(1, z_dim)",
         "image_encoding": IMAGE_ENCODING,

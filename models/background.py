@@ -132,11 +132,14 @@ def inverse_sphere_points(origins: torch.Tensor, dirs: torch.Tensor, inv_depth: 
 
     The ray's exit point from the unit sphere is rotated towards the ray's closest point to the
     origin by the angle at which a sphere of radius r = 1/inv_depth is met; the result is that
-    point's direction (on the unit sphere) with 1/r appended. Cameras must lie inside the sphere.
+    point's direction (on the unit sphere) with 1/r appended. Cameras should lie inside the sphere.
     """
     d1 = -(dirs * origins).sum(-1) / (dirs * dirs).sum(-1)
     p_mid = origins + d1.unsqueeze(-1) * dirs
-    p_mid_norm = p_mid.norm(dim=-1)
+    # A ray that misses the unit sphere (only possible from a camera outside it, e.g. a toolkit view
+    # from further away) is given the sphere's tangent point instead of NaN; rays that meet the
+    # sphere, all of them in training, are unchanged.
+    p_mid_norm = p_mid.norm(dim=-1).clamp_max(1.0)
     ray_d_cos = 1.0 / dirs.norm(dim=-1)
     d2 = torch.sqrt(1.0 - p_mid_norm * p_mid_norm) * ray_d_cos
     p_sphere = origins + (d1 + d2).unsqueeze(-1) * dirs

@@ -241,6 +241,11 @@ class GeneratorConfig:
                 f"field 'bg_channel_base' ({self.bg_channel_base}) must be >= 2^(bg_num_blocks + 1) = "
                 f"{2 ** (self.bg_num_blocks + 1)}: every background block needs at least one channel"
             )
+        if self.bg_model == "sphere" and self.radius > 1.0:
+            raise ConfigError(
+                f"field 'radius' ({self.radius}) must be <= 1 with bg_model 'sphere': the inverse-sphere "
+                "background parametrises what lies outside the unit sphere, so cameras must be inside it"
+            )
         planes = 3 * self.feat_dim * self.triplane_res**2
         if planes > MAX_PLANE_ELEMENTS:
             raise ConfigError(

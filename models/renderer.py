@@ -166,7 +166,12 @@ def render_rays(
     generator: torch.Generator | None = None,
     background_fn: BackgroundFn | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Render rays [B, R, 3] with the hierarchical sampler; see ``composite`` for the outputs."""
+    """Render rays [B, R, 3] with the hierarchical sampler; see ``composite`` for the outputs.
+
+    With ``background_fn`` the output also holds the two layers, ``foreground`` (rgb before the
+    background) and ``background`` (its colour [B, R, C], unweighted); rgb is foreground +
+    background * final_transmittance.
+    """
     b, r, _ = origins.shape
     s = opts.num_steps
     z = torch.linspace(opts.ray_start, opts.ray_end, s, device=origins.device, dtype=origins.dtype)
@@ -204,7 +209,11 @@ def render_rays(
         noise=nerf_noise(all_raw[..., -1:]),
     )
     if background_fn is not None:
-        out["rgb"] = out["rgb"] + background_fn(origins, directions) * out["final_transmittance"]
+        # Both layers are kept (no copies) so a caller can show either alone; alpha, depth and weights
+        # are the foreground's only: the background never changes them.
+        out["foreground"] = out["rgb"]
+        out["background"] = background_fn(origins, directions)
+        out["rgb"] = out["foreground"] + out["background"] * out["final_transmittance"]
     return out
 
 

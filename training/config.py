@@ -276,6 +276,8 @@ class TrainConfig:
             bad(f"ada_interval must be >= 1, got {self.ada_interval}")
         if self.ada_kimg <= 0:
             bad(f"ada_kimg must be positive, got {self.ada_kimg}")
+        if self.bg_model not in (None, "none", "null", "sphere"):
+            bad(f"bg_model must be 'sphere' (the NeRF++ inverse-sphere background) or none, got {self.bg_model!r}")
 
     # ------------------------------------------------------------------ derived values
     def r1_gamma(self, resolution: int) -> float:

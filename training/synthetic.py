@@ -4,8 +4,11 @@ Each image shows one coloured primitive (sphere, box, torus or capsule) of rando
 orientation at the world origin, ray-cast analytically (sphere tracing of signed distance functions)
 through the same EpiGRAF camera model the generator renders with. Shading is view-independent
 (albedo times ambient plus a fixed world-space light), because EpiGRAF's colour does not depend on
-the view direction; the background is white. Since every shape is known, the dataset doubles as a
-geometry benchmark: ``dataset.json`` stores each image's shape parameters next to its camera.
+the view direction. The background (``BACKGROUNDS``) is white by default; black; ``textured``, a sky
+map at infinity looked up by ray direction (panorama.py), the same in every view, for training with
+the background network (``bg_model: sphere``); or ``none``, an RGBA image whose alpha is the object's
+coverage (the ground-truth mask) over white colour. Since every shape is known, the dataset doubles
+as a geometry benchmark: ``dataset.json`` stores each image's shape parameters next to its camera.
 
 Layout (the official one): a zip with ``images/NNNNNN.png`` and ``dataset.json`` holding
 ``camera_angles`` {file: [yaw, pitch, roll]}, ``labels`` [[file, class], ...], ``class_names``,
@@ -29,8 +32,11 @@ import torch
 from epigraf_tools.models.cameras import cam2world_from_angles, generate_rays
 
 from .dataset_cameras import DatasetCameras, PoseDistribution
+from .panorama import sky_colour
 
 SHAPE_FAMILIES: tuple[str, ...] = ("sphere", "box", "torus", "capsule")
+# What fills the pixels the object does not cover. 'none' writes RGBA: white colour, alpha = coverage.
+BACKGROUNDS: tuple[str, ...] = ("white", "black", "textured", "none")
 LIGHT_DIR = (0.45, 0.8, 0.4)
 
 
@@ -54,6 +60,7 @@ class SynthConfig:
     min_size: float = 0.12
     max_size: float = 0.22
     supersample: int = 2
+    background: str = "white"  # one of BACKGROUNDS
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +74,13 @@ class SynthConfig:
             raise ValueError(f"resolution must lie in [8, 1024], got {self.resolution}")
         if not 0 < self.min_size <= self.max_size:
             raise ValueError("need 0 < min_size <= max_size")
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {self.background!r}; choose from {', '.join(BACKGROUNDS)}")
+
+    @property
+    def white_back(self) -> bool:
+        """Whether a model of this data should composite over white (EpiGRAF's ``white_back``)."""
+        return self.background in ("white", "none")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,7 +175,8 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> list[float]:
 
 
 def render_shape(params: dict, yaw: float, pitch: float, cfg: SynthConfig) -> np.ndarray:
-    """Ray-cast one shape from one camera; returns uint8 [H, W, 3] (white background)."""
+    """Ray-cast one shape from one camera over ``cfg.background``; returns uint8 [H, W, 3]
+    ([H, W, 4] for background 'none': the alpha channel is the object's anti-aliased coverage)."""
     res = cfg.resolution * cfg.supersample
     angles = torch.tensor([[yaw, pitch, 0.0]], dtype=torch.float64)
     c2w = cam2world_from_angles(angles, cfg.radius)
@@ -182,10 +197,20 @@ def render_shape(params: dict, yaw: float, pitch: float, cfg: SynthConfig) -> np
     light = light / light.norm()
     shade = 0.35 + 0.65 * (normals @ light).clamp_min(0)
     color = torch.tensor(params["color"], dtype=torch.float64)
-    img = torch.ones(o.shape[0], 3, dtype=torch.float64)
+    img = background_colour(cfg.background, d)
     img[hit] = shade[:, None] * color[None]
-    img = img.reshape(cfg.resolution, cfg.supersample, cfg.resolution, cfg.supersample, 3).mean(dim=(1, 3))
+    if cfg.background == "none":
+        img = torch.cat([img, hit.to(img.dtype)[:, None]], dim=-1)
+    img = img.reshape(cfg.resolution, cfg.supersample, cfg.resolution, cfg.supersample, -1).mean(dim=(1, 3))
     return (img.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def background_colour(background: str, directions: torch.Tensor) -> torch.Tensor:
+    """Colour [N, 3] in [0, 1] behind the object along rays [N, 3] (white under 'none's alpha)."""
+    if background == "textured":
+        return sky_colour(directions)
+    fill = 0.0 if background == "black" else 1.0
+    return torch.full((directions.shape[0], 3), fill, dtype=directions.dtype)
 
 
 def _sdf_normals(params: dict, pts: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -206,7 +231,7 @@ def dataset_cameras(cfg: SynthConfig) -> DatasetCameras:
     """The cameras the images are rendered with, as dataset.json's ``camera`` object describes them
     (training then uses them by default): yaw and pitch are uniform, as ``sample_poses`` draws them."""
     poses = PoseDistribution("uniform", 0.0, cfg.yaw_range, math.pi / 2, cfg.pitch_range)
-    return DatasetCameras(cfg.fov, cfg.radius, cfg.ray_start, cfg.ray_end, cfg.cube_scale, True, poses)
+    return DatasetCameras(cfg.fov, cfg.radius, cfg.ray_start, cfg.ray_end, cfg.cube_scale, cfg.white_back, poses)
 
 
 @contextlib.contextmanager
@@ -250,7 +275,7 @@ def _make_synthetic_dataset(out_zip: Path, cfg: SynthConfig, progress: Callable[
         "labels": [],
         "class_names": list(cfg.shapes),
         "shapes": {},
-        "camera": dataset_cameras(cfg).to_json(),
+        "camera": {**dataset_cameras(cfg).to_json(), "background": cfg.background},
         "synth_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
     }
     with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:

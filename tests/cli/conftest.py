@@ -92,3 +92,14 @@ def model_dir(tiny_model_dir: Callable[..., Path]) -> Path:
 def cond_model_dir(tiny_model_dir: Callable[..., Path]) -> Path:
     """A tiny class-conditional model with named classes cat, dog, fox."""
     return tiny_model_dir(c_dim=3, class_names=["cat", "dog", "fox"])
+
+
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test (tiny training steps are far faster so on shared cores), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,12 +17,22 @@ def test_synth_writes_a_trainable_dataset(cli, tmp_path):
     assert info.exit_code == 0 and "images      4" in info.output
 
 
+def test_synth_textured_background(cli, tmp_path):
+    out = tmp_path / "sky.zip"
+    res = cli(["dataset", "synth", str(out), "-n", "2", "--resolution", "16", "--background", "textured", "--quiet"])
+    assert res.exit_code == 0, res.output
+    with zipfile.ZipFile(out) as zf:
+        camera = json.loads(zf.read("dataset.json"))["camera"]
+    assert camera["background"] == "textured" and camera["white_back"] is False
+
+
 def test_synth_bad_arguments_exit_2_without_files(cli, tmp_path):
     cases = [
         [str(tmp_path / "a.zip"), "--shapes", "cone"],
         [str(tmp_path / "b.tar"), "-n", "2"],
         [str(tmp_path / "c.zip"), "-n", "0"],
         [str(tmp_path / "d.zip"), "--resolution", "4"],
+        [str(tmp_path / "e.zip"), "--background", "sky"],
     ]
     for args in cases:
         res = cli(["dataset", "synth", *args])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from epigraf_tools.models import Generator, GeneratorConfig
@@ -54,3 +55,19 @@ def test_background_shows_only_where_the_foreground_is_transparent():
     torch.testing.assert_close(opaque["image"], opaque_other_bg["image"])
     assert (empty["image"] - empty_other_bg["image"]).abs().max() > 1e-3
     assert opaque["alpha"].min() > 0.999 and empty["alpha"].max() < 1e-6
+
+
+def test_rays_that_miss_the_unit_sphere_get_finite_points():
+    origins = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 0.5]])
+    dirs = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, -0.1], [0.3, 0.2, -1.0]]), dim=-1)
+    pts = inverse_sphere_points(origins, dirs, torch.tensor([0.5, 0.5]))
+    assert torch.isfinite(pts).all()
+    assert torch.allclose(pts[:, :3].norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_sphere_background_needs_cameras_inside_the_unit_sphere():
+    from epigraf_tools.models.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'radius'.*must be <= 1 with bg_model 'sphere'"):
+        GeneratorConfig(bg_model="sphere", radius=2.0)
+    assert GeneratorConfig(radius=2.0).bg_model is None  # without the background any distance works

@@ -124,3 +124,49 @@ def test_settings_validation():
     with pytest.raises(EpigrafError, match="maximum"):
         RenderSettings(resolution=100000).validate()
     assert np.isclose(RenderSettings().validate().chunk_rays or 0, 0)
+
+
+def test_background_layers_and_a_foreground_only_alpha():
+    """With a background network: all = fg + bg * T, and alpha, depth and fg never depend on the background."""
+    import copy
+
+    G = make_tiny_generator(2, bg_model="sphere", bg_channel_base=64, bg_channel_max=16)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(4)), None)
+        planes = G.planes(ws)
+    bg_ws = G.synthesis.background_ws(ws)
+    cams = [Camera(yaw=0.3, pitch=1.4)]
+
+    def render(model, layer):
+        return render_views(model, planes, cams, RenderSettings(resolution=12, layer=layer), [9], bg_ws=bg_ws)
+
+    out = {layer: render(G, layer) for layer in ("all", "fg", "bg")}
+    for layer in ("fg", "bg"):
+        assert torch.equal(out[layer]["alpha"], out["all"]["alpha"])
+        assert torch.equal(out[layer]["depth"], out["all"]["depth"])
+    alpha = out["all"]["alpha"]
+    assert 0.01 < float(alpha.min()) and float(alpha.max()) < 0.99  # both layers visible somewhere
+    # final transmittance and 1 - alpha differ by the last sample's opacity (its delta is 1e-3)
+    recomposed = out["fg"]["image"] + out["bg"]["image"] * (1 - alpha)
+    torch.testing.assert_close(
+        out["all"]["image"], recomposed, atol=2e-3 * float(out["bg"]["image"].abs().max()), rtol=0
+    )
+
+    scrambled = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in scrambled.synthesis.bg_model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    other = {layer: render(scrambled, layer) for layer in ("all", "fg")}
+    assert torch.equal(other["fg"]["image"], out["fg"]["image"])
+    assert torch.equal(other["all"]["alpha"], alpha) and torch.equal(other["all"]["depth"], out["all"]["depth"])
+    assert (other["all"]["image"] - out["all"]["image"]).abs().max() > 1e-2
+
+
+def test_background_layer_needs_a_background_network(G, planes):
+    with pytest.raises(EpigrafError, match="layer 'bg' needs a model with a background network"):
+        render_views(G, planes[:1], [Camera()], RenderSettings(resolution=4, deterministic=True, layer="bg"))
+    with pytest.raises(EpigrafError, match="layer must be one of"):
+        RenderSettings(layer="sky").validate()
+    fg = render_views(G, planes[:1], [Camera()], RenderSettings(resolution=4, deterministic=True, layer="fg"))
+    full = render_views(G, planes[:1], [Camera()], RenderSettings(resolution=4, deterministic=True))
+    assert torch.equal(fg["image"], full["image"])  # without a background, the foreground is everything

@@ -52,10 +52,14 @@ def test_snapshot_round_trip(tiny_dataset, tmp_path):
     assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()
 
 
-def test_exact_resume(tiny_dataset, tmp_path):
-    full = train(tiny_train_config(tiny_dataset, tmp_path / "a", kimg=0.016, snapshot_kimg=0))
-    train(tiny_train_config(tiny_dataset, tmp_path / "b", kimg=0.008))  # stops after step 2 (a snapshot)
-    resumed = train(tiny_train_config(tiny_dataset, tmp_path / "b", kimg=0.016, snapshot_kimg=0), resume="latest")
+# with the background network too: its weights, its ws and its own ray jitter must resume exactly
+@pytest.mark.parametrize("extra", [{}, {"bg_model": "sphere", "bg_channel_base": 64, "bg_channel_max": 16}])
+def test_exact_resume(tiny_dataset, tmp_path, extra):
+    full = train(tiny_train_config(tiny_dataset, tmp_path / "a", kimg=0.016, snapshot_kimg=0, **extra))
+    train(tiny_train_config(tiny_dataset, tmp_path / "b", kimg=0.008, **extra))  # stops after step 2 (a snapshot)
+    resumed = train(
+        tiny_train_config(tiny_dataset, tmp_path / "b", kimg=0.016, snapshot_kimg=0, **extra), resume="latest"
+    )
     a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
     assert [r["step"] for r in b] == [1, 2, 3, 4]
     for ra, rb in zip(a, b, strict=True):

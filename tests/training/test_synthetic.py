@@ -76,3 +76,61 @@ def test_class_names_reach_the_generator_config(tmp_path):
     assert ds.class_names == ["sphere", "box", "torus", "capsule"]
     cfg = TrainConfig(data=str(out)).generator_config(16, ds.c_dim, [0.0, 1.57, 0.0], ds.class_names)
     assert cfg.class_names == ds.class_names and cfg.c_dim == 4
+
+
+def _sphere(radius: float = 0.2) -> dict:
+    return {
+        "family": "sphere",
+        "radius": radius,
+        "bound_radius": radius,
+        "color": [1.0, 0.0, 0.0],
+        "rotation": np.eye(3).tolist(),
+    }
+
+
+def test_textured_background_is_the_sky_map_at_infinity():
+    """Pixels the object leaves uncovered show sky_colour of their ray direction, from any camera distance."""
+    from epigraf_tools.models.cameras import cam2world_from_angles, generate_rays
+    from epigraf_tools.training.panorama import sky_colour
+
+    cfg = SynthConfig(resolution=32, supersample=1, background="textured")
+    near = render_shape(_sphere(), 0.7, 1.3, cfg)
+    far = render_shape(
+        _sphere(), 0.7, 1.3, SynthConfig(resolution=32, supersample=1, background="textured", radius=2.0)
+    )
+    _, dirs, _ = generate_rays(
+        cam2world_from_angles(torch.tensor([[0.7, 1.3, 0.0]], dtype=torch.float64), 1.0), 30.0, 32, 32
+    )
+    sky = (sky_colour(dirs[0]).reshape(32, 32, 3).clamp(0, 1) * 255).round().numpy()
+    corner = (slice(0, 6), slice(0, 6))  # the sphere (angular radius 11.5 of 15 degrees) never reaches it
+    assert np.array_equal(near[corner], sky[corner]) and np.array_equal(far[corner], sky[corner])
+    assert near[16, 16, 0] > 80 and near[16, 16, 1] == near[16, 16, 2] == 0  # the red sphere in the middle
+
+
+def test_black_and_transparent_backgrounds(tmp_path):
+    black = render_shape(_sphere(), 0.0, 1.57, SynthConfig(resolution=16, supersample=1, background="black"))
+    assert black.shape == (16, 16, 3) and black[0, 0].tolist() == [0, 0, 0]
+    rgba = render_shape(_sphere(), 0.0, 1.57, SynthConfig(resolution=16, supersample=2, background="none"))
+    white = render_shape(_sphere(), 0.0, 1.57, SynthConfig(resolution=16, supersample=2))
+    assert rgba.shape == (16, 16, 4)
+    assert np.array_equal(rgba[..., :3], white)  # the colour is the white-background image ...
+    assert rgba[0, 0, 3] == 0 and rgba[8, 8, 3] == 255  # ... and alpha the object's coverage
+    edge = rgba[..., 3][(rgba[..., 3] > 0) & (rgba[..., 3] < 255)]
+    assert edge.size > 0  # anti-aliased silhouette
+    with pytest.raises(ValueError, match="unknown background"):
+        SynthConfig(background="sky")
+
+
+@pytest.mark.filterwarnings("ignore:camera poses are not zero-centred")
+@pytest.mark.parametrize(("background", "white_back"), [("white", True), ("textured", False), ("none", True)])
+def test_dataset_json_records_the_background(tmp_path, background, white_back):
+    from epigraf_tools.training.data import ImageDataset
+
+    out = make_synthetic_dataset(tmp_path / "d.zip", SynthConfig(num_images=2, resolution=16, background=background))
+    with zipfile.ZipFile(out) as zf:
+        camera = json.loads(zf.read("dataset.json"))["camera"]
+    assert camera["background"] == background and camera["white_back"] is white_back
+    image = ImageDataset(out, check_sizes=False)[0]["image"]
+    assert image.shape == (3, 16, 16)  # RGBA images train as RGB
+    if background == "none":  # ... over white, as the colour was written
+        assert image[:, 0, 0].tolist() == [255, 255, 255]
