@@ -140,6 +140,7 @@ def import_dataset(
         "ray_end": RAY_END * opts.radius,
         "cube_scale": CUBE_SCALE * opts.radius,
         "white_back": opts.background == "white",
+        "background": opts.background,  # what transparent pixels were filled with (as `dataset synth` says)
         "pose_distribution": observed_pose_range(angles),
     }
     meta = _metadata(source, src, angles, camera, orbit, yaw_offset, opts)

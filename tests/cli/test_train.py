@@ -120,7 +120,8 @@ def test_only_data_and_kimg_trains_with_the_datasets_cameras_and_the_snapshot_re
     monkeypatch.chdir(tmp_path)
     res = cli(["train", "--data", data, "--kimg", "0.064"])  # one step of the default batch (64)
     assert res.exit_code == 0, res.output
-    assert "cameras     custom, fov 30.0, rays 0.7-1.3, cube 0.35, white background" in res.output
+    assert "cameras     custom, fov 30.0, rays 0.7-1.3, cube 0.35\n" in res.output
+    assert "background  none (white behind the foreground)" in res.output
     assert "tick 0 " in res.output and "sec/kimg" in res.output  # tick 0 comes after the first step
     run = tmp_path / "runs" / "epigraf"
     snap = next(run.glob("snapshot-*"))

@@ -53,7 +53,7 @@ def test_round_trip_gives_the_synthetic_poses(fmt: str, synth: Path, tmp_path: P
     assert parsed is not None
     back = parsed.to_json()
     assert back.pop("pose_distribution") == pytest.approx(meta["camera"]["pose_distribution"])
-    assert back == {k: v for k, v in meta["camera"].items() if k != "pose_distribution"}
+    assert back == {k: v for k, v in meta["camera"].items() if k not in ("pose_distribution", "background")}
     pose = meta["camera"]["pose_distribution"]
     assert pose["dist"] == "uniform"
     assert abs(truth[:, 1] - pose["vertical_mean"]).max() <= pose["vertical_stddev"] + 1e-12
