@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "convert": "convert:convert_cmd",
     "export-volume": "export_volume:export_volume_cmd",
     "export-mesh": "export_mesh:export_mesh_cmd",
+    "invert": "invert:invert_cmd",
 }
 
 

@@ -50,6 +50,14 @@ _EXPORTS: dict[str, str] = {
     "mesh_volume_file": "geometry_export",
     "fetch_model": "checkpoints.loading",
     "evaluate_fid": "training.metrics",
+    "invert": "inversion",
+    "InversionOptions": "inversion",
+    "InversionResult": "inversion",
+    "invert_images": "inversion_files",
+    "prepare_image": "target_images",
+    "load_latent": "latent_files",
+    "save_latent": "latent_files",
+    "pin_latent": "latent_files",
 }
 
 __all__ = sorted(_EXPORTS)
