@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -14,13 +15,17 @@ from .render_args import (
     DegreesOption,
     DeterministicOption,
     FovOption,
+    LatentOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
     ResolutionOption,
     TruncationOption,
     YawOption,
+    apply_latent,
+    check_latent_option,
     check_request,
+    latent_seeds,
     load_request,
     progress_bar,
 )
@@ -43,7 +48,7 @@ HELP = (
 
 @handle_errors
 def sample_cmd(
-    seeds: str = typer.Option("0-3", "--seeds", "-s", help="Seeds: ranges and lists such as 0-15,42."),
+    seeds: str = typer.Option(None, "--seeds", "-s", help="Seeds: ranges and lists such as 0-15,42 (default 0-3)."),
     truncation: float = TruncationOption,
     truncation_cutoff: int = CutoffOption,
     class_: str = ClassOption,
@@ -66,6 +71,7 @@ def sample_cmd(
     deterministic: bool = DeterministicOption,
     out: Path = typer.Option(Path("out/samples"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
+    latent: Path = LatentOption,
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -77,6 +83,8 @@ def sample_cmd(
     from epigraf_tools.video import check_frames
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    stored = check_latent_option(latent)
+    seeds = latent_seeds(seeds, "0-3", stored)
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
@@ -88,6 +96,7 @@ def sample_cmd(
     ctx = context_from_env()
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, frames, base=req.camera)[0]
     with process_group(ctx), progress_bar("Sampling", quiet or not ctx.is_main) as update:
         files = save_samples(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -14,12 +15,15 @@ from .render_args import (
     DegreesOption,
     DeterministicOption,
     FovOption,
+    LatentOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
     ResolutionOption,
     TruncationOption,
     YawOption,
+    apply_latent,
+    check_latent_option,
     check_request,
     load_request,
     progress_bar,
@@ -70,6 +74,7 @@ def video_cmd(
     deterministic: bool = DeterministicOption,
     out: Path = typer.Option(Path("out/videos"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
+    latent: Path = LatentOption,
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -80,6 +85,7 @@ def video_cmd(
     from epigraf_tools.video import check_frames, render_video
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    stored = check_latent_option(latent)
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
@@ -91,6 +97,7 @@ def video_cmd(
     ctx = context_from_env()
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     cameras, _ = get_trajectory(trajectory, frames, base=req.camera)
     with process_group(ctx), progress_bar("Rendering frames", quiet or not ctx.is_main) as update:
         files = render_video(

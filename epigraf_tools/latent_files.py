@@ -107,6 +107,8 @@ def load_latent(path: str | Path, G: Generator | None = None) -> StoredLatent:
         raise LatentFileError(f"latent file {path} does not exist")
     if path.stat().st_size > MAX_LATENT_BYTES:
         raise LatentFileError(f"latent file {path.name} is {path.stat().st_size:,} bytes: too large for a latent")
+    if not zipfile.is_zipfile(path):
+        raise LatentFileError(f"{path.name} is not a .npz file (a zip of arrays written by epigraf invert)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
