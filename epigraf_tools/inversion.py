@@ -4,8 +4,9 @@
    class-conditional models), or at several starts of which the best after a short trial run is
    kept, and follows Adam on the reconstruction loss of ``inversion_losses``. In W one w [w_dim] is
    shared by every layer (the generator's own prior, best for novel views); in W+ each of the num_ws
-   layers has its own w (closer fits, less 3D-consistent). The camera is given, or optimised jointly
-   (yaw and pitch, from the model's frontal camera) with ``optimize_camera``.
+   layers has its own w (closer fits, less 3D-consistent; W+ runs the first half of its steps in W).
+   The camera is given, or optimised jointly (yaw and pitch, from the given or the model's frontal
+   camera) with ``optimize_camera``.
 2. Pivotal tuning (PTI, Roich et al. 2022), ``pti_steps > 0``: the found latent becomes a pivot and a
    copy of the generator's synthesis network is fine-tuned so the pivot reproduces the image. A
    locality regulariser keeps the rest of the latent space where it was: each step, a random w is
@@ -37,6 +38,7 @@ from .errors import EpigrafError
 from .inversion_losses import LossWeights, build_loss, psnr
 from .latents import one_hot, truncation_centres
 from .models import Generator
+from .models.cameras import PITCH_EPS, camera_origins, look_at_cam2world
 
 Progress = Callable[[int, int], None]  # (done, total) over all optimisation steps
 SPACES = ("w", "w+")
@@ -123,8 +125,15 @@ def check_inversion_camera(G: Generator, camera: Camera) -> Camera:
 
 
 def render_differentiable(G: Generator, ws: torch.Tensor, angles: torch.Tensor, fov: float) -> torch.Tensor:
-    """ws [B, num_ws, w_dim], angles [B, 3] -> image [B, 3, H, W] with autograd, no ray jitter, const noise."""
-    return G._render(ws, angles, noise_mode="const", deterministic=True, fov=fov)["image"]
+    """ws [B, num_ws, w_dim], angles [B, 3] -> image [B, 3, H, W] with autograd, no ray jitter, const noise.
+
+    The pose is built here out of place (the model's ``clamp_pitch`` writes into a copy, which
+    autograd cannot differentiate through), with the same formulas, so camera angles get gradients.
+    """
+    pitch = angles[:, 1].clamp(PITCH_EPS, math.pi - PITCH_EPS)
+    clamped = torch.stack([angles[:, 0], pitch, angles[:, 2]], dim=1)
+    cam2world = look_at_cam2world(camera_origins(clamped, G.config.radius))
+    return G._render(ws, clamped, noise_mode="const", deterministic=True, fov=fov, cam2world=cam2world)["image"]
 
 
 def invert(
@@ -252,25 +261,38 @@ def _start_latents(G: Generator, options: InversionOptions, class_index: int | N
 
 
 def _optimise_latent(G, target, camera, options, loss_fn, class_index, gen, tick):
-    starts = _start_latents(G, options, class_index, gen)
-    angles0 = torch.tensor([camera.angles], dtype=torch.float32, device=G.device)
+    """Trials of each start (in W), then W steps; in W+ the second half of the steps frees each layer's w.
+
+    Starting W+ from a W solution keeps it near the generator's prior: free per-layer ws from the
+    first step reach lower losses on the target view only with shapes that break in other views.
+    """
+    w0 = _start_latents(G, options, class_index, gen)
+    angles = torch.tensor([camera.angles], dtype=torch.float32, device=G.device)
+    curve: list[float] = []
+    fov = camera.fov
     if options.starts > 1:
-        trials = [_run_latent(G, target, w[None], angles0, camera.fov, options, loss_fn, _trial_steps(options), tick)
-                  for w in starts]  # fmt: skip
-        best = min(trials, key=lambda trial: trial[2][-1])  # the lowest final loss; its curve is kept
-        ws, angles, curve = _run_latent(G, target, best[0], best[1], camera.fov, options, loss_fn, options.steps, tick)
-        return ws, angles, best[2] + curve
-    return _run_latent(G, target, starts, angles0, camera.fov, options, loss_fn, options.steps, tick)
+        trials = [_run_latent(G, target, w[None], angles, fov, "w", options, loss_fn, _trial_steps(options), tick)
+                  for w in w0]  # fmt: skip
+        w0, angles, curve = min(trials, key=lambda trial: trial[2][-1])  # the lowest final loss; its curve is kept
+    w_steps = options.steps if options.space == "w" else options.steps // 2
+    ws, angles, more = _run_latent(G, target, w0, angles, fov, "w", options, loss_fn, w_steps, tick)
+    curve += more
+    if options.space == "w+":
+        ws, angles, more = _run_latent(
+            G, target, ws, angles, fov, "w+", options, loss_fn, options.steps - w_steps, tick
+        )
+        curve += more
+    return ws, angles, curve
 
 
-def _run_latent(G, target, w0, angles0, fov, options, loss_fn, steps, tick):
+def _run_latent(G, target, w0, angles0, fov, space, options, loss_fn, steps, tick):
     """Adam on the latent (and the camera) for ``steps`` steps -> (ws [1, num_ws, w_dim], angles [1, 3], curve).
 
     w0: the start, [1, w_dim] or [1, num_ws, w_dim] (in W its first row is used).
     """
     num_ws = G.num_ws
     w0 = w0.reshape(1, -1, w0.shape[-1])
-    latent = w0[:, :1] if options.space == "w" else w0.expand(1, num_ws, -1)
+    latent = w0[:, :1] if space == "w" else w0.expand(1, num_ws, -1)
     latent = latent.clone().requires_grad_(True)
     yaw_pitch = angles0[:, :2].clone().requires_grad_(options.optimize_camera)
     groups = [{"params": [latent], "lr": options.lr}]
