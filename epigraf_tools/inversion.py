@@ -169,16 +169,18 @@ def invert(
             progress(done[0], total)
 
     frozen = _frozen(G)
-    t0 = time.perf_counter()
-    ws, angles, curve = _optimise_latent(G, target, camera, options, losses.fn, class_index, gen, tick)
-    t1 = time.perf_counter()
-    tuned, pti_curve = None, []
-    if options.pti_steps > 0:
-        tuned, pti_curve = _pivotal_tuning(
-            G, ws, angles, target, camera.fov, options, losses.fn, class_index, gen, tick
-        )
-    t2 = time.perf_counter()
-    _restore(G, frozen)
+    try:
+        t0 = time.perf_counter()
+        ws, angles, curve = _optimise_latent(G, target, camera, options, losses.fn, class_index, gen, tick)
+        t1 = time.perf_counter()
+        tuned, pti_curve = None, []
+        if options.pti_steps > 0:
+            tuned, pti_curve = _pivotal_tuning(
+                G, ws, angles, target, camera.fov, options, losses.fn, class_index, gen, tick
+            )
+        t2 = time.perf_counter()
+    finally:
+        _restore(G, frozen)
     renderer = tuned if tuned is not None else G
     with torch.no_grad():
         recon = render_differentiable(renderer, ws, angles, camera.fov)

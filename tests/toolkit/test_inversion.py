@@ -45,10 +45,11 @@ def target(G, camera):
 @pytest.fixture(scope="module")
 def tuned(G, camera, target):
     before = {k: v.clone() for k, v in G.state_dict().items()}
+    wants_grad = [p.requires_grad for p in G.parameters()]
     result = invert(G, target, camera, InversionOptions(space="w", steps=80, pti_steps=30))
     after = G.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "invert changed the caller's generator"
-    assert all(not p.requires_grad or True for p in G.parameters())
+    assert [p.requires_grad for p in G.parameters()] == wants_grad
     return result
 
 
