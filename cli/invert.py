@@ -8,7 +8,6 @@ import typer
 
 from .common import DebugOption, DeviceOption, ModelOption, QuietOption, echo, flag_names, handle_errors
 from .render_args import (
-    ClassOption,
     DegreesOption,
     PitchOption,
     YawOption,
@@ -50,7 +49,7 @@ FLAGS = {
 @handle_errors
 def invert_cmd(
     images: list[Path] = typer.Argument(..., help="Pictures to invert (PNG, JPEG, WebP, ...)."),
-    space: str = typer.Option("w", "--space", help="w: one w for all layers (best novel views); w+: one per layer."),
+    space: str = typer.Option("w", "--space", help="w: one w for all layers; w+: one per layer (closer fits)."),
     steps: int = typer.Option(300, "--steps", help="Latent optimisation steps."),
     lr: float = typer.Option(0.02, "--lr", help="Adam learning rate of the latent."),
     pti_steps: int = typer.Option(0, "--pti-steps", help="Pivotal tuning steps (0: no tuning; 100-300 typical)."),
@@ -67,7 +66,7 @@ def invert_cmd(
     dataset_json: Path = typer.Option(
         None, "--dataset-json", help="Take each picture's camera from this dataset.json (looked up by file name)."
     ),
-    class_: str = ClassOption,
+    class_: str = typer.Option(None, "--class", help="The picture's class (class-conditional models)."),
     out: Path = typer.Option(Path("out/inversions"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,

@@ -3,8 +3,8 @@
 1. Latent optimisation. The latent starts at the truncation centre (``w_avg``; a class's mean w on
    class-conditional models), or at several starts of which the best after a short trial run is
    kept, and follows Adam on the reconstruction loss of ``inversion_losses``. In W one w [w_dim] is
-   shared by every layer (the generator's own prior, best for novel views); in W+ each of the num_ws
-   layers has its own w (closer fits, less 3D-consistent; W+ runs the first half of its steps in W).
+   shared by every layer (the generator's own prior); in W+ each of the num_ws layers has its own w
+   (closer fits; W+ runs the first half of its steps in W, see ``_optimise_latent``).
    The camera is given, or optimised jointly (yaw and pitch, from the given or the model's frontal
    camera) with ``optimize_camera``.
 2. Pivotal tuning (PTI, Roich et al. 2022), ``pti_steps > 0``: the found latent becomes a pivot and a
