@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "export-mesh": "export_mesh:export_mesh_cmd",
     "compare-geometry": "compare_geometry:compare_geometry_cmd",
     "demo": "demo:demo_cmd",
+    "invert": "invert:invert_cmd",
 }
 
 

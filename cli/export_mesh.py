@@ -18,7 +18,16 @@ from .geometry_args import (
     geometry_hooks,
     prepare_writable_out,
 )
-from .render_args import ClassOption, CutoffOption, TruncationOption, load_model, seeds_from_text
+from .render_args import (
+    ClassOption,
+    CutoffOption,
+    LatentOption,
+    TruncationOption,
+    apply_latent,
+    check_latent_option,
+    load_model,
+    seeds_from_text,
+)
 
 HELP = (
     "Extract iso-surface meshes (seedNNNN.ply ...) for seeds, or for an existing volume with --volume."
@@ -77,6 +86,7 @@ def export_mesh_cmd(
     smooth: int = typer.Option(0, "--smooth", help="Taubin smoothing iterations (0 = off; 10 is a good start)."),
     out: Path = typer.Option(Path("out/meshes"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
+    latent: Path = LatentOption,
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -93,7 +103,10 @@ def export_mesh_cmd(
     trunc = Truncation(truncation, truncation_cutoff).validate()
     hooks = geometry_hooks(quiet, on_report=lambda report: echo(describe(report, out), quiet))
 
+    stored = check_latent_option(latent)
     if volume is not None:
+        if stored is not None:
+            raise EpigrafError("give either --latent (sample its density) or --volume (mesh a file), not both")
         if seeds is not None:
             raise EpigrafError("give either --seeds (sample a model) or --volume (mesh a file), not both")
         if (colors or texture is not None) and model is None:
@@ -109,6 +122,7 @@ def export_mesh_cmd(
     grid = check_grid_options(resolution, box, center, value, method, force, in_memory=True)
     out = prepare_writable_out(out)
     G, label = load_model(model, device, quiet)
+    label = apply_latent(G, label, stored, model, quiet)
     export_meshes(G, seed_list, out, truncation=trunc, class_index=class_, grid=grid, options=options, model=label,
                   hooks=hooks)  # fmt: skip
 

@@ -17,7 +17,16 @@ from .geometry_args import (
     geometry_hooks,
     prepare_writable_out,
 )
-from .render_args import ClassOption, CutoffOption, TruncationOption, load_model, seeds_from_text
+from .render_args import (
+    ClassOption,
+    CutoffOption,
+    LatentOption,
+    TruncationOption,
+    apply_latent,
+    check_latent_option,
+    load_model,
+    seeds_from_text,
+)
 
 HELP = (
     "Sample the density of each seed on an axis-aligned grid and write seedNNNN.mrc, seedNNNN.json and "
@@ -54,6 +63,7 @@ def export_volume_cmd(
     ),
     out: Path = typer.Option(Path("out/volumes"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
+    latent: Path = LatentOption,
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -61,11 +71,13 @@ def export_volume_cmd(
     from epigraf_tools.geometry_export import export_volumes
     from epigraf_tools.latents import Truncation
 
+    stored = check_latent_option(latent)
     seed_list = seeds_from_text(seeds)
     trunc = Truncation(truncation, truncation_cutoff).validate()
     grid = check_grid_options(resolution, box, center, value, method, force, on_disk=out)
     out = prepare_writable_out(out)
     G, label = load_model(model, device, quiet)
+    label = apply_latent(G, label, stored, model, quiet)
     hooks = geometry_hooks(quiet, on_report=lambda report: echo(describe(report), quiet))
     export_volumes(
         G,

@@ -206,3 +206,50 @@ def progress_bar(description: str, quiet: bool) -> Iterator[Callable[[int, int],
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+# ---------------------------------------------------------------------- --latent FILE.npz (epigraf invert)
+LatentOption = typer.Option(
+    None,
+    "--latent",
+    help="Render this latent (.npz from epigraf invert) instead of the seeds' (--seeds then set only the ray "
+    "noise and the file names; default seed 0).",
+)
+
+
+def check_latent_option(latent: Path | None):
+    """Read and check a --latent file before any model loads (its fit to the model is checked once loaded)."""
+    if latent is None:
+        return None
+    from epigraf_tools.latent_files import load_latent
+
+    return load_latent(latent)
+
+
+def latent_seeds(seeds: str | None, default: str, latent) -> str:
+    """--seeds as given, else the command's default, or '0' when a latent is rendered (one image)."""
+    if seeds is not None:
+        return seeds
+    return "0" if latent is not None else default
+
+
+def apply_latent(G: Generator, label: str, latent, model: str | None, quiet: bool) -> str:
+    """Pin the stored latent into ``G`` (every seed renders it) and return the label outputs record.
+
+    A latent made with pivotal tuning looks right only through its tuned model: say how to use it
+    when --model is not that folder.
+    """
+    if latent is None:
+        return label
+    import sys
+
+    from epigraf_tools.latent_files import latent_label, pin_latent
+
+    pin_latent(G, latent)
+    tuned = latent.tuned_model
+    if tuned is not None and latent.path is not None and not quiet:
+        folder = latent.path.parent / tuned
+        if model is None or Path(model).resolve() != folder.resolve():
+            typer.echo(f"Note: {latent.path.name} was made with pivotal tuning; pass --model {folder} to render it "
+                       "with its tuned generator", file=sys.stderr)  # fmt: skip
+    return latent_label(label, latent)

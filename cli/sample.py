@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -15,6 +16,7 @@ from .render_args import (
     DegreesOption,
     DeterministicOption,
     FovOption,
+    LatentOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
@@ -22,7 +24,10 @@ from .render_args import (
     ResolutionOption,
     TruncationOption,
     YawOption,
+    apply_latent,
+    check_latent_option,
     check_request,
+    latent_seeds,
     load_request,
     progress_bar,
 )
@@ -47,7 +52,7 @@ HELP = (
 
 @handle_errors
 def sample_cmd(
-    seeds: str = typer.Option("0-3", "--seeds", "-s", help="Seeds: ranges and lists such as 0-15,42."),
+    seeds: str = typer.Option(None, "--seeds", "-s", help="Seeds: ranges and lists such as 0-15,42 (default 0-3)."),
     truncation: float = TruncationOption,
     truncation_cutoff: int = CutoffOption,
     class_: str = ClassOption,
@@ -84,6 +89,7 @@ def sample_cmd(
     volume_resolution: int = VolumeResolutionOption,
     out: Path = typer.Option(Path("out/samples"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
+    latent: Path = LatentOption,
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -95,6 +101,8 @@ def sample_cmd(
     from epigraf_tools.video import check_frames
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    stored = check_latent_option(latent)
+    seeds = latent_seeds(seeds, "0-3", stored)
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
@@ -115,6 +123,7 @@ def sample_cmd(
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
     settings.check_model(req.G)
+    req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     G = req.G
     if condition_on_view:
         from epigraf_tools.eg3d_model import conditioned_on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -15,6 +16,7 @@ from .render_args import (
     DegreesOption,
     DeterministicOption,
     FovOption,
+    LatentOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
@@ -22,6 +24,8 @@ from .render_args import (
     ResolutionOption,
     TruncationOption,
     YawOption,
+    apply_latent,
+    check_latent_option,
     check_request,
     load_request,
     progress_bar,
@@ -77,6 +81,7 @@ def video_cmd(
     volume_resolution: int = VolumeResolutionOption,
     out: Path = typer.Option(Path("out/videos"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
+    latent: Path = LatentOption,
     device: str = DeviceOption,
     quiet: bool = QuietOption,
     debug: bool = DebugOption,
@@ -87,6 +92,7 @@ def video_cmd(
     from epigraf_tools.video import check_frames, render_video
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    stored = check_latent_option(latent)
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
@@ -104,6 +110,7 @@ def video_cmd(
         raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     cameras, _ = get_trajectory(trajectory, frames, base=req.camera)
     if geometry is not None:
         from epigraf_tools.geometry_views import render_geometry_video

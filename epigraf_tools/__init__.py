@@ -65,6 +65,14 @@ _EXPORTS: dict[str, str] = {
     "compare_geometry": "geometry_compare",
     "build_demo": "demo",
     "run_demo": "demo",
+    "invert": "inversion",
+    "InversionOptions": "inversion",
+    "InversionResult": "inversion",
+    "invert_images": "inversion_files",
+    "prepare_image": "target_images",
+    "load_latent": "latent_files",
+    "save_latent": "latent_files",
+    "pin_latent": "latent_files",
 }
 
 __all__ = sorted(_EXPORTS)
