@@ -11,7 +11,6 @@ from .render_args import (
     DegreesOption,
     PitchOption,
     YawOption,
-    command_name,
     load_model,
     prepare_out,
     progress_bar,
@@ -130,7 +129,7 @@ def invert_cmd(
         echo(done[0].result.lpips_note, quiet)
         first = done[0]
         model_arg = f" --model {first.tuned_model}" if first.tuned_model is not None else _model_arg(model)
-        echo(f"Next: {command_name().split()[0]} video --latent {first.latent}{model_arg}", quiet)
+        echo(f"Next: epigraf video --latent {first.latent}{model_arg}", quiet)
 
 
 def _model_arg(model: str | None) -> str:

@@ -13,7 +13,6 @@ server's log instead).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import time
@@ -49,11 +48,6 @@ def require_gradio() -> Any:
     except ImportError:
         raise EpigrafError(INSTALL_HINT) from None
     return gradio
-
-
-def inversion_available() -> bool:
-    """Whether this install has ``epigraf_tools.inversion`` (then the page offers photo inversion)."""
-    return importlib.util.find_spec("epigraf_tools.inversion") is not None
 
 
 @contextlib.contextmanager
@@ -218,30 +212,37 @@ def build_demo(
         )
         video_btn.click(orbit, [*view_inputs, frames], [video, status], **queue)
         mesh_btn.click(mesh, [spec, seed, psi, cls, mesh_res], [viewer, downloads, status], **queue)
-        if inversion_available():
-            _inversion_panel(gr, cache, spec, status, queue)
+        _inversion_panel(gr, cache, work, spec, yaw, pitch, status, queue, reporter)
     blocks.queue(max_size=QUEUE_SIZE)
     blocks.epigraf_work = work  # so a caller (or a test) can remove the request files
     return blocks
 
 
-def _inversion_panel(gr: Any, cache: Any, spec: Any, status: Any, queue: dict[str, Any]) -> None:
-    """A photo upload that runs ``epigraf_tools.inversion.invert`` (present only where that module is)."""
-    with gr.Accordion("Invert a photo", open=False):
-        photo = gr.Image(label="Photo", type="numpy", elem_id="photo")
-        result = gr.Image(label="Reconstruction", elem_id="inverted")
-        button = gr.Button("Invert", elem_id="invert")
+def _inversion_panel(
+    gr: Any, cache: Any, work: Any, spec: Any, yaw: Any, pitch: Any, status: Any, queue: dict[str, Any], reporter: Any
+) -> None:
+    """Photo upload -> ``demo_work.invert_photo`` (the files of ``epigraf invert``) with the sliders' camera."""
+    from .demo_work import INVERT_STEPS, MAX_INVERT_STEPS, MAX_PTI_STEPS, invert_photo
 
-    def run(model: str, image: Any) -> tuple[Any, str]:
+    with gr.Accordion("Invert a photo (uses the yaw/pitch sliders as its camera)", open=False):
+        with gr.Row():
+            photo = gr.Image(label="Photo", type="filepath", elem_id="photo", height=240)
+            with gr.Column():
+                steps = gr.Slider(
+                    10, MAX_INVERT_STEPS, INVERT_STEPS, step=10, label="Latent steps", elem_id="invert_steps"
+                )
+                pti = gr.Slider(0, MAX_PTI_STEPS, 0, step=10, label="Pivotal tuning steps", elem_id="pti_steps")
+                button = gr.Button("Invert", elem_id="invert")
+        result = gr.Image(label="Target | reconstruction | novel views", elem_id="inverted", format="png")
+        files = gr.File(label="Latent (.npz): epigraf video --latent FILE", elem_id="latent_file")
+
+    def run(model, image, yaw_deg, pitch_deg, n_steps, n_pti, progress=gr.Progress()):  # noqa: ANN001, ANN202
         with page_errors():
-            from .inversion import invert
+            G = cache.get(model)
+            done = invert_photo(G, image, yaw_deg, pitch_deg, n_steps, n_pti, work.new("invert"), reporter(progress))
+            return str(done.preview), str(done.latent), f"Inverted the photo: {done.psnr:.1f} dB on the given view."
 
-            if image is None:
-                raise EpigrafError("upload a photo first")
-            out = invert(cache.get(model), image)
-            return getattr(out, "image", None), "Inverted the photo."
-
-    button.click(run, [spec, photo], [result, status], **queue)
+    button.click(run, [spec, photo, yaw, pitch, steps, pti], [result, files, status], **queue)
 
 
 def check_address(host: str, port: int | None) -> None:
@@ -294,7 +295,6 @@ def run_demo(
 __all__ = [
     "build_demo",
     "check_address",
-    "inversion_available",
     "launch_options",
     "page_errors",
     "require_gradio",

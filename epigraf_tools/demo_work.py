@@ -281,3 +281,49 @@ __all__ = [
     "render_maps",
     "render_orbit",
 ]
+
+
+INVERT_STEPS = 100  # latent steps the page starts with: ~15 s on one CPU core for the default model
+MAX_INVERT_STEPS = 2000
+MAX_PTI_STEPS = 500
+
+
+@dataclass
+class PhotoInversion:
+    """What the page shows of an inverted photo: the preview PNG and the files to download."""
+
+    preview: Path  # target | reconstruction | novel views (inversion_files.write_inversion)
+    latent: Path  # NAME.npz, for `epigraf video --latent` etc.
+    psnr: float
+
+
+def invert_photo(
+    G: Generator,
+    photo: str | os.PathLike[str],
+    yaw: float,
+    pitch: float,
+    steps: int,
+    pti_steps: int,
+    out: Path,
+    progress: Progress = _quiet,
+) -> PhotoInversion:
+    """Invert an uploaded picture seen from (yaw, pitch) degrees: the same files as ``epigraf invert``.
+
+    The page runs W-space projection (plus pivotal tuning when ``pti_steps`` > 0) with the sliders'
+    camera; ``epigraf invert`` has every other option (W+, camera search, several starts).
+    """
+    from .inversion import InversionOptions
+    from .inversion_files import invert_images
+
+    steps = _whole_number("steps", steps, 1, MAX_INVERT_STEPS)
+    pti_steps = _whole_number("PTI steps", pti_steps, 0, MAX_PTI_STEPS)
+    if photo is None or not Path(photo).is_file():
+        raise EpigrafError("upload a photo first")
+    camera = Camera.from_degrees(float(yaw), float(pitch), radius=G.config.radius, fov=G.config.fov)
+    options = InversionOptions(steps=steps, pti_steps=pti_steps)
+    progress(0.0, "inverting")
+    (done,) = invert_images(
+        G, [photo], out, camera, options, progress=lambda d, n: progress(d / max(n, 1), "inverting")
+    )
+    progress(1.0, "done")
+    return PhotoInversion(done.preview, done.latent, float(done.result.psnr))

@@ -57,25 +57,10 @@ def test_the_page_has_every_control_and_a_bounded_queue(tmp_path):
     for control in ("model", "seed", "psi", "class", "yaw", "pitch", "image", "depth", "normals", "alpha", "video"):
         assert control in ids
     assert {"mesh", "downloads", "extract", "orbit"} <= ids
-    assert "photo" not in ids  # no epigraf_tools.inversion in this install: no upload box
+    assert {"photo", "invert", "inverted", "latent_file", "invert_steps", "pti_steps"} <= ids  # photo inversion
     assert blocks._queue.max_size == QUEUE_SIZE
     assert {fn.concurrency_id for fn in blocks.fns.values()} == {"epigraf"}  # one job at a time, all buttons
     assert require_gradio() is sys.modules["gradio"]
-
-
-def test_the_photo_upload_appears_once_inversion_exists(tmp_path, monkeypatch):
-    pytest.importorskip("gradio", reason="needs the [demo] extra")
-    import importlib.machinery
-    import types
-
-    from epigraf_tools.demo import build_demo, inversion_available
-
-    fake = types.ModuleType("epigraf_tools.inversion")
-    fake.__spec__ = importlib.machinery.ModuleSpec("epigraf_tools.inversion", None)
-    monkeypatch.setitem(sys.modules, "epigraf_tools.inversion", fake)
-    assert inversion_available()
-    blocks = build_demo(device="cpu", work_dir=tmp_path / "work")
-    assert {"photo", "invert", "inverted"} <= {block.elem_id for block in blocks.blocks.values()}
 
 
 def test_a_conditional_model_shows_its_classes(tmp_path):

@@ -133,3 +133,25 @@ def test_geometry_is_a_glb_beside_its_mrc_and_chimerax_script(G, tmp_path):
     assert seen == sorted(seen) and math.isclose(seen[-1], 1.0)
     with pytest.raises(EpigrafError, match="mesh resolution"):
         extract_geometry(G, ViewRequest(seed=2), tmp_path, resolution=8)
+
+
+def test_invert_photo_writes_what_epigraf_invert_writes(G, tmp_path):
+    from PIL import Image
+
+    from epigraf_tools.demo_work import invert_photo
+    from epigraf_tools.latent_files import load_latent
+    from epigraf_tools.latents import Truncation
+
+    camera = Camera.from_degrees(20.0, 80.0, radius=G.config.radius, fov=G.config.fov)
+    (target,) = generate_samples(G, [3], [camera], Truncation(0.7), None, RenderSettings(deterministic=True))
+    photo = tmp_path / "photo.png"
+    Image.fromarray(target.image).save(photo)
+    done = invert_photo(G, photo, 20.0, 80.0, 30, 0, tmp_path / "out")
+    assert done.preview.is_file() and done.latent.is_file()
+    stored = load_latent(done.latent, G)
+    assert stored.camera.yaw_degrees == pytest.approx(20.0) and stored.camera.pitch_degrees == pytest.approx(80.0)
+    assert math.isfinite(done.psnr) and done.psnr > 10  # 30 W steps on a tiny model: far from exact, not garbage
+    with pytest.raises(EpigrafError, match="upload a photo"):
+        invert_photo(G, None, 0.0, 90.0, 30, 0, tmp_path / "none")
+    with pytest.raises(EpigrafError, match="steps"):
+        invert_photo(G, photo, 0.0, 90.0, 0, 0, tmp_path / "bad")
