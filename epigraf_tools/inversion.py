@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,6 +112,15 @@ class InversionResult:
     options: InversionOptions
 
 
+def require_invertible(G: Any) -> None:
+    """Inversion optimises through EpiGRAF's generator (its mapping, synthesis and renderer); EG3D's
+    super-resolved pipeline is not wired in yet, so an EG3D model is refused before any work."""
+    from .eg3d_model import is_eg3d
+
+    if is_eg3d(G):
+        raise EpigrafError("inverting EG3D models is not supported yet; `epigraf invert` takes EpiGRAF models")
+
+
 def check_inversion_camera(G: Generator, camera: Camera) -> Camera:
     """Inversion renders through the model's own pose path: cameras on its orbit, looking at the origin."""
     cfg = G.config
@@ -151,6 +161,7 @@ def invert(
     tunes a copy, returned as ``result.generator``.
     """
     options = (options or InversionOptions()).validate()
+    require_invertible(G)
     cfg = G.config
     target = _check_target(G, image)
     camera = check_inversion_camera(G, camera or Camera.default(cfg))

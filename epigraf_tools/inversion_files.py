@@ -27,7 +27,7 @@ import torch
 from .camera import Camera, CameraError
 from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
-from .inversion import InversionOptions, InversionResult, check_inversion_camera, invert
+from .inversion import InversionOptions, InversionResult, check_inversion_camera, invert, require_invertible
 from .latent_files import save_latent
 from .models import Generator
 from .rendering import RenderSettings, render_views
@@ -143,6 +143,7 @@ def invert_images(
     ``progress(done, total)`` counts optimisation steps over all images.
     """
     options = (options or InversionOptions()).validate()
+    require_invertible(G)
     paths = check_image_names(images)
     cams = _camera_list(G, cameras, len(paths))
     res, white = G.config.img_resolution, G.config.white_back

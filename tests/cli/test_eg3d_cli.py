@@ -178,3 +178,13 @@ def test_compare_geometry_puts_an_eg3d_model_beside_an_epigraf_one(cli, eg3d_fol
     assert f'open "{folders[1]}/seed0001.mrc" format mrc' in script and "tile #1-2" in script
     frames = iio.imread(out / "turntable_seed0001.mp4", plugin="FFMPEG")
     assert frames.shape[0] == 4 and frames.shape[1:3] == (16, 32)
+
+
+def test_invert_refuses_an_eg3d_model_in_one_line(cli, one_error_line, eg3d_folder, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(photo)
+    result = cli(
+        ["invert", photo, "--model", eg3d_folder, "--steps", "2", "--out", tmp_path / "inv", "--device", "cpu"]
+    )
+    one_error_line(result, "inverting EG3D models is not supported yet")  # the one-line contract, no work done
+    assert not (tmp_path / "inv").exists() or not list((tmp_path / "inv").iterdir())
