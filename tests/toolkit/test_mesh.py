@@ -79,8 +79,11 @@ def test_build_mesh_chooses_levels_and_colours_vertices(sphere):
     assert np.abs(colors[:, :3].astype(float) - expected).max() <= 1
     # and they are the field's rgb at the vertices
     rgb = G.query(planes, torch.from_numpy(mesh.vertices).float()[None])["rgb"][0].detach()
-    # exact: vertex_colors runs this same query on the same points in one chunk
-    np.testing.assert_array_equal(colors[:, :3], ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
+    # vertex_colors takes the fast inference field (~1e-6 from this reference query): a value within
+    # 1e-6 of a rounding boundary may land one level off, nothing more
+    reference = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy().astype(int)
+    diff = np.abs(colors[:, :3].astype(int) - reference)
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
     _, auto = build_mesh(vol, grid.voxel_size, grid.origin, model_default=1e9)
     assert auto.level_source == "isodata"
     _, default = build_mesh(vol, grid.voxel_size, grid.origin, model_default=0.05)
