@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from epigraf_tools.cli.app import app
+from epigraf_tools.cli.app import COMMANDS, app, source_help
 
 CONTRACT_COMMANDS = {
     "sample",
@@ -31,8 +31,45 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_every_contract_command_is_registered():
     import typer.main
 
-    names = set(typer.main.get_command(app).commands)
+    group = typer.main.get_command(app)
+    ctx = group.make_context("epigraf", ["--help"], resilient_parsing=True)
+    names = set(group.list_commands(ctx))
     assert CONTRACT_COMMANDS <= names
+    for name in names - {"dataset"}:
+        assert group.get_command(ctx, name) is not None, name
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_the_listing_shows_each_command_s_own_help(command):
+    """``epigraf --help`` reads HELP from source; it must be the text the command itself shows."""
+    import importlib
+
+    module_name = COMMANDS[command].split(":")[0]
+    module = importlib.import_module(f"epigraf_tools.cli.{module_name}")
+    assert source_help(module_name) == module.HELP
+
+
+def test_help_lists_every_command_without_importing_torch():
+    code = (
+        "import sys\n"
+        "from epigraf_tools.cli.app import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    print('rc', exc.code, 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.stderr.strip().endswith("rc 0 False"), res.stderr
+    for name in CONTRACT_COMMANDS | {"invert", "demo", "compare-geometry"}:
+        assert f" {name} " in res.stdout, name
+    sub = subprocess.run([sys.executable, "-c", code, "dataset", "--help"], capture_output=True, text=True, timeout=120)
+    assert sub.stderr.strip().endswith("rc 0 False"), sub.stderr
+    assert " import " in sub.stdout and " synth " in sub.stdout
+
+
+def test_a_command_s_own_help_shows_its_options():
+    res = run("sample", "--help")
+    assert res.returncode == 0 and "--truncation" in res.stdout
 
 
 @pytest.mark.parametrize(
