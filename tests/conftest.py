@@ -78,6 +78,21 @@ def official_d_state(fixture_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
+def official_snapshot_pkl(tmp_path_factory, fixture_dir, official_g_state, official_d_state) -> Path:
+    """A full official-format snapshot (G, D, G_ema, optimizers, augment pipe, vis, stats) of the fixture."""
+    from official_pickle_factory import load_experiment_config, mini_init_kwargs, official_snapshot_bytes
+
+    experiment = load_experiment_config(fixture_dir)
+    g_kwargs, d_kwargs = mini_init_kwargs(experiment, official_g_state["mapping.mean_camera_pose"])
+    data = official_snapshot_bytes(
+        official_g_state, experiment, d_state=official_d_state, g_init_kwargs=g_kwargs, d_init_kwargs=d_kwargs
+    )
+    path = tmp_path_factory.mktemp("official") / "network-snapshot-000000.pkl"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="session")
 def mini_generator(official_g_state) -> Generator:
     G = Generator(GeneratorConfig(**MINI_CONFIG)).eval()
     G.load_state_dict(official_g_state, strict=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,21 +28,8 @@ CAMERA0 = [0.0, 1.57, 0.0]
 
 
 @pytest.fixture(scope="module")
-def mini_snapshot(tmp_path_factory, fixture_dir, official_g_state, official_d_state) -> Path:
-    """A full official-format snapshot (G, D, G_ema, optimizers, augment pipe, vis, stats)."""
-    experiment = load_experiment_config(fixture_dir)
-    g_kwargs, d_kwargs = mini_init_kwargs(experiment, official_g_state["mapping.mean_camera_pose"])
-    data = official_snapshot_bytes(
-        official_g_state, experiment, d_state=official_d_state, g_init_kwargs=g_kwargs, d_init_kwargs=d_kwargs
-    )
-    path = tmp_path_factory.mktemp("official") / "network-snapshot-000000.pkl"
-    path.write_bytes(data)
-    return path
-
-
-@pytest.fixture(scope="module")
-def mini_snap(mini_snapshot):
-    return read_official_snapshot(mini_snapshot)
+def mini_snap(official_snapshot_pkl):
+    return read_official_snapshot(official_snapshot_pkl)
 
 
 def test_g_ema_state_is_read_bit_exactly(mini_snap, official_g_state):
@@ -112,8 +98,8 @@ def test_cuda_tagged_storages_load_on_cpu(tmp_path, official_g_state, fixture_di
     assert torch.equal(snap.g_ema_state["mapping.fc0.weight"], official_g_state["mapping.fc0.weight"])
 
 
-def test_convert_writes_a_loadable_folder(mini_snapshot, tmp_path, reference):
-    out = convert_official(mini_snapshot, tmp_path / "mini", include_discriminator=True)
+def test_convert_writes_a_loadable_folder(official_snapshot_pkl, tmp_path, reference):
+    out = convert_official(official_snapshot_pkl, tmp_path / "mini", include_discriminator=True)
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
         [
@@ -129,7 +115,7 @@ def test_convert_writes_a_loadable_folder(mini_snapshot, tmp_path, reference):
     ws = G.mapping(torch.from_numpy(reference["z"]).float(), None, truncation_psi=0.7)
     torch.testing.assert_close(ws, torch.from_numpy(reference["ws__psi0.7"]), atol=1e-4, rtol=0)
     provenance = json.loads((out / "official_config.json").read_text())
-    assert provenance["source_sha256"] == hashlib.sha256(mini_snapshot.read_bytes()).hexdigest()
+    assert provenance["source_sha256"] == hashlib.sha256(official_snapshot_pkl.read_bytes()).hexdigest()
     assert provenance["experiment_config"]["dataset"]["cube_scale"] == 0.2
     assert "env" not in provenance["experiment_config"]  # cluster paths are not carried over
     card = (out / "README.md").read_text()
@@ -139,12 +125,12 @@ def test_convert_writes_a_loadable_folder(mini_snapshot, tmp_path, reference):
     assert json.loads((out / "discriminator_config.json").read_text())["channel_base"] == 2048
 
 
-def test_convert_refuses_to_overwrite_and_keeps_the_old_model(mini_snapshot, tmp_path):
+def test_convert_refuses_to_overwrite_and_keeps_the_old_model(official_snapshot_pkl, tmp_path):
     out = tmp_path / "m"
     out.mkdir()
     (out / "config.json").write_text("{}")
     with pytest.raises(EpigrafError, match="already holds a model"):
-        convert_official(mini_snapshot, out)
+        convert_official(official_snapshot_pkl, out)
     assert (out / "config.json").read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary leftovers
 
@@ -240,17 +226,17 @@ def test_large_tensors_are_summarised_not_listed_in_official_config():
     assert _jsonable([big]) == [f"<tensor [1000, {MAX_LISTED_ELEMENTS + 1}] float32>"]
 
 
-def test_convert_snapshot_checks_first_then_writes_and_reports(mini_snapshot, tmp_path, monkeypatch):
+def test_convert_snapshot_checks_first_then_writes_and_reports(official_snapshot_pkl, tmp_path, monkeypatch):
     from epigraf_tools.checkpoints.official_pickle import convert_snapshot
 
     out = tmp_path / "mini"
     with pytest.raises(EpigrafError, match="not found"):
         convert_snapshot(tmp_path / "missing.pkl", out, progress=False)
     with pytest.raises(EpigrafError, match="push_to_hub takes a repo id without @revision"):
-        convert_snapshot(mini_snapshot, out, push_to_hub="me/repo@v1", progress=False)
+        convert_snapshot(official_snapshot_pkl, out, push_to_hub="me/repo@v1", progress=False)
     assert not out.exists()  # refused before anything was read or written
     seen = []
-    result = convert_snapshot(mini_snapshot, out, device="cpu", progress=False, on_written=seen.append)
+    result = convert_snapshot(official_snapshot_pkl, out, device="cpu", progress=False, on_written=seen.append)
     assert seen == [result] and result.folder == out and result.url is None
     assert result.files == sorted(p.name for p in out.iterdir()) and "model.safetensors" in result.files
     assert result.num_params == sum(p.numel() for p in Generator.from_pretrained(out).parameters())
