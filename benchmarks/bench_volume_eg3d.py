@@ -11,6 +11,15 @@ max |difference| and, for comparison, the EpiGRAF fast path on a grid of the sam
 (``bench_volume.ffhq_size_model``).
 
     python benchmarks/bench_volume_eg3d.py [--resolution 512] [--threads N] [--repeats 1] [--skip-reference]
+
+``--official-src DIR`` (the ``eg3d/`` folder of an NVlabs/eg3d checkout, imported at run time, see
+``official_eg3d.py``) measures against the official code itself instead: the official FFHQ-size
+TriPlaneGenerator (random weights, seed 0) runs ``gen_samples.py --shapes``'s procedure (its grid,
+``G.sample`` per 1M-point chunk, tri-planes re-synthesised per chunk) and our ``EG3DGenerator`` with
+the same weights makes the volume from the same z and conditioning label as ``epigraf
+export-volume`` does (mapping and tri-planes once, then the fast path). Both times include the
+mapping and the tri-planes; our decoder is checked against the official ``sigma`` at the official
+grid's points.
 """
 
 from __future__ import annotations
@@ -50,9 +59,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-epigraf", action="store_true")
+    parser.add_argument("--official-src", default=None, help="eg3d/ folder of an NVlabs/eg3d checkout")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.official_src:
+        compare_with_official(args.official_src, args.resolution, args.repeats)
+        return
     if load_density_kernel() is None:
         print(f"note: the fused kernel is unavailable ({kernel_status()}); the fast path is the PyTorch one")
     G, planes = ffhq_size_eg3d()
@@ -91,6 +104,46 @@ def main() -> None:
         t = time.perf_counter()
         extract_density(Ge, planes_e, grid=make_volume_grid(0.2, r), out=out)
         print(f"  EpiGRAF fast path, same grid size, FFHQ-size field: {time.perf_counter() - t:.2f} s")
+
+
+def compare_with_official(src: str, resolution: int, repeats: int) -> None:
+    """Official gen_samples.py shape extraction vs ours, same weights, z and label, alternating runs."""
+    from official_eg3d import official_ffhq_generator, official_shapes_volume, ours_from_official
+
+    from epigraf_tools.eg3d_model import EG3DModel
+
+    official = official_ffhq_generator(src)
+    G = ours_from_official(official)
+    z = torch.from_numpy(np.random.RandomState(0).randn(1, G.z_dim)).float()
+    c = EG3DModel(G).conditioning_label()  # gen_samples.py's frontal conditioning camera
+    r = resolution
+    half = float(G.rendering_kwargs["box_warp"]) / 2
+    axes = [np.linspace(-half, half, r)] * 3
+    out = np.empty((r, r, r), np.float32).transpose(2, 1, 0)
+    times: dict[str, list[float]] = {"official": [], "ours": []}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sigma, points = official_shapes_volume(official, z, c, r)
+        times["official"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        with torch.no_grad():
+            planes = G.planes(G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=14), noise_mode="const")
+            eg3d_density(G, planes, axes, out=out)
+        times["ours"].append(time.perf_counter() - t)
+    pick = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))[:200_000]
+    with torch.no_grad():
+        ours_at_points = G.sample_points(planes, points[pick][None])["sigma"].reshape(-1)
+    diff = float((ours_at_points - sigma[pick]).abs().max())
+    official_s, ours_s = statistics.median(times["official"]), statistics.median(times["ours"])
+    print(f"EG3D FFHQ-size generator (official TriPlaneGenerator, random weights, seed 0), {r}^3, "
+          f"threads {torch.get_num_threads()}, kernel: {kernel_status()}")  # fmt: skip
+    for label, name, median in (
+        ("official gen_samples --shapes procedure", "official", official_s),
+        ("ours (mapping + planes + fast path)    ", "ours", ours_s),
+    ):
+        print(f"  {label} {median:8.2f} s  runs {[round(t, 2) for t in times[name]]}")
+    print(f"  ratio {official_s / ours_s:.1f}x; our decoder vs official sigma at 200k official grid points: "
+          f"max |difference| {diff:.2e} (values in [{float(sigma.min()):.3g}, {float(sigma.max()):.3g}])")  # fmt: skip
 
 
 if __name__ == "__main__":
