@@ -14,6 +14,7 @@ from .render_args import (
     DegreesOption,
     DeterministicOption,
     FovOption,
+    LayerOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
@@ -66,6 +67,7 @@ def interpolate_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
+    layer: str = LayerOption,
     out: Path = typer.Option(Path("out/interpolations"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -83,6 +85,8 @@ def interpolate_cmd(
     trunc, settings = check_common(truncation, truncation_cutoff, resolution, batch_size)
     settings.deterministic = deterministic
     settings.raw = raw
+    settings.layer = layer
+    settings.validate()
     check_space(space)
     check_frames(frames)
     if output not in OUTPUTS:
@@ -100,6 +104,7 @@ def interpolate_cmd(
         return
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    settings.check_model(req.G)
     cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, total, base=req.camera)[0]
     with progress_bar("Interpolating", quiet) as update:
         files = render_interpolation(

@@ -36,6 +36,11 @@ RawOption = typer.Option(
     "--raw",
     help="EG3D models: save the neural render instead of the super-resolved image (EpiGRAF images are always raw).",
 )
+LayerOption = typer.Option(
+    "all",
+    "--layer",
+    help="Colour layer: all, fg (foreground alone) or bg (background network alone; models with one).",
+)
 DeterministicOption = typer.Option(
     False, "--deterministic", help="No ray jitter and evenly spaced importance samples (default: seeded noise)."
 )

@@ -17,6 +17,7 @@ from .render_args import (
     DeterministicOption,
     FovOption,
     LatentOption,
+    LayerOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
@@ -76,6 +77,7 @@ def video_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
+    layer: str = LayerOption,
     shading: str = ShadingOption,
     level: str = IsoLevelOption,
     volume_resolution: int = VolumeResolutionOption,
@@ -97,8 +99,12 @@ def video_cmd(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
     settings.raw = raw
+    settings.layer = layer
+    settings.validate()
     check_frames(frames)
     geometry = check_shading(shading, level, volume_resolution)
+    if geometry is not None and layer != "all":
+        raise EpigrafError("--layer picks a colour layer; --shading geometry shows the density surface, not colours")
     if geometry is not None and depth:
         raise EpigrafError("--depth videos are not available with --shading geometry (sample --depth has them)")
     if columns is not None and columns < 1:
@@ -110,6 +116,7 @@ def video_cmd(
         raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    settings.check_model(req.G)
     req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     cameras, _ = get_trajectory(trajectory, frames, base=req.camera)
     if geometry is not None:

@@ -241,6 +241,7 @@ def interpolation_metadata(
         "resolution": settings.resolved_resolution(G),
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
+        "layer": settings.layer,
         "ray_noise": "none" if settings.deterministic else "seed of the nearer keyframe",
         "image_encoding": IMAGE_ENCODING,
         "schedule": [[keys.seeds[s.a], keys.seeds[s.b], round(s.t, 6)] for s in steps],

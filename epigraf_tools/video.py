@@ -194,6 +194,7 @@ def video_metadata(
         "resolution": settings.resolved_resolution(G),
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
+        "layer": settings.layer,
         "ray_noise": "none" if settings.deterministic else "torch.Generator().manual_seed(seed), shared by all frames",
         "image_encoding": IMAGE_ENCODING,
         "cameras": [c.to_dict() for c in cameras],

@@ -188,3 +188,9 @@ def test_invert_refuses_an_eg3d_model_in_one_line(cli, one_error_line, eg3d_fold
     )
     one_error_line(result, "inverting EG3D models is not supported yet")  # the one-line contract, no work done
     assert not (tmp_path / "inv").exists() or not list((tmp_path / "inv").iterdir())
+
+
+def test_layer_bg_is_refused_as_for_an_epigraf_model_without_a_background(cli, one_error_line, eg3d_folder, tmp_path):
+    for cmd in ("sample", "video"):
+        res = cli([cmd, "--model", eg3d_folder, "--layer", "bg", "--out", tmp_path / cmd, "--device", "cpu", "--quiet"])
+        one_error_line(res, "layer 'bg' needs a model with a background network")

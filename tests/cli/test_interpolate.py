@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,3 +43,17 @@ def test_bad_arguments_exit_2_with_one_line_and_no_files(cli, one_error_line, mo
 def test_help_has_examples(cli):
     res = cli(["interpolate", "--help"])
     assert res.exit_code == 0 and "Examples" in res.output and "epigraf interpolate" in res.output
+
+
+def test_interpolate_layer(cli, one_error_line, tiny_model_dir, model_dir, tmp_path):
+    bg_model = tiny_model_dir(2, bg_model="sphere", bg_channel_base=64, bg_channel_max=16)
+    strips = {}
+    for layer in ("all", "fg"):
+        res = cli(["interpolate", "--model", bg_model, "--seeds", "0,1", "--frames", "1", "--output", "strip",
+                   "--layer", layer, "--out", tmp_path / layer, *FAST])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert json.loads((tmp_path / layer / "interp_z_0-1.json").read_text())["layer"] == layer
+        strips[layer] = np.asarray(Image.open(tmp_path / layer / "interp_z_0-1.png"))
+    assert not np.array_equal(strips["all"], strips["fg"])
+    res = cli(["interpolate", "--model", model_dir, "--layer", "bg", "--out", tmp_path / "n", *FAST])
+    one_error_line(res, "layer 'bg' needs a model with a background network")
