@@ -222,6 +222,15 @@ LatentOption = typer.Option(
 )
 
 
+def check_condition_on_view(condition_on_view: bool, latent: Path | None, shading: str | None = None) -> None:
+    """--condition-on-view maps the seed's z through the camera-conditioned mapping: it needs a seed and colours."""
+    if condition_on_view and latent is not None:
+        raise EpigrafError("--condition-on-view maps a seed through the camera-conditioned mapping; a --latent is "
+                           "already a w: drop one of them")  # fmt: skip
+    if condition_on_view and shading == "geometry":
+        raise EpigrafError("--condition-on-view is for colour renders; drop --shading geometry")
+
+
 def check_latent_option(latent: Path | None):
     """Read and check a --latent file before any model loads (its fit to the model is checked once loaded)."""
     if latent is None:

@@ -26,6 +26,7 @@ from .render_args import (
     TruncationOption,
     YawOption,
     apply_latent,
+    check_condition_on_view,
     check_latent_option,
     check_request,
     latent_seeds,
@@ -98,6 +99,7 @@ def sample_cmd(
     from epigraf_tools.video import check_frames
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    check_condition_on_view(condition_on_view, latent, shading)
     stored = check_latent_option(latent)
     seeds = latent_seeds(seeds, "0-3", stored)
     seed_list, trunc, settings = check_request(

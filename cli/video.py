@@ -26,6 +26,7 @@ from .render_args import (
     TruncationOption,
     YawOption,
     apply_latent,
+    check_condition_on_view,
     check_latent_option,
     check_request,
     load_request,
@@ -45,7 +46,8 @@ HELP = (
     "  epigraf video --seeds 0 --trajectory front_circle --truncation 0.7\n\n"
     "  epigraf video --seeds 0-8 --grid --trajectory orbit --frames 240 --fps 60 --resolution 256\n\n"
     "  epigraf video --model ffhq512 --seeds 7 --trajectory path.yaml --depth --crf 14\n\n"
-    "  epigraf video --seeds 0 --trajectory orbit --shading geometry --resolution 256\n"
+    "  epigraf video --seeds 0 --trajectory orbit --shading geometry --resolution 256\n\n"
+    "  epigraf video --model eg3d-ffhq512-128 --seeds 0 --trajectory wiggle --condition-on-view\n"
 )
 
 
@@ -78,6 +80,12 @@ def video_cmd(
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
     layer: str = LayerOption,
+    condition_on_view: bool = typer.Option(
+        False,
+        "--condition-on-view",
+        help="EG3D models: condition the mapping on each frame's own camera (the latent follows the view), "
+        "not on the frontal one for every frame.",
+    ),
     shading: str = ShadingOption,
     level: str = IsoLevelOption,
     volume_resolution: int = VolumeResolutionOption,
@@ -94,6 +102,7 @@ def video_cmd(
     from epigraf_tools.video import check_frames, render_video
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    check_condition_on_view(condition_on_view, latent, shading)
     stored = check_latent_option(latent)
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
@@ -159,5 +168,6 @@ def video_cmd(
             model=req.label,
             ctx=ctx,
             progress=update,
+            condition_on_view=condition_on_view,
         )
     echo(f"Wrote {len(files)} files to {req.out}", quiet)
