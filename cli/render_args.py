@@ -255,15 +255,54 @@ def apply_latent(G: Generator, label: str, latent, model: str | None, quiet: boo
     """
     if latent is None:
         return label
-    import sys
-
     from epigraf_tools.latent_files import latent_label, pin_latent
 
     pin_latent(G, latent)
-    tuned = latent.tuned_model
-    if tuned is not None and latent.path is not None and not quiet:
-        folder = latent.path.parent / tuned
-        if model is None or Path(model).resolve() != folder.resolve():
-            typer.echo(f"Note: {latent.path.name} was made with pivotal tuning; pass --model {folder} to render it "
-                       "with its tuned generator", file=sys.stderr)  # fmt: skip
+    note_tuned_models([latent], model, quiet)
     return latent_label(label, latent)
+
+
+def note_tuned_models(latents: list, model: str | None, quiet: bool) -> None:
+    """Say on stderr which --model renders PTI latents as tuned, when --model is not that folder.
+
+    One tuned folder: pass it. Several (keyframes inverted separately): one generator renders every
+    frame, so no choice fits them all; say so once.
+    """
+    import sys
+
+    folders: dict[Path, str] = {}
+    for latent in latents:
+        if latent.tuned_model is not None and latent.path is not None:
+            folders.setdefault(latent.path.parent / latent.tuned_model, latent.path.name)
+    if quiet or not folders:
+        return
+    if len(folders) > 1:
+        names = ", ".join(folders.values())
+        typer.echo(f"Note: {names} were made with pivotal tuning of different generators; one --model renders "
+                   "every frame, so each looks as tuned only through its own", file=sys.stderr)  # fmt: skip
+        return
+    ((folder, name),) = folders.items()
+    if model is None or Path(model).resolve() != folder.resolve():
+        typer.echo(f"Note: {name} was made with pivotal tuning; pass --model {folder} to render it "
+                   "with its tuned generator", file=sys.stderr)  # fmt: skip
+
+
+KeyframeLatentOption = typer.Option(
+    None,
+    "--latent",
+    help="Keyframes in order as latent files (.npz from epigraf invert) and seeds, e.g. photo.npz,5,other.npz "
+    "(replaces --seeds; interpolates in w).",
+)
+
+
+def keyframes_from_text(text: str) -> list:
+    """--latent A.npz,5,B.npz -> [StoredLatent, 5, StoredLatent]: a plain number is a seed, anything else a
+    latent file (read and checked now, before any model loads; write ./5 for a file named 5)."""
+    from epigraf_tools.latent_files import load_latent
+
+    keyframes: list = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise EpigrafError(f"--latent {text!r} has an empty keyframe (give files and seeds separated by commas)")
+        keyframes.append(parse_seeds(item)[0] if item.isdigit() else load_latent(Path(item)))
+    return keyframes
