@@ -291,18 +291,24 @@ KeyframeLatentOption = typer.Option(
     None,
     "--latent",
     help="Keyframes in order as latent files (.npz from epigraf invert) and seeds, e.g. photo.npz,5,other.npz "
-    "(replaces --seeds; interpolates in w).",
+    "(numbers and ranges are seeds; replaces --seeds; interpolates in w).",
 )
 
 
 def keyframes_from_text(text: str) -> list:
-    """--latent A.npz,5,B.npz -> [StoredLatent, 5, StoredLatent]: a plain number is a seed, anything else a
-    latent file (read and checked now, before any model loads; write ./5 for a file named 5)."""
+    """--latent A.npz,5,B.npz -> [StoredLatent, 5, StoredLatent]: a number or range (5, 2-4) gives seeds as
+    --seeds does, anything else is a latent file (read and checked now, before any model loads; write ./5
+    for a file named 5)."""
+    import re
+
     from epigraf_tools.latent_files import load_latent
 
     keyframes: list = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             raise EpigrafError(f"--latent {text!r} has an empty keyframe (give files and seeds separated by commas)")
-        keyframes.append(parse_seeds(item)[0] if item.isdigit() else load_latent(Path(item)))
+        if re.fullmatch(r"\d+(-\d+)?", item):
+            keyframes.extend(parse_seeds(item))
+        else:
+            keyframes.append(load_latent(Path(item)))
     return keyframes

@@ -100,6 +100,12 @@ def test_latent_keyframes_interpolate_in_w_as_the_seeds_they_hold(cli, model_dir
     meta = json.loads((tmp_path / "interp_w_four-0.json").read_text())
     assert meta["space"] == "w" and meta["keyframes"][0]["latent"] == "four.npz" and meta["keyframes"][1] == {"seed": 0}
     assert meta["schedule"][1] == ["four", 0, 0.5] and meta["model"].endswith("+ latent four.npz")
+    res = cli(["interpolate", "--model", model_dir, "--latent", f"2-3,{latents / 'four.npz'}", "--out", tmp_path,
+               *strip])  # fmt: skip  # a range of seeds, as --seeds reads it
+    assert res.exit_code == 0, res.output
+    assert [k.get("seed") for k in json.loads((tmp_path / "interp_w_2-3-four.json").read_text())["keyframes"]] == [
+        2, 3, None,
+    ]  # fmt: skip
 
 
 def test_a_latent_keyframe_is_what_sample_latent_renders(cli, model_dir, latents, tmp_path):
