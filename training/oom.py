@@ -77,6 +77,7 @@ class StepRollback:
         for k, module in self.modules.items():
             module.load_state_dict(self.module_states[k])
         for k, opt in self.optimizers.items():
+            opt.state.clear()  # free the device's moments before the restored ones are allocated there
             opt.load_state_dict(self.optimizer_states[k])
         for k, (_, set_state) in self.extras.items():
             set_state(self.extra_states[k])
