@@ -1,4 +1,4 @@
-"""``epigraf interpolate``: latent interpolation between keyframe seeds, as mp4 or an image strip."""
+"""``epigraf interpolate``: interpolation between keyframes (seeds or latent files), as mp4 or an image strip."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from .render_args import (
     DegreesOption,
     DeterministicOption,
     FovOption,
+    KeyframeLatentOption,
+    LayerOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
@@ -22,7 +24,9 @@ from .render_args import (
     TruncationOption,
     YawOption,
     check_common,
+    keyframes_from_text,
     load_request,
+    note_tuned_models,
     progress_bar,
     seeds_from_text,
     video_options,
@@ -31,20 +35,28 @@ from .render_args import (
 HELP = (
     "Interpolate between keyframe seeds in z (slerp) or w (lerp), optionally while the camera moves."
     "\n\n"
+    "--latent A.npz,B.npz gives the keyframes as latents from `epigraf invert` instead (plain numbers in the "
+    "list are seeds, e.g. --latent photo.npz,5); these interpolate in w (the default then; --space z is refused). "
+    "A latent keyframe looks as `epigraf sample --latent` renders it (ray noise of seed 0)."
+    "\n\n"
     "--frames is the number of frames per transition. Truncation is applied to every frame's w, towards a "
     "centre interpolated with the same weight, so keyframes look exactly like `epigraf sample` of those "
     "seeds. --loop returns to the first seed; --output strip writes one PNG with a row per transition."
     "\n\n[bold]Examples[/bold]\n\n"
     "  epigraf interpolate --seeds 0,5,9 --truncation 0.7 --loop\n\n"
     "  epigraf interpolate --seeds 1-4 --space w --frames 8 --output strip\n\n"
-    "  epigraf interpolate --seeds 3,8 --frames 120 --trajectory orbit --resolution 256\n"
+    "  epigraf interpolate --seeds 3,8 --frames 120 --trajectory orbit --resolution 256\n\n"
+    "  epigraf interpolate --latent out/inv/photo.npz,out/inv/other.npz --frames 60 --loop\n"
 )
 
 
 @handle_errors
 def interpolate_cmd(
-    seeds: str = typer.Option("0,1", "--seeds", "-s", help="Keyframe seeds in order, e.g. 0,5,9 or 0-3."),
-    space: str = typer.Option("z", "--space", help="z: slerp of the latents; w: lerp after the mapping network."),
+    seeds: str = typer.Option(None, "--seeds", "-s", help="Keyframe seeds in order, e.g. 0,5,9 or 0-3 (default 0,1)."),
+    latent: str = KeyframeLatentOption,
+    space: str = typer.Option(
+        None, "--space", help="z: slerp of the latents; w: lerp after the mapping network (default z; w with --latent)."
+    ),
     frames: int = typer.Option(30, "--frames", help="Frames per transition."),
     loop: bool = typer.Option(False, "--loop", help="Return to the first seed (a seamless loop)."),
     trajectory: str = typer.Option(
@@ -66,6 +78,7 @@ def interpolate_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
+    layer: str = LayerOption,
     out: Path = typer.Option(Path("out/interpolations"), "--out", "-o", help="Output folder (created if missing)."),
     model: str = ModelOption,
     device: str = DeviceOption,
@@ -74,21 +87,31 @@ def interpolate_cmd(
 ) -> None:
     from epigraf_tools.distributed import context_from_env
     from epigraf_tools.errors import EpigrafError
-    from epigraf_tools.interpolation import OUTPUTS, check_space, num_frames, render_interpolation
+    from epigraf_tools.interpolation import OUTPUTS, check_keyframe_space, num_frames, render_interpolation
+    from epigraf_tools.latent_files import LatentFileError, StoredLatent
     from epigraf_tools.trajectories import check_trajectory_name, get_trajectory
     from epigraf_tools.video import check_frames
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
-    seed_list = seeds_from_text(seeds)
+    if latent is not None and seeds is not None:
+        raise EpigrafError("--latent lists every keyframe (files, and seeds as plain numbers: --latent a.npz,5); "
+                           "drop --seeds")  # fmt: skip
+    if latent is not None and space == "z":
+        raise EpigrafError("--space z slerps seeds' z, but a latent file holds a w: use --space w with --latent")
+    keyframes = keyframes_from_text(latent) if latent is not None else seeds_from_text(seeds or "0,1")
+    stored = [k for k in keyframes if isinstance(k, StoredLatent)]
+    space = space or ("w" if latent is not None else "z")
     trunc, settings = check_common(truncation, truncation_cutoff, resolution, batch_size)
     settings.deterministic = deterministic
     settings.raw = raw
-    check_space(space)
+    settings.layer = layer
+    settings.validate()
+    check_keyframe_space(keyframes, space)
     check_frames(frames)
     if output not in OUTPUTS:
         raise EpigrafError(f"--output must be mp4 or strip, got {output!r}")
     camera_args.build(None)  # range checks
-    total = num_frames(len(seed_list), frames, loop, output)
+    total = num_frames(len(keyframes), frames, loop, output)
     traj_options: dict = {}
     if trajectory is not None:
         check_trajectory_name(trajectory)
@@ -100,11 +123,20 @@ def interpolate_cmd(
         return
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    settings.check_model(req.G)
+    label = req.label
+    if stored:  # each fits the model (num_ws x w_dim), before any rendering
+        for key in stored:
+            key.check_model(req.G)
+        if req.G.c_dim > 0:
+            raise LatentFileError("latent files are supported for unconditional models only (this one has classes)")
+        note_tuned_models(stored, model, quiet)
+        label = f"{label} + latent {', '.join(k.path.name for k in stored if k.path is not None)}"
     cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, total, base=req.camera)[0]
     with progress_bar("Interpolating", quiet) as update:
         files = render_interpolation(
             req.G,
-            seed_list,
+            keyframes,
             req.out,
             frames=frames,
             space=space,
@@ -117,7 +149,7 @@ def interpolate_cmd(
             options=options,
             batch_size=batch_size,
             trajectory=trajectory,
-            model=req.label,
+            model=label,
             progress=update,
         )
     echo(f"Wrote {len(files)} files to {req.out}", quiet)

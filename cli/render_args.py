@@ -36,6 +36,11 @@ RawOption = typer.Option(
     "--raw",
     help="EG3D models: save the neural render instead of the super-resolved image (EpiGRAF images are always raw).",
 )
+LayerOption = typer.Option(
+    "all",
+    "--layer",
+    help="Colour layer: all, fg (foreground alone) or bg (background network alone; models with one).",
+)
 DeterministicOption = typer.Option(
     False, "--deterministic", help="No ray jitter and evenly spaced importance samples (default: seeded noise)."
 )
@@ -217,6 +222,15 @@ LatentOption = typer.Option(
 )
 
 
+def check_condition_on_view(condition_on_view: bool, latent: Path | None, shading: str | None = None) -> None:
+    """--condition-on-view maps the seed's z through the camera-conditioned mapping: it needs a seed and colours."""
+    if condition_on_view and latent is not None:
+        raise EpigrafError("--condition-on-view maps a seed through the camera-conditioned mapping; a --latent is "
+                           "already a w: drop one of them")  # fmt: skip
+    if condition_on_view and shading == "geometry":
+        raise EpigrafError("--condition-on-view is for colour renders; drop --shading geometry")
+
+
 def check_latent_option(latent: Path | None):
     """Read and check a --latent file before any model loads (its fit to the model is checked once loaded)."""
     if latent is None:
@@ -241,15 +255,60 @@ def apply_latent(G: Generator, label: str, latent, model: str | None, quiet: boo
     """
     if latent is None:
         return label
-    import sys
-
     from epigraf_tools.latent_files import latent_label, pin_latent
 
     pin_latent(G, latent)
-    tuned = latent.tuned_model
-    if tuned is not None and latent.path is not None and not quiet:
-        folder = latent.path.parent / tuned
-        if model is None or Path(model).resolve() != folder.resolve():
-            typer.echo(f"Note: {latent.path.name} was made with pivotal tuning; pass --model {folder} to render it "
-                       "with its tuned generator", file=sys.stderr)  # fmt: skip
+    note_tuned_models([latent], model, quiet)
     return latent_label(label, latent)
+
+
+def note_tuned_models(latents: list, model: str | None, quiet: bool) -> None:
+    """Say on stderr which --model renders PTI latents as tuned, when --model is not that folder.
+
+    One tuned folder: pass it. Several (keyframes inverted separately): one generator renders every
+    frame, so no choice fits them all; say so once.
+    """
+    import sys
+
+    folders: dict[Path, str] = {}
+    for latent in latents:
+        if latent.tuned_model is not None and latent.path is not None:
+            folders.setdefault(latent.path.parent / latent.tuned_model, latent.path.name)
+    if quiet or not folders:
+        return
+    if len(folders) > 1:
+        names = ", ".join(folders.values())
+        typer.echo(f"Note: {names} were made with pivotal tuning of different generators; one --model renders "
+                   "every frame, so each looks as tuned only through its own", file=sys.stderr)  # fmt: skip
+        return
+    ((folder, name),) = folders.items()
+    if model is None or Path(model).resolve() != folder.resolve():
+        typer.echo(f"Note: {name} was made with pivotal tuning; pass --model {folder} to render it "
+                   "with its tuned generator", file=sys.stderr)  # fmt: skip
+
+
+KeyframeLatentOption = typer.Option(
+    None,
+    "--latent",
+    help="Keyframes in order as latent files (.npz from epigraf invert) and seeds, e.g. photo.npz,5,other.npz "
+    "(numbers and ranges are seeds; replaces --seeds; interpolates in w).",
+)
+
+
+def keyframes_from_text(text: str) -> list:
+    """--latent A.npz,5,B.npz -> [StoredLatent, 5, StoredLatent]: a number or range (5, 2-4) gives seeds as
+    --seeds does, anything else is a latent file (read and checked now, before any model loads; write ./5
+    for a file named 5)."""
+    import re
+
+    from epigraf_tools.latent_files import load_latent
+
+    keyframes: list = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise EpigrafError(f"--latent {text!r} has an empty keyframe (give files and seeds separated by commas)")
+        if re.fullmatch(r"\d+(-\d+)?", item):
+            keyframes.extend(parse_seeds(item))
+        else:
+            keyframes.append(load_latent(Path(item)))
+    return keyframes

@@ -17,6 +17,7 @@ from .render_args import (
     DeterministicOption,
     FovOption,
     LatentOption,
+    LayerOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
@@ -25,6 +26,7 @@ from .render_args import (
     TruncationOption,
     YawOption,
     apply_latent,
+    check_condition_on_view,
     check_latent_option,
     check_request,
     latent_seeds,
@@ -71,11 +73,7 @@ def sample_cmd(
     depth: bool = typer.Option(False, "--depth", help="Also write depth maps (PNG + .npy)."),
     normals: bool = typer.Option(False, "--normals", help="Also write normal maps from the density gradient."),
     alpha: bool = typer.Option(False, "--alpha", help="Also write opacity maps (PNG + .npy)."),
-    layer: str = typer.Option(
-        "all",
-        "--layer",
-        help="Colour layer: all, fg (foreground alone) or bg (background network alone; models with one).",
-    ),
+    layer: str = LayerOption,
     batch_size: int = typer.Option(4, "--batch-size", help="Seeds rendered together."),
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
@@ -101,6 +99,7 @@ def sample_cmd(
     from epigraf_tools.video import check_frames
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    check_condition_on_view(condition_on_view, latent, shading)
     stored = check_latent_option(latent)
     seeds = latent_seeds(seeds, "0-3", stored)
     seed_list, trunc, settings = check_request(

@@ -148,7 +148,8 @@ def train_cmd(
     batch_gpu: int = typer.Option(
         None,
         "--batch-gpu",
-        help="Samples per forward pass (gradient accumulation; default: the most that fit in memory).",
+        help="Samples per forward pass (gradient accumulation; default: the most that fit in memory, halved "
+        "and the step redone if a step runs out of memory).",
     ),
     out: str = typer.Option(None, "--out", help="Run folder (created): snapshots, samples, log.jsonl."),
     model: str = typer.Option(

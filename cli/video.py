@@ -17,6 +17,7 @@ from .render_args import (
     DeterministicOption,
     FovOption,
     LatentOption,
+    LayerOption,
     LookAtOption,
     PitchOption,
     RadiusOption,
@@ -25,6 +26,7 @@ from .render_args import (
     TruncationOption,
     YawOption,
     apply_latent,
+    check_condition_on_view,
     check_latent_option,
     check_request,
     load_request,
@@ -44,7 +46,8 @@ HELP = (
     "  epigraf video --seeds 0 --trajectory front_circle --truncation 0.7\n\n"
     "  epigraf video --seeds 0-8 --grid --trajectory orbit --frames 240 --fps 60 --resolution 256\n\n"
     "  epigraf video --model ffhq512 --seeds 7 --trajectory path.yaml --depth --crf 14\n\n"
-    "  epigraf video --seeds 0 --trajectory orbit --shading geometry --resolution 256\n"
+    "  epigraf video --seeds 0 --trajectory orbit --shading geometry --resolution 256\n\n"
+    "  epigraf video --model eg3d-ffhq512-128 --seeds 0 --trajectory wiggle --condition-on-view\n"
 )
 
 
@@ -76,6 +79,13 @@ def video_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Frames rendered together."),
     deterministic: bool = DeterministicOption,
     raw: bool = RawOption,
+    layer: str = LayerOption,
+    condition_on_view: bool = typer.Option(
+        False,
+        "--condition-on-view",
+        help="EG3D models: condition the mapping on each frame's own camera (the latent follows the view), "
+        "not on the frontal one for every frame.",
+    ),
     shading: str = ShadingOption,
     level: str = IsoLevelOption,
     volume_resolution: int = VolumeResolutionOption,
@@ -92,13 +102,18 @@ def video_cmd(
     from epigraf_tools.video import check_frames, render_video
 
     camera_args = CameraArgs(yaw, pitch, fov, radius, look_at, degrees)
+    check_condition_on_view(condition_on_view, latent, shading)
     stored = check_latent_option(latent)
     seed_list, trunc, settings = check_request(
         seeds, truncation, truncation_cutoff, resolution, batch_size, deterministic, camera_args
     )
     settings.raw = raw
+    settings.layer = layer
+    settings.validate()
     check_frames(frames)
     geometry = check_shading(shading, level, volume_resolution)
+    if geometry is not None and layer != "all":
+        raise EpigrafError("--layer picks a colour layer; --shading geometry shows the density surface, not colours")
     if geometry is not None and depth:
         raise EpigrafError("--depth videos are not available with --shading geometry (sample --depth has them)")
     if columns is not None and columns < 1:
@@ -110,6 +125,7 @@ def video_cmd(
         raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
     req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    settings.check_model(req.G)
     req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     cameras, _ = get_trajectory(trajectory, frames, base=req.camera)
     if geometry is not None:
@@ -152,5 +168,6 @@ def video_cmd(
             model=req.label,
             ctx=ctx,
             progress=update,
+            condition_on_view=condition_on_view,
         )
     echo(f"Wrote {len(files)} files to {req.out}", quiet)

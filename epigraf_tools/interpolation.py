@@ -10,6 +10,10 @@
 * Frame i of a transition from seed a to seed b sits at t = i / frames. Keyframes are rendered
   exactly as ``epigraf sample`` renders those seeds (same ws, same ray noise): every frame uses the
   ray noise of its nearer keyframe seed.
+* A keyframe may also be a latent file's latent (``StoredLatent``, from ``epigraf invert``): a w or
+  w+ that has no z, so only ``space='w'`` takes one. Its untruncated ws are the stored ones and its
+  ray noise is seed ``LATENT_NOISE_SEED`` (0), so the keyframe is what ``epigraf sample --latent``
+  renders (its default seed is 0 too).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .camera import Camera
 from .eg3d_model import as_toolkit_model
 from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
+from .latent_files import LatentFileError, StoredLatent
 from .latents import (
     SampleRequest,
     Truncation,
@@ -46,6 +51,8 @@ from .video import Mp4Writer, VideoOptions
 
 SPACES = ("z", "w")
 OUTPUTS = ("mp4", "strip")
+LATENT_NOISE_SEED = 0  # the ray noise of a latent keyframe: what `epigraf sample --latent` uses by default
+Keyframe = int | StoredLatent  # a seed, or a latent read by latent_files.load_latent
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -99,19 +106,52 @@ def interpolation_steps(num_keys: int, frames: int, loop: bool = False, strip: b
 
 
 class KeyframeLatents:
-    """The keyframe seeds' z, labels, untruncated ws and truncation centres, ready to interpolate."""
+    """The keyframes' z, labels, untruncated ws and truncation centres, ready to interpolate.
 
-    def __init__(self, G: Generator, seeds: Sequence[int], class_index: int | None, truncation: Truncation) -> None:
+    ``keyframes``: seeds, or latents from files (``space='w'`` only; unconditional models only).
+    """
+
+    def __init__(
+        self, G: Generator, keyframes: Sequence[Keyframe], class_index: int | None, truncation: Truncation
+    ) -> None:
         self.G = G
-        self.seeds = list(seeds)
+        self.keyframes = list(keyframes)
+        stored = [k for k in self.keyframes if isinstance(k, StoredLatent)]
+        for latent in stored:
+            latent.check_model(G)
+        if stored and G.c_dim > 0:
+            raise LatentFileError("latent files are supported for unconditional models only (this one has classes)")
+        self.seeds: list[int | None] = [None if isinstance(k, StoredLatent) else int(k) for k in self.keyframes]
+        self.noise_seeds = [LATENT_NOISE_SEED if s is None else s for s in self.seeds]
         self.truncation = truncation
-        self.classes = seed_classes(G.config, self.seeds, class_index)
+        self.classes = seed_classes(G.config, self.noise_seeds, class_index)
         device = G.device
-        self.z = z_from_seeds(self.seeds, G.z_dim).to(device)
+        # Only seeds have a z; a z schedule is refused for latents (check_keyframe_space), so None is never read.
+        self.z = None if stored else z_from_seeds(self.noise_seeds, G.z_dim).to(device)
         self.c = one_hot(self.classes, G.c_dim, device)
-        self.ws = map_rows(G, self.z, self.c)  # untruncated [K, num_ws, w_dim]
+        rows = []
+        for key in self.keyframes:  # untruncated [1, num_ws, w_dim] each
+            if isinstance(key, StoredLatent):
+                rows.append(torch.from_numpy(key.ws).to(device, torch.float32).unsqueeze(0))
+            else:
+                rows.append(map_rows(G, z_from_seeds([int(key)], G.z_dim).to(device), self._label(len(rows))))
+        self.ws = torch.cat(rows)  # untruncated [K, num_ws, w_dim]
         need_centres = G.c_dim > 0 and truncation.psi != 1
-        self.centres = truncation_centres(G, self.classes) if need_centres else G.mapping.w_avg.expand(len(seeds), -1)
+        n = len(self.keyframes)
+        self.centres = truncation_centres(G, self.classes) if need_centres else G.mapping.w_avg.expand(n, -1)
+
+    def _label(self, k: int) -> torch.Tensor | None:
+        return None if self.c is None else self.c[k : k + 1]
+
+    @property
+    def names(self) -> list[str]:
+        """How file names name the keyframes: the seed, or the latent file's stem."""
+        return [_keyframe_name(k) for k in self.keyframes]
+
+    @property
+    def ids(self) -> list[int | str]:
+        """How the sidecar's schedule names the keyframes: the seed (an int), or the latent file's stem."""
+        return [n if s is None else s for s, n in zip(self.seeds, self.names, strict=True)]
 
     def ws_for(self, steps: Sequence[Step], space: str) -> torch.Tensor:
         """Truncated ws [len(steps), num_ws, w_dim] along the schedule."""
@@ -134,16 +174,40 @@ def check_space(space: str) -> str:
     return space
 
 
-def output_stem(seeds: Sequence[int], space: str) -> str:
-    """interp_z_0-5-9, or interp_z_0-to-99_12keys for long lists."""
-    if len(seeds) <= 8:
-        return f"interp_{space}_{'-'.join(str(s) for s in seeds)}"
-    return f"interp_{space}_{seeds[0]}-to-{seeds[-1]}_{len(seeds)}keys"
+def check_keyframe_space(keyframes: Sequence[Keyframe], space: str) -> str:
+    """A latent file holds a w (or w+), not a z: slerping z needs every keyframe to be a seed."""
+    check_space(space)
+    latent = next((k for k in keyframes if isinstance(k, StoredLatent)), None)
+    if latent is not None and space == "z":
+        name = latent.path.name if latent.path is not None else "a latent keyframe"
+        raise EpigrafError(f"space 'z' slerps the seeds' z, but {name} is a {latent.space} latent with no z: use w")
+    return space
+
+
+def _keyframe_name(key: Keyframe) -> str:
+    if isinstance(key, StoredLatent):
+        return key.path.stem if key.path is not None else "latent"
+    return str(int(key))
+
+
+def _check_keyframes(keyframes: Sequence[Keyframe]) -> list[int]:
+    """The seeds among the keyframes (validated as seeds are); latents are checked against the model later."""
+    if isinstance(keyframes, (str, bytes)) or not isinstance(keyframes, Sequence):
+        raise EpigrafError(f"keyframes must be a list of seeds or latents, got {keyframes!r}")
+    return [k for k in keyframes if not isinstance(k, StoredLatent)]  # type: ignore[misc]
+
+
+def output_stem(keyframes: Sequence[int | str], space: str) -> str:
+    """interp_z_0-5-9 (seeds; a latent keyframe by its file's stem: interp_w_photo-5), or
+    interp_z_0-to-99_12keys for long lists."""
+    if len(keyframes) <= 8:
+        return f"interp_{space}_{'-'.join(str(s) for s in keyframes)}"
+    return f"interp_{space}_{keyframes[0]}-to-{keyframes[-1]}_{len(keyframes)}keys"
 
 
 def render_interpolation(
     G: Generator,
-    seeds: Sequence[int],
+    seeds: Sequence[Keyframe],
     out_dir: str | Path,
     frames: int = 30,
     space: str = "z",
@@ -161,27 +225,32 @@ def render_interpolation(
 ) -> list[Path]:
     """Render an interpolation through ``seeds`` as an mp4 or an image strip (one row per transition).
 
+    ``seeds``: the keyframes in order, each a seed or a ``StoredLatent`` (``latent_files.load_latent``;
+    then ``space`` must be 'w'). Latents are checked against the model (shape, no classes) first.
+
     ``cameras``: one camera for every frame (default: the frontal camera), or a trajectory with as
     many cameras as frames (``num_frames`` tells how many). Returns the written files (media + JSON).
     """
     G = as_toolkit_model(G)
-    settings = (settings or RenderSettings()).validate()
-    request = SampleRequest.check(seeds, truncation, class_index, G)
-    seeds, class_index = list(request.seeds), request.class_index
-    check_space(space)
+    settings = (settings or RenderSettings()).validate().check_model(G)
+    seed_part = _check_keyframes(seeds)
+    # The truncation and class checks come with the seed checks; latents alone still need them.
+    class_index = SampleRequest.check(seed_part or [LATENT_NOISE_SEED], truncation, class_index, G).class_index
+    keyframes = list(seeds)
+    check_keyframe_space(keyframes, space)
     check_batch_size(batch_size)
     if output not in OUTPUTS:
         raise EpigrafError(f"output must be 'mp4' or 'strip', got {output!r}")
     if output == "mp4":
         options = options.validate()
-    steps = interpolation_steps(len(seeds), frames, loop, strip=output == "strip")
+    steps = interpolation_steps(len(keyframes), frames, loop, strip=output == "strip")
     cams = list(cameras) if cameras else [Camera.default(G.config)]
     if len(cams) not in (1, len(steps)):
         raise EpigrafError(f"need 1 camera or one per frame ({len(steps)}), got {len(cams)}")
     if len(cams) == 1:
         cams = cams * len(steps)
-    keys = KeyframeLatents(G, seeds, class_index, truncation)
-    noise = [keys.seeds[s.a] if s.t < 0.5 else keys.seeds[s.b] for s in steps]
+    keys = KeyframeLatents(G, keyframes, class_index, truncation)
+    noise = [keys.noise_seeds[s.a] if s.t < 0.5 else keys.noise_seeds[s.b] for s in steps]
 
     def frame_batches():
         for start in range(0, len(steps), batch_size):
@@ -196,7 +265,7 @@ def render_interpolation(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(list(seeds), space)
+    stem = output_stem(keys.names, space)
     meta = interpolation_metadata(
         G, keys, steps, cams, space, loop, frames, output, settings, options, trajectory, model
     )
@@ -241,9 +310,11 @@ def interpolation_metadata(
         "resolution": settings.resolved_resolution(G),
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
-        "ray_noise": "none" if settings.deterministic else "seed of the nearer keyframe",
+        "layer": settings.layer,
+        "ray_noise": "none" if settings.deterministic else "seed of the nearer keyframe (a latent keyframe's: 0)",
         "image_encoding": IMAGE_ENCODING,
-        "schedule": [[keys.seeds[s.a], keys.seeds[s.b], round(s.t, 6)] for s in steps],
+        "keyframes": [_keyframe_record(k) for k in keys.keyframes],
+        "schedule": [[keys.ids[s.a], keys.ids[s.b], round(s.t, 6)] for s in steps],
         "cameras": [c.to_dict() for c in cameras],
         **family_provenance(G, settings),
     }
@@ -252,6 +323,17 @@ def interpolation_metadata(
     else:
         meta["layout"] = f"rows: transitions, columns: t = 0 .. 1 in {frames + 1} steps"
     return meta
+
+
+def _keyframe_record(key: Keyframe) -> dict[str, Any]:
+    if not isinstance(key, StoredLatent):
+        return {"seed": int(key)}
+    return {
+        "latent": key.path.name if key.path is not None else None,
+        "space": key.space,
+        "tuned_model": key.tuned_model,
+        "made_for": key.metadata.get("model"),
+    }
 
 
 def num_frames(num_keys: int, frames: int, loop: bool = False, output: str = "mp4") -> int:

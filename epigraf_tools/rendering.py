@@ -71,7 +71,8 @@ class RenderSettings:
 
     def check_model(self, G: Generator) -> RenderSettings:
         """Refuse the background layer of a model that has no background network."""
-        if self.layer == "bg" and G.synthesis.bg_model is None:
+        # An EG3D model has no ``synthesis`` and no background network: the same refusal.
+        if self.layer == "bg" and getattr(getattr(G, "synthesis", None), "bg_model", None) is None:
             raise EpigrafError("layer 'bg' needs a model with a background network (bg_model sphere); this has none")
         return self
 

@@ -23,7 +23,7 @@ import torch
 from .atomic import atomic_path, temp_name, write_text_atomic
 from .camera import Camera
 from .distributed import DistContext, barrier, shard
-from .eg3d_model import as_toolkit_model
+from .eg3d_model import as_toolkit_model, conditioned_on
 from .errors import EpigrafError
 from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to_even, to_uint8
 from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
@@ -136,11 +136,6 @@ def count_frames(path: str | Path) -> int:
     return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
 
 
-def _frame_batches(cameras: Sequence[Camera], batch_size: int) -> Iterable[list[Camera]]:
-    for start in range(0, len(cameras), batch_size):
-        yield list(cameras[start : start + batch_size])
-
-
 def render_seed_frames(
     G: Generator,
     ws: torch.Tensor,
@@ -151,17 +146,33 @@ def render_seed_frames(
     depth: bool = False,
     on_batch: Progress | None = None,
 ) -> Iterable[tuple[np.ndarray, np.ndarray | None]]:
-    """Yield (frame uint8 [H, W, 3], depth frame uint8 [H, W, 3] or None) for one seed's ws [1, num_ws, w_dim]."""
-    planes = planes_for(G, ws, settings.noise_mode)
-    field = prepare_field(G, planes)  # once per seed, shared by every frame batch
-    bg = background_ws(G, ws)
+    """Yield (frame uint8 [H, W, 3], depth frame uint8 [H, W, 3] or None) for one seed.
+
+    ws: [1, num_ws, w_dim], one latent seen from every camera (its tri-planes are made once), or
+    [len(cameras), num_ws, w_dim], one latent per frame (``view_conditioned_ws``: tri-planes per frame).
+    """
+    per_frame = ws.shape[0] > 1
+    if per_frame and ws.shape[0] != len(cameras):
+        raise EpigrafError(f"need one ws or one per camera ({len(cameras)}), got {ws.shape[0]}")
+    if not per_frame:
+        planes = planes_for(G, ws, settings.noise_mode)
+        field = prepare_field(G, planes)  # once per seed, shared by every frame batch
+        bg = background_ws(G, ws)
     near, far = G.config.ray_start, G.config.ray_end
     done = 0
-    for cams in _frame_batches(cameras, batch_size):
-        out = render_views(G, planes, cams, settings, noise_keys=[seed], bg_ws=bg, field=field)
-        frames = to_uint8(out["image"][0])
-        alpha = out["alpha"][0, :, 0].float().cpu().numpy()
-        dist = out["depth"][0, :, 0].float().cpu().numpy()
+    for start in range(0, len(cameras), batch_size):
+        cams = list(cameras[start : start + batch_size])
+        if per_frame:  # B latents, each rendered from its own camera only: out[:, 0] is the frame
+            part = ws[start : start + len(cams)]
+            planes = planes_for(G, part, settings.noise_mode)
+            out = render_views(G, planes, [[c] for c in cams], settings, [seed] * len(cams), background_ws(G, part))
+            out = {k: v[:, 0] for k, v in out.items()}
+        else:  # one latent from B cameras: out[0] holds the frames
+            out = render_views(G, planes, cams, settings, noise_keys=[seed], bg_ws=bg, field=field)
+            out = {k: v[0] for k, v in out.items()}
+        frames = to_uint8(out["image"])
+        alpha = out["alpha"][:, 0].float().cpu().numpy()
+        dist = out["depth"][:, 0].float().cpu().numpy()
         for i, cam in enumerate(cams):
             depth_frame = None
             if depth:
@@ -171,6 +182,18 @@ def render_seed_frames(
         done += len(cams)
         if on_batch is not None:
             on_batch(done, len(cameras))
+
+
+def view_conditioned_ws(
+    G: Generator, seed: int, cameras: Sequence[Camera], truncation: Truncation = Truncation()
+) -> torch.Tensor:
+    """An EG3D seed's ws with the mapping conditioned on each camera in turn: [len(cameras), num_ws, w_dim].
+
+    Row i is what ``epigraf sample --condition-on-view`` maps for camera i, so frame i of such a video
+    is that sample. (EG3D's own gen_videos.py conditions every frame on one fixed camera instead.)
+    EpiGRAF models have no camera conditioning: refused by ``conditioned_on``.
+    """
+    return torch.cat([ws_from_seeds(conditioned_on(G, cam), [seed], truncation)[0] for cam in cameras])
 
 
 def video_metadata(
@@ -183,8 +206,9 @@ def video_metadata(
     options: VideoOptions,
     trajectory: str | None,
     model: str | None,
+    condition_on_view: bool = False,
 ) -> dict[str, Any]:
-    return {
+    meta = {
         **provenance(G, model, truncation, list(seeds), list(classes)),
         "trajectory": trajectory,
         "frames": len(cameras),
@@ -194,11 +218,17 @@ def video_metadata(
         "resolution": settings.resolved_resolution(G),
         "deterministic": settings.deterministic,
         "noise_mode": settings.noise_mode,
+        "layer": settings.layer,
         "ray_noise": "none" if settings.deterministic else "torch.Generator().manual_seed(seed), shared by all frames",
         "image_encoding": IMAGE_ENCODING,
         "cameras": [c.to_dict() for c in cameras],
         **family_provenance(G, settings),
     }
+    if condition_on_view:  # not one label for the video: each frame's camera's own
+        meta.pop("eg3d_conditioning_label", None)
+        meta["eg3d_conditioning"] = "each frame on its own camera"
+        meta["eg3d_conditioning_labels"] = [(G.label(c)[0].double().numpy().round(8) + 0.0).tolist() for c in cameras]
+    return meta
 
 
 def render_video(
@@ -218,8 +248,13 @@ def render_video(
     model: str | None = None,
     ctx: DistContext | None = None,
     progress: Progress | None = None,
+    condition_on_view: bool = False,
 ) -> list[Path]:
     """Render one mp4 per seed (seedNNNN.mp4), or with ``grid`` one grid.mp4 of all seeds.
+
+    ``condition_on_view`` (EG3D models only): the mapping sees each frame's own camera, so the
+    latent follows the view (``view_conditioned_ws``); by default every frame shows the seed's latent
+    conditioned on the frontal camera, as ``epigraf sample`` maps it.
 
     ``depth`` adds a depth video beside each (…_depth.mp4: near bright, far dark). A JSON sidecar
     with the same stem records seeds, truncation, class, cameras and encoding. ``batch_size`` is the
@@ -234,6 +269,8 @@ def render_video(
     check_batch_size(batch_size)
     if not cameras:
         raise EpigrafError("the trajectory has no cameras")
+    if condition_on_view:
+        conditioned_on(G, cameras[0])  # refuses an EpiGRAF model before any work
     ctx = ctx or DistContext()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -246,11 +283,18 @@ def render_video(
             return None
         return lambda done, _n: progress(offset + done, total)
 
+    def seed_ws(seed: int) -> tuple[torch.Tensor, list[int | None]]:
+        if condition_on_view:
+            return view_conditioned_ws(G, seed, cameras, truncation), [None]
+        return ws_from_seeds(G, [seed], truncation, class_index)
+
     written: list[Path] = []
     if not grid:
         for k, seed in enumerate(mine):
-            ws, classes = ws_from_seeds(G, [seed], truncation, class_index)
-            meta = video_metadata(G, [seed], classes, cameras, truncation, settings, options, trajectory, model)
+            ws, classes = seed_ws(seed)
+            meta = video_metadata(
+                G, [seed], classes, cameras, truncation, settings, options, trajectory, model, condition_on_view
+            )
             stem = f"seed{seed:04d}"
             frames = render_seed_frames(G, ws, seed, cameras, settings, batch_size, depth, reporter(k * len(cameras)))
             written += _write_videos(out, stem, frames, depth, options, meta)
@@ -263,7 +307,7 @@ def render_video(
         barrier(ctx)
         res = settings.resolved_resolution(G)
         for k, seed in enumerate(mine):
-            ws, _ = ws_from_seeds(G, [seed], truncation, class_index)
+            ws, _ = seed_ws(seed)
             shape = (len(cameras), 2, res, res, 3)
             store = np.lib.format.open_memmap(tmp_dir / f"{seed}.npy", "w+", np.uint8, shape)
             for i, (frame, dframe) in enumerate(
@@ -279,7 +323,16 @@ def render_video(
             stores = [np.load(tmp_dir / f"{seed}.npy", mmap_mode="r") for seed in seeds]
             classes = [ws_from_seeds(G, [s], Truncation(), class_index)[1][0] for s in seeds] if G.c_dim else []
             meta = video_metadata(
-                G, seeds, classes or [None] * len(seeds), cameras, truncation, settings, options, trajectory, model
+                G,
+                seeds,
+                classes or [None] * len(seeds),
+                cameras,
+                truncation,
+                settings,
+                options,
+                trajectory,
+                model,
+                condition_on_view,
             )
             columns = columns or grid_columns(len(seeds))
             meta["grid_columns"] = columns

@@ -148,6 +148,22 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def chunk_candidates(per_process_batch: int, group_size: int) -> list[int]:
+    """The chunks a step may be cut into, largest first: divisors of the per-process batch that the
+    minibatch-std groups divide, or that are smaller than a group and divide it."""
+    return [
+        b
+        for b in range(per_process_batch, 0, -1)
+        if per_process_batch % b == 0 and (b % group_size == 0 or group_size % b == 0)
+    ]
+
+
+def smaller_batch_gpu(batch_gpu: int, per_process_batch: int, group_size: int) -> int | None:
+    """The chunk to retry with after running out of memory: the largest candidate at most half of
+    ``batch_gpu`` (None when it is the smallest already)."""
+    return next((b for b in chunk_candidates(per_process_batch, group_size) if b <= batch_gpu // 2), None)
+
+
 def choose_batch_gpu(
     g: GeneratorConfig, d: DiscriminatorConfig, per_process_batch: int, group_size: int, budget: int
 ) -> int:
@@ -156,11 +172,7 @@ def choose_batch_gpu(
 
     Raises EpigrafError when even the smallest chunk does not fit: the run could not take one step.
     """
-    candidates = [
-        b
-        for b in range(per_process_batch, 0, -1)
-        if per_process_batch % b == 0 and (b % group_size == 0 or group_size % b == 0)
-    ]
+    candidates = chunk_candidates(per_process_batch, group_size)
     fixed, per_sample = _step_bytes(g, d)
     for b in candidates:
         if fixed + b * per_sample <= budget:

@@ -113,6 +113,7 @@ class TrainConfig:
     # batch and schedule
     batch: int = 64
     batch_gpu: int | None = None  # per-rank chunk (gradient accumulation); None: batch / world size
+    batch_gpu_auto: bool = False  # set by the run when it chose batch_gpu: it may halve it on out of memory
     kimg: float = 50000.0
     tick_kimg: float = 4.0
     snapshot_kimg: float = 1000.0
@@ -500,10 +501,14 @@ def resolve_train_config(
         merged.setdefault("out", str(run_dir))
         if not explicit.get("out"):
             merged["out"] = str(run_dir)
+    given: dict[str, Any] = {}  # what the user gives now (not the resumed run's record)
     if config_file is not None:
-        merged.update(load_config_file(config_file))
-    merged.update({k: v for k, v in explicit.items() if v is not None})
-    merged.update(parse_sets(list(sets)))
+        given.update(load_config_file(config_file))
+    given.update({k: v for k, v in explicit.items() if v is not None})
+    given.update(parse_sets(list(sets)))
+    if "batch_gpu" in given and "batch_gpu_auto" not in given:
+        given["batch_gpu_auto"] = False  # a batch_gpu the user gives is kept, never halved on out of memory
+    merged.update(given)
     try:
         cfg = TrainConfig.from_dict(merged)
     except TypeError as exc:

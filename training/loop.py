@@ -46,11 +46,12 @@ from epigraf_tools.models.discriminator import Discriminator, DiscriminatorConfi
 
 from . import distributed as du
 from .augment import AdaController, AdaptiveAugment
-from .auto_config import choose_batch_gpu, memory_budget
+from .auto_config import choose_batch_gpu, memory_budget, smaller_batch_gpu
 from .config import GENERATOR_OPTIONS, RUN_CONFIG_NAME, ConfigError, TrainConfig
 from .data import ImageDataset, InfiniteOrder
 from .dataset_cameras import CAMERA_OPTIONS, POSE_OPTIONS, resolve_camera_options
 from .loss import PHASES, EpiGRAFLoss, blur_sigma
+from .oom import BufferRollback, StepRollback, free_memory, is_out_of_memory
 from .poses import sample_camera_angles
 from .preview import PreviewGrid
 from .snapshots import (
@@ -104,6 +105,7 @@ class Trainer:
         self.on_step = on_step
         self.on_tick = on_tick
         self.log = log or (lambda msg: None)
+        self.warn = warn or self.log  # lines shown even with --quiet (a back-off, an older snapshot)
         device = resolve_device(cfg.device)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
@@ -165,18 +167,23 @@ class Trainer:
             d_config = dataclasses.replace(init_discriminator.config, num_fp16_res=d_config.num_fp16_res)
 
         # Work split: the global batch is cut into chunks of batch_gpu; rank r runs its share.
-        per_process = cfg.batch // world
+        self.per_process = per_process = cfg.batch // world
         self.batch_gpu = cfg.batch_gpu
+        # Chosen by the run (now, or by the run this one resumes): an out-of-memory step may halve it.
+        self.batch_gpu_auto = cfg.batch_gpu is None or cfg.batch_gpu_auto
         if self.batch_gpu is None:  # 'auto': the largest chunk whose step fits in memory
             budget = memory_budget(device)
             self.batch_gpu = choose_batch_gpu(g_config, d_config, per_process, cfg.mbstd_group_size, budget)
             if self.batch_gpu != per_process:
-                self.cfg = cfg = cfg.replace(batch_gpu=self.batch_gpu)  # saved: a resume splits alike
+                self.cfg = cfg = cfg.replace(batch_gpu=self.batch_gpu, batch_gpu_auto=True)  # a resume splits alike
                 self.log(f"batch_gpu {self.batch_gpu}: chunks of the batch that fit in {budget / 2**30:.1f} GiB")
         if per_process % self.batch_gpu:
             raise ConfigError(f"batch_gpu {self.batch_gpu} must divide the per-process batch {per_process}")
         self.rounds = per_process // self.batch_gpu
         self.num_chunks = cfg.batch // self.batch_gpu
+        self.fitted_phases: set[str] = set()  # phases that completed with this batch_gpu (their memory fits)
+        self._phase: str | None = None  # the phase running now, and whether an optimiser stepped in this step
+        self._stepped = False
 
         self.G = Generator(g_config).train().requires_grad_(False)
         if init_generator is not None:
@@ -351,16 +358,103 @@ class Trainer:
         return {"img": img, "c": items["label"].to(self.device), "angles": items["camera_angles"].to(self.device)}
 
     def train_step(self) -> dict[str, list[torch.Tensor]]:
-        """One optimisation step over the global batch; returns per-sample statistics of this rank."""
+        """One optimisation step over the global batch; returns per-sample statistics of this rank.
+
+        Out of memory with an automatically chosen ``batch_gpu``: the step is undone, batch_gpu
+        halved (``_back_off``) and the step redone from its start. Every draw is a function of (seed,
+        step, phase, chunk), so the redone step is exactly the step of a run started with the smaller
+        chunks. Otherwise (a given batch_gpu, or 1 already) the run stops with a one-line EpigrafError.
+        """
+        while True:
+            rollback = self._rollback_point()
+            try:
+                return self._train_step_once()
+            except RuntimeError as exc:  # torch's out-of-memory errors are RuntimeErrors
+                if not is_out_of_memory(exc):
+                    raise
+                failure = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # Outside the handler: the exception, its traceback and the step's activations are released.
+            self._back_off(failure, rollback)
+
+    def _step_phases(self, batch_idx: int) -> list[str]:
+        """The phases a step runs: Gall, Dmain, and Dreg every d_reg_interval steps (when R1 is on)."""
+        interval = self.cfg.d_reg_interval
+        skip_reg = self.loss.r1_gamma == 0 or batch_idx % interval != 0
+        return [p for p in PHASES if not (p == "Dreg" and skip_reg)]
+
+    def _rollback_point(self) -> StepRollback | BufferRollback | None:
+        """What a back-off needs to undo this step: nothing when it cannot back off; a full copy while
+        one of the step's phases has not yet completed with this batch_gpu (the first step, the first
+        R1 step, the step after a back-off); else the buffers only (a phase that fitted before fails
+        again only by bad luck, and is redone only if no optimiser had stepped)."""
+        if not self._can_back_off():
+            return None
+        modules = {"G": self.G, "D": self.D}
+        if set(self._step_phases(self.state.batch_idx)) <= self.fitted_phases:
+            return BufferRollback(modules)
+        extras = {}
+        if self.ada is not None:
+            extras["ada"] = (self.ada.state_dict, self.ada.load_state_dict)
+        if self.augment is not None:
+            extras["augment_p"] = (lambda: self.augment.p, self.augment.p.copy_)
+        return StepRollback(modules, {"G_opt": self.G_opt, "D_opt": self.D_opt}, extras)
+
+    def _can_back_off(self) -> bool:
+        return self.batch_gpu_auto and self.batch_gpu > 1 and not self.dist.distributed
+
+    def _back_off(self, failure: str, rollback: StepRollback | BufferRollback | None) -> None:
+        """Undo the failed step, halve batch_gpu and record it, or raise a one-line EpigrafError."""
+        where = f"step {self.state.batch_idx} ({self._phase}) with batch_gpu {self.batch_gpu}"
+        free_memory(self.device, self.G_opt, self.D_opt)
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(False)
+        if not self.batch_gpu_auto:
+            raise EpigrafError(
+                f"out of memory in {where}, given explicitly: pass a smaller --batch-gpu, or none to let the "
+                f"run choose (and halve it on this error) [{failure}]"
+            )
+        smaller = smaller_batch_gpu(self.batch_gpu, self.per_process, self.cfg.mbstd_group_size)
+        if smaller is None:
+            raise EpigrafError(
+                f"out of memory in {where}, the smallest chunk: lower the resolution, triplane_res, the channel "
+                f"widths or num_ray_steps [{failure}]"
+            )
+        if self.dist.distributed:  # the other ranks wait in an all-reduce: they cannot retry in step
+            raise EpigrafError(
+                f"out of memory in {where} under torchrun: restart with --batch-gpu {smaller} (processes do not "
+                f"back off together) [{failure}]"
+            )
+        if rollback is None or (self._stepped and not rollback.full):
+            raise EpigrafError(
+                f"out of memory in {where} after an optimiser step of the same step: resume the run with "
+                f"--batch-gpu {smaller} [{failure}]"
+            )
+        rollback.restore()
+        old = self.batch_gpu
+        self.batch_gpu = smaller
+        self.rounds = self.per_process // smaller
+        self.num_chunks = self.cfg.batch // smaller
+        self.cfg = self.cfg.replace(batch_gpu=smaller, batch_gpu_auto=True)  # snapshots and config.json record it
+        self.fitted_phases.clear()
+        if self.dist.is_main and self.run_dir.is_dir():
+            self.cfg.save(self.run_dir / RUN_CONFIG_NAME)
+        self.warn(f"out of memory in step {self.state.batch_idx} ({self._phase}) with batch_gpu {old}: "
+                 f"redoing the step with batch_gpu {smaller}")  # fmt: skip
+
+    def _train_step_once(self) -> dict[str, list[torch.Tensor]]:
+        """One attempt at a step (``train_step`` redoes it after an out-of-memory back-off)."""
         cfg, s, dev = self.cfg, self.state, self.device
         inputs = self._step_inputs(s.batch_idx)
         my_chunks = range(self.dist.rank * self.rounds, (self.dist.rank + 1) * self.rounds)
         reals = {k: self._real_chunk(s.batch_idx, k) for k in my_chunks}
         stats: dict[str, list[torch.Tensor]] = {}
+        self._stepped = False
+        phases = self._step_phases(s.batch_idx)
         for phase_idx, phase in enumerate(PHASES):
             interval = cfg.d_reg_interval if phase == "Dreg" else 1
-            if phase == "Dreg" and (self.loss.r1_gamma == 0 or s.batch_idx % interval != 0):
+            if phase not in phases:
                 continue
+            self._phase = phase
             module, opt = (self.G, self.G_opt) if phase == "Gall" else (self.D, self.D_opt)
             opt.zero_grad(set_to_none=True)
             module.requires_grad_(True)
@@ -399,7 +493,9 @@ class Trainer:
                     stats.setdefault(k, []).append(v.float().cpu())
             module.requires_grad_(False)
             du.average_gradients(list(module.parameters()), self.dist)
+            self._stepped = True  # from here a redo needs the full rollback
             opt.step()
+            self.fitted_phases.add(phase)
 
         self._update_ema()
         s.cur_nimg += cfg.batch

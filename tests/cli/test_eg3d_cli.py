@@ -188,3 +188,30 @@ def test_invert_refuses_an_eg3d_model_in_one_line(cli, one_error_line, eg3d_fold
     )
     one_error_line(result, "inverting EG3D models is not supported yet")  # the one-line contract, no work done
     assert not (tmp_path / "inv").exists() or not list((tmp_path / "inv").iterdir())
+
+
+def test_layer_bg_is_refused_as_for_an_epigraf_model_without_a_background(cli, one_error_line, eg3d_folder, tmp_path):
+    for cmd in ("sample", "video"):
+        res = cli([cmd, "--model", eg3d_folder, "--layer", "bg", "--out", tmp_path / cmd, "--device", "cpu", "--quiet"])
+        one_error_line(res, "layer 'bg' needs a model with a background network")
+
+
+def test_video_condition_on_view_conditions_each_frame_on_its_camera(cli, one_error_line, eg3d_folder, model_dir,
+                                                                     tmp_path):  # fmt: skip
+    from epigraf_tools.video import count_frames
+
+    base = ["video", "--seeds", "0", "--raw", "--trajectory", "orbit", "--frames", "3", "--device", "cpu", "--quiet"]
+    _ok(cli([*base, "--model", eg3d_folder, "--out", tmp_path / "v", "--condition-on-view"]))
+    assert count_frames(tmp_path / "v" / "seed0000.mp4") == 3
+    meta = json.loads((tmp_path / "v" / "seed0000.json").read_text())
+    assert meta["eg3d_conditioning"] == "each frame on its own camera" and "eg3d_conditioning_label" not in meta
+    labels = np.array(meta["eg3d_conditioning_labels"])
+    assert labels.shape == (3, 25) and not np.allclose(labels[0], labels[1])
+    line = one_error_line(cli([*base, "--model", model_dir, "--out", tmp_path / "e", "--condition-on-view"]))
+    assert "only EG3D models condition" in line
+    latent = tmp_path / "any.npz"
+    latent.write_bytes(b"")
+    line = one_error_line(cli([*base, "--model", eg3d_folder, "--condition-on-view", "--latent", latent]))
+    assert "a --latent is already a w" in line
+    line = one_error_line(cli([*base, "--model", eg3d_folder, "--condition-on-view", "--shading", "geometry"]))
+    assert "drop --shading geometry" in line

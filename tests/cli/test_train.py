@@ -222,3 +222,30 @@ def test_init_from_a_training_snapshot_starts_d_from_its_discriminator(tmp_path)
     assert all(torch.equal(p, q) for p, q in zip(tuned.D.parameters(), init.D.parameters(), strict=True))
     misfit = Trainer(tiny_train_config(data, tmp_path / "m", resolution=16, patch_res=8), init_discriminator=init.D)
     assert misfit.D.config.img_resolution == 8  # trained for 32^2: D starts fresh, with a warning
+
+
+def _oom_in_the_first_chunk_of_size_4(monkeypatch):
+    from epigraf_tools.training.loss import EpiGRAFLoss
+
+    original = EpiGRAFLoss.accumulate_gradients
+    raised = []
+
+    def flaky(self, **kwargs):
+        if kwargs["real_img"].shape[0] == 4 and not raised:
+            raised.append(1)
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(EpiGRAFLoss, "accumulate_gradients", flaky)
+
+
+def test_out_of_memory_backs_off_alone_and_a_given_batch_gpu_exits_2(cli, one_error_line, tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "d.zip", n=4, size=32)
+    _oom_in_the_first_chunk_of_size_4(monkeypatch)
+    res = cli(["train", "--data", data, "--out", tmp_path / "auto", "--quiet", *TINY])
+    assert res.exit_code == 0, res.output
+    assert "out of memory in step 0 (Gall) with batch_gpu 4: redoing the step with batch_gpu 2" in res.stderr
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["batch_gpu"] == 2
+    _oom_in_the_first_chunk_of_size_4(monkeypatch)
+    res = cli(["train", "--data", data, "--out", tmp_path / "given", "--batch-gpu", "4", "--quiet", *TINY])
+    one_error_line(res, "out of memory in step 0 (Gall) with batch_gpu 4, given explicitly", "smaller --batch-gpu")

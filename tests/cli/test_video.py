@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from epigraf_tools.video import count_frames
 
@@ -63,3 +67,45 @@ def test_video_geometry_refuses_depth(cli, one_error_line, model_dir, tmp_path):
     result = cli(["video", "--model", model_dir, "--shading", "geometry", "--depth", "--out", tmp_path / "v"])
     one_error_line(result, "--depth", "--shading geometry")
     assert not (tmp_path / "v").exists()
+
+
+def _first_frame(path) -> np.ndarray:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    frame = np.frombuffer(next(reader), np.uint8).reshape(h, w, 3).astype(np.float64)
+    reader.close()
+    return frame
+
+
+def test_video_layer_shows_one_colour_layer_as_sample_does(cli, tiny_model_dir, tmp_path):
+    bg_model = tiny_model_dir(2, bg_model="sphere", bg_channel_base=64, bg_channel_max=16)
+    still = tmp_path / "still.yaml"
+    still.write_text("frames: 2\nkeyframes:\n  - {yaw: 0}\n  - {yaw: 0}\n")  # the default camera, held
+    base = ["--model", bg_model, "--seeds", "1", "--resolution", "32", "--device", "cpu", "--quiet"]
+    for layer in ("all", "fg", "bg"):
+        res = cli(["video", *base, "--trajectory", still, "--crf", "0", "--layer", layer, "--out", tmp_path / layer])
+        assert res.exit_code == 0, res.output
+        assert json.loads((tmp_path / layer / "seed0001.json").read_text())["layer"] == layer
+        res = cli(["sample", *base, "--layer", layer, "--out", tmp_path / f"s{layer}"])
+        assert res.exit_code == 0, res.output
+    # Each video's frame is (up to yuv420p chroma subsampling) the sample of its own layer, not another's.
+    for layer in ("all", "fg", "bg"):
+        frame = _first_frame(tmp_path / layer / "seed0001.mp4")
+        gaps = {
+            other: np.abs(frame - np.asarray(Image.open(tmp_path / f"s{other}" / "seed0001.png"), np.float64)).mean()
+            for other in ("all", "fg", "bg")
+        }
+        assert min(gaps, key=gaps.get) == layer, gaps
+
+
+def test_video_layer_errors_are_sample_s(cli, one_error_line, model_dir, tmp_path):
+    res = cli(["video", "--model", model_dir, "--layer", "bg", "--frames", "2", "--out", tmp_path / "v", *FAST])
+    one_error_line(res, "layer 'bg' needs a model with a background network")
+    res = cli(["video", "--model", model_dir, "--layer", "sky", "--out", tmp_path / "v", *FAST])
+    one_error_line(res, "layer must be one of all, fg, bg")
+    res = cli(["video", "--model", model_dir, "--layer", "fg", "--shading", "geometry", "--out", tmp_path / "v", *FAST])
+    one_error_line(res, "--layer picks a colour layer")
+    assert not (tmp_path / "v").exists() or not list((tmp_path / "v").iterdir())

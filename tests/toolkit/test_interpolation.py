@@ -93,3 +93,25 @@ def test_mp4_with_a_moving_camera(G, tmp_path):
     assert files[0].name == "interp_z_0-1-2.mp4" and count_frames(files[0]) == 9
     with pytest.raises(EpigrafError, match="one per frame"):
         render_interpolation(G, [0, 1], tmp_path, frames=3, cameras=orbit(5), settings=SETTINGS)
+
+
+def test_latent_keyframes_in_the_python_api(G, tmp_path):
+    """A StoredLatent keyframe holding seed 4's w interpolates exactly as seed 4 does (the same float32 ws, so
+    the ws are compared bit for bit); space z and another model's latent are refused."""
+    from epigraf_tools.latent_files import LatentFileError, StoredLatent
+
+    four = StoredLatent(ws_from_seeds(G, [4])[0][0].numpy(), "w", Camera(), {}, tmp_path / "four.npz")
+    trunc = Truncation(0.5)
+    mixed = KeyframeLatents(G, [four, 11], None, trunc)
+    seeds = KeyframeLatents(G, [4, 11], None, trunc)
+    steps = [Step(0, 1, t) for t in (0.0, 0.3, 1.0)]
+    assert torch.equal(mixed.ws_for(steps, "w"), seeds.ws_for(steps, "w"))
+    assert mixed.names == ["four", "11"] and mixed.noise_seeds == [0, 11]
+    files = render_interpolation(G, [four, 11], tmp_path, frames=1, space="w", output="strip", settings=SETTINGS)
+    assert files[0].name == "interp_w_four-11.png"
+    with pytest.raises(EpigrafError, match="four.npz is a w latent with no z: use w"):
+        render_interpolation(G, [four, 11], tmp_path, frames=1, space="z", settings=SETTINGS)
+    other = StoredLatent(np.zeros((G.num_ws, G.config.w_dim + 1), np.float32), "w", Camera(), {}, tmp_path / "x.npz")
+    with pytest.raises(LatentFileError, match="made for another model"):
+        render_interpolation(G, [other, 11], tmp_path / "never", frames=1, space="w", settings=SETTINGS)
+    assert not (tmp_path / "never").exists()

@@ -7,6 +7,7 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.latents import ws_from_seeds
@@ -136,3 +137,43 @@ def test_interrupted_grid_run_removes_its_scratch_folder(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         render_video(G, [0, 1], cams, tmp_path, grid=True, settings=RenderSettings(resolution=16))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def eg3d_model():
+    from eg3d_fixture import load_meta, load_npz, mini_config
+
+    from epigraf_tools.eg3d_model import as_toolkit_model
+    from epigraf_tools.models.eg3d import EG3DGenerator
+
+    G = EG3DGenerator(mini_config(load_meta())).eval().requires_grad_(False)
+    G.load_state_dict({k: torch.from_numpy(v) for k, v in load_npz("G_ema_state.npz").items()}, strict=True)
+    return as_toolkit_model(G)
+
+
+def test_view_conditioned_frames_are_the_view_conditioned_samples(eg3d_model):
+    """Frame i of a --condition-on-view video is `sample --condition-on-view` from camera i, and differs from
+    the frontally conditioned frame (so the conditioning really moves with the camera)."""
+    from epigraf_tools.eg3d_model import conditioned_on
+    from epigraf_tools.latents import Truncation
+    from epigraf_tools.video import view_conditioned_ws
+
+    G, seed, trunc = eg3d_model, 3, Truncation(0.7)
+    cams, _ = get_trajectory("yaw_sweep", 3)
+    settings = RenderSettings(raw=True, resolution=16)
+    ws = view_conditioned_ws(G, seed, cams, trunc)
+    assert ws.shape[0] == 3 and not torch.equal(ws[0], ws[1])
+    frames = [f for f, _ in render_seed_frames(G, ws, seed, cams, settings, batch_size=2)]
+    shared = [f for f, _ in render_seed_frames(G, ws_from_seeds(G, [seed], trunc)[0], seed, cams, settings, 2)]
+    for cam, frame, plain in zip(cams, frames, shared, strict=True):
+        (sample,) = generate_samples(conditioned_on(G, cam), [seed], [cam], trunc, settings=settings)
+        assert_images_close(frame, sample.image)  # other batch shapes: at most 1 level on 1% of the values
+        assert np.abs(frame.astype(int) - plain.astype(int)).max() > 8
+
+
+def test_condition_on_view_refuses_an_epigraf_model(tmp_path):
+    G = make_tiny_generator(0)
+    cams, _ = get_trajectory("orbit", 2)
+    with pytest.raises(EpigrafError, match="only EG3D models condition"):
+        render_video(G, [0], cams, tmp_path / "v", condition_on_view=True)
+    assert not (tmp_path / "v").exists()
