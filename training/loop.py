@@ -69,6 +69,32 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
+BACKGROUND_PREFIX = "synthesis.bg_model."
+
+
+def adds_background(init: GeneratorConfig, cfg: TrainConfig) -> bool:
+    """Whether a fine-tuning run gives a pretrained generator without one a fresh background network.
+
+    ``--init MODEL --bg-model sphere`` keeps the model's foreground and adds the background network
+    (its own ws come after the tri-plane's, so the mapping's weights still fit); every other
+    architecture option stays the model's.
+    """
+    return init.bg_model is None and cfg.bg_model not in (None, "none", "null")
+
+
+def load_pretrained_generator(G: Generator, init: Generator, log: Callable[[str], None]) -> None:
+    """G's weights from ``init``; a background network that ``init`` lacks (``_added_background``) starts fresh.
+
+    Anything else missing or left over means the architectures differ, which is a bug, not a choice.
+    """
+    missing, unexpected = G.load_state_dict(init.state_dict(), strict=False)
+    others = [k for k in missing if not k.startswith(BACKGROUND_PREFIX)]
+    if others or unexpected:
+        raise ConfigError(f"the initial model's weights do not fit this run's generator: {(others + unexpected)[:3]}")
+    if missing:
+        log("the background network starts from scratch (the initial model has none)")
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -187,7 +213,7 @@ class Trainer:
 
         self.G = Generator(g_config).train().requires_grad_(False)
         if init_generator is not None:
-            self.G.load_state_dict(init_generator.state_dict())
+            load_pretrained_generator(self.G, init_generator, self.log)
         self.D = Discriminator(d_config).train().requires_grad_(False)
         if init_discriminator is not None:
             self.D.load_state_dict(init_discriminator.state_dict())
@@ -238,7 +264,13 @@ class Trainer:
                 f"the initial model has {init.c_dim}-d labels but the dataset has {self.dataset.c_dim}-d labels"
             )
         cameras = {name: getattr(self.cfg, name) for name in CAMERA_OPTIONS}  # resolved: the dataset's wins
-        return dataclasses.replace(init.config, img_resolution=res, **cameras)
+        return dataclasses.replace(init.config, img_resolution=res, **cameras, **self._added_background(init))
+
+    def _added_background(self, init: Generator) -> dict[str, Any]:
+        """The run's background options, for a pretrained generator that has none (``adds_background``)."""
+        if not adds_background(init.config, self.cfg):
+            return {}
+        return {name: getattr(self.cfg, option) for option, name in GENERATOR_OPTIONS.items() if name.startswith("bg_")}
 
     def _usable_init_discriminator(
         self, D: Discriminator, given: TrainConfig, res: int, say: Callable[[str], None] | None
@@ -697,7 +729,12 @@ def resolve_for_dataset(
     architecture. Raises DatasetCameraError on a camera conflict."""
     fallback_config = init_generator.config if init_generator is not None else GeneratorConfig()
     if init_generator is not None:  # G's architecture is the initial model's (cameras: resolved below)
-        arch = {o: getattr(fallback_config, n) for o, n in GENERATOR_OPTIONS.items() if o not in CAMERA_OPTIONS}
+        keep_bg = adds_background(fallback_config, cfg)
+        arch = {
+            o: getattr(fallback_config, n)
+            for o, n in GENERATOR_OPTIONS.items()
+            if o not in CAMERA_OPTIONS and not (keep_bg and n.startswith("bg_"))
+        }
         cfg = cfg.replace(**arch)
     fallback = {name: getattr(fallback_config, name) for name in CAMERA_OPTIONS}
     explicit = {name: getattr(cfg, name) for name in (*CAMERA_OPTIONS, *POSE_OPTIONS.values())}

@@ -199,6 +199,34 @@ def test_init_from_the_embedded_model_continues_like_a_resume_of_the_same_weight
         assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-6), k
 
 
+def test_init_adds_a_fresh_background_network_to_a_model_without_one(cli, tmp_path):
+    """--init default --bg-model sphere: the embedded foreground, a new background network, a saved run."""
+    import torch
+
+    from epigraf_tools.checkpoints.loading import load_generator
+
+    default = Path(__file__).resolve().parents[2] / "epigraf_tools" / "assets" / "default"
+    data = tmp_path / "sky.zip"
+    res = cli(["dataset", "synth", data, "-n", "4", "--resolution", "64", "--background", "textured", "--quiet"])
+    assert res.exit_code == 0, res.output
+    opts = ["--patch-res", "16", "--batch", "4", "--kimg", "0.004", "--tick-kimg", "0.004", "--device", "cpu",
+            "--set", "d_channel_base=256", "--set", "d_channel_max=32", "--set", "grid_size=0", "--image-kimg", "0",
+            "--set", "use_labels=false", "--set", "bg_channel_max=16", "--snapshot-kimg", "0.004"]  # fmt: skip
+    res = cli(["train", "--data", data, "--out", tmp_path / "ft", "--init", default, "--bg-model", "sphere", *opts])
+    assert res.exit_code == 0, res.output
+    assert "the background network starts from scratch" in res.output
+    assert "background  sphere network" in res.output
+    cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert cfg["bg_model"] == "sphere" and cfg["white_back"] is False  # the dataset's sky: no white background
+    tuned = load_generator(str(next((tmp_path / "ft").glob("snapshot-*"))))
+    base = load_generator(str(default))
+    assert tuned.config.bg_model == "sphere" and tuned.num_ws == base.num_ws + 4
+    assert tuned.config.triplane_res == base.config.triplane_res  # the rest of G is the model's
+    fg = {k: v for k, v in tuned.state_dict().items() if not k.startswith("synthesis.bg_model.")}
+    assert fg.keys() == base.state_dict().keys()
+    assert any(not torch.equal(v, base.state_dict()[k]) for k, v in fg.items())  # and it trained
+
+
 def test_init_from_a_training_snapshot_starts_d_from_its_discriminator(tmp_path):
     import torch
     from training_support import tiny_train_config
