@@ -74,7 +74,7 @@ def invert_cmd(
 ) -> None:
     from epigraf_tools.camera import camera_from_options
     from epigraf_tools.errors import EpigrafError
-    from epigraf_tools.inversion import InversionOptions, require_invertible
+    from epigraf_tools.inversion import InversionOptions
     from epigraf_tools.inversion_files import (
         camera_from_dataset_json,
         camera_from_label,
@@ -104,7 +104,6 @@ def invert_cmd(
     out = prepare_out(out)
 
     G, model_label = load_model(model, device, quiet)
-    require_invertible(G)
     class_index = resolve_class(G.config, class_)
     for p in paths:  # every picture decodes before any work starts
         read_target(p, G.config.img_resolution, G.config.white_back)
