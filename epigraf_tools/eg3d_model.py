@@ -432,12 +432,16 @@ def conditioned_on(G: Any, camera: Camera) -> EG3DModel:
     """The same EG3D model with its mapping conditioned on ``camera`` instead of the frontal pose.
 
     gen_videos.py calls this entanglement 'both' (the view also steers the latent); an EpiGRAF
-    model has no camera conditioning, so it is refused.
+    model has no camera conditioning, so it is refused. A pinned latent stays pinned: its ws were
+    stored, so no label changes them.
     """
     G = as_toolkit_model(G)
     if not is_eg3d(G):
         raise EpigrafError("only EG3D models condition their mapping on a camera; this is an EpiGRAF model")
-    return EG3DModel(G.eg3d, G.config.name, conditioning=camera)
+    model = EG3DModel(G.eg3d, G.config.name, conditioning=camera)
+    if G.mapping is not G.conditioned_mapping:  # a stored latent (pin_latent): it renders as stored, unconditioned
+        model.mapping = G.mapping
+    return model
 
 
 __all__: Sequence[str] = [

@@ -205,6 +205,10 @@ def test_invert_a_seed_picture_then_render_its_latent_with_the_tuned_folder(cli,
              "--device", "cpu", "--quiet"]))  # fmt: skip
     assert _png_size(tmp_path / "s" / "seed0000.png") == (128, 128)
     assert json.loads((tmp_path / "s" / "seed0000.json").read_text())["model"] == f"{tuned} + latent seed0003.npz"
+    _ok(cli(["sample", "--latent", inv / "seed0003.npz", "--model", tuned, *view, "--condition-on-view", "--out",
+             tmp_path / "s2", "--device", "cpu", "--quiet"]))  # fmt: skip
+    pix = [np.asarray(Image.open(tmp_path / d / "seed0000.png")) for d in ("s", "s2")]
+    np.testing.assert_array_equal(*pix)  # a stored latent carries no label: the view conditioning changes nothing
     _ok(cli(["export-mesh", "--latent", inv / "seed0003.npz", "--model", tuned, "--resolution", "16",
              "--level", "auto", "--out", tmp_path / "m", "--device", "cpu", "--quiet"]))  # fmt: skip
     assert (tmp_path / "m" / "seed0000.ply").is_file()

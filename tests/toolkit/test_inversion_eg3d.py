@@ -97,7 +97,7 @@ def test_pti_tunes_the_image_path_only_and_keeps_other_seeds_close(M, tuned):
     assert changed == {"backbone", "decoder", "superresolution"}, changed
     assert not any(k.startswith("backbone.mapping") for k in before if not torch.equal(before[k], after[k]))
     drift = tuning_drift(M, tuned.generator, [100, 101], Camera.default(M.config))
-    assert min(drift) >= 22.0, drift  # an unrelated model would be far lower
+    assert min(drift) >= 22.0, drift
 
 
 def test_tuned_model_saves_as_an_eg3d_folder_that_renders_the_same(tuned, camera, tmp_path):
