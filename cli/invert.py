@@ -60,7 +60,10 @@ def invert_cmd(
     pitch: float = PitchOption,
     degrees: bool = DegreesOption,
     camera_label: str = typer.Option(
-        None, "--camera-label", help="EG3D camera label: 25 numbers (cam2world, then normalised intrinsics)."
+        None,
+        "--camera-label",
+        help="EG3D camera label: 25 numbers (cam2world, then normalised intrinsics); for an EG3D model in EG3D's "
+        "world at its neural resolution, as in its dataset.json.",
     ),
     dataset_json: Path = typer.Option(
         None, "--dataset-json", help="Take each picture's camera from this dataset.json (looked up by file name)."

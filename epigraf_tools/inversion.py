@@ -9,10 +9,9 @@
    camera) with ``optimize_camera``.
 2. Pivotal tuning (PTI, Roich et al. 2022), ``pti_steps > 0``: the found latent becomes a pivot and a
    copy of the generator's image path (everything after the mapping network) is fine-tuned so the
-   pivot reproduces the image. A
-   locality regulariser keeps the rest of the latent space where it was: each step, a random w is
-   interpolated towards the pivot and the tuned copy's render of it, from a random nearby view, is
-   pulled towards the original generator's.
+   pivot reproduces the image. A locality regulariser keeps the rest of the latent space where it
+   was: each step, a random w is interpolated towards the pivot and the tuned copy's render of it,
+   from a random nearby view, is pulled towards the original generator's.
 
 Everything is deterministic for a given ``seed``: tri-plane noise is ``noise_mode='const'``, rays
 have no jitter (``deterministic=True``), and random starts, locality latents and views come from
