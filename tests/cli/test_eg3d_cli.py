@@ -182,7 +182,7 @@ def test_compare_geometry_puts_an_eg3d_model_beside_an_epigraf_one(cli, eg3d_fol
 
 
 def test_invert_a_seed_picture_then_render_its_latent_with_the_tuned_folder(cli, one_error_line, eg3d_folder, tmp_path):
-    """invert -> NAME.npz + NAME-pti/ (an EG3D folder) -> sample / export-mesh --latent, as for EpiGRAF models."""
+    """invert -> NAME.npz + NAME-pti/ (an EG3D folder) -> sample / export-mesh / export-volume / video --latent."""
     from epigraf_tools.camera import Camera
     from epigraf_tools.latent_files import load_latent, save_latent
 
@@ -212,6 +212,11 @@ def test_invert_a_seed_picture_then_render_its_latent_with_the_tuned_folder(cli,
     _ok(cli(["export-mesh", "--latent", inv / "seed0003.npz", "--model", tuned, "--resolution", "16",
              "--level", "auto", "--out", tmp_path / "m", "--device", "cpu", "--quiet"]))  # fmt: skip
     assert (tmp_path / "m" / "seed0000.ply").is_file()
+    _ok(cli(["export-volume", "--latent", inv / "seed0003.npz", "--model", tuned, "--resolution", "8", "--out",
+             tmp_path / "v", "--device", "cpu", "--quiet"]))  # fmt: skip
+    _ok(cli(["video", "--latent", inv / "seed0003.npz", "--model", tuned, "--frames", "2", "--raw", "--out",
+             tmp_path / "mp4", "--device", "cpu", "--quiet"]))  # fmt: skip
+    assert (tmp_path / "v" / "seed0000.mrc").is_file() and (tmp_path / "mp4" / "seed0000.mp4").is_file()
 
     # The EG3D label of the same view (EG3D world, neural-resolution intrinsics) names the same camera.
     cam = Camera.from_degrees(20, 80, radius=2.7, fov=latent.camera.fov)
