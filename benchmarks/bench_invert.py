@@ -1,4 +1,4 @@
-"""Inversion quality and speed on the embedded default model: W vs W+ vs PTI, camera given or searched.
+"""Inversion quality and speed on the embedded default model (or ``--model``, EG3D too): W vs W+ vs PTI.
 
 For each seed, the target is what ``epigraf sample`` writes for it (the toolkit renderer with its
 seeded ray noise, quantised to uint8) from a known camera (yaw 20, pitch 80 degrees). Each mode
@@ -11,9 +11,11 @@ inverts that picture and is scored against the true seed:
 - time per image (latent optimisation + tuning) on this machine's CPU.
 
 With camera optimisation the search starts from the frontal camera (yaw 0, pitch 90 degrees).
+``--model`` takes any model the commands take (an EG3D folder: the target and the scores are then
+its super-resolved images, the volume IoU is at its level 10).
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/bench_invert.py [--seeds 3,7] [--steps 300] [--pti-steps 200]
-       [--modes w,w+,pti] [--json out.json]
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_invert.py [--model M] [--seeds 3,7] [--steps 300]
+       [--pti-steps 200] [--modes w,w+,pti] [--json out.json]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 from epigraf_tools.camera import Camera
 from epigraf_tools.checkpoints.loading import load_generator
+from epigraf_tools.eg3d_model import as_toolkit_model
 from epigraf_tools.inversion import InversionOptions, invert
 from epigraf_tools.inversion_quality import tuning_drift, view_psnr, volume_iou, yaw_offsets
 from epigraf_tools.latents import ws_from_seeds
@@ -80,6 +83,7 @@ def run_mode(G, seed: int, mode: str, optimize_camera: bool, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model name, folder or snapshot (default: the embedded one)")
     parser.add_argument("--seeds", default="3,7")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--pti-steps", type=int, default=200)
@@ -87,7 +91,7 @@ def main() -> None:
     parser.add_argument("--camera", default="given,optimised", help="given, optimised or both (comma-separated)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    G = load_generator(None)
+    G = as_toolkit_model(load_generator(args.model))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")  # fmt: skip
     rows = []

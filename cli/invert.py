@@ -60,7 +60,10 @@ def invert_cmd(
     pitch: float = PitchOption,
     degrees: bool = DegreesOption,
     camera_label: str = typer.Option(
-        None, "--camera-label", help="EG3D camera label: 25 numbers (cam2world, then normalised intrinsics)."
+        None,
+        "--camera-label",
+        help="EG3D camera label: 25 numbers (cam2world, then normalised intrinsics); for an EG3D model in EG3D's "
+        "world at its neural resolution, as in its dataset.json.",
     ),
     dataset_json: Path = typer.Option(
         None, "--dataset-json", help="Take each picture's camera from this dataset.json (looked up by file name)."
@@ -74,7 +77,7 @@ def invert_cmd(
 ) -> None:
     from epigraf_tools.camera import camera_from_options
     from epigraf_tools.errors import EpigrafError
-    from epigraf_tools.inversion import InversionOptions, require_invertible
+    from epigraf_tools.inversion import InversionOptions
     from epigraf_tools.inversion_files import (
         camera_from_dataset_json,
         camera_from_label,
@@ -104,7 +107,6 @@ def invert_cmd(
     out = prepare_out(out)
 
     G, model_label = load_model(model, device, quiet)
-    require_invertible(G)
     class_index = resolve_class(G.config, class_)
     for p in paths:  # every picture decodes before any work starts
         read_target(p, G.config.img_resolution, G.config.white_back)

@@ -25,6 +25,10 @@ same members for an EG3D generator, translating conventions in this one place:
   neural render instead. Depth, alpha and normals always come from the neural render (at the
   image size by nearest-neighbour lookup when the image is super-resolved). Near/far follow the
   camera: ``ray_start``/``ray_end`` shifted by (camera distance from the origin - 2.7), as for EpiGRAF.
+* Inversion. ``render_image`` is the differentiable render ``inversion`` optimises through: the
+  super-resolved image from ws and yaw/pitch tensors, jitter-free, const noise, EG3D's own
+  ``render`` and ``superresolution`` (the same calls ``synthesis`` makes). ``tunable_parameters`` is
+  what pivotal tuning fine-tunes (backbone synthesis, decoder, super-resolution; never the mapping).
 * Levels. EG3D meshes its raw density at 10 (the EG3D repository's recommendation); the renderer's
   density is softplus(raw - 1).
 """
@@ -32,19 +36,22 @@ same members for an EG3D generator, translating conventions in this one place:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .camera import _EG3D_TO_MODEL, Camera, CameraError
+from .camera import _EG3D_TO_MODEL, _GL_TO_CV, Camera, CameraError
 from .checkpoints.model_card import EG3D_ISO_LEVEL
 from .errors import EpigrafError
+from .models.cameras import camera_origins, look_at_cam2world
 from .models.eg3d import EG3DDraws, EG3DGenerator, pose_label, split_label
-from .models.eg3d.cameras import DEFAULT_FOV_DEG
+from .models.eg3d.cameras import DEFAULT_FOV_DEG, make_label
 from .models.eg3d.renderer import camera_rays, render_rays
 from .models.renderer import density_activation
 
@@ -72,6 +79,7 @@ class EG3DToolkitConfig:
 
     name: str
     num_ws: int
+    w_dim: int
     img_resolution: int  # the super-resolved image
     raw_resolution: int  # the neural render (rays per side) by default
     radius: float  # avg_camera_radius: the camera distance near/far were set for
@@ -115,6 +123,7 @@ def toolkit_config(G: EG3DGenerator, name: str = FAMILY) -> EG3DToolkitConfig:
     return EG3DToolkitConfig(
         name=name,
         num_ws=int(G.num_ws),
+        w_dim=int(G.w_dim),
         img_resolution=int(G.img_resolution),
         raw_resolution=res,
         radius=float(rk.get("avg_camera_radius", 2.7)),
@@ -132,6 +141,8 @@ class ConditionedMapping:
 
     def __init__(self, G: EG3DGenerator, label: torch.Tensor) -> None:
         self.G, self.label = G, label
+        # The sizes code wrapping a mapping reads (latent_files.PinnedMapping); no classes (c_dim 0).
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = G.z_dim, 0, G.w_dim, G.num_ws
 
     @property
     def w_avg(self) -> torch.Tensor:
@@ -160,7 +171,9 @@ class EG3DModel:
         self.eg3d = G
         self.config = toolkit_config(G, name)
         self.z_dim, self.c_dim, self.num_ws = G.z_dim, 0, G.num_ws
-        self.mapping = ConditionedMapping(G, self.conditioning_label(conditioning))
+        # Kept apart from ``mapping``, which a stored latent may replace (latent_files.pin_latent).
+        self.conditioned_mapping = ConditionedMapping(G, self.conditioning_label(conditioning))
+        self.mapping: Any = self.conditioned_mapping
 
     # -- latent side -------------------------------------------------------------------------------
     def conditioning_label(self, camera: Camera | None = None) -> torch.Tensor:
@@ -198,8 +211,13 @@ class EG3DModel:
         return {
             "model_family": FAMILY,
             "image": "neural render (--raw)" if settings.raw else "super-resolved",
-            "eg3d_conditioning_label": (self.mapping.label[0].double().cpu().numpy().round(8) + 0.0).tolist(),
+            **self.conditioning_provenance(),
         }
+
+    def conditioning_provenance(self) -> dict[str, Any]:
+        """The family and the 25 numbers the mapping network is conditioned on (rounded for JSON)."""
+        label = self.conditioned_mapping.label[0].double().cpu().numpy().round(8) + 0.0
+        return {"model_family": FAMILY, "eg3d_conditioning_label": label.tolist()}
 
     # -- field side (model-world points) -----------------------------------------------------------
     def query(self, planes: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -257,6 +275,43 @@ class EG3DModel:
                         results[name].append(view[name][0])
         bsz, nv = len(grid), len(grid[0])
         return {k: torch.stack(t).reshape(bsz, nv, *t[0].shape) for k, t in results.items() if t}
+
+    def labels_from_angles(self, angles: torch.Tensor, fov: float) -> torch.Tensor:
+        """[B, 3] (yaw, pitch, roll) of cameras on the orbit looking at the origin -> EG3D labels [B, 25].
+
+        ``label(camera)`` (``Camera.to_eg3d``) in torch, so the angles get gradients: the model's look-at
+        pose (pitch already clamped), OpenGL -> OpenCV axes, rotated into EG3D's world, and the
+        normalised intrinsics of ``fov`` at the label resolution.
+        """
+        c2w = look_at_cam2world(camera_origins(angles, self.config.radius))
+        gl_to_cv = torch.tensor(_GL_TO_CV, dtype=c2w.dtype, device=c2w.device)
+        to_eg3d = torch.eye(4, dtype=c2w.dtype, device=c2w.device)
+        to_eg3d[:3, :3] = _MODEL_TO_EG3D.to(c2w)
+        c2w = to_eg3d @ c2w @ gl_to_cv
+        res = self.config.label_resolution
+        fx = (res - 1) / (2 * res * math.tan(math.radians(fov) / 2))
+        intrinsics = torch.tensor([[fx, 0.0, 0.5], [0.0, fx, 0.5], [0.0, 0.0, 1.0]], device=c2w.device)
+        return make_label(c2w, intrinsics)
+
+    def render_image(self, ws: torch.Tensor, angles: torch.Tensor, fov: float) -> torch.Tensor:
+        """ws [B, num_ws, w_dim] + [B, 3] angles (pitch clamped) -> super-resolved images [B, 3, R, R], with autograd.
+
+        Jitter-free rays and const noise, through EG3D's ``render`` and ``superresolution`` in one
+        batch (what ``synthesis`` calls; ``render_views`` runs the same in chunks without gradients).
+        The near/far slab is EG3D's own, so the cameras must sit at ``config.radius`` from the
+        origin, which ``inversion.check_inversion_camera`` ensures.
+        """
+        res = self.config.raw_resolution
+        steps = int(self.eg3d.rendering_kwargs["depth_resolution"])
+        draws = EG3DDraws.deterministic(ws.shape[0], res * res, steps)
+        out = self.eg3d.render(self.planes(ws, "const"), self.labels_from_angles(angles, fov), res, draws)
+        return self.eg3d.superresolution(out["image_raw"], out["feature_image"], ws)
+
+    def tunable_parameters(self) -> list[torch.nn.Parameter]:
+        """What pivotal tuning fine-tunes: everything between ws and the image (backbone synthesis,
+        decoder, super-resolution); the mapping stays, so other seeds keep their ws."""
+        G = self.eg3d
+        return [*G.backbone.synthesis.parameters(), *G.decoder.parameters(), *G.superresolution.parameters()]
 
     def _render_one(
         self, planes: torch.Tensor, camera: Camera, res: int, key: int | None, chunk: int | None, normals: bool
@@ -327,13 +382,24 @@ class EG3DModel:
         """The wrapped generator's parameters (for counts and device checks)."""
         return self.eg3d.parameters()
 
+    def named_parameters(self):
+        return self.eg3d.named_parameters()
+
+    def requires_grad_(self, requires_grad: bool = True) -> EG3DModel:
+        self.eg3d.requires_grad_(requires_grad)
+        return self
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
+        """An EG3D model folder (``EG3DGenerator.save_pretrained``) that every command loads."""
+        return self.eg3d.save_pretrained(save_directory)
+
     def eval(self) -> EG3DModel:
         self.eg3d.eval()
         return self
 
     def to(self, device: torch.device | str) -> EG3DModel:
         self.eg3d.to(device)
-        self.mapping.label = self.mapping.label.to(device)
+        self.conditioned_mapping.label = self.conditioned_mapping.label.to(device)
         return self
 
 
@@ -366,12 +432,16 @@ def conditioned_on(G: Any, camera: Camera) -> EG3DModel:
     """The same EG3D model with its mapping conditioned on ``camera`` instead of the frontal pose.
 
     gen_videos.py calls this entanglement 'both' (the view also steers the latent); an EpiGRAF
-    model has no camera conditioning, so it is refused.
+    model has no camera conditioning, so it is refused. A pinned latent stays pinned: its ws were
+    stored, so no label changes them.
     """
     G = as_toolkit_model(G)
     if not is_eg3d(G):
         raise EpigrafError("only EG3D models condition their mapping on a camera; this is an EpiGRAF model")
-    return EG3DModel(G.eg3d, G.config.name, conditioning=camera)
+    model = EG3DModel(G.eg3d, G.config.name, conditioning=camera)
+    if G.mapping is not G.conditioned_mapping:  # a stored latent (pin_latent): it renders as stored, unconditioned
+        model.mapping = G.mapping
+    return model
 
 
 __all__: Sequence[str] = [

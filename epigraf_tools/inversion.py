@@ -8,18 +8,23 @@
    The camera is given, or optimised jointly (yaw and pitch, from the given or the model's frontal
    camera) with ``optimize_camera``.
 2. Pivotal tuning (PTI, Roich et al. 2022), ``pti_steps > 0``: the found latent becomes a pivot and a
-   copy of the generator's synthesis network is fine-tuned so the pivot reproduces the image. A
-   locality regulariser keeps the rest of the latent space where it was: each step, a random w is
-   interpolated towards the pivot and the tuned copy's render of it, from a random nearby view, is
-   pulled towards the original generator's.
+   copy of the generator's image path (everything after the mapping network) is fine-tuned so the
+   pivot reproduces the image. A locality regulariser keeps the rest of the latent space where it
+   was: each step, a random w is interpolated towards the pivot and the tuned copy's render of it,
+   from a random nearby view, is pulled towards the original generator's.
 
 Everything is deterministic for a given ``seed``: tri-plane noise is ``noise_mode='const'``, rays
 have no jitter (``deterministic=True``), and random starts, locality latents and views come from
 ``torch.Generator().manual_seed(seed)``.
 
 The generator interface used: ``mapping`` (with ``w_avg``), ``num_ws``, ``config`` (img_resolution,
-radius, fov, w_dim, c_dim) and the autograd rendering path ``_render(ws, camera_angles, ...)``, so
-another model family that offers these can be inverted the same way.
+radius, fov, w_dim, c_dim), an autograd rendering path and the parameters PTI tunes. EpiGRAF's are
+``_render(ws, camera_angles, ...)`` and its synthesis network (tri-plane generator and decoder);
+an EG3D model (``eg3d_model.EG3DModel``) offers ``render_image`` (the super-resolved image) and
+``tunable_parameters`` (backbone synthesis, decoder, super-resolution). On EG3D the latent is a
+point of W as the official mapping produces it: the conditioning label (by default the frontal one
+seed renders use) enters only where the mapping runs, i.e. random starts and PTI's locality
+latents; ``w_avg`` is the training average, shared by every label.
 """
 
 from __future__ import annotations
@@ -29,12 +34,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
 from .camera import Camera, CameraError
+from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .inversion_losses import LossWeights, build_loss, psnr
 from .latents import one_hot, truncation_centres
@@ -112,15 +117,6 @@ class InversionResult:
     options: InversionOptions
 
 
-def require_invertible(G: Any) -> None:
-    """Inversion optimises through EpiGRAF's generator (its mapping, synthesis and renderer); EG3D's
-    super-resolved pipeline is not wired in yet, so an EG3D model is refused before any work."""
-    from .eg3d_model import is_eg3d
-
-    if is_eg3d(G):
-        raise EpigrafError("inverting EG3D models is not supported yet; `epigraf invert` takes EpiGRAF models")
-
-
 def check_inversion_camera(G: Generator, camera: Camera) -> Camera:
     """Inversion renders through the model's own pose path: cameras on its orbit, looking at the origin."""
     cfg = G.config
@@ -139,11 +135,21 @@ def render_differentiable(G: Generator, ws: torch.Tensor, angles: torch.Tensor, 
 
     The pose is built here out of place (the model's ``clamp_pitch`` writes into a copy, which
     autograd cannot differentiate through), with the same formulas, so camera angles get gradients.
+    An EG3D model renders its super-resolved image at ``img_resolution`` (``EG3DModel.render_image``).
     """
     pitch = angles[:, 1].clamp(PITCH_EPS, math.pi - PITCH_EPS)
     clamped = torch.stack([angles[:, 0], pitch, angles[:, 2]], dim=1)
+    if is_eg3d(G):
+        return G.render_image(ws, clamped, fov)
     cam2world = look_at_cam2world(camera_origins(clamped, G.config.radius))
     return G._render(ws, clamped, noise_mode="const", deterministic=True, fov=fov, cam2world=cam2world)["image"]
+
+
+def tunable_parameters(G: Generator) -> list[torch.nn.Parameter]:
+    """What PTI fine-tunes: everything between ws and the image, never the mapping network."""
+    if is_eg3d(G):
+        return G.tunable_parameters()
+    return list(G.synthesis.parameters())
 
 
 def invert(
@@ -158,10 +164,11 @@ def invert(
 
     ``camera`` (default: the model's frontal camera) is the view the image was taken from, or the
     start of the camera search with ``options.optimize_camera``. ``G`` itself is never changed: PTI
-    tunes a copy, returned as ``result.generator``.
+    tunes a copy, returned as ``result.generator``. ``G``: an EpiGRAF ``Generator``, an
+    ``EG3DGenerator`` or an ``EG3DModel`` (``as_toolkit_model``; the tuned copy is then an ``EG3DModel``).
     """
     options = (options or InversionOptions()).validate()
-    require_invertible(G)
+    G = as_toolkit_model(G)
     cfg = G.config
     target = _check_target(G, image)
     camera = check_inversion_camera(G, camera or Camera.default(cfg))
@@ -329,11 +336,13 @@ def _run_latent(G, target, w0, angles0, fov, space, options, loss_fn, steps, tic
 
 
 def _pivotal_tuning(G, pivot, angles, target, fov, options, loss_fn, class_index, gen, tick):
-    """Fine-tune a copy of G's synthesis network so the pivot renders the target; the rest stays put."""
+    """Fine-tune a copy of G's image path (``tunable_parameters``) so the pivot renders the target."""
     tuned = copy.deepcopy(G).eval()
     tuned.requires_grad_(False)
-    tuned.synthesis.requires_grad_(True)
-    opt = torch.optim.Adam(tuned.synthesis.parameters(), lr=options.pti_lr)
+    params = tunable_parameters(tuned)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=options.pti_lr)
     curve: list[float] = []
     for _ in range(options.pti_steps):
         loss = loss_fn(render_differentiable(tuned, pivot, angles, fov), target)

@@ -3,7 +3,8 @@
 Per image NAME.ext in ``out``:
 
 * NAME.npz: the latent, camera and loss curves (``latent_files``), readable by ``--latent``;
-* NAME-pti/: the tuned generator as an ordinary model folder, when pivotal tuning ran;
+* NAME-pti/: the tuned generator as an ordinary model folder of the model's family (an EG3D model
+  gives an EG3D folder), when pivotal tuning ran;
 * NAME.png: side by side, the target, its reconstruction and novel views (yaw offsets
   ``PREVIEW_YAWS`` from the found camera), rendered by the (tuned) generator.
 
@@ -25,9 +26,10 @@ import numpy as np
 import torch
 
 from .camera import Camera, CameraError
+from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .images import make_grid, save_png, to_uint8
-from .inversion import InversionOptions, InversionResult, check_inversion_camera, invert, require_invertible
+from .inversion import InversionOptions, InversionResult, check_inversion_camera, invert
 from .latent_files import save_latent
 from .models import Generator
 from .rendering import RenderSettings, render_views
@@ -61,9 +63,16 @@ def parse_camera_label(text: str) -> list[float]:
     return values
 
 
-def camera_from_label(G: Generator, label: Sequence[float], world: str = "model") -> Camera:
-    """A 25-number EG3D label -> a camera on this model's orbit (refused when it is not on it)."""
-    return check_inversion_camera(G, Camera.from_eg3d(label, G.config.img_resolution, world))
+def camera_from_label(G: Generator, label: Sequence[float], world: str | None = None) -> Camera:
+    """A 25-number EG3D label -> a camera on this model's orbit (refused when it is not on it).
+
+    For an EG3D model the label is read as EG3D writes it (its dataset.json, gen_samples.py): in
+    EG3D's world, intrinsics normalised at the neural rendering resolution. For an EpiGRAF model the
+    default world is the model's own, at the image resolution. ``world`` overrides the family's.
+    """
+    eg3d = is_eg3d(G)
+    res = G.config.label_resolution if eg3d else G.config.img_resolution
+    return check_inversion_camera(G, Camera.from_eg3d(label, res, world or ("eg3d" if eg3d else "model")))
 
 
 def camera_from_dataset_json(G: Generator, path: str | Path, image: str | Path) -> Camera:
@@ -143,7 +152,7 @@ def invert_images(
     ``progress(done, total)`` counts optimisation steps over all images.
     """
     options = (options or InversionOptions()).validate()
-    require_invertible(G)
+    G = as_toolkit_model(G)
     paths = check_image_names(images)
     cams = _camera_list(G, cameras, len(paths))
     res, white = G.config.img_resolution, G.config.white_back
@@ -201,6 +210,7 @@ def write_inversion(
         "options": dataclasses.asdict(result.options),
         "noise_mode": "const",
         "ray_noise": "none (deterministic rendering)",
+        **(G.conditioning_provenance() if is_eg3d(G) else {}),
     }
     res = G.config.img_resolution
     latent = save_latent(

@@ -1,5 +1,6 @@
 """EG3D snapshots on the command line: ``epigraf convert`` writes our folder, and every rendering and
-export command runs on the converted folder (or the pickle itself); ``fid`` still refuses one line."""
+export command runs on the converted folder (or the pickle itself), and so does ``invert``; ``fid`` still
+refuses one line."""
 
 from __future__ import annotations
 
@@ -180,16 +181,6 @@ def test_compare_geometry_puts_an_eg3d_model_beside_an_epigraf_one(cli, eg3d_fol
     assert frames.shape[0] == 4 and frames.shape[1:3] == (16, 32)
 
 
-def test_invert_refuses_an_eg3d_model_in_one_line(cli, one_error_line, eg3d_folder, tmp_path):
-    photo = tmp_path / "photo.png"
-    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(photo)
-    result = cli(
-        ["invert", photo, "--model", eg3d_folder, "--steps", "2", "--out", tmp_path / "inv", "--device", "cpu"]
-    )
-    one_error_line(result, "inverting EG3D models is not supported yet")  # the one-line contract, no work done
-    assert not (tmp_path / "inv").exists() or not list((tmp_path / "inv").iterdir())
-
-
 def test_layer_bg_is_refused_as_for_an_epigraf_model_without_a_background(cli, one_error_line, eg3d_folder, tmp_path):
     for cmd in ("sample", "video"):
         res = cli([cmd, "--model", eg3d_folder, "--layer", "bg", "--out", tmp_path / cmd, "--device", "cpu", "--quiet"])
@@ -215,3 +206,50 @@ def test_video_condition_on_view_conditions_each_frame_on_its_camera(cli, one_er
     assert "a --latent is already a w" in line
     line = one_error_line(cli([*base, "--model", eg3d_folder, "--condition-on-view", "--shading", "geometry"]))
     assert "drop --shading geometry" in line
+
+
+def test_invert_a_seed_picture_then_render_its_latent_with_the_tuned_folder(cli, one_error_line, eg3d_folder, tmp_path):
+    """invert -> NAME.npz + NAME-pti/ (an EG3D folder) -> sample / export-mesh / export-volume / video --latent."""
+    from epigraf_tools.camera import Camera
+    from epigraf_tools.latent_files import load_latent, save_latent
+
+    view = ["--yaw", "20", "--pitch", "80", "--degrees"]
+    _ok(cli(["sample", "--model", eg3d_folder, "--seeds", "3", *view, "--out", tmp_path / "pic", "--device", "cpu",
+             "--quiet"]))  # fmt: skip
+    photo = tmp_path / "pic" / "seed0003.png"
+    inv = tmp_path / "inv"
+    res = _ok(cli(["invert", photo, "--model", eg3d_folder, *view, "--steps", "2", "--pti-steps", "1",
+                   "--space", "w+", "--out", inv, "--device", "cpu"]))  # fmt: skip
+    assert f"--latent {inv / 'seed0003.npz'} --model {inv / 'seed0003-pti'}" in res.output
+    latent = load_latent(inv / "seed0003.npz")
+    assert latent.ws.shape == (14, 512) and latent.space == "w+" and latent.tuned_model == "seed0003-pti"
+    assert latent.metadata["model_family"] == "eg3d" and len(latent.metadata["eg3d_conditioning_label"]) == 25
+    assert json.loads((inv / "seed0003-pti" / "config.json").read_text())["model_family"] == "eg3d"
+    assert _png_size(inv / "seed0003.png") == (128 * 6, 128)  # target, reconstruction, 4 novel views
+
+    tuned = inv / "seed0003-pti"
+    _ok(cli(["sample", "--latent", inv / "seed0003.npz", "--model", tuned, *view, "--out", tmp_path / "s",
+             "--device", "cpu", "--quiet"]))  # fmt: skip
+    assert _png_size(tmp_path / "s" / "seed0000.png") == (128, 128)
+    assert json.loads((tmp_path / "s" / "seed0000.json").read_text())["model"] == f"{tuned} + latent seed0003.npz"
+    _ok(cli(["export-mesh", "--latent", inv / "seed0003.npz", "--model", tuned, "--resolution", "16",
+             "--level", "auto", "--out", tmp_path / "m", "--device", "cpu", "--quiet"]))  # fmt: skip
+    assert (tmp_path / "m" / "seed0000.ply").is_file()
+    _ok(cli(["export-volume", "--latent", inv / "seed0003.npz", "--model", tuned, "--resolution", "8", "--out",
+             tmp_path / "v", "--device", "cpu", "--quiet"]))  # fmt: skip
+    _ok(cli(["video", "--latent", inv / "seed0003.npz", "--model", tuned, "--frames", "2", "--raw", "--out",
+             tmp_path / "mp4", "--device", "cpu", "--quiet"]))  # fmt: skip
+    assert (tmp_path / "v" / "seed0000.mrc").is_file() and (tmp_path / "mp4" / "seed0000.mp4").is_file()
+
+    # The EG3D label of the same view (EG3D world, neural-resolution intrinsics) names the same camera.
+    cam = Camera.from_degrees(20, 80, radius=2.7, fov=latent.camera.fov)
+    label = ",".join(f"{v:.9g}" for v in cam.to_eg3d(32, world="eg3d"))
+    _ok(cli(["invert", photo, "--model", eg3d_folder, "--camera-label", label, "--steps", "1", "--out",
+             tmp_path / "inv2", "--device", "cpu", "--quiet"]))  # fmt: skip
+    found = load_latent(tmp_path / "inv2" / "seed0003.npz").camera
+    assert (found.yaw, found.pitch) == pytest.approx((cam.yaw, cam.pitch), abs=1e-5)
+
+    wrong = save_latent(tmp_path / "wrong.npz", torch.zeros(1, 10, 512), "w", cam, 128, [], [], {})
+    line = one_error_line(cli(["sample", "--latent", wrong, "--model", eg3d_folder, "--out", tmp_path / "x",
+                               "--device", "cpu", "--quiet"]))  # fmt: skip
+    assert "[14, 512]" in line and "made for another model" in line
