@@ -29,7 +29,7 @@ from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .isolevel import default_level
 from .latents import Truncation, class_name, resolve_class, ws_from_seeds
-from .mesh import MeshReport, build_mesh, check_level, export_mesh, parse_formats, vertex_colors
+from .mesh import MeshReport, build_mesh, check_level, export_mesh, padded_volume, parse_formats, vertex_colors
 from .mesh_texture import TEXTURE_FORMATS, bake_texture, check_texture_size, require_xatlas
 from .models import Generator
 from .mrc import VolumeReport, export_volume, read_mrc
@@ -295,7 +295,15 @@ def export_meshes(
     for seed in seeds:
         planes, seed_cls = seed_planes(G, seed, truncation, cls)
         with hooks.progress(f"seed{seed:04d} volume") as update:
-            vol = extract_density(G, planes, grid=volume_grid, value=grid.value, method=grid.method, progress=update)
+            vol = extract_density(  # inside a margin: marching cubes closes the surface without a copy
+                G,
+                planes,
+                grid=volume_grid,
+                value=grid.value,
+                method=grid.method,
+                progress=update,
+                out=padded_volume(volume_grid.resolution),
+            )
         with hooks.stages(f"seed{seed:04d} mesh", options.stages(use_colors)) as stage:
             color_field = (G, planes) if use_colors else None
             model_default = default_level(G.config, grid.value)

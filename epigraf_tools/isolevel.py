@@ -91,7 +91,15 @@ class DensityStats:
 
     def update(self, values: np.ndarray) -> None:
         """Add the next voxels in file order (any shape; memory order is kept, no copy of the whole)."""
-        flat = np.asarray(values, dtype=np.float32).ravel(order="K")
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim > 2 and not (values.flags.c_contiguous or values.flags.f_contiguous):
+            # e.g. a padded_volume: section by section in memory order (ravel would copy the whole volume)
+            for section in values.transpose(np.argsort(values.strides)[::-1]):
+                self._update_flat(section.ravel(order="K"))
+            return
+        self._update_flat(values.ravel(order="K"))
+
+    def _update_flat(self, flat: np.ndarray) -> None:
         # float64 temporaries of 64k values (512 KB) stay in cache: 3x faster than 4M-value ones
         # (measured: 0.015 s vs 0.046 s for 16M voxels), the same sums.
         for start in range(0, flat.size, 1 << 16):

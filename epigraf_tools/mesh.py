@@ -72,10 +72,50 @@ def _untied_level(values: np.ndarray, level: float) -> float:
     """
     lvl = np.float32(level)
     for _ in range(16):
-        if not (values == lvl).any():
+        if not _any_equal(values, lvl):
             break
         lvl = np.nextafter(lvl, np.float32(np.inf))
     return float(lvl)
+
+
+def _any_equal(values: np.ndarray, x: np.float32, chunk: int = 1 << 20) -> bool:
+    """``(values == x).any()`` of a C-contiguous array in 1M-sample pieces: no volume-sized boolean
+    temporary (134 MB at 512^3, whose page faults cost more than the comparison)."""
+    flat = values.reshape(-1)
+    return any(bool((flat[i : i + chunk] == x).any()) for i in range(0, flat.size, chunk))
+
+
+def padded_volume(shape_xyz: Sequence[int]) -> np.ndarray:
+    """An uninitialised float32 volume V [Rx, Ry, Rz] ([z, y, x] in memory) inside a buffer one sample
+    larger on every side.
+
+    Fill it (``extract_density(..., out=V)``) and give it to ``marching_cubes``, which then closes the
+    surface at the box by writing the margin in place instead of padding a copy of the whole volume
+    (512 MB at 512^3, and the time to write it).
+    """
+    rx, ry, rz = (int(n) for n in shape_xyz)
+    return np.empty((rz + 2, ry + 2, rx + 2), dtype=np.float32)[1:-1, 1:-1, 1:-1].transpose(2, 1, 0)
+
+
+def _margin_buffer(vol: np.ndarray) -> np.ndarray | None:
+    """The [z, y, x] buffer around ``vol`` when ``vol`` is a ``padded_volume``, else None."""
+    base = vol.base
+    if not isinstance(base, np.ndarray) or base.dtype != np.float32 or not base.flags.c_contiguous:
+        return None
+    if base.ndim != 3 or base.shape != tuple(n + 2 for n in vol.shape[::-1]) or not base.flags.writeable:
+        return None
+    inner = base[1:-1, 1:-1, 1:-1].transpose(2, 1, 0)
+    same = inner.strides == vol.strides and inner.__array_interface__["data"][0] == vol.__array_interface__["data"][0]
+    return base if same else None
+
+
+def _fill_margin(buffer: np.ndarray, value: float) -> None:
+    """Set the one-sample margin of a [z, y, x] buffer (its six faces) to ``value``."""
+    for axis in range(3):
+        index: list[Any] = [slice(None)] * 3
+        for end in (0, -1):
+            index[axis] = end
+            buffer[tuple(index)] = value
 
 
 def marching_cubes(
@@ -102,10 +142,15 @@ def marching_cubes(
     check_level(level, vmin, vmax)
     zyx = vol.transpose(2, 1, 0)  # [z, y, x]: C-contiguous for volumes from extract_density/read_mrc
     box_lo, box_hi = org.copy(), org + vs * (np.asarray(vol.shape) - 1)
-    padded = close and _touches_boundary(vol, level)
-    if padded:
+    buffer = _margin_buffer(vol) if close else None
+    padded = buffer is not None or (close and _touches_boundary(vol, level))
+    if padded:  # below every sample and the level: marching cubes closes the surface on the box faces
         outside = min(vmin, level) - max(1.0, abs(level) * 1e-3)
-        zyx = np.pad(zyx, 1, mode="constant", constant_values=outside)
+        if buffer is not None:  # a padded_volume: its margin is written in place, nothing is copied
+            _fill_margin(buffer, outside)
+            zyx = buffer
+        else:
+            zyx = np.pad(zyx, 1, mode="constant", constant_values=outside)
         org = org - vs
     zyx = np.ascontiguousarray(zyx, dtype=np.float32)
     if not zyx.flags.writeable:  # scikit-image needs a writable buffer

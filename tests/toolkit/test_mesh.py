@@ -200,3 +200,30 @@ def test_mesh_report_agrees_with_trimesh_on_closed_open_and_non_manifold_meshes(
             assert ours["volume"] is None, name  # no enclosed volume without a closed, consistent surface
         else:  # trimesh integrates in another order: equal to float64 rounding
             assert ours["volume"] == pytest.approx(theirs["volume"], rel=1e-9), name
+
+
+@pytest.mark.parametrize("level_offset", [-0.5, 0.5])  # the surface reaches the box / stays inside it
+def test_a_padded_volume_gives_the_same_mesh_as_a_plain_one(sphere, level_offset):
+    """extract_density into a padded_volume: marching cubes closes it in place, and the mesh is the same."""
+    from epigraf_tools.isolevel import stats_of
+    from epigraf_tools.mesh import _margin_buffer, padded_volume
+
+    G, planes, grid, vol = sphere
+    level = float(np.median(vol)) + level_offset * float(vol.std())
+    out = padded_volume(grid.resolution)
+    assert _margin_buffer(out) is not None and _margin_buffer(vol) is None and _margin_buffer(out[1:]) is None
+    padded = extract_density(G, planes, grid=grid, method="separable", out=out)
+    np.testing.assert_array_equal(padded, vol)  # the same computation into another buffer: same bytes
+    a, b = stats_of(vol), stats_of(padded)
+    assert (a.min, a.max) == (b.min, b.max)
+    assert (a.mean, a.std) == pytest.approx((b.mean, b.std), rel=1e-12)  # float64 sums over other chunk splits
+    np.testing.assert_array_equal(a.samples, b.samples)
+    plain = marching_cubes(vol, level, grid.voxel_size, grid.origin)
+    inplace = marching_cubes(padded, level, grid.voxel_size, grid.origin)
+    assert inplace.is_watertight and plain.is_watertight
+    assert len(inplace.faces) == len(plain.faces)
+    key = lambda m: np.sort(np.round(m.vertices, 9).view([("x", "f8"), ("y", "f8"), ("z", "f8")]).ravel())  # noqa: E731
+    np.testing.assert_allclose(
+        key(inplace).view("f8"), key(plain).view("f8"), atol=1e-9, rtol=0
+    )  # the same vertices (float64 sums in either order)
+    np.testing.assert_allclose(inplace.volume, plain.volume, rtol=1e-9)
