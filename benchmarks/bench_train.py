@@ -141,8 +141,10 @@ class OfficialStats:
         return seen
 
 
-def build_sides(official_src: Path) -> tuple[object, Side, Side]:
-    """(official modules, official side, our side) with the same initial weights."""
+def build_sides(
+    official_src: Path, g_kwargs: dict = MINI_G, d_kwargs: dict = MINI_D, patch_res: int = PATCH_RES
+) -> tuple[object, Side, Side]:
+    """(official modules, official side, our side) with the same initial weights (our random init, copied)."""
     from official_side import build_discriminator, build_generator, build_loss, import_official
 
     from epigraf_tools.models import Generator, GeneratorConfig
@@ -152,13 +154,13 @@ def build_sides(official_src: Path) -> tuple[object, Side, Side]:
 
     off = import_official(official_src)
     torch.manual_seed(0)
-    G = Generator(GeneratorConfig(**MINI_G)).train()
-    D = Discriminator(DiscriminatorConfig(**MINI_D)).train()
-    G_off = build_generator(off, G, patch_res=PATCH_RES).train()
+    G = Generator(GeneratorConfig(**g_kwargs)).train()
+    D = Discriminator(DiscriminatorConfig(**d_kwargs)).train()
+    G_off = build_generator(off, G, patch_res=patch_res).train()
     D_off = build_discriminator(off, D, image_res=G.config.img_resolution).train()
     for net in (G, D, G_off, D_off):
         net.requires_grad_(False)
-    sampler = PatchSampler(resolution=PATCH_RES, image_resolution=G.config.img_resolution, group_size=4)
+    sampler = PatchSampler(resolution=patch_res, image_resolution=G.config.img_resolution, group_size=4)
     blur = dict(blur_init_sigma=BLUR_SIGMA, blur_fade_kimg=BLUR_KIMG)
     ours = EpiGRAFLoss(G, D, sampler, r1_gamma=R1_GAMMA, **blur)
     theirs = build_loss(off, G_off, D_off, r1_gamma=R1_GAMMA, **blur)
@@ -167,7 +169,7 @@ def build_sides(official_src: Path) -> tuple[object, Side, Side]:
     return off, Side("official", G_off, D_off, theirs, OfficialStats(off)), Side("ours", G, D, ours, None)
 
 
-def make_inputs(batch: int, seed: int) -> dict[str, torch.Tensor]:
+def make_inputs(batch: int, seed: int, img_resolution: int = 128, z_dim: int = 512) -> dict[str, torch.Tensor]:
     """Random reals in [-1, 1], z, empty labels and near-frontal cameras (the content does not change the cost)."""
     g = torch.Generator().manual_seed(seed)
 
@@ -176,8 +178,8 @@ def make_inputs(batch: int, seed: int) -> dict[str, torch.Tensor]:
         pitch = np.pi / 2 + (torch.rand(batch, generator=g) - 0.5) * 0.4
         return torch.stack([yaw, pitch, torch.zeros(batch)], dim=1)
 
-    real = torch.rand(batch, 3, MINI_G["img_resolution"], MINI_G["img_resolution"], generator=g) * 2 - 1
-    return dict(real=real, z=torch.randn(batch, 512, generator=g), c=torch.zeros(batch, 0), angles=angles(),
+    real = torch.rand(batch, 3, img_resolution, img_resolution, generator=g) * 2 - 1
+    return dict(real=real, z=torch.randn(batch, z_dim, generator=g), c=torch.zeros(batch, 0), angles=angles(),
                 real_angles=angles())  # fmt: skip
 
 
