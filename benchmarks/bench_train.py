@@ -249,23 +249,27 @@ def official_comparison(args: argparse.Namespace) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, mini architecture, "
           f"official code from {off.root}")  # fmt: skip
     print_check(same_inputs_check(off, official, ours, inputs))
-    times = {s.name: {p: [] for p in PHASE_GAINS} for s in (official, ours)}
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times = {c: {s.name: {p: [] for p in PHASE_GAINS} for s in (official, ours)} for c in clocks}
     for i in range(args.warmup + args.steps):
         for side in (official, ours):  # alternating, so the machine's load hits both alike
             for phase in PHASE_GAINS:
-                t = time.perf_counter()
+                start = {c: clock() for c, clock in clocks.items()}
                 side.phase(phase, inputs, seed=100 + i)
                 if i >= args.warmup:
-                    times[side.name][phase].append(time.perf_counter() - t)
+                    for c, clock in clocks.items():
+                        times[c][side.name][phase].append(clock() - start[c])
     print(f"timed: median of {args.steps} steps after {args.warmup} warm-up steps (s); "
           f"step = Gall + Dmain + Dreg / {D_REG_INTERVAL} (R1 runs every {D_REG_INTERVAL}th step)")  # fmt: skip
-    totals = {}
-    for name, phases in times.items():
-        med = {p: statistics.median(v) for p, v in phases.items()}
-        totals[name] = med["Gall"] + med["Dmain"] + med["Dreg"] / D_REG_INTERVAL
-        cells = "  ".join(f"{p} {m:6.2f}" for p, m in med.items())
-        print(f"  {name:8s} {cells}   step {totals[name]:6.2f} s = {args.batch / totals[name] * 3.6:.2f} kimg/h")
-    print(f"  speedup of ours vs official: {totals['official'] / totals['ours']:.2f}x per step")
+    for c in clocks:
+        totals = {}
+        for name, phases in times[c].items():
+            med = {p: statistics.median(v) for p, v in phases.items()}
+            totals[name] = med["Gall"] + med["Dmain"] + med["Dreg"] / D_REG_INTERVAL
+            cells = "  ".join(f"{p} {m:6.2f}" for p, m in med.items())
+            rate_text = f" = {args.batch / totals[name] * 3.6:.2f} kimg/h" if c == "wall" else ""
+            print(f"  {c:4s} {name:8s} {cells}   step {totals[name]:6.2f} s{rate_text}")
+        print(f"  {c:4s} speedup of ours vs official: {totals['official'] / totals['ours']:.2f}x per step")
 
 
 def main() -> None:
