@@ -16,7 +16,18 @@ the peak resident memory of a full ``export_volume`` into an MRC file in a fresh
 ``--mesh`` times the mesh pipeline on the largest volume (planes made smooth so surfaces are
 object-like rather than noise).
 
+With ``--official-src PATH`` (a checkout of the official EpiGRAF code, imported at run time; see
+benchmarks/official_side.py for what it needs) the baseline is the official code itself instead of
+our naive path: as ``scripts/extract_geometry.py`` does, the whole coordinate tensor [1, R^3, 3] is
+built and passed to the official ``SynthesisNetwork.compute_densities(ws, coords, noise_mode='const')``
+(32^3-point chunks through the official ``tri_plane_renderer`` and MLP), on an official generator
+with our MLP weights whose tri-plane decoder is replaced by a module returning the same planes. The
+coordinates are our regular grid in the official flat order (the official ``create_voxel_coords``
+differs from a regular grid by its float division, see the parity fixture's README), so the volumes
+are compared value by value; ratios are then to the official time.
+
 Usage: python benchmarks/bench_volume.py [--resolutions 256,512] [--threads N] [--rss] [--mesh]
+       python benchmarks/bench_volume.py --official-src /tmp/epigraf-official --resolution 256 --threads 1
 """
 
 from __future__ import annotations
@@ -63,34 +74,78 @@ def timed(fn):
     return time.perf_counter() - start, out
 
 
-def bench_density(G, planes, resolution: int, skip_naive: bool) -> dict:
+def timed_cpu(fn, cpu: dict, name: str):
+    """``timed``, also storing the process CPU time (user + sys) in ``cpu[name]``: on a loaded machine it
+    is the fairer measure of the work done."""
+    start = time.process_time()
+    t, out = timed(fn)
+    cpu[name] = time.process_time() - start
+    return t, out
+
+
+class FixedPlanes(torch.nn.Module):
+    """Stands in for the official tri-plane decoder: returns the given planes [1, 3 * C, R, R] for any ws."""
+
+    def __init__(self, planes: torch.Tensor, num_ws: int) -> None:
+        super().__init__()
+        self.planes = planes.reshape(1, -1, *planes.shape[-2:])
+        self.num_ws = num_ws
+
+    def forward(self, ws: torch.Tensor, **_: object) -> torch.Tensor:
+        return self.planes.expand(ws.shape[0], -1, -1, -1)
+
+
+def official_volume_fn(official_src: Path, G, planes):
+    """(grid -> volume [Rx, Ry, Rz] float32) through the official ``compute_densities`` on our planes."""
+    from official_side import build_generator, import_official
+
+    G_off = build_generator(import_official(official_src), G).eval()
+    G_off.synthesis.tri_plane_decoder = FixedPlanes(planes, G_off.synthesis.tri_plane_decoder.num_ws)
+    ws = torch.zeros(1, G_off.num_ws, G.config.w_dim)
+
+    def run(grid) -> np.ndarray:
+        axes = [torch.from_numpy(grid.axis(a)).float() for a in range(3)]
+        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(1, -1, 3)  # official flat order
+        sigma = G_off.synthesis.compute_densities(ws, coords, noise_mode="const")
+        return sigma.reshape(grid.resolution).numpy()
+
+    return run
+
+
+def bench_density(G, planes, resolution: int, skip_naive: bool, official=None) -> dict:
     grid = make_volume_grid(0.2, resolution)
-    rows = {}
+    rows, cpu = {}, {}
     ref = None
-    if not skip_naive:
-        t, ref = timed(lambda: extract_density(G, planes, grid=grid, method="naive"))
+    if official is not None:  # the official procedure takes the naive path's place as the baseline
+        t, ref = timed_cpu(lambda: official(grid), cpu, "official")
+        rows["official"] = t
+    elif not skip_naive:
+        t, ref = timed_cpu(lambda: extract_density(G, planes, grid=grid, method="naive"), cpu, "naive")
         rows["naive"] = t
-    t, sep = timed(lambda: extract_density(G, planes, grid=grid, method="separable"))
+    t, sep = timed_cpu(lambda: extract_density(G, planes, grid=grid, method="separable"), cpu, "separable")
     rows["separable"] = t
     diffs = {"separable": float(np.abs(sep - ref).max()) if ref is not None else None}
     if load_density_kernel() is not None:
-        t, fused = timed(lambda: extract_density(G, planes, grid=grid, method="kernel"))
+        t, fused = timed_cpu(lambda: extract_density(G, planes, grid=grid, method="kernel"), cpu, "kernel")
         rows["kernel"] = t
         diffs["kernel"] = float(np.abs(fused - (ref if ref is not None else sep)).max())
         if ref is None:
             diffs["kernel_vs"] = "separable"
     base = ref if ref is not None else sep
-    truth_err = error_vs_float64(G, planes, grid, {"naive(point-wise)": None, "separable": sep,
-                                                   **({"kernel": fused} if "kernel" in rows else {})})  # fmt: skip
+    checked = {"naive(point-wise)": None, **({"official": ref} if official is not None else {}), "separable": sep}
+    truth_err = error_vs_float64(G, planes, grid, {**checked, **({"kernel": fused} if "kernel" in rows else {})})
     print(f"\n{resolution}^3 ({grid.num_voxels / 1e6:.1f} M voxels), value range [{base.min():.3g}, {base.max():.3g}]")
+    base_name = next(iter(rows)) if official is not None or not skip_naive else None
     for name, t in rows.items():
-        ratio = f"{rows['naive'] / t:6.1f}x" if "naive" in rows else "   n/a"
-        diff = "" if name == "naive" else f"  max|diff| {diffs.get(name)}"
-        print(f"  {name:10s} {t:8.2f} s  {grid.num_voxels / t / 1e6:7.1f} Mvox/s  {ratio} vs naive{diff}")
+        ratio = f"{rows[base_name] / t:6.1f}x" if base_name else "   n/a"
+        cpu_ratio = f" (cpu {cpu[name]:.2f} s, {cpu[base_name] / cpu[name]:.1f}x)" if base_name else ""
+        diff = "" if name == base_name else f"  max|diff| {diffs.get(name)}"
+        speed = f"{grid.num_voxels / t / 1e6:7.1f} Mvox/s"
+        print(f"  {name:10s} {t:8.2f} s  {speed}  {ratio} vs {base_name}{cpu_ratio}{diff}")
     print("  max|error| vs a float64 evaluation at 200k random voxels: "
           + ", ".join(f"{k} {v:.2e}" for k, v in truth_err.items()))  # fmt: skip
-    return {"resolution": resolution, "times": rows, "max_abs_diff": diffs, "error_vs_float64": truth_err,
-            "volume": base}  # fmt: skip
+    return {"resolution": resolution, "times": rows, "cpu_times": cpu, "max_abs_diff": diffs,
+            "error_vs_float64": truth_err, "volume": base}  # fmt: skip
 
 
 def error_vs_float64(G, planes, grid, volumes: dict, samples: int = 200_000) -> dict:
@@ -201,6 +256,9 @@ def kernel_throughput(G, planes, resolution: int, thread_counts: list[int], repe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", default="256,512")
+    parser.add_argument("--resolution", type=int, default=None, help="one grid size (overrides --resolutions)")
+    parser.add_argument("--official-src", type=Path, default=None, metavar="PATH",
+                        help="an official EpiGRAF checkout: the baseline instead of our naive path")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-naive-above", type=int, default=4096, help="skip the naive path above this size")
     parser.add_argument("--rss", action="store_true", help="peak RSS of a 512^3 export_volume (fresh process)")
@@ -209,6 +267,9 @@ def main() -> None:
     parser.add_argument("--throughput", type=str, default=None, metavar="THREADS",
                         help="only the kernel's 512^3 time and GFLOP/s for these thread counts, e.g. 1,2")  # fmt: skip
     args = parser.parse_args()
+    resolutions = [args.resolution] if args.resolution else [int(r) for r in args.resolutions.split(",")]
+    if min(resolutions) < 2:
+        parser.error("grid sizes must be >= 2")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
@@ -216,13 +277,14 @@ def main() -> None:
     t, _ = timed(load_density_kernel)
     print(f"fused kernel: {kernel_status()} ({t:.1f} s to load/build)")
     G, planes = ffhq_size_model()
+    official = official_volume_fn(args.official_src, G, planes) if args.official_src else None
     if args.throughput:
         kernel_throughput(G, planes, 512, [int(n) for n in args.throughput.split(",")])
         return
     results = []
     with torch.no_grad():
-        for res in (int(r) for r in args.resolutions.split(",")):
-            results.append(bench_density(G, planes, res, skip_naive=res > args.skip_naive_above))
+        for res in resolutions:
+            results.append(bench_density(G, planes, res, skip_naive=res > args.skip_naive_above, official=official))
     if args.mesh:
         bench_mesh(G, planes, results[-1]["volume"], results[-1]["resolution"])
     if args.rss:
