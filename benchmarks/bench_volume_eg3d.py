@@ -66,8 +66,10 @@ def main() -> None:
     if args.official_src:
         compare_with_official(args.official_src, args.resolution, args.repeats)
         return
-    if load_density_kernel() is None:
+    kernel = load_density_kernel()
+    if kernel is None:
         print(f"note: the fused kernel is unavailable ({kernel_status()}); the fast path is the PyTorch one")
+    path = getattr(kernel, "softplus_path", lambda: "exp-log1p")() if kernel is not None else "none"
     G, planes = ffhq_size_eg3d()
     r = args.resolution
     half = float(G.rendering_kwargs["box_warp"]) / 2
@@ -84,7 +86,7 @@ def main() -> None:
             eg3d_density_reference(G, planes, axes, out=ref_out)
             times["reference"].append(time.perf_counter() - t)
     print(f"EG3D {r}^3 ({r**3 / 1e6:.1f} M voxels), planes 256^2 x 32, decoder 32-64-33, "
-          f"threads {torch.get_num_threads()}, kernel: {kernel_status()}")  # fmt: skip
+          f"threads {torch.get_num_threads()}, kernel: {kernel_status()}, softplus: {path}")  # fmt: skip
     fast = statistics.median(times["fast"])
     print(f"  fast      {fast:8.2f} s  {r**3 / fast / 1e6:7.1f} Mvox/s  runs {[round(t, 2) for t in times['fast']]}")
     if ref_out is not None:

@@ -6,6 +6,10 @@ epigraf-tools kernel cache); it is skipped when no compiler or ninja is availabl
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +78,81 @@ def test_a_cached_build_loads_without_compiler_ninja_or_cpp_extension(monkeypatc
     monkeypatch.setattr(torch.utils.cpp_extension, "load", no_build)
     module = load_density_kernel()
     assert module is not None and hasattr(module, "relu_slab") and hasattr(module, "softplus_slab")
+
+
+def _kernel_softplus(module, values: np.ndarray) -> np.ndarray:
+    """softplus(values) through softplus_slab with one hidden unit (w = 1, bias 0, B = C = 0).
+
+    The row length is not a multiple of the 64-voxel block, so the last values take the scalar tail.
+    """
+    n = len(values)
+    a = torch.from_numpy(values.astype(np.float32)).reshape(1, 1, n)
+    out = torch.full((1, 1, n), float("nan"))
+    module.softplus_slab(a, torch.zeros(1, 1, n), torch.zeros(1, 1, 1), torch.ones(1), 0.0, 0, 0.0, out)
+    return out.reshape(-1).numpy()
+
+
+def _assert_softplus_accurate(module) -> None:
+    """The kernel's softplus against float64 softplus over a dense sweep and the extremes.
+
+    Allowed: 4 float32 ulps of the true value (both paths measure about 2 in tools/fit_softplus_table.py)
+    plus 1e-9 absolute, the table path's value for v below -21 (the true one is smaller still).
+    """
+    sweep = np.linspace(-45.0, 45.0, 900_001)
+    extremes = np.array([0.0, -0.0, 1e-30, -1e-30, 20.9999, 21.0, -21.0, -87.5, 88.0, -1e4, 1e4, -3e38, 3e38])
+    values = np.concatenate([sweep, extremes, [-np.inf, np.inf], np.linspace(-3.0, 3.0, 13)]).astype(np.float32)
+    got = _kernel_softplus(module, values).astype(np.float64)
+    want = torch.nn.functional.softplus(torch.from_numpy(values).double(), threshold=1e300).numpy()
+    assert not np.isnan(got).any()
+    finite = np.isfinite(want)
+    ulp = np.spacing(np.abs(want[finite]).astype(np.float32)).astype(np.float64)
+    err = np.abs(got[finite] - want[finite])
+    worst = int(np.argmax(err / (4 * ulp + 1e-9)))
+    assert err[worst] <= 4 * ulp[worst] + 1e-9, f"softplus({values[finite][worst]}) off by {err[worst]:.3g}"
+    assert got[values == np.inf].item() == np.inf and 0.0 <= got[values == -np.inf].item() < 1e-9
+
+
+def test_kernel_softplus_is_within_a_few_ulps_of_float64_softplus():
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    _assert_softplus_accurate(module)
+    native = "native" in kernel_status()
+    if native and "avx512f" in Path("/proc/cpuinfo").read_text(errors="replace").split():
+        assert module.softplus_path() == "avx512-table"  # -march=native on this CPU compiles the table path in
+
+
+def test_the_portable_build_takes_the_exp_log1p_path_with_the_same_accuracy(monkeypatch):
+    """The build without -march=native (the fall-back flag set): on x86-64 plain SSE2, no AVX-512.
+
+    It goes into its own cache folder (kept between runs: a cold build takes about a minute), because a
+    portable build in the main cache would be loaded in place of a native one that is not built yet.
+    """
+    import epigraf_tools.kernels as kernels
+
+    if kernels._compiler_available() is not None or os.environ.get(kernels.DISABLE_ENV, "") not in ("", "0"):
+        pytest.skip(f"no kernel build here: {kernels._compiler_available() or kernels.DISABLE_ENV}")
+    monkeypatch.setenv(kernels.CACHE_ENV, str(kernels.kernel_cache_root() / "portable-only"))
+    monkeypatch.setattr(kernels, "_FLAG_SETS", (("-O3",),))
+    for state in ("_cache", "_status", "_cache_status"):  # a new process, and this one's state comes back after
+        monkeypatch.setattr(kernels, state, {})
+    module = load_density_kernel()
+    assert module is not None, kernel_status()
+    assert kernel_status() == "loaded (portable build)"
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert module.softplus_path() == "exp-log1p"
+    _assert_softplus_accurate(module)
+
+
+def test_the_loaded_kernel_is_the_build_of_the_current_source():
+    """A changed density_slab.cpp gets a new build key, so an old cached binary is never loaded for it."""
+    import epigraf_tools.kernels as kernels
+
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    tag = "native" if "native" in kernel_status() else "portable"
+    flags = next(f for f in kernels._FLAG_SETS if ("-march=native" in f) == (tag == "native"))
+    key = kernels.build_key(kernels.DENSITY_SOURCE, flags)
+    assert module.__name__ == kernels._module_name("density_slab", key, tag)
+    assert hasattr(module, "softplus_path")  # only builds of this source have it
