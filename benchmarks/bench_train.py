@@ -18,7 +18,10 @@ as with ``D_reg_interval`` 16) zero_grad, ``accumulate_gradients``, one Adam ste
 data loading are left out on both sides). While timed, each side makes its own random draws. Before
 timing, both run each phase once on the same inputs with every random draw removed (fixed patches,
 deterministic rays, no nerf noise, constant StyleGAN noise) and print their losses and the largest
-gradient difference, which must agree to float32 rounding.
+gradient difference, which must agree to float32 rounding (on the CPU our generator renders through
+the fast training field, models/fast_field.py, whose different summation order can also flip the
+slope of a leaky ReLU whose input is within rounding of 0: expect ~1e-5 there, ~1e-7 with
+``--grid-sample-field``, which makes our side render through the grid_sample reference field instead).
 
     python benchmarks/bench_train.py --official-src /tmp/epigraf-official --batch 8 --threads 1 --steps 3
 """
@@ -245,9 +248,11 @@ def print_check(check: dict[str, dict]) -> None:
 
 def official_comparison(args: argparse.Namespace) -> None:
     off, official, ours = build_sides(args.official_src)
+    ours.G.fast_cpu_field = not args.grid_sample_field
     inputs = make_inputs(args.batch, 1)
+    field = "grid_sample reference field" if args.grid_sample_field else "fast training field"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, mini architecture, "
-          f"official code from {off.root}")  # fmt: skip
+          f"ours with the {field}, official code from {off.root}")  # fmt: skip
     print_check(same_inputs_check(off, official, ours, inputs))
     clocks = {"wall": time.perf_counter, "cpu": time.process_time}
     times = {c: {s.name: {p: [] for p in PHASE_GAINS} for s in (official, ours)} for c in clocks}
@@ -280,6 +285,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--official-src", type=Path, default=None, metavar="PATH",
                         help="an official EpiGRAF checkout: time one G+D step of it against ours")  # fmt: skip
+    parser.add_argument("--grid-sample-field", action="store_true",
+                        help="with --official-src: our side renders through the grid_sample field")  # fmt: skip
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0 or args.batch < 4 or args.batch % 4:
         parser.error("--steps must be >= 1, --warmup >= 0 and --batch a positive multiple of 4 (the mbstd group)")

@@ -14,7 +14,14 @@ module pays a few one-off costs up front and keeps the per-point work small:
   layer's sqrt(2) leaky-ReLU gain and the equalised-learning-rate gains are folded in once.
 
 The result equals ``query_field`` up to float32 rounding (~1e-6; see tests/models/test_fast_field.py).
-It tracks no gradients; training keeps using ``query_field``.
+
+With ``differentiable=True`` the same field is the CPU training path: gradients reach the planes
+and the MLP's parameters (not the points). The table is then a differentiable padded copy of the
+planes, the folded weights are recomputed from the parameters (``folded_with_grad``), and the
+whole gather + MLP is one autograd function (``_TrainingField``) that works on cache-sized chunks
+and recomputes what backward needs instead of keeping it. Gradients equal the reference's to float64
+rounding in float64; in float32 they differ by rounding, and where a leaky-ReLU input sits within
+rounding of 0 the two paths may take different slopes (as any two summation orders may).
 """
 
 from __future__ import annotations
@@ -32,12 +39,17 @@ class FastTriPlaneField:
     batch of tri-planes (it holds a channels-last copy of them).
     """
 
-    def __init__(self, planes: torch.Tensor, mlp: TriPlaneMLP, cube_scale: float) -> None:
+    def __init__(self, planes: torch.Tensor, mlp: TriPlaneMLP, cube_scale: float, differentiable: bool = False) -> None:
         h, w = planes.shape[-2:]
         half = ((w - 1) / 2, (h - 1) / 2)
+        fold = mlp.folded_with_grad if differentiable else mlp.folded
         # world -> align_corners=True texel coordinates: p * half / cube_scale + half
         self._prepare(
-            planes, PLANE_AXES, (half[0] / cube_scale, half[1] / cube_scale), mlp.folded(planes.dtype, planes.device)
+            planes,
+            PLANE_AXES,
+            (half[0] / cube_scale, half[1] / cube_scale),
+            fold(planes.dtype, planes.device),
+            differentiable,
         )
 
     def _prepare(
@@ -46,6 +58,7 @@ class FastTriPlaneField:
         plane_axes: tuple[tuple[int, int], ...],
         texel_scale: tuple[float, float],
         folded: FoldedMLP,
+        differentiable: bool = False,
     ) -> None:
         """Build the zero-bordered table and the folded layers.
 
@@ -57,13 +70,17 @@ class FastTriPlaneField:
         if n_planes != 3:
             raise ValueError(f"expected 3 planes, got {n_planes}")
         device = planes.device
-        with torch.no_grad():
-            # Pad every plane with zeros (1 texel before, 2 after): clamping texel coordinates to
-            # [-1, size] then reproduces zero padding without any per-tap masks.
-            self.pw, ph = w + 3, h + 3
+        self.differentiable = differentiable
+        # Pad every plane with zeros (1 texel before, 2 after): clamping texel coordinates to
+        # [-1, size] then reproduces zero padding without any per-tap masks.
+        self.pw, ph = w + 3, h + 3
+        if differentiable:
+            self.table = F.pad(planes.permute(0, 1, 3, 4, 2), (0, 0, 1, 2, 1, 2)).reshape(b * 3 * ph * self.pw, c)
+        else:
             table = planes.new_zeros(b, 3, ph, self.pw, c)
             table[:, :, 1 : h + 1, 1 : w + 1].copy_(planes.detach().permute(0, 1, 3, 4, 2))
             self.table = table.view(b * 3 * ph * self.pw, c)
+        with torch.no_grad():
             self.batch, self.channels = b, c
             self.axes = torch.tensor(plane_axes, device=device)  # [3, 2] coordinate pairs
             dt = planes.dtype
@@ -73,13 +90,14 @@ class FastTriPlaneField:
             plane_rows = torch.arange(3, device=device) * (ph * self.pw)
             self.offset = (torch.arange(b, device=device) * (3 * ph * self.pw)).view(b, 1, 1) + plane_rows + self.pw + 1
             self.corners = torch.tensor([0, 1, self.pw, self.pw + 1], device=device)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
-            for layer in folded.layers:
-                if layer.activation not in ("lrelu", "linear", "softplus"):
-                    raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
-            self.layers: list[tuple[torch.Tensor, torch.Tensor | None, str]] = [
-                (layer.weight.t().contiguous(), layer.bias, layer.activation) for layer in folded.layers
-            ]
-            self.out_gain = folded.out_gain
+        for layer in folded.layers:
+            if layer.activation not in ("lrelu", "linear", "softplus"):
+                raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
+        # (differentiable when ``folded`` is: the transposed copy is part of the graph)
+        self.layers: list[tuple[torch.Tensor, torch.Tensor | None, str]] = [
+            (layer.weight.t().contiguous(), layer.bias, layer.activation) for layer in folded.layers
+        ]
+        self.out_gain = folded.out_gain
 
     def taps(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World points [B, N, 3] -> (table rows [B*N, 12], bilinear weights [B*N, 12])."""
@@ -102,18 +120,119 @@ class FastTriPlaneField:
 
     def raw(self, points: torch.Tensor) -> torch.Tensor:
         """points [B, N, 3] -> the MLP's raw outputs [B, N, out]."""
+        b, n, _ = points.shape
+        if b != self.batch:
+            raise ValueError(f"points have batch {b} but the field was prepared for {self.batch}")
         with torch.no_grad():
-            b, n, _ = points.shape
-            if b != self.batch:
-                raise ValueError(f"points have batch {b} but the field was prepared for {self.batch}")
-            rows, weights = self.taps(points.to(self.table.dtype))
-            x = F.embedding_bag(rows, self.table, mode="sum", per_sample_weights=weights)  # [B*N, C]
-            for weight, bias, activation in self.layers:
-                x = torch.addmm(bias, x, weight) if bias is not None else x @ weight
-                if activation == "lrelu":
-                    F.leaky_relu_(x, 0.2)  # its sqrt(2) gain is folded into the next layer
-                elif activation == "softplus":
-                    x = F.softplus(x)
+            rows, weights = self.taps(points.detach().to(self.table.dtype))
+        if self.differentiable:
+            return training_field_raw(self, rows, weights).reshape(b, n, -1)
+        with torch.no_grad():
+            x = _decode_chunk(F.embedding_bag(rows, self.table, mode="sum", per_sample_weights=weights), self.layers)
             if self.out_gain != 1:
                 x = x * self.out_gain
             return x.reshape(b, n, -1)
+
+
+# Points per chunk of the training field: a chunk's gathered features, hidden activations and
+# splat products ([chunk * 12, C]) stay a few MB, so the element-wise work runs from cache.
+CHUNK_POINTS = 8192
+
+Layers = list[tuple[torch.Tensor, "torch.Tensor | None", str]]
+
+
+def _activate(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """The folded layers' activations (gains folded away), in place where that is safe."""
+    if activation == "lrelu":
+        return F.leaky_relu_(x, 0.2)
+    if activation == "softplus":
+        return F.softplus(x)
+    return x
+
+
+def _activation_grad(grad: torch.Tensor, pre: torch.Tensor, activation: str) -> torch.Tensor:
+    """d activation(pre) / d pre applied to ``grad``, with PyTorch's own conventions (slope at 0:
+    the negative one; softplus linear above 20)."""
+    if activation == "lrelu":
+        return torch.where(pre > 0, grad, grad * 0.2)
+    if activation == "softplus":
+        return torch.where(pre > 20, grad, grad * torch.sigmoid(pre))
+    return grad
+
+
+def _decode_chunk(x: torch.Tensor, layers: Layers, keep: list | None = None) -> torch.Tensor:
+    """Folded layers on gathered sums [M, C]; ``keep`` collects (input, pre-activation) per layer."""
+    for weight, bias, activation in layers:
+        pre = torch.addmm(bias, x, weight) if bias is not None else x @ weight
+        if keep is not None:
+            keep.append((x, pre.clone() if activation == "lrelu" else pre))
+        x = _activate(pre, activation)
+    return x
+
+
+class _TrainingField(torch.autograd.Function):
+    """The differentiable fast field on gathered taps: table [T, C] + rows/weights [M, 12] + folded
+    layers -> raw outputs [M, out], with gradients for the table and the folded layers (the taps are
+    constants: camera rays and depths).
+
+    Nothing per point is kept for backward but the taps: it recomputes each chunk's features and
+    pre-activations, so memory does not grow with the hidden width, and every element-wise step works
+    on cache-sized chunks. The table's gradient is the gather's adjoint, a splat of each point's
+    feature gradient onto its 12 rows (``index_add_``; ``embedding_bag``'s own backward sorts all
+    indices and is ~3x slower on the CPU, ``grid_sample``'s 3-5x).
+    """
+
+    @staticmethod
+    def forward(ctx, table, rows, weights, activations, out_gain, *params):  # noqa: ANN001, ANN205
+        layers = list(zip(params[0::2], params[1::2], activations, strict=True))
+        ctx.activations, ctx.out_gain, ctx.table_rows = activations, out_gain, table.shape[0]
+        ctx.save_for_backward(table, rows, weights, *params)
+        with torch.no_grad():
+            chunks = [
+                _decode_chunk(F.embedding_bag(rows[i : i + CHUNK_POINTS], table, mode="sum",
+                                              per_sample_weights=weights[i : i + CHUNK_POINTS]), layers)
+                for i in range(0, rows.shape[0], CHUNK_POINTS)
+            ]  # fmt: skip
+            out = torch.cat(chunks)
+            return out * out_gain if out_gain != 1 else out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        table, rows, weights, *params = ctx.saved_tensors
+        layers = list(zip(params[0::2], params[1::2], ctx.activations, strict=True))
+        want_table = ctx.needs_input_grad[0]
+        grads = [torch.zeros_like(p) if p is not None and ctx.needs_input_grad[5 + i] else None
+                 for i, p in enumerate(params)]  # fmt: skip
+        table_grad = torch.zeros_like(table) if want_table else None
+        grad_out = grad_out.contiguous()
+        if ctx.out_gain != 1:
+            grad_out = grad_out * ctx.out_gain
+        with torch.no_grad():
+            for i in range(0, rows.shape[0], CHUNK_POINTS):
+                r, w = rows[i : i + CHUNK_POINTS], weights[i : i + CHUNK_POINTS]
+                keep: list = []
+                _decode_chunk(F.embedding_bag(r, table, mode="sum", per_sample_weights=w), layers, keep)
+                g = grad_out[i : i + CHUNK_POINTS]
+                for k in range(len(layers) - 1, -1, -1):
+                    weight, _, activation = layers[k]
+                    x, pre = keep[k]
+                    g = _activation_grad(g, pre, activation)
+                    if grads[2 * k] is not None:
+                        grads[2 * k].addmm_(x.t(), g)
+                    if grads[2 * k + 1] is not None:
+                        grads[2 * k + 1].add_(g.sum(dim=0))
+                    if k > 0 or want_table:
+                        g = g @ weight.t()
+                if want_table:
+                    values = g.unsqueeze(1) * w.unsqueeze(2)  # [chunk, taps, C]
+                    table_grad.index_add_(0, r.reshape(-1), values.reshape(-1, g.shape[1]))
+        return (table_grad, None, None, None, None, *grads)
+
+
+def training_field_raw(field: FastTriPlaneField, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``_TrainingField`` on a differentiable field's table and layers: raw outputs [M, out]."""
+    params: list[torch.Tensor | None] = []
+    for weight, bias, _ in field.layers:
+        params += [weight, bias]
+    activations = tuple(activation for _, _, activation in field.layers)
+    return _TrainingField.apply(field.table, rows, weights, activations, field.out_gain, *params)

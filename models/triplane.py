@@ -76,17 +76,26 @@ class TriPlaneMLP(nn.Module):
     @torch.no_grad()
     def folded(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> FoldedMLP:
         """The weights with every constant gain folded in (see ``FoldedLayer``): the one folding that
-        the inference field (fast_field.py) and the toolkit's separable volumes share.
+        the fast field (fast_field.py) and the toolkit's separable volumes share.
 
-        Feed it the sum of the three plane features, not their mean. Tracks no gradients.
+        Feed it the sum of the three plane features, not their mean. Tracks no gradients; the
+        training field uses ``folded_with_grad``.
         """
+        return self.folded_with_grad(dtype, device)
+
+    def folded_with_grad(
+        self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> FoldedMLP:
+        """``folded``, but as differentiable functions of the parameters: the folded tensors are a
+        few hundred numbers, so recomputing them per step costs nothing, and gradients reach the
+        stored weights exactly as through ``forward``."""
         layers = []
         carry = 1.0 / 3.0  # the plane average
         for layer in self.model:
             if layer.activation not in ACTIVATION_GAINS:
                 raise ValueError(f"unsupported activation {layer.activation!r} in the tri-plane MLP")
-            weight = layer.weight.detach().to(device=device, dtype=dtype) * (layer.weight_gain * carry)
-            bias = None if layer.bias is None else layer.bias.detach().to(device=device, dtype=dtype) * layer.bias_gain
+            weight = layer.weight.to(device=device, dtype=dtype) * (layer.weight_gain * carry)
+            bias = None if layer.bias is None else layer.bias.to(device=device, dtype=dtype) * layer.bias_gain
             layers.append(FoldedLayer(weight, bias, layer.activation))
             carry = ACTIVATION_GAINS[layer.activation]
         return FoldedMLP(layers, carry)

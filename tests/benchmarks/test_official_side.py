@@ -113,9 +113,17 @@ def test_volume_official_side_matches_ours(official_src, bench):
     torch.testing.assert_close(torch.from_numpy(official), torch.from_numpy(ours), atol=1e-5, rtol=0)
 
 
-def test_train_losses_and_gradients_match_on_draw_free_inputs(official_src, bench):
+# Gradient gap allowed, relative to the largest gradient: the grid_sample field sums as the official
+# code does (float32 rounding only); the fast training field sums in another order, which can also
+# flip the slope of a leaky ReLU whose input is within rounding of 0 (a few 1e-5 seen at mini size).
+GRAD_GAP = {False: 1e-5, True: 1e-3}
+
+
+@pytest.mark.parametrize("fast_field", [False, True], ids=["grid_sample-field", "fast-field"])
+def test_train_losses_and_gradients_match_on_draw_free_inputs(official_src, bench, fast_field):
     bench_train = bench("bench_train")
     off, official, ours = bench_train.build_sides(official_src, TINY_G, TINY_D, patch_res=16)
+    ours.G.fast_cpu_field = fast_field
     inputs = bench_train.make_inputs(4, 1, img_resolution=32, z_dim=TINY_G["z_dim"])
     check = bench_train.same_inputs_check(off, official, ours, inputs)
     assert set(check) == {"Gall", "Dmain", "Dreg"}
@@ -125,7 +133,7 @@ def test_train_losses_and_gradients_match_on_draw_free_inputs(official_src, benc
             assert value == pytest.approx(row["ours"][key], rel=1e-5, abs=1e-7), (phase, key)
         n_off, n_ours, same_names = row["grads"]
         assert same_names and n_off == n_ours > 0
-        assert row["grad_gap"] <= 1e-5 * row["grad_max"], phase
+        assert row["grad_gap"] <= GRAD_GAP[fast_field] * row["grad_max"], phase
     # The check leaves both sides as they were: random draws again, and a timed step runs on each.
     assert "forward" not in vars(ours.G) and "forward" not in vars(official.G.synthesis)
     for side in (official, ours):
