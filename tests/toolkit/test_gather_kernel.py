@@ -88,3 +88,12 @@ def test_renders_use_the_cached_kernel_and_match_the_pytorch_path(gather, tiny_g
     assert prepare_field(G, planes).gather_kernel is None
     plain = render_views(G, planes, [cam], settings, noise_keys=[3])["image"]
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_the_build_command_reports_both_kernels(gather, capsys):
+    from epigraf_tools.kernels.__main__ import main
+
+    code = main()
+    out = capsys.readouterr().out
+    assert "plane_gather: loaded" in out and "density_slab:" in out
+    assert code == (0 if "density_slab: loaded" in out else 1)
