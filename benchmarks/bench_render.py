@@ -1,8 +1,7 @@
 """Render frames with 48 + 48 samples per ray: the toolkit's renderer vs the official code or a straightforward one.
 
 Ours: ``epigraf_tools.rendering.render_views`` (FastTriPlaneField: channels-last planes prepared once
-per image, folded weights; 2048-ray chunks, points in depth-major order; inference_mode), with the
-compiled ``plane_gather`` lookup (built first if needed; ``--no-kernel``: the pure-PyTorch taps).
+per image, folded weights; 2048-ray chunks, their points in depth-major order; inference_mode).
 Compared with, in the same process and alternating repeat by repeat:
 
 - ``--official-src PATH``: the official EpiGRAF code (universome/epigraf, imported from PATH at run
@@ -27,7 +26,6 @@ We report medians, the ratio, the largest raw difference and how many uint8 valu
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import time
@@ -38,7 +36,6 @@ import torch
 
 from epigraf_tools.camera import Camera
 from epigraf_tools.images import to_uint8
-from epigraf_tools.kernels import kernel_status, load_gather_kernel
 from epigraf_tools.models import Generator, GeneratorConfig
 from epigraf_tools.rendering import RenderSettings, ray_draws, render_views
 
@@ -115,8 +112,6 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=None, help="our rays per chunk (default: the toolkit's)")
     parser.add_argument("--only", choices=("both", "ours", "reference", "official"), default="both",
                         help="run one side only ('reference' and 'official' both mean the baseline)")  # fmt: skip
-    parser.add_argument("--no-kernel", action="store_true",
-                        help="ours without the compiled plane_gather lookup (the pure-PyTorch taps)")  # fmt: skip
     parser.add_argument("--official-src", type=Path, default=None, metavar="PATH",
                         help="an official EpiGRAF checkout: the baseline instead of our reference")  # fmt: skip
     args = parser.parse_args()
@@ -124,11 +119,6 @@ def main() -> None:
         parser.error("--resolution must be >= 8 and --repeats >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.no_kernel:
-        os.environ["EPIGRAF_NO_KERNELS"] = "1"
-    else:
-        load_gather_kernel(build=True)  # ours uses it once built (a render itself never builds it)
-    lookup = f"plane_gather kernel: {kernel_status('plane_gather')}"
 
     G, ws = build_ws(0)
     res = args.resolution
@@ -148,7 +138,7 @@ def main() -> None:
             cpu[name].append(time.process_time() - c0)
     what = "from ws (tri-plane synthesis included)" if args.official_src else "from tri-planes"
     print(f"{res}x{res}, {G.config.num_ray_steps}+{G.config.num_ray_steps} samples, tri-plane 512^2 x 32, {what}, "
-          f"threads {torch.get_num_threads()}, repeats {args.repeats}; {lookup}")  # fmt: skip
+          f"threads {torch.get_num_threads()}, repeats {args.repeats}")  # fmt: skip
     for name in names:
         wall, proc = statistics.median(times[name]), statistics.median(cpu[name])
         runs_text = ", ".join(f"{t:.2f}" for t in times[name])

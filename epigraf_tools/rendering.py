@@ -285,16 +285,9 @@ def render_chunks(
 def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField | None:
     """The inference field of tri-planes [B, 3, C, R, R] (a table copy made once; reuse it across views).
 
-    None for an EG3D model, which renders through its own decoder. On the CPU it looks the planes up
-    with the compiled ``plane_gather`` kernel when a build is cached (``python -m epigraf_tools.kernels``
-    builds it; a render never waits for the compiler), else with the pure-PyTorch taps.
+    None for an EG3D model, which renders through its own decoder.
     """
-    field = G.inference_field(planes)
-    if isinstance(field, FastTriPlaneField) and planes.device.type == "cpu":
-        from .kernels import load_gather_kernel
-
-        field.gather_kernel = load_gather_kernel()
-    return field
+    return G.inference_field(planes)
 
 
 def _key_grid(noise_keys: Sequence[int] | Sequence[Sequence[int]], b: int, v: int) -> list[list[int]]:

@@ -71,9 +71,6 @@ class FastTriPlaneField:
             raise ValueError(f"expected 3 planes, got {n_planes}")
         device = planes.device
         self.differentiable = differentiable
-        # An optional compiled lookup (the toolkit's ``plane_gather`` kernel module) that replaces
-        # ``taps`` + ``embedding_bag`` in inference; models/ never builds or imports it itself.
-        self.gather_kernel = None
         # Pad every plane with zeros (1 texel before, 2 after): clamping texel coordinates to
         # [-1, size] then reproduces zero padding without any per-tap masks.
         self.pw, ph = w + 3, h + 3
@@ -175,14 +172,6 @@ class FastTriPlaneField:
 
     def _gather(self, points: torch.Tensor, start: int, n: int) -> torch.Tensor:
         """Plane sums [M, C] of flattened points [M, 3] (points start .. start + M of a batch of n per item)."""
-        kernel = self.gather_kernel
-        usable = self.isotropic and self.table.dtype == torch.float32 and self.table.device.type == "cpu"
-        if kernel is not None and usable:
-            scale, shift, upper = self.texel
-            return kernel.plane_gather(
-                self.table, points, self.read_x, self.read_y, self.offset[0, 0], self.table.shape[0] // self.batch,
-                n, start, scale, shift, upper, self.pw,
-            )  # fmt: skip
         rows, weights = self.taps(points.unsqueeze(0), self.offset[:1])
         rows += self._batch_rows(start, start + points.shape[0], n)
         return F.embedding_bag(rows, self.table, mode="sum", per_sample_weights=weights)

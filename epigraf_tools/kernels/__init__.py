@@ -32,24 +32,12 @@ from types import ModuleType
 
 KERNEL_DIR = Path(__file__).resolve().parent
 DENSITY_SOURCE = KERNEL_DIR / "density_slab.cpp"
-GATHER_SOURCE = KERNEL_DIR / "plane_gather.cpp"
 DISABLE_ENV = "EPIGRAF_NO_KERNELS"
 CACHE_ENV = "EPIGRAF_KERNEL_CACHE"
 BUILD_MESSAGE = (
-    "Building the fused C++ {what} kernel once for this torch and compiler (1-3 minutes on a small CPU). It makes "
-    "{gain}; later runs load it from {where}."
+    "Building the fused C++ density kernel once for this torch and compiler (1-3 minutes on a small CPU). It makes "
+    "density volumes several times faster; later runs load it from {where}."
 )
-# name -> (what it is, what it speeds up) for the build message
-KERNEL_PURPOSE = {
-    "density_slab": ("density", "density volumes several times faster"),
-    "plane_gather": ("tri-plane lookup", "rendering faster"),
-}
-
-
-def kernel_source(name: str) -> Path:
-    """The C++ source of kernel ``name`` (read at call time, so a benchmark can point it elsewhere)."""
-    return {"density_slab": DENSITY_SOURCE, "plane_gather": GATHER_SOURCE}[name]
-
 
 # ``method="auto"`` builds the kernel only for grids of at least this many voxels (or uses it when a build
 # is already cached). Measured on a shared 2-core CPU: a cold build takes 70-150 s, while the pure-PyTorch
@@ -156,12 +144,11 @@ def kernel_is_cached(name: str = "density_slab") -> bool:
     """Whether the kernel is loaded in this process or a finished build sits in the cache (builds nothing)."""
     if _cache.get(name) is not None:
         return True
-    source = kernel_source(name)
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0") or not source.is_file():
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0") or not DENSITY_SOURCE.is_file():
         return False
     try:
         for flags in _FLAG_SETS:
-            key = build_key(source, flags)
+            key = build_key(DENSITY_SOURCE, flags)
             tag = "native" if "-march=native" in flags else "portable"
             if _is_built(kernel_cache_root() / key, _module_name(name, key, tag)):
                 return True
@@ -185,23 +172,7 @@ def load_density_kernel(verbose: bool = False, on_build: Callable[[str], None] |
     Thread-safe and cached per process; a failed build is not retried in the same process.
     ``on_build(message)`` is called once before a cold build (nothing is said when a build is cached).
     """
-    return load_kernel("density_slab", verbose, on_build)
-
-
-def load_gather_kernel(build: bool = False) -> ModuleType | None:
-    """The compiled ``plane_gather`` module (the renderer's tri-plane lookup), or None.
-
-    Without ``build`` it is only loaded when a finished build is cached: a render never waits for a
-    compiler. ``python -m epigraf_tools.kernels`` (or ``build=True``) compiles it once.
-    """
-    if not build and not kernel_is_cached("plane_gather"):
-        return None
-    return load_kernel("plane_gather")
-
-
-def load_kernel(name: str, verbose: bool = False, on_build: Callable[[str], None] | None = None) -> ModuleType | None:
-    """Kernel ``name``'s compiled module, built on first use (see ``load_density_kernel``); None when unavailable."""
-    source = kernel_source(name)
+    name = "density_slab"
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):  # checked on every call, so tests can toggle it
         _status[name] = f"disabled by {DISABLE_ENV}"
         return None
@@ -210,16 +181,16 @@ def load_kernel(name: str, verbose: bool = False, on_build: Callable[[str], None
             _status[name] = _cache_status.get(name, _status.get(name, "not tried"))
             return _cache[name]
         module = None
-        if not source.is_file():
-            _status[name] = f"kernel source {source} is missing"
-        elif (module := _load_built(name, source)) is not None:
+        if not DENSITY_SOURCE.is_file():
+            _status[name] = f"kernel source {DENSITY_SOURCE} is missing"
+        elif (module := _load_built(name, DENSITY_SOURCE)) is not None:
             pass
         else:
             reason = _compiler_available()
             if reason is not None:
                 _status[name] = reason
             else:
-                module = _build(name, source, verbose, on_build)
+                module = _build(name, DENSITY_SOURCE, verbose, on_build)
         _cache[name] = module
         _cache_status[name] = _status[name]
         return module
@@ -266,8 +237,7 @@ def _build(name: str, source: Path, verbose: bool, on_build: Callable[[str], Non
         try:
             if not announced and not _is_built(build_dir, module_name):
                 announced = True
-                what, gain = KERNEL_PURPOSE[name]
-                message = BUILD_MESSAGE.format(what=what, gain=gain, where=build_dir.parent)
+                message = BUILD_MESSAGE.format(where=build_dir.parent)
                 if on_build is not None:
                     on_build(message)
                 else:
