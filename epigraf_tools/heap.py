@@ -19,6 +19,7 @@ import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 DEFAULT_RETAIN_BYTES = 1 << 30
 
 
@@ -32,7 +33,10 @@ def retain_freed_memory(limit: int = DEFAULT_RETAIN_BYTES) -> bool:
     mallopt = _glibc_mallopt()
     if mallopt is None:
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, int(limit))) and bool(mallopt(M_TRIM_THRESHOLD, int(limit)))
+    # One arena: a helper thread's big blocks then come from (and return to) the same heap, instead of
+    # a per-thread arena that cannot reuse what the main thread freed.
+    done = [mallopt(M_MMAP_THRESHOLD, int(limit)), mallopt(M_TRIM_THRESHOLD, int(limit)), mallopt(M_ARENA_MAX, 1)]
+    return all(done)
 
 
 def _glibc_mallopt():
