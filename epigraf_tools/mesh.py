@@ -356,8 +356,13 @@ def mesh_report(mesh) -> dict[str, Any]:
     edge tables: 17 million edges at 512^3 took trimesh about 10 s and several GB (the tests compare
     both on closed, open and non-manifold meshes).
     """
-    verts = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
+    return mesh_facts(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+
+
+def mesh_facts(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
+    """``mesh_report`` of vertices [V, 3] and faces [F, 3] (plain arrays: safe to compute in another thread)."""
+    verts = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return {"vertices": int(len(verts)), "faces": 0, "watertight": False, "winding_consistent": False,
                 "euler_number": 0, "area": 0.0, "bounds": verts_bounds(verts), "volume": None}  # fmt: skip
@@ -494,6 +499,78 @@ def mesh_from_volume(
     return mesh
 
 
+@dataclass(frozen=True)
+class LevelChoice:
+    """The level ``surface_mesh`` used, where it came from, and the volume's value range."""
+
+    level: float
+    source: str  # 'given', 'model default' or 'isodata'
+    model_default: float | None
+    value_range: tuple[float, float]
+
+
+def surface_mesh(
+    volume: np.ndarray,
+    voxel_size: float | Sequence[float],
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    level: float | None = None,
+    model_default: float | None = None,
+    keep_largest: bool = False,
+    smooth_iterations: int = 0,
+    max_faces: int | None = None,
+    stage: Stage | None = None,
+) -> tuple[Any, LevelChoice]:
+    """Level choice + ``mesh_from_volume``: the part of ``build_mesh`` that needs the volume.
+
+    ``level`` None picks ``model_default`` when it lies inside the data range, else the isodata threshold
+    (see ``isolevel``); an explicit level outside the range is an EpigrafError naming the range.
+    A caller that owns the volume can drop it after this and before ``finish_mesh`` (512 MB at 512^3).
+    """
+    from .isolevel import choose_level, stats_of
+
+    stats = stats_of(volume)
+    if level is None:
+        level, source = choose_level(model_default, stats)
+    else:
+        source = "given"
+    check_level(level, stats.min, stats.max)
+    mesh = mesh_from_volume(volume, level, voxel_size, origin, keep_largest, smooth_iterations, max_faces, stage=stage)
+    return mesh, LevelChoice(float(level), source, model_default, (stats.min, stats.max))
+
+
+def finish_mesh(
+    mesh, choice: LevelChoice, color_field: tuple[Generator, torch.Tensor] | None = None, stage: Stage | None = None
+) -> tuple[Any, MeshReport]:
+    """Vertex colours and the MeshReport of a ``surface_mesh`` result: (mesh, MeshReport).
+
+    ``color_field`` (G, planes [1, 3, C, R, R]) colours the vertices with the field's rgb, in a second
+    thread while this one computes the mesh's facts: both spend their time outside the GIL (torch's
+    field; numpy's sorts and products), so on two cores the report is almost free. The report's large
+    arrays stay in this thread, whose heap holds the memory the volume has just freed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    verts, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)  # read here: trimesh's caches are not thread-safe
+    colors = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vertex-colours") as pool:
+        if color_field is not None:
+            if stage is not None:
+                stage("colours")
+            colors = pool.submit(vertex_colors, *color_field, verts)
+        facts = mesh_facts(verts, faces)
+        if colors is not None:
+            mesh.visual.vertex_colors = colors.result()
+    report = MeshReport(
+        level=choice.level,
+        level_source=choice.source,
+        model_default_level=choice.model_default,
+        value_range=list(choice.value_range),
+        colors=color_field is not None,
+        **facts,
+    )
+    return mesh, report
+
+
 def build_mesh(
     volume: np.ndarray,
     voxel_size: float | Sequence[float],
@@ -508,33 +585,12 @@ def build_mesh(
 ) -> tuple[Any, MeshReport]:
     """Level choice + ``mesh_from_volume`` + vertex colours; returns (mesh, MeshReport).
 
-    ``level`` None picks ``model_default`` when it lies inside the data range, else the isodata threshold
-    (see ``isolevel``); an explicit level outside the range is an EpigrafError naming the range.
-    ``color_field`` (G, planes [1, 3, C, R, R]) colours the final vertices with the field's rgb.
+    ``surface_mesh`` then ``finish_mesh`` (see them for the level rule and the colours).
     """
-    from .isolevel import choose_level, stats_of
-
-    stats = stats_of(volume)
-    if level is None:
-        level, source = choose_level(model_default, stats)
-    else:
-        source = "given"
-    check_level(level, stats.min, stats.max)
-    mesh = mesh_from_volume(volume, level, voxel_size, origin, keep_largest, smooth_iterations, max_faces, stage=stage)
-    if color_field is not None:
-        if stage is not None:
-            stage("colours")
-        G, planes = color_field
-        mesh.visual.vertex_colors = vertex_colors(G, planes, mesh.vertices)
-    report = MeshReport(
-        level=float(level),
-        level_source=source,
-        model_default_level=model_default,
-        value_range=[stats.min, stats.max],
-        colors=color_field is not None,
-        **mesh_report(mesh),
+    mesh, choice = surface_mesh(
+        volume, voxel_size, origin, level, model_default, keep_largest, smooth_iterations, max_faces, stage
     )
-    return mesh, report
+    return finish_mesh(mesh, choice, color_field, stage)
 
 
 def export_mesh(mesh, stem: str | os.PathLike[str], formats: Sequence[str], textured: Any = None) -> list[Path]:
