@@ -124,11 +124,13 @@ def marching_cubes(
     voxel_size: float | Sequence[float],
     origin: Sequence[float] = (0.0, 0.0, 0.0),
     close: bool = True,
+    value_range: tuple[float, float] | None = None,
 ):
     """Iso-surface of V [Rx, Ry, Rz] (V[i, j, k] at origin + (i, j, k) * voxel_size) -> trimesh.Trimesh.
 
     Vertices [V, 3] in world units, faces [F, 3] wound so normals point toward smaller values.
     ``close`` pads the volume when the surface reaches the box so the mesh is closed.
+    ``value_range``: the volume's (nanmin, nanmax) when already known (two passes over it otherwise).
     """
     import trimesh
     from skimage.measure import marching_cubes as skimage_mc
@@ -138,7 +140,8 @@ def marching_cubes(
         raise EpigrafError(f"need a 3-D volume with at least 2 samples per axis, got shape {vol.shape}")
     vs = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,)).copy()
     org = np.asarray(origin, dtype=np.float64).copy()
-    vmin, vmax = float(np.nanmin(vol)), float(np.nanmax(vol))
+    vmin, vmax = (float(v) for v in value_range) if value_range is not None else (np.nanmin(vol), np.nanmax(vol))
+    vmin, vmax = float(vmin), float(vmax)
     check_level(level, vmin, vmax)
     zyx = vol.transpose(2, 1, 0)  # [z, y, x]: C-contiguous for volumes from extract_density/read_mrc
     box_lo, box_hi = org.copy(), org + vs * (np.asarray(vol.shape) - 1)
@@ -369,6 +372,7 @@ def mesh_facts(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
     watertight, winding, n_edges = edge_facts(faces, len(verts))
     referenced = np.zeros(len(verts), dtype=bool)
     referenced[faces.reshape(-1)] = True
+    n_referenced = int(np.count_nonzero(referenced))
     area, signed_volume = _area_and_volume(verts, faces)
     # Only a closed, consistently wound surface encloses a volume (trimesh also reports one without the latter).
     return {
@@ -376,9 +380,9 @@ def mesh_facts(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
         "faces": int(len(faces)),
         "watertight": watertight,
         "winding_consistent": winding,
-        "euler_number": int(referenced.sum()) - n_edges + int(len(faces)),
+        "euler_number": n_referenced - n_edges + int(len(faces)),
         "area": area,
-        "bounds": verts_bounds(verts[referenced]),
+        "bounds": verts_bounds(verts if n_referenced == len(verts) else verts[referenced]),  # no copy when all are
         "volume": signed_volume if watertight and winding else None,
     }
 
@@ -407,31 +411,31 @@ def edge_facts(faces: np.ndarray, n_vertices: int) -> tuple[bool, bool, int]:
     """(watertight, winding consistent, unique edges) of faces [F, 3], as trimesh defines them.
 
     Watertight: every edge is shared by exactly two faces. Winding consistent: every such pair runs
-    the edge in opposite directions, so no directed edge of a two-face edge repeats. Two sorts of
-    int64 keys (undirected and directed); the groups are only looked up for repeated directed edges.
+    the edge in opposite directions, so no directed edge of a two-face edge repeats. One sort of int64
+    keys, the undirected edge times two plus its direction: an edge's faces are then adjacent, and
+    a repeated directed edge is two equal neighbours (a second sort of the directed keys cost 0.1 s
+    at 512^3).
     """
     n = np.int64(n_vertices)
     a = faces.reshape(-1).astype(np.int64)
     b = faces[:, [1, 2, 0]].reshape(-1).astype(np.int64)
-    undirected = np.minimum(a, b)
-    undirected *= n
-    undirected += np.maximum(a, b)
-    undirected.sort()
-    a *= n
-    a += b
-    del b
-    directed = a
-    directed.sort()
-    bounds = np.flatnonzero(np.r_[True, undirected[1:] != undirected[:-1], True])
+    key = np.minimum(a, b)
+    key *= n
+    key += np.maximum(a, b)
+    key *= 2
+    key += a > b  # the direction bit
+    del a, b
+    key.sort()
+    edge = key >> 1
+    bounds = np.flatnonzero(np.r_[True, edge[1:] != edge[:-1], True])
+    del edge
     counts = np.diff(bounds)
     watertight = bool((counts == 2).all())
-    repeated = np.unique(directed[1:][directed[1:] == directed[:-1]])
+    repeated = np.flatnonzero(key[1:] == key[:-1])  # the same edge in the same direction, twice or more
     winding = True
     if len(repeated):
-        tail, head = np.divmod(repeated, n)
-        keys = np.unique(np.minimum(tail, head) * n + np.maximum(tail, head))
-        shared_by = np.searchsorted(undirected, keys, "right") - np.searchsorted(undirected, keys, "left")
-        winding = not bool((shared_by == 2).any())
+        group = np.searchsorted(bounds, repeated, "right") - 1  # the edge each repeat belongs to
+        winding = not bool((counts[group] == 2).any())
     return watertight, winding, int(len(counts))
 
 
@@ -476,15 +480,18 @@ def mesh_from_volume(
     max_faces: int | None = None,
     close: bool = True,
     stage: Stage | None = None,
+    value_range: tuple[float, float] | None = None,
 ):
-    """The whole geometry pipeline: marching cubes -> largest component -> Taubin -> decimation."""
+    """The whole geometry pipeline: marching cubes -> largest component -> Taubin -> decimation.
+
+    ``value_range`` (min, max) of the volume, when the caller knows it, spares marching cubes a pass."""
 
     def say(name: str) -> None:
         if stage is not None:
             stage(name)
 
     say("marching cubes")
-    mesh = marching_cubes(volume, level, voxel_size, origin, close=close)
+    mesh = marching_cubes(volume, level, voxel_size, origin, close=close, value_range=value_range)
     if len(mesh.faces) == 0:
         raise EpigrafError(f"no surface at level {level:.6g}")
     if keep_largest:
@@ -528,13 +535,24 @@ def surface_mesh(
     """
     from .isolevel import choose_level, stats_of
 
-    stats = stats_of(volume)
+    stats = stats_of(volume, moments=False)  # the range and the isodata subsample; no mean or std
     if level is None:
         level, source = choose_level(model_default, stats)
     else:
         source = "given"
     check_level(level, stats.min, stats.max)
-    mesh = mesh_from_volume(volume, level, voxel_size, origin, keep_largest, smooth_iterations, max_faces, stage=stage)
+    value_range = None if stats.saw_nan else (stats.min, stats.max)  # with NaN marching cubes takes nanmin/nanmax
+    mesh = mesh_from_volume(
+        volume,
+        level,
+        voxel_size,
+        origin,
+        keep_largest,
+        smooth_iterations,
+        max_faces,
+        stage=stage,
+        value_range=value_range,
+    )
     return mesh, LevelChoice(float(level), source, model_default, (stats.min, stats.max))
 
 
