@@ -91,10 +91,25 @@ def padded_volume(shape_xyz: Sequence[int]) -> np.ndarray:
 
     Fill it (``extract_density(..., out=V)``) and give it to ``marching_cubes``, which then closes the
     surface at the box by writing the margin in place instead of padding a copy of the whole volume
-    (512 MB at 512^3, and the time to write it).
+    (512 MB at 512^3, and the time to write it). The buffer has a mapping of its own (``small_page_buffer``).
     """
     rx, ry, rz = (int(n) for n in shape_xyz)
-    return np.empty((rz + 2, ry + 2, rx + 2), dtype=np.float32)[1:-1, 1:-1, 1:-1].transpose(2, 1, 0)
+    return small_page_buffer((rz + 2, ry + 2, rx + 2))[1:-1, 1:-1, 1:-1].transpose(2, 1, 0)
+
+
+def small_page_buffer(shape: Sequence[int]) -> np.ndarray:
+    """A float32 array (zeros) on an anonymous memory mapping of its own, in 4 KB pages, unmapped with it.
+
+    numpy asks the kernel to back arrays of 4 MB and more with 2 MB huge pages. On the 2-core VM of
+    benchmarks/RESULTS.md, first touching fresh huge pages cost 0.75-1.8 s of system time for a 512^3
+    volume (543 MB), plain pages 0.26-0.28 s (same process, alternating runs); the volume is written
+    once and read twice, so the TLB savings of huge pages do not pay that back.
+    """
+    import mmap
+
+    dims = tuple(int(n) for n in shape)
+    mapping = mmap.mmap(-1, max(1, int(np.prod(dims, dtype=np.int64)) * 4))
+    return np.ndarray(dims, dtype=np.float32, buffer=mapping)
 
 
 def _margin_buffer(vol: np.ndarray) -> np.ndarray | None:

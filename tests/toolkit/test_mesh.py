@@ -264,3 +264,17 @@ def test_edge_facts_match_their_definition_on_random_meshes():
         if trial % 5 == 0:  # repeated faces: directed edges repeat
             faces = np.concatenate([faces, faces])
         assert edge_facts(faces, n) == _edge_facts_by_counting(faces), faces
+
+
+def test_small_page_buffer_is_a_writable_float32_array_on_its_own_mapping():
+    import mmap
+
+    from epigraf_tools.mesh import padded_volume, small_page_buffer
+
+    buf = small_page_buffer((3, 4, 5))
+    assert buf.shape == (3, 4, 5) and buf.dtype == np.float32 and buf.flags.c_contiguous and buf.flags.writeable
+    assert isinstance(buf.base, mmap.mmap) and not buf.any()  # not numpy's allocator (and its huge-page advice)
+    buf[2, 3, 4] = 7.0
+    assert buf.sum() == 7.0
+    vol = padded_volume((5, 4, 3))
+    assert vol.shape == (5, 4, 3) and vol.base.shape == (5, 6, 7) and isinstance(vol.base.base, mmap.mmap)
