@@ -34,7 +34,8 @@ def retain_freed_memory(limit: int = DEFAULT_RETAIN_BYTES) -> bool:
     if mallopt is None:
         return False
     # One arena: a helper thread's big blocks then come from (and return to) the same heap, instead of
-    # a per-thread arena that cannot reuse what the main thread freed.
+    # a per-thread arena that cannot reuse what the main thread freed (a colour thread that ran beside
+    # the report once raised export-mesh's peak RSS from 1.63 to 1.84 GB this way).
     done = [mallopt(M_MMAP_THRESHOLD, int(limit)), mallopt(M_TRIM_THRESHOLD, int(limit)), mallopt(M_ARENA_MAX, 1)]
     return all(done)
 
