@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
 import math
-import sys
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -171,30 +168,6 @@ class MeshOptions:
         return bake_texture(mesh.vertices, mesh.faces, self.texture, lambda points: vertex_colors(G, planes, points))
 
 
-MESH_MODULES = ("trimesh", "skimage.measure._marching_cubes_lewiner")
-
-
-def import_in_background(modules: Sequence[str]) -> threading.Thread | None:
-    """Start importing ``modules`` in a daemon thread; returns it (None when all are imported already).
-
-    ``import trimesh`` brings in scipy.spatial: 0.6 s before the first marching cubes. Begun before the
-    tri-plane synthesis, whose convolutions leave the GIL free, it costs no time on a second core.
-    A module that fails to import here is left to the main thread's own import, which reports it.
-    """
-    missing = [name for name in modules if name not in sys.modules]
-    if not missing:
-        return None
-
-    def load() -> None:
-        for name in missing:
-            with contextlib.suppress(Exception):
-                importlib.import_module(name)
-
-    thread = threading.Thread(target=load, name="mesh-imports", daemon=True)
-    thread.start()
-    return thread
-
-
 def _no_progress(_description: str) -> AbstractContextManager[Progress]:
     return contextlib.nullcontext(lambda _done, _total: None)
 
@@ -338,7 +311,6 @@ def export_meshes(
     truncation, cls, volume_grid = _prepare(G, truncation, class_index, grid)
     out = output_folder(out)
     prepare_kernel(grid.method, G.device, volume_grid.num_voxels, hooks)
-    import_in_background(MESH_MODULES)  # while the first seed's tri-planes are synthesised
     use_colors = options.colors is not False
     reports = []
     for seed in seeds:

@@ -209,15 +209,3 @@ def test_surface_then_finish_is_build_mesh(G, tmp_path):
     assert parts_report == whole_report and parts_report.colors
     np.testing.assert_array_equal(parts.visual.vertex_colors, whole.visual.vertex_colors)
     np.testing.assert_array_equal(parts.faces, whole.faces)
-
-
-def test_import_in_background_loads_missing_modules_and_ignores_failures():
-    import sys
-
-    from epigraf_tools.geometry_export import import_in_background
-
-    assert import_in_background(["json"]) is None  # already imported: no thread
-    sys.modules.pop("colorsys", None)
-    thread = import_in_background(["colorsys", "no_such_module_anywhere"])
-    thread.join(30)
-    assert "colorsys" in sys.modules and "no_such_module_anywhere" not in sys.modules
