@@ -93,7 +93,10 @@ def export_mesh_cmd(
 ) -> None:
     from epigraf_tools.errors import EpigrafError
     from epigraf_tools.geometry_export import MeshOptions, export_meshes, mesh_volume_file
+    from epigraf_tools.heap import retain_freed_memory
     from epigraf_tools.latents import Truncation
+
+    retain_freed_memory()  # a one-shot process: freed activations and volumes are reused, not faulted in again
 
     try:
         level_value = parse_level(level)

@@ -29,7 +29,17 @@ from .eg3d_model import as_toolkit_model, is_eg3d
 from .errors import EpigrafError
 from .isolevel import default_level
 from .latents import Truncation, class_name, resolve_class, ws_from_seeds
-from .mesh import MeshReport, build_mesh, check_level, export_mesh, padded_volume, parse_formats, vertex_colors
+from .mesh import (
+    LevelChoice,
+    MeshReport,
+    check_level,
+    export_mesh,
+    finish_mesh,
+    padded_volume,
+    parse_formats,
+    surface_mesh,
+    vertex_colors,
+)
 from .mesh_texture import TEXTURE_FORMATS, bake_texture, check_texture_size, require_xatlas
 from .models import Generator
 from .mrc import VolumeReport, export_volume, read_mrc
@@ -114,7 +124,19 @@ class MeshOptions:
         stage: Stage | None = None,
     ) -> tuple[Any, MeshReport]:
         """``build_mesh`` with these options: (trimesh.Trimesh, MeshReport without files or provenance)."""
-        return build_mesh(
+        mesh, choice = self.surface(volume, voxel_size, origin, model_default, stage)
+        return finish_mesh(mesh, choice, color_field, stage)
+
+    def surface(
+        self,
+        volume: np.ndarray,
+        voxel_size: Sequence[float],
+        origin: Sequence[float],
+        model_default: float | None,
+        stage: Stage | None = None,
+    ) -> tuple[Any, LevelChoice]:
+        """``surface_mesh`` with these options: the steps of ``build`` that need the volume."""
+        return surface_mesh(
             volume,
             voxel_size,
             origin,
@@ -123,7 +145,6 @@ class MeshOptions:
             keep_largest=self.keep_largest,
             smooth_iterations=self.smooth,
             max_faces=self.max_faces,
-            color_field=color_field,
             stage=stage,
         )
 
@@ -307,11 +328,10 @@ def export_meshes(
         with hooks.stages(f"seed{seed:04d} mesh", options.stages(use_colors)) as stage:
             color_field = (G, planes) if use_colors else None
             model_default = default_level(G.config, grid.value)
-            mesh, report = options.build(
-                vol, volume_grid.voxel_size, volume_grid.origin, model_default, color_field, stage
-            )
+            mesh, choice = options.surface(vol, volume_grid.voxel_size, volume_grid.origin, model_default, stage)
+            del vol  # before the colours and the report, whose arrays can then reuse its memory
+            mesh, report = finish_mesh(mesh, choice, color_field, stage)
             textured = options.textured(mesh, color_field, stage)
-        del vol
         report.provenance = {
             **seed_provenance(G, model, seed, truncation, seed_cls),
             "value": grid.value,

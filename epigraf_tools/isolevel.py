@@ -79,8 +79,12 @@ class DensityStats:
     over the whole volume; ``max_samples`` bounds its memory (8 MB by default).
     """
 
-    def __init__(self, total_voxels: int, max_samples: int = 1 << 20) -> None:
+    def __init__(self, total_voxels: int, max_samples: int = 1 << 20, moments: bool = True) -> None:
+        """``moments`` False skips the float64 sums behind ``mean``/``std`` (NaN then): a level needs only
+        the range and the subsample, and the sums were half the pass over a 512^3 volume."""
         self.total = int(total_voxels)
+        self.moments = moments
+        self.saw_nan = False  # some voxel is NaN (min/max then skip it or the chunk holding it)
         self.stride = max(1, math.ceil(self.total / max_samples))
         self.count = 0
         self.min = math.inf
@@ -108,11 +112,14 @@ class DensityStats:
     def _update_chunk(self, flat: np.ndarray) -> None:
         if flat.size == 0:
             return
-        self.min = min(self.min, float(flat.min()))
-        self.max = max(self.max, float(flat.max()))
-        as64 = flat.astype(np.float64)
-        self._sum += float(as64.sum())
-        self._sumsq += float(np.dot(as64, as64))
+        lo, hi = float(flat.min()), float(flat.max())
+        self.saw_nan = self.saw_nan or math.isnan(lo) or math.isnan(hi)
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
+        if self.moments:
+            as64 = flat.astype(np.float64)
+            self._sum += float(as64.sum())
+            self._sumsq += float(np.dot(as64, as64))
         first = (-self.count) % self.stride  # keep the global stride across slab boundaries
         self._samples.append(flat[first :: self.stride].copy())
         self.count += flat.size
@@ -123,10 +130,12 @@ class DensityStats:
 
     @property
     def mean(self) -> float:
-        return self._sum / max(1, self.count)
+        return self._sum / max(1, self.count) if self.moments else math.nan
 
     @property
     def std(self) -> float:
+        if not self.moments:
+            return math.nan
         return math.sqrt(max(0.0, self._sumsq / max(1, self.count) - self.mean**2))
 
     def summary(self) -> dict[str, object]:
@@ -153,8 +162,8 @@ def choose_level(default: float | None, stats: DensityStats) -> tuple[float, str
     return suggest_level(stats.samples), "isodata"
 
 
-def stats_of(volume: np.ndarray, max_samples: int = 1 << 20) -> DensityStats:
-    """DensityStats of an in-memory volume (any layout)."""
-    stats = DensityStats(volume.size, max_samples)
+def stats_of(volume: np.ndarray, max_samples: int = 1 << 20, moments: bool = True) -> DensityStats:
+    """DensityStats of an in-memory volume (any layout); ``moments`` as in DensityStats."""
+    stats = DensityStats(volume.size, max_samples, moments)
     stats.update(volume)
     return stats

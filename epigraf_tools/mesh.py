@@ -91,10 +91,25 @@ def padded_volume(shape_xyz: Sequence[int]) -> np.ndarray:
 
     Fill it (``extract_density(..., out=V)``) and give it to ``marching_cubes``, which then closes the
     surface at the box by writing the margin in place instead of padding a copy of the whole volume
-    (512 MB at 512^3, and the time to write it).
+    (512 MB at 512^3, and the time to write it). The buffer has a mapping of its own (``small_page_buffer``).
     """
     rx, ry, rz = (int(n) for n in shape_xyz)
-    return np.empty((rz + 2, ry + 2, rx + 2), dtype=np.float32)[1:-1, 1:-1, 1:-1].transpose(2, 1, 0)
+    return small_page_buffer((rz + 2, ry + 2, rx + 2))[1:-1, 1:-1, 1:-1].transpose(2, 1, 0)
+
+
+def small_page_buffer(shape: Sequence[int]) -> np.ndarray:
+    """A float32 array (zeros) on an anonymous memory mapping of its own, in 4 KB pages, unmapped with it.
+
+    numpy asks the kernel to back arrays of 4 MB and more with 2 MB huge pages. On the 2-core VM of
+    benchmarks/RESULTS.md, first touching fresh huge pages cost 0.75-1.8 s of system time for a 512^3
+    volume (543 MB), plain pages 0.26-0.28 s (same process, alternating runs); the volume is written
+    once and read twice, so the TLB savings of huge pages do not pay that back.
+    """
+    import mmap
+
+    dims = tuple(int(n) for n in shape)
+    mapping = mmap.mmap(-1, max(1, int(np.prod(dims, dtype=np.int64)) * 4))
+    return np.ndarray(dims, dtype=np.float32, buffer=mapping)
 
 
 def _margin_buffer(vol: np.ndarray) -> np.ndarray | None:
@@ -124,11 +139,13 @@ def marching_cubes(
     voxel_size: float | Sequence[float],
     origin: Sequence[float] = (0.0, 0.0, 0.0),
     close: bool = True,
+    value_range: tuple[float, float] | None = None,
 ):
     """Iso-surface of V [Rx, Ry, Rz] (V[i, j, k] at origin + (i, j, k) * voxel_size) -> trimesh.Trimesh.
 
     Vertices [V, 3] in world units, faces [F, 3] wound so normals point toward smaller values.
     ``close`` pads the volume when the surface reaches the box so the mesh is closed.
+    ``value_range``: the volume's (nanmin, nanmax) when already known (two passes over it otherwise).
     """
     import trimesh
     from skimage.measure import marching_cubes as skimage_mc
@@ -138,7 +155,8 @@ def marching_cubes(
         raise EpigrafError(f"need a 3-D volume with at least 2 samples per axis, got shape {vol.shape}")
     vs = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,)).copy()
     org = np.asarray(origin, dtype=np.float64).copy()
-    vmin, vmax = float(np.nanmin(vol)), float(np.nanmax(vol))
+    vmin, vmax = (float(v) for v in value_range) if value_range is not None else (np.nanmin(vol), np.nanmax(vol))
+    vmin, vmax = float(vmin), float(vmax)
     check_level(level, vmin, vmax)
     zyx = vol.transpose(2, 1, 0)  # [z, y, x]: C-contiguous for volumes from extract_density/read_mrc
     box_lo, box_hi = org.copy(), org + vs * (np.asarray(vol.shape) - 1)
@@ -356,14 +374,20 @@ def mesh_report(mesh) -> dict[str, Any]:
     edge tables: 17 million edges at 512^3 took trimesh about 10 s and several GB (the tests compare
     both on closed, open and non-manifold meshes).
     """
-    verts = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
+    return mesh_facts(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+
+
+def mesh_facts(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
+    """``mesh_report`` of vertices [V, 3] and faces [F, 3] (plain arrays, no trimesh object needed)."""
+    verts = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return {"vertices": int(len(verts)), "faces": 0, "watertight": False, "winding_consistent": False,
                 "euler_number": 0, "area": 0.0, "bounds": verts_bounds(verts), "volume": None}  # fmt: skip
     watertight, winding, n_edges = edge_facts(faces, len(verts))
     referenced = np.zeros(len(verts), dtype=bool)
     referenced[faces.reshape(-1)] = True
+    n_referenced = int(np.count_nonzero(referenced))
     area, signed_volume = _area_and_volume(verts, faces)
     # Only a closed, consistently wound surface encloses a volume (trimesh also reports one without the latter).
     return {
@@ -371,9 +395,9 @@ def mesh_report(mesh) -> dict[str, Any]:
         "faces": int(len(faces)),
         "watertight": watertight,
         "winding_consistent": winding,
-        "euler_number": int(referenced.sum()) - n_edges + int(len(faces)),
+        "euler_number": n_referenced - n_edges + int(len(faces)),
         "area": area,
-        "bounds": verts_bounds(verts[referenced]),
+        "bounds": verts_bounds(verts if n_referenced == len(verts) else verts[referenced]),  # no copy when all are
         "volume": signed_volume if watertight and winding else None,
     }
 
@@ -402,31 +426,31 @@ def edge_facts(faces: np.ndarray, n_vertices: int) -> tuple[bool, bool, int]:
     """(watertight, winding consistent, unique edges) of faces [F, 3], as trimesh defines them.
 
     Watertight: every edge is shared by exactly two faces. Winding consistent: every such pair runs
-    the edge in opposite directions, so no directed edge of a two-face edge repeats. Two sorts of
-    int64 keys (undirected and directed); the groups are only looked up for repeated directed edges.
+    the edge in opposite directions, so no directed edge of a two-face edge repeats. One sort of int64
+    keys, the undirected edge times two plus its direction: an edge's faces are then adjacent, and
+    a repeated directed edge is two equal neighbours (a second sort of the directed keys cost 0.1 s
+    at 512^3).
     """
     n = np.int64(n_vertices)
     a = faces.reshape(-1).astype(np.int64)
     b = faces[:, [1, 2, 0]].reshape(-1).astype(np.int64)
-    undirected = np.minimum(a, b)
-    undirected *= n
-    undirected += np.maximum(a, b)
-    undirected.sort()
-    a *= n
-    a += b
-    del b
-    directed = a
-    directed.sort()
-    bounds = np.flatnonzero(np.r_[True, undirected[1:] != undirected[:-1], True])
+    key = np.minimum(a, b)
+    key *= n
+    key += np.maximum(a, b)
+    key *= 2
+    key += a > b  # the direction bit
+    del a, b
+    key.sort()
+    edge = key >> 1
+    bounds = np.flatnonzero(np.r_[True, edge[1:] != edge[:-1], True])
+    del edge
     counts = np.diff(bounds)
     watertight = bool((counts == 2).all())
-    repeated = np.unique(directed[1:][directed[1:] == directed[:-1]])
+    repeated = np.flatnonzero(key[1:] == key[:-1])  # the same edge in the same direction, twice or more
     winding = True
     if len(repeated):
-        tail, head = np.divmod(repeated, n)
-        keys = np.unique(np.minimum(tail, head) * n + np.maximum(tail, head))
-        shared_by = np.searchsorted(undirected, keys, "right") - np.searchsorted(undirected, keys, "left")
-        winding = not bool((shared_by == 2).any())
+        group = np.searchsorted(bounds, repeated, "right") - 1  # the edge each repeat belongs to
+        winding = not bool((counts[group] == 2).any())
     return watertight, winding, int(len(counts))
 
 
@@ -471,15 +495,18 @@ def mesh_from_volume(
     max_faces: int | None = None,
     close: bool = True,
     stage: Stage | None = None,
+    value_range: tuple[float, float] | None = None,
 ):
-    """The whole geometry pipeline: marching cubes -> largest component -> Taubin -> decimation."""
+    """The whole geometry pipeline: marching cubes -> largest component -> Taubin -> decimation.
+
+    ``value_range`` (min, max) of the volume, when the caller knows it, spares marching cubes a pass."""
 
     def say(name: str) -> None:
         if stage is not None:
             stage(name)
 
     say("marching cubes")
-    mesh = marching_cubes(volume, level, voxel_size, origin, close=close)
+    mesh = marching_cubes(volume, level, voxel_size, origin, close=close, value_range=value_range)
     if len(mesh.faces) == 0:
         raise EpigrafError(f"no surface at level {level:.6g}")
     if keep_largest:
@@ -492,6 +519,81 @@ def mesh_from_volume(
         say("decimation")
         mesh = decimate(mesh, max_faces)
     return mesh
+
+
+@dataclass(frozen=True)
+class LevelChoice:
+    """The level ``surface_mesh`` used, where it came from, and the volume's value range."""
+
+    level: float
+    source: str  # 'given', 'model default' or 'isodata'
+    model_default: float | None
+    value_range: tuple[float, float]
+
+
+def surface_mesh(
+    volume: np.ndarray,
+    voxel_size: float | Sequence[float],
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    level: float | None = None,
+    model_default: float | None = None,
+    keep_largest: bool = False,
+    smooth_iterations: int = 0,
+    max_faces: int | None = None,
+    stage: Stage | None = None,
+) -> tuple[Any, LevelChoice]:
+    """Level choice + ``mesh_from_volume``: the part of ``build_mesh`` that needs the volume.
+
+    ``level`` None picks ``model_default`` when it lies inside the data range, else the isodata threshold
+    (see ``isolevel``); an explicit level outside the range is an EpigrafError naming the range.
+    A caller that owns the volume can drop it after this and before ``finish_mesh`` (512 MB at 512^3).
+    """
+    from .isolevel import choose_level, stats_of
+
+    stats = stats_of(volume, moments=False)  # the range and the isodata subsample; no mean or std
+    if level is None:
+        level, source = choose_level(model_default, stats)
+    else:
+        source = "given"
+    check_level(level, stats.min, stats.max)
+    value_range = None if stats.saw_nan else (stats.min, stats.max)  # with NaN marching cubes takes nanmin/nanmax
+    mesh = mesh_from_volume(
+        volume,
+        level,
+        voxel_size,
+        origin,
+        keep_largest,
+        smooth_iterations,
+        max_faces,
+        stage=stage,
+        value_range=value_range,
+    )
+    return mesh, LevelChoice(float(level), source, model_default, (stats.min, stats.max))
+
+
+def finish_mesh(
+    mesh, choice: LevelChoice, color_field: tuple[Generator, torch.Tensor] | None = None, stage: Stage | None = None
+) -> tuple[Any, MeshReport]:
+    """Vertex colours and the MeshReport of a ``surface_mesh`` result: (mesh, MeshReport).
+
+    ``color_field`` (G, planes [1, 3, C, R, R]) colours the vertices with the field's rgb. (Computing
+    the report in a second thread meanwhile did not pay on the shared 2-core machine: the threads
+    took as much wall time as their CPU time, 1.4-2.5 s against 1.4 s one after the other.)
+    """
+    if color_field is not None:
+        if stage is not None:
+            stage("colours")
+        G, planes = color_field
+        mesh.visual.vertex_colors = vertex_colors(G, planes, mesh.vertices)
+    report = MeshReport(
+        level=choice.level,
+        level_source=choice.source,
+        model_default_level=choice.model_default,
+        value_range=list(choice.value_range),
+        colors=color_field is not None,
+        **mesh_report(mesh),
+    )
+    return mesh, report
 
 
 def build_mesh(
@@ -508,33 +610,12 @@ def build_mesh(
 ) -> tuple[Any, MeshReport]:
     """Level choice + ``mesh_from_volume`` + vertex colours; returns (mesh, MeshReport).
 
-    ``level`` None picks ``model_default`` when it lies inside the data range, else the isodata threshold
-    (see ``isolevel``); an explicit level outside the range is an EpigrafError naming the range.
-    ``color_field`` (G, planes [1, 3, C, R, R]) colours the final vertices with the field's rgb.
+    ``surface_mesh`` then ``finish_mesh`` (see them for the level rule and the colours).
     """
-    from .isolevel import choose_level, stats_of
-
-    stats = stats_of(volume)
-    if level is None:
-        level, source = choose_level(model_default, stats)
-    else:
-        source = "given"
-    check_level(level, stats.min, stats.max)
-    mesh = mesh_from_volume(volume, level, voxel_size, origin, keep_largest, smooth_iterations, max_faces, stage=stage)
-    if color_field is not None:
-        if stage is not None:
-            stage("colours")
-        G, planes = color_field
-        mesh.visual.vertex_colors = vertex_colors(G, planes, mesh.vertices)
-    report = MeshReport(
-        level=float(level),
-        level_source=source,
-        model_default_level=model_default,
-        value_range=[stats.min, stats.max],
-        colors=color_field is not None,
-        **mesh_report(mesh),
+    mesh, choice = surface_mesh(
+        volume, voxel_size, origin, level, model_default, keep_largest, smooth_iterations, max_faces, stage
     )
-    return mesh, report
+    return finish_mesh(mesh, choice, color_field, stage)
 
 
 def export_mesh(mesh, stem: str | os.PathLike[str], formats: Sequence[str], textured: Any = None) -> list[Path]:

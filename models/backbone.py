@@ -20,6 +20,11 @@ from .layers import FullyConnectedLayer, bias_act, conv2d_resample, setup_filter
 NOISE_MODES = ("random", "const", "none")
 
 
+def _no_autograd(x: torch.Tensor) -> bool:
+    """True when ``x`` may be overwritten in place: no graph is being recorded through it (inference)."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -51,7 +56,7 @@ def modulated_conv2d(
         x = conv2d_resample(x, w, resample_filter, up=up, padding=padding, groups=batch)
         x = x.reshape(batch, out_ch, *x.shape[2:])
         if noise is not None:
-            x = x + noise.to(x.dtype)
+            x = x.add_(noise.to(x.dtype)) if _no_autograd(x) else x + noise.to(x.dtype)
         return x
     x = x * styles.reshape(batch, -1, 1, 1).to(x.dtype)
     x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
@@ -108,7 +113,8 @@ class SynthesisLayer(nn.Module):
             resample_filter=self.resample_filter,
             fused=not self.training,
         )
-        return bias_act(x, self.bias.to(x.dtype), act="lrelu", clamp=self.conv_clamp)
+        # x is the convolution's own output: outside autograd it is finished in place
+        return bias_act(x, self.bias.to(x.dtype), act="lrelu", clamp=self.conv_clamp, inplace=_no_autograd(x))
 
 
 class ToRGBLayer(nn.Module):
@@ -125,7 +131,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=not self.training)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, inplace=_no_autograd(x))
 
 
 class SynthesisBlock(nn.Module):

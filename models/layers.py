@@ -29,25 +29,28 @@ def bias_act(
     gain: float = 1.0,
     clamp: float | None = None,
     dim: int = 1,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Add a bias, apply an activation, scale by its default gain times ``gain``, then clamp.
 
     ``b`` is broadcast along ``dim`` of ``x``. ``clamp`` bounds the output to [-clamp, clamp]
     (the official code keeps conv_clamp=256 active even in fp32, so parity needs it).
+    ``inplace`` overwrites ``x`` (a tensor its caller just made, outside autograd) with the same
+    numbers: at 512^2 each of the four steps would otherwise allocate and fill a 64 MB tensor.
     """
     if b is not None:
         shape = [1] * x.ndim
         shape[dim] = -1
-        x = x + b.reshape(shape)
+        x = x.add_(b.reshape(shape)) if inplace else x + b.reshape(shape)
     if act == "lrelu":
-        x = F.leaky_relu(x, 0.2)
+        x = F.leaky_relu(x, 0.2, inplace=inplace)
     elif act != "linear":
         raise ValueError(f"unknown activation {act!r}; expected 'linear' or 'lrelu'")
     total_gain = ACTIVATION_GAINS[act] * gain
     if total_gain != 1:
-        x = x * total_gain
+        x = x.mul_(total_gain) if inplace else x * total_gain
     if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
+        x = x.clamp_(-clamp, clamp) if inplace else x.clamp(-clamp, clamp)
     return x
 
 

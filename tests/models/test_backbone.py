@@ -94,3 +94,30 @@ def test_noise_modes():
     assert not torch.allclose(seeded[0], net(ws, "random", torch.Generator().manual_seed(8)))
     with pytest.raises(ValueError, match="noise_mode must be one of .*'loud'"):
         net(ws, "loud")
+
+
+@pytest.mark.parametrize("act", ["linear", "lrelu"])
+def test_bias_act_in_place_gives_the_same_numbers(act):
+    from epigraf_tools.models.layers import bias_act
+
+    x = torch.randn(2, 5, 6, 6, generator=torch.Generator().manual_seed(3)) * 300  # some values past the clamp
+    b = torch.randn(5)
+    expected = bias_act(x, b, act=act, gain=0.7, clamp=256)
+    work = x.clone()
+    out = bias_act(work, b, act=act, gain=0.7, clamp=256, inplace=True)
+    assert out.data_ptr() == work.data_ptr()  # no new tensor
+    assert torch.equal(out, expected)
+
+
+def test_inference_synthesis_finishes_layers_in_place_with_the_same_result():
+    """Under no_grad the layers overwrite their conv outputs; with autograd they must not (and both agree)."""
+    net = TriPlaneBackbone(w_dim=8, out_resolution=16, out_channels=6, channel_base=64, channel_max=16).eval()
+    ws = torch.randn(1, net.num_ws, 8, generator=torch.Generator().manual_seed(0))
+    for p in net.parameters():
+        p.requires_grad_(True)
+    with_graph = net(ws, noise_mode="const")
+    with torch.no_grad():
+        without = net(ws, noise_mode="const")
+    assert torch.equal(with_graph.detach(), without)
+    with_graph.square().sum().backward()  # in-place ops on saved tensors would make this raise
+    assert net.b16.conv1.weight.grad is not None

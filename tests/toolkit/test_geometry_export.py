@@ -164,3 +164,48 @@ def test_bad_grid_options_name_the_parameter(G, tmp_path, grid, needle):
     with pytest.raises(EpigrafError, match=needle):
         export_volumes(G, [0], tmp_path / "x", grid=grid)
     assert not (tmp_path / "x").exists()
+
+
+def test_export_meshes_lets_go_of_the_volume_before_colours_and_report(G, tmp_path, monkeypatch):
+    """The 512 MB volume of a 512^3 mesh is freed once marching cubes is done, so the colours and the
+    report reuse its memory instead of adding to the peak."""
+    import gc
+    import weakref
+
+    import epigraf_tools.geometry_export as ge
+
+    buffers, alive_at_finish = [], []
+    make_buffer, finish = ge.padded_volume, ge.finish_mesh
+
+    def recording_buffer(shape):
+        volume = make_buffer(shape)
+        buffers.append(weakref.ref(volume.base))
+        return volume
+
+    def checking_finish(*args, **kwargs):
+        gc.collect()
+        alive_at_finish.append(buffers[-1]() is not None)
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(ge, "padded_volume", recording_buffer)
+    monkeypatch.setattr(ge, "finish_mesh", checking_finish)
+    (report,) = export_meshes(G, [1], tmp_path, grid=GridOptions(resolution=16))
+    assert alive_at_finish == [False]
+    assert report.colors and report.watertight
+
+
+def test_surface_then_finish_is_build_mesh(G, tmp_path):
+    from epigraf_tools.geometry_export import seed_planes
+    from epigraf_tools.mesh import build_mesh, finish_mesh, surface_mesh
+    from epigraf_tools.volume import extract_density
+
+    planes, _ = seed_planes(G, 4, Truncation(), None)
+    vol = extract_density(G, planes, resolution=18)
+    spacing, origin = (0.4 / 17,) * 3, (-0.2,) * 3
+    whole, whole_report = build_mesh(vol, spacing, origin, model_default=1e9, color_field=(G, planes))
+    mesh, choice = surface_mesh(vol, spacing, origin, model_default=1e9)
+    assert choice.source == "isodata" and choice.value_range == (float(vol.min()), float(vol.max()))
+    parts, parts_report = finish_mesh(mesh, choice, (G, planes))
+    assert parts_report == whole_report and parts_report.colors
+    np.testing.assert_array_equal(parts.visual.vertex_colors, whole.visual.vertex_colors)
+    np.testing.assert_array_equal(parts.faces, whole.faces)

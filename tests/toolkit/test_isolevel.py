@@ -69,3 +69,14 @@ def test_suggest_level_is_scikit_images_isodata_threshold():
         values = values.astype(np.float32)
         want = float(skimage_filters.threshold_isodata(values.astype(np.float64), nbins=1024))
         assert suggest_level(values) == want  # the same definition, computed without importing scikit-image
+
+
+def test_stats_without_moments_keep_range_and_samples():
+    vol = np.random.default_rng(5).normal(size=(30, 20, 50)).astype(np.float32)
+    full, light = stats_of(vol), stats_of(vol, moments=False)
+    assert (light.min, light.max) == (full.min, full.max) == (float(vol.min()), float(vol.max()))
+    np.testing.assert_array_equal(light.samples, full.samples)
+    assert math.isnan(light.mean) and math.isnan(light.std) and not math.isnan(full.std)
+    assert not light.saw_nan
+    vol[3, 4, 5] = np.nan
+    assert stats_of(vol, moments=False).saw_nan

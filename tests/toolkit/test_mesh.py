@@ -227,3 +227,54 @@ def test_a_padded_volume_gives_the_same_mesh_as_a_plain_one(sphere, level_offset
         key(inplace).view("f8"), key(plain).view("f8"), atol=1e-9, rtol=0
     )  # the same vertices (float64 sums in either order)
     np.testing.assert_allclose(inplace.volume, plain.volume, rtol=1e-9)
+
+
+def test_marching_cubes_with_a_known_value_range_makes_the_same_mesh(sphere):
+    _, _, grid, vol = sphere
+    plain = marching_cubes(vol, 0.0, grid.voxel_size, grid.origin)
+    known = marching_cubes(vol, 0.0, grid.voxel_size, grid.origin, value_range=(float(vol.min()), float(vol.max())))
+    np.testing.assert_array_equal(plain.vertices, known.vertices)
+    np.testing.assert_array_equal(plain.faces, known.faces)
+
+
+def _edge_facts_by_counting(faces: np.ndarray) -> tuple[bool, bool, int]:
+    """edge_facts' definition spelled out with dictionaries (trimesh's meaning of both flags)."""
+    from collections import Counter
+
+    undirected, directed = Counter(), Counter()
+    for tri in faces.tolist():
+        for i in range(3):
+            a, b = tri[i], tri[(i + 1) % 3]
+            undirected[min(a, b), max(a, b)] += 1
+            directed[a, b] += 1
+    watertight = all(c == 2 for c in undirected.values())
+    winding = not any(c > 1 and undirected[min(a, b), max(a, b)] == 2 for (a, b), c in directed.items())
+    return watertight, winding, len(undirected)
+
+
+def test_edge_facts_match_their_definition_on_random_meshes():
+    from epigraf_tools.mesh import edge_facts
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(3, 12))
+        faces = rng.integers(0, n, (int(rng.integers(1, 20)), 3))
+        if trial % 3 == 0:  # closed (each face and its flip): watertight, and consistent unless repeated
+            faces = np.concatenate([faces, faces[:, ::-1]])
+        if trial % 5 == 0:  # repeated faces: directed edges repeat
+            faces = np.concatenate([faces, faces])
+        assert edge_facts(faces, n) == _edge_facts_by_counting(faces), faces
+
+
+def test_small_page_buffer_is_a_writable_float32_array_on_its_own_mapping():
+    import mmap
+
+    from epigraf_tools.mesh import padded_volume, small_page_buffer
+
+    buf = small_page_buffer((3, 4, 5))
+    assert buf.shape == (3, 4, 5) and buf.dtype == np.float32 and buf.flags.c_contiguous and buf.flags.writeable
+    assert isinstance(buf.base, mmap.mmap) and not buf.any()  # not numpy's allocator (and its huge-page advice)
+    buf[2, 3, 4] = 7.0
+    assert buf.sum() == 7.0
+    vol = padded_volume((5, 4, 3))
+    assert vol.shape == (5, 4, 3) and vol.base.shape == (5, 6, 7) and isinstance(vol.base.base, mmap.mmap)
