@@ -1,7 +1,7 @@
 """Render frames with 48 + 48 samples per ray: the toolkit's renderer vs the official code or a straightforward one.
 
 Ours: ``epigraf_tools.rendering.render_views`` (FastTriPlaneField: channels-last planes prepared once
-per image, folded weights; 2048-ray chunks, their points in depth-major order; inference_mode).
+per image, folded weights; 2048-ray chunks that stay in cache; inference_mode).
 Compared with, in the same process and alternating repeat by repeat:
 
 - ``--official-src PATH``: the official EpiGRAF code (universome/epigraf, imported from PATH at run

@@ -179,14 +179,9 @@ def render_rays(
     z = stratify(z, draws.perturb)
 
     def evaluate(depths: torch.Tensor) -> torch.Tensor:
-        n = depths.shape[2]
-        # Depth-major order ([B, N, R]): consecutive points then belong to neighbouring rays at the
-        # same step, so they read neighbouring texels and the planes stay in cache (ray-major, one ray's
-        # steps lie ~6 texels apart on FFHQ-size planes and nearly every lookup misses). Each point is
-        # evaluated on its own, so the values do not depend on the order.
-        pts = origins.unsqueeze(1) + directions.unsqueeze(1) * depths.transpose(1, 2)  # [B, N, R, 3]
+        pts = origins.unsqueeze(2) + directions.unsqueeze(2) * depths  # [B, R, N, 3]
         out = field_fn(pts.reshape(b, -1, 3))
-        return out.reshape(b, n, r, -1).transpose(1, 2)
+        return out.reshape(b, r, depths.shape[2], -1)
 
     def nerf_noise(like: torch.Tensor) -> torch.Tensor | None:
         if opts.nerf_noise_std <= 0:

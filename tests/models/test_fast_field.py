@@ -141,38 +141,3 @@ def test_points_that_need_gradients_go_through_the_reference(tiny_generator):
     points = ((torch.rand(1, 50, 3) * 2 - 1) * G.config.cube_scale).requires_grad_(True)
     field(points)[..., -1].sum().backward()
     assert points.grad is not None and points.grad.abs().sum() > 0
-
-
-def test_isotropic_taps_equal_the_general_ones_bit_for_bit():
-    """Square planes convert each world axis once; the general path (per plane and direction) must agree."""
-    from epigraf_tools.models.eg3d.fast_field import FastEG3DField
-
-    torch.manual_seed(4)
-    points = (torch.rand(2, 400, 3) * 2 - 1) * 0.3
-    from epigraf_tools.models.eg3d.generator import OSGDecoder
-
-    planes = torch.randn(2, 3, 4, 10, 10)
-    # EpiGRAF's axes and align_corners=True scale; EG3D's axes and align_corners=False scale
-    fields = [
-        FastTriPlaneField(planes, TriPlaneMLP(feat_dim=4, hid_dim=8), 0.2),
-        FastEG3DField(planes, OSGDecoder(4), 0.5),
-    ]
-    for field in fields:
-        assert field.isotropic
-        rows, weights = field.taps(points.clone())
-        field.isotropic = False
-        rows_ref, weights_ref = field.taps(points.clone())
-        assert torch.equal(rows, rows_ref) and torch.equal(weights, weights_ref)
-
-
-def test_chunked_inference_keeps_each_batch_item_on_its_own_planes(monkeypatch):
-    import epigraf_tools.models.fast_field as fast_field
-
-    monkeypatch.setattr(fast_field, "CHUNK_POINTS", 7)  # chunks straddle batch items
-    torch.manual_seed(5)
-    mlp = TriPlaneMLP(feat_dim=8, hid_dim=16, n_layers=2)
-    planes = torch.randn(3, 3, 8, 12, 12)
-    points = (torch.rand(3, 40, 3) * 2 - 1) * 0.2
-    with torch.no_grad():
-        ref = query_field(planes, mlp, points, 0.2)
-    torch.testing.assert_close(FastTriPlaneField(planes, mlp, 0.2)(points), ref, atol=1e-5, rtol=1e-5)
