@@ -69,8 +69,10 @@ def export_volume_cmd(
     debug: bool = DebugOption,
 ) -> None:
     from epigraf_tools.geometry_export import export_volumes
+    from epigraf_tools.heap import retain_freed_memory
     from epigraf_tools.latents import Truncation
 
+    retain_freed_memory()  # a one-shot process: tri-plane synthesis reuses its freed activations
     stored = check_latent_option(latent)
     seed_list = seeds_from_text(seeds)
     trunc = Truncation(truncation, truncation_cutoff).validate()

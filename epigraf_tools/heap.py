@@ -7,8 +7,9 @@ MB more: ``epigraf export-mesh`` at 512^3 took about 980k page faults and 7 s of
 16 s of CPU (benchmarks/RESULTS.md). With the thresholds raised, freed blocks stay in the heap and
 later allocations reuse pages that are already mapped.
 
-This is a process-wide setting, so only short-lived commands turn it on (``export-mesh``); a library
-call never changes how its caller's process allocates.
+This is a process-wide setting, so only short-lived commands turn it on (``export-mesh``,
+``export-volume``: there it cut synthesis's system time from 1.37 to 0.47 s at 512^2 on 2 cores); a
+library call never changes how its caller's process allocates.
 """
 
 from __future__ import annotations

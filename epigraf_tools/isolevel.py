@@ -119,7 +119,9 @@ class DensityStats:
         if self.moments:
             as64 = flat.astype(np.float64)
             self._sum += float(as64.sum())
-            self._sumsq += float(np.dot(as64, as64))
+            # not np.dot: OpenBLAS threads a dot this long, and its pool then spins beside torch's
+            # (export-volume 512^3 on 2 cores: 8.0-8.7 s wall with np.dot, 6.5-6.7 s without BLAS)
+            self._sumsq += float(np.einsum("i,i->", as64, as64))
         first = (-self.count) % self.stride  # keep the global stride across slab boundaries
         self._samples.append(flat[first :: self.stride].copy())
         self.count += flat.size

@@ -49,8 +49,18 @@ AUTO_BUILD_VOXELS = 384**3
 logger = logging.getLogger(__name__)
 
 # Flag sets tried in order: the native build is the fast one; the plain one is for compilers that
-# reject -march=native (some clang/arm64 setups).
-_FLAG_SETS: tuple[tuple[str, ...], ...] = (("-O3", "-march=native"), ("-O3",))
+# reject -march=native (some clang/arm64 setups). -fopenmp is what makes the kernels' at::parallel_for
+# share rows over torch's threads: without it ATen's header compiles the loop serially (measured on 2
+# idle cores, 512^3 relu_slab: 1.28 s with 2 threads without it, 0.62 s with it). It adds no link
+# flag: the OpenMP calls resolve to the runtime libtorch_cpu already loads. Compilers without OpenMP
+# (Apple clang) fail that set once, leave a marker, and use the next.
+_FLAG_SETS: tuple[tuple[str, ...], ...] = (
+    ("-O3", "-march=native", "-fopenmp"),
+    ("-O3", "-march=native"),
+    ("-O3", "-fopenmp"),
+    ("-O3",),
+)
+FAILED_MARKER = "BUILD-FAILED"  # in a build folder: this key failed to build once; never retried
 
 _lock = threading.Lock()
 _cache: dict[str, ModuleType | None] = {}
@@ -136,8 +146,37 @@ def build_key(source: Path, flags: tuple[str, ...]) -> str:
         ]
     )
     digest = hashlib.sha256(ident.encode() + b"\0" + source.read_bytes()).hexdigest()[:16]
-    tag = "native" if "-march=native" in flags else "portable"
-    return f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{tag}-{digest}"
+    return f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{_tag(flags)}-{digest}"
+
+
+def _tag(flags: tuple[str, ...]) -> str:
+    """'native' (-march=native) or 'portable': the word the status and the module name carry."""
+    return "native" if "-march=native" in flags else "portable"
+
+
+def _describe(flags: tuple[str, ...]) -> str:
+    """The status words for a build of ``flags``, e.g. 'native build, threaded'."""
+    return f"{_tag(flags)} build" + (", threaded" if "-fopenmp" in flags else "")
+
+
+def _preferred_build(name: str, source: Path, built_only: bool = False) -> tuple[tuple[str, ...], str, Path | None]:
+    """The flag set this process should use: (flags, key, finished binary or None when it must be built).
+
+    Flag sets go in order of preference; one whose build failed before (``FAILED_MARKER``) is passed
+    over, so an untried better set is built (once) rather than masked by a cached lesser one, and a
+    failed one never costs a second attempt. ``built_only`` (no compiler here) takes the best set that
+    is already built. (), "", None when there is none.
+    """
+    for flags in _FLAG_SETS:
+        key = build_key(source, flags)
+        build_dir = kernel_cache_root() / key
+        if (build_dir / FAILED_MARKER).is_file():
+            continue
+        module_name = _module_name(name, key, _tag(flags))
+        found = sorted(build_dir.glob(f"{module_name}*.so")) + sorted(build_dir.glob(f"{module_name}*.pyd"))
+        if found or not built_only:
+            return flags, key, (found[0] if found else None)
+    return (), "", None
 
 
 def kernel_is_cached(name: str = "density_slab") -> bool:
@@ -147,14 +186,9 @@ def kernel_is_cached(name: str = "density_slab") -> bool:
     if os.environ.get(DISABLE_ENV, "") not in ("", "0") or not DENSITY_SOURCE.is_file():
         return False
     try:
-        for flags in _FLAG_SETS:
-            key = build_key(DENSITY_SOURCE, flags)
-            tag = "native" if "-march=native" in flags else "portable"
-            if _is_built(kernel_cache_root() / key, _module_name(name, key, tag)):
-                return True
+        return _preferred_build(name, DENSITY_SOURCE)[2] is not None
     except OSError:
         return False
-    return False
 
 
 def auto_builds_kernel(voxels: int) -> bool:
@@ -187,8 +221,10 @@ def load_density_kernel(verbose: bool = False, on_build: Callable[[str], None] |
             pass
         else:
             reason = _compiler_available()
-            if reason is not None:
-                _status[name] = reason
+            if reason is not None:  # no compiler: a lesser build that is already cached still serves
+                module = _load_built(name, DENSITY_SOURCE, built_only=True)
+                if module is None:
+                    _status[name] = reason
             else:
                 module = _build(name, DENSITY_SOURCE, verbose, on_build)
         _cache[name] = module
@@ -196,8 +232,8 @@ def load_density_kernel(verbose: bool = False, on_build: Callable[[str], None] |
         return module
 
 
-def _load_built(name: str, source: Path) -> ModuleType | None:
-    """Import a finished build straight from the cache, or None (then ``_build`` checks and builds).
+def _load_built(name: str, source: Path, built_only: bool = False) -> ModuleType | None:
+    """Import the preferred finished build straight from the cache, or None (then ``_build`` builds it).
 
     The folder's key already covers torch, Python, compiler, flags, CPU and source, so nothing needs
     re-checking; this skips importing ``torch.utils.cpp_extension`` (which pulls in setuptools) and
@@ -206,21 +242,19 @@ def _load_built(name: str, source: Path) -> ModuleType | None:
     import importlib.machinery
     import importlib.util
 
-    for flags in _FLAG_SETS:
-        tag = "native" if "-march=native" in flags else "portable"
-        key = build_key(source, flags)
-        module_name = _module_name(name, key, tag)
-        for path in sorted((kernel_cache_root() / key).glob(f"{module_name}*.so")):
-            try:
-                loader = importlib.machinery.ExtensionFileLoader(module_name, str(path))
-                spec = importlib.util.spec_from_file_location(module_name, str(path), loader=loader)
-                module = importlib.util.module_from_spec(spec)
-                loader.exec_module(module)
-            except Exception:  # noqa: BLE001 - a damaged or foreign file: rebuild through ninja instead
-                continue
-            _status[name] = f"loaded ({tag} build)"
-            return module
-    return None
+    flags, key, path = _preferred_build(name, source, built_only)
+    if path is None:
+        return None
+    module_name = _module_name(name, key, _tag(flags))
+    try:
+        loader = importlib.machinery.ExtensionFileLoader(module_name, str(path))
+        spec = importlib.util.spec_from_file_location(module_name, str(path), loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: rebuild through ninja instead
+        return None
+    _status[name] = f"loaded ({_describe(flags)})"
+    return module
 
 
 def _build(name: str, source: Path, verbose: bool, on_build: Callable[[str], None] | None = None) -> ModuleType | None:
@@ -230,10 +264,14 @@ def _build(name: str, source: Path, verbose: bool, on_build: Callable[[str], Non
     announced = False
     for flags in _FLAG_SETS:
         # The flag set is part of the key so a cached native build never masks a portable one.
-        tag = "native" if "-march=native" in flags else "portable"
+        tag = _tag(flags)
         key = build_key(source, flags)
         build_dir = kernel_cache_root() / key
         module_name = _module_name(name, key, tag)
+        marker = build_dir / FAILED_MARKER
+        if marker.is_file():
+            errors.append(f"{_describe(flags)}: {marker.read_text(errors='replace').strip()[:300]}")
+            continue
         try:
             if not announced and not _is_built(build_dir, module_name):
                 announced = True
@@ -252,12 +290,23 @@ def _build(name: str, source: Path, verbose: bool, on_build: Callable[[str], Non
                     build_directory=str(build_dir),
                     verbose=verbose,
                 )
-            _status[name] = f"loaded ({tag} build)"
+            _status[name] = f"loaded ({_describe(flags)})"
             return module
-        except Exception as exc:  # noqa: BLE001 - any build failure means: use the PyTorch path
-            errors.append(f"{tag}: {_first_error_line(str(exc)) or exc.__class__.__name__}")
+        except Exception as exc:  # noqa: BLE001 - any build failure means: the next flag set, then PyTorch
+            reason = _first_error_line(str(exc)) or exc.__class__.__name__
+            errors.append(f"{_describe(flags)}: {reason}")
+            _mark_failed(marker, reason)
     _status[name] = "build failed: " + "; ".join(errors)
     return None
+
+
+def _mark_failed(marker: Path, reason: str) -> None:
+    """Remember that this key does not build (a later process goes straight to the next flag set)."""
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(reason + "\n")
+    except OSError:  # a read-only cache: the attempt is simply repeated next time
+        pass
 
 
 def _is_built(build_dir: Path, module_name: str) -> bool:

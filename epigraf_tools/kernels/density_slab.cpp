@@ -470,8 +470,19 @@ std::string softplus_path() {
 #endif
 }
 
+// Whether this build shares rows over torch's threads: at::parallel_for is serial unless the file is
+// compiled with OpenMP (the extension links no runtime of its own; it uses the one torch loaded).
+bool threaded() {
+#if defined(_OPENMP)
+  return true;
+#else
+  return false;
+#endif
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("relu_slab", &relu_slab, "Separable tri-plane density, (leaky) ReLU hidden layer, for a slab of z-sections");
   m.def("softplus_slab", &softplus_slab, "Separable tri-plane density, softplus hidden layer, for a slab of z-sections");
   m.def("softplus_path", &softplus_path, "The softplus code path compiled in: 'avx512-table' or 'exp-log1p'");
+  m.def("threaded", &threaded, "Whether the slab loops run over torch's intra-op threads (an OpenMP build)");
 }

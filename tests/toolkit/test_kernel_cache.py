@@ -34,6 +34,40 @@ def fake_build(monkeypatch, tmp_path):
     return calls
 
 
+def test_a_flag_set_that_fails_is_marked_and_never_tried_again(fake_build, monkeypatch):
+    """Apple clang rejects -fopenmp: that set fails once, the next one serves, later processes skip it."""
+    real_load = torch.utils.cpp_extension.load
+
+    def no_openmp(name, sources, extra_cflags, build_directory, verbose):
+        if "-fopenmp" in extra_cflags:
+            raise RuntimeError("clang: error: unsupported option '-fopenmp'")
+        return real_load(name, sources, extra_cflags, build_directory, verbose)
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_openmp)
+    assert kernels.load_density_kernel() is not None
+    assert [c["flags"] for c in fake_build] == [["-O3", "-march=native"]]
+    assert kernels.kernel_status() == "loaded (native build)"
+    marker = Path(kernels.kernel_cache_root()) / kernels.build_key(kernels.DENSITY_SOURCE, kernels._FLAG_SETS[0])
+    assert "unsupported option" in (marker / kernels.FAILED_MARKER).read_text()
+    assert kernels.kernel_is_cached()  # the failed set does not count as "needs a build"
+    monkeypatch.setattr(kernels, "_cache", {})  # a new process: no second attempt at the failed set
+    assert kernels.load_density_kernel() is not None
+    assert [c["flags"] for c in fake_build] == [["-O3", "-march=native"]] * 2
+
+
+def test_a_cached_lesser_build_does_not_mask_an_untried_better_one(fake_build):
+    """A cache from before the threaded flag set (or another machine's portable build) gets the better build."""
+    lesser = kernels._FLAG_SETS[1]
+    key = kernels.build_key(kernels.DENSITY_SOURCE, lesser)
+    folder = kernels.kernel_cache_root() / key
+    folder.mkdir(parents=True)
+    (folder / f"{kernels._module_name('density_slab', key, 'native')}.so").write_bytes(b"")
+    assert not kernels.kernel_is_cached()  # 'auto' on a small grid will not start a build for it
+    assert kernels.load_density_kernel() is not None
+    assert [c["flags"] for c in fake_build] == [list(kernels._FLAG_SETS[0])]
+    assert kernels.kernel_status() == "loaded (native build, threaded)"
+
+
 def test_the_build_notice_comes_once_and_only_for_a_cold_build(fake_build, monkeypatch):
     heard: list[str] = []
     assert kernels.load_density_kernel(on_build=heard.append) is not None

@@ -152,7 +152,36 @@ def test_the_loaded_kernel_is_the_build_of_the_current_source():
     if module is None:
         pytest.skip(f"density kernel unavailable: {kernel_status()}")
     tag = "native" if "native" in kernel_status() else "portable"
-    flags = next(f for f in kernels._FLAG_SETS if ("-march=native" in f) == (tag == "native"))
+    threaded = "threaded" in kernel_status()
+    flags = next(f for f in kernels._FLAG_SETS if kernels._tag(f) == tag and ("-fopenmp" in f) == threaded)
     key = kernels.build_key(kernels.DENSITY_SOURCE, flags)
     assert module.__name__ == kernels._module_name("density_slab", key, tag)
     assert hasattr(module, "softplus_path")  # only builds of this source have it
+    assert module.threaded() == threaded  # the status tells the truth about OpenMP
+
+
+def test_gcc_builds_share_the_rows_over_torch_threads():
+    """Without -fopenmp, ATen's parallel_for compiles serially and a 2-core volume takes as long as 1 core."""
+    import epigraf_tools.kernels as kernels
+
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    if platform.system() != "Linux" or "clang" in kernels.compiler_version(os.environ.get("CXX", "c++")).lower():
+        pytest.skip("OpenMP is only required of gcc on Linux here")
+    assert module.threaded() and "threaded" in kernel_status(), kernel_status()
+
+
+def test_without_a_compiler_the_best_cached_build_still_loads(monkeypatch):
+    """A better flag set that was never built (and cannot be, without a compiler) does not lose the cached one."""
+    import epigraf_tools.kernels as kernels
+
+    if load_density_kernel() is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    monkeypatch.setattr(kernels, "_FLAG_SETS", (("-O3", "-DEPIGRAF_UNBUILT_VARIANT"), *kernels._FLAG_SETS))
+    monkeypatch.setattr(kernels, "_cache", {})
+    monkeypatch.setattr(kernels, "_compiler_available", lambda: "no C++ compiler (test)")
+    assert not kernels.kernel_is_cached()
+    module = load_density_kernel()
+    assert module is not None and hasattr(module, "relu_slab"), kernel_status()
+    assert kernel_status().startswith("loaded (")
