@@ -148,7 +148,8 @@ def marching_cubes(
     ``value_range``: the volume's (nanmin, nanmax) when already known (two passes over it otherwise).
     """
     import trimesh
-    from skimage.measure import marching_cubes as skimage_mc
+
+    from .iso_surface import marching_cubes_zyx
 
     vol = np.asarray(volume)
     if vol.ndim != 3 or min(vol.shape) < 2:
@@ -174,9 +175,7 @@ def marching_cubes(
     if not zyx.flags.writeable:  # scikit-image needs a writable buffer
         zyx = zyx.copy()
     level = _untied_level(zyx, level)
-    verts, faces, _normals, _values = skimage_mc(
-        zyx, level=level, spacing=tuple(vs[::-1]), gradient_direction="ascent", allow_degenerate=True
-    )
+    verts, faces = marching_cubes_zyx(zyx, level, vs[::-1])  # scikit-image's, on two cores for big volumes
     # Back to (x, y, z); swapping two axes mirrors, so the winding is reversed to stay outward.
     verts = verts[:, ::-1] + org
     if padded:  # the caps lie between the last sample and the padding: put them exactly on the box faces
@@ -429,7 +428,8 @@ def edge_facts(faces: np.ndarray, n_vertices: int) -> tuple[bool, bool, int]:
     the edge in opposite directions, so no directed edge of a two-face edge repeats. One sort of int64
     keys, the undirected edge times two plus its direction: an edge's faces are then adjacent, and
     a repeated directed edge is two equal neighbours (a second sort of the directed keys cost 0.1 s
-    at 512^3).
+    at 512^3). The sort is torch's: 9.6 M keys of a 512^3 mesh took numpy 0.78-0.80 s, torch 0.32-0.36 s
+    (2 cores; 0.45 s on one), the same order.
     """
     n = np.int64(n_vertices)
     a = faces.reshape(-1).astype(np.int64)
@@ -440,7 +440,7 @@ def edge_facts(faces: np.ndarray, n_vertices: int) -> tuple[bool, bool, int]:
     key *= 2
     key += a > b  # the direction bit
     del a, b
-    key.sort()
+    key = torch.sort(torch.from_numpy(key))[0].numpy()
     edge = key >> 1
     bounds = np.flatnonzero(np.r_[True, edge[1:] != edge[:-1], True])
     del edge
