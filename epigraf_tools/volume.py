@@ -393,27 +393,39 @@ def separable_filler(
 
 
 def stream_slabs(
-    out: np.ndarray,
+    out: np.ndarray | None,
     fill: SlabFill,
     device: torch.device,
     slab_voxels: int = DEFAULT_SLAB_VOXELS,
     progress: Progress | None = None,
     on_slab: Callable[[int, np.ndarray], None] | None = None,
-) -> np.ndarray:
+    shape_xyz: tuple[int, int, int] | None = None,
+) -> np.ndarray | None:
     """Fill ``out`` [Rx, Ry, Rz] (float32, ideally a transposed view of a C-contiguous [z, y, x] buffer)
-    slab by slab of z-sections; CPU slabs are written in place, others copied back. Returns ``out``."""
-    rx, ry, rz = out.shape
-    zyx_view = out.transpose(2, 1, 0)
-    direct = zyx_view.flags.c_contiguous and device.type == "cpu"
+    slab by slab of z-sections; CPU slabs are written in place, others copied back. Returns ``out``.
+
+    ``out`` None streams instead: every slab of the ``shape_xyz`` grid is filled into one reused
+    buffer and only shown to ``on_slab`` (which must copy what it keeps), so the volume is never
+    held whole; returns None.
+    """
+    rx, ry, rz = out.shape if out is not None else shape_xyz
+    zyx_view = out.transpose(2, 1, 0) if out is not None else None
+    direct = zyx_view is not None and zyx_view.flags.c_contiguous and device.type == "cpu"
     slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
+    reused = torch.empty(slab_t, ry, rx, device=device) if out is None else None
     total = rx * ry * rz
     done = 0
     for k0 in range(0, rz, slab_t):
         k1 = min(rz, k0 + slab_t)
-        slab = torch.from_numpy(zyx_view[k0:k1]) if direct else torch.empty(k1 - k0, ry, rx, device=device)
+        if direct:
+            slab = torch.from_numpy(zyx_view[k0:k1])
+        elif reused is not None:
+            slab = reused[: k1 - k0]
+        else:
+            slab = torch.empty(k1 - k0, ry, rx, device=device)
         fill(k0, k1, slab)
         slab_np = zyx_view[k0:k1] if direct else slab.cpu().numpy()
-        if not direct:
+        if zyx_view is not None and not direct:
             zyx_view[k0:k1] = slab_np
         if on_slab is not None:
             on_slab(k0, slab_np)
@@ -470,7 +482,8 @@ def extract_density(
     on_slab: Callable[[int, np.ndarray], None] | None = None,
     tile_bytes: int = DEFAULT_TILE_BYTES,
     slab_voxels: int = DEFAULT_SLAB_VOXELS,
-) -> np.ndarray:
+    sink: Callable[[int, np.ndarray], None] | None = None,
+) -> np.ndarray | None:
     """Sample the density of one sample on an axis-aligned grid.
 
     ws_or_planes: ws [1, num_ws, w_dim] or tri-planes [1, 3, C, R, R] (no batch dim also works).
@@ -481,6 +494,8 @@ def extract_density(
     copies. ``grid`` overrides resolution/box/center.
     progress(done, total) is called after each slab; on_slab(k0, slab [T, Ry, Rx]) sees each slab.
     Returns V [Rx, Ry, Rz] with V[i, j, k] = value at (x_i, y_j, z_k), memory in [z, y, x] order.
+    ``sink`` (EpiGRAF models; not with ``out``) streams instead: sink(k0, slab [T, Ry, Rx]) receives
+    each slab from one reused buffer and the volume is never held whole; returns None.
     Peak memory beyond ``out``: the xy-plane hidden map (Rx * Ry * H floats, 64 MB at 512^2) plus
     one slab and one tile.
     """
@@ -493,10 +508,13 @@ def extract_density(
     device = planes.device
     rx, ry, rz = grid.resolution
 
-    if out is None:
+    if sink is not None:
+        if out is not None or on_slab is not None or is_eg3d(G):
+            raise ValueError("sink streams an EpiGRAF volume: it takes neither out nor on_slab")
+    elif out is None:
         zyx = np.empty(grid.shape_zyx, dtype=np.float32)
         out = zyx.transpose(2, 1, 0)
-    if tuple(out.shape) != (rx, ry, rz) or out.dtype != np.float32:
+    if out is not None and (tuple(out.shape) != (rx, ry, rz) or out.dtype != np.float32):
         raise ValueError(f"out must be float32 with shape {(rx, ry, rz)}, got {out.dtype} {tuple(out.shape)}")
     if is_eg3d(G):  # EG3D's OSG decoder: its own fast path (eg3d_volume), or the plain one for 'naive'
         check_eg3d_method(method)
@@ -533,7 +551,7 @@ def extract_density(
             sigma,
             tile_bytes,
         )
-    return stream_slabs(out, fill, device, slab_voxels, progress, on_slab)
+    return stream_slabs(out, fill, device, slab_voxels, progress, on_slab if sink is None else sink, (rx, ry, rz))
 
 
 @contextlib.contextmanager

@@ -95,6 +95,23 @@ def test_writes_into_a_memory_map_in_mrc_order(tmp_path):
     np.testing.assert_allclose(xyz, mm.transpose(2, 1, 0), atol=1e-6, rtol=1e-6)
 
 
+def test_a_sink_sees_every_slab_in_order_from_one_reused_buffer():
+    """Streaming (what export-volume writes from): the same values, the volume never held whole."""
+    G = make_tiny_generator()
+    planes = _random_planes(G)
+    grid = make_volume_grid(G.config.cube_scale, (5, 6, 7))
+    whole = extract_density(G, planes, grid=grid, method="separable", slab_voxels=60)
+    copies, buffers, progress = [], set(), []
+    result = extract_density(G, planes, grid=grid, method="separable", slab_voxels=60,
+                             sink=lambda k0, slab: (copies.append((k0, slab.copy())), buffers.add(slab.ctypes.data)),
+                             progress=lambda d, t: progress.append(d))  # fmt: skip
+    assert result is None and [k for k, _ in copies] == [0, 2, 4, 6] and progress[-1] == 210
+    assert len(buffers) == 1  # one buffer, refilled
+    np.testing.assert_array_equal(np.concatenate([c for _, c in copies]), whole.transpose(2, 1, 0))
+    with pytest.raises(ValueError, match="sink"):
+        extract_density(G, planes, grid=grid, sink=lambda k0, slab: None, out=whole)
+
+
 def test_default_volume_layout_and_progress():
     G = make_tiny_generator()
     calls = []
