@@ -39,12 +39,39 @@ SIGINT_EXIT = 128 + signal.SIGINT  # 130
 _state: dict[str, bool] = {"terminated": False, "reported": False}
 
 
+REDELIVER_S = 0.5  # how soon an interrupt that nothing has reported yet is raised again
+
+
 def _on_sigterm(signum: int, _frame: Any) -> None:
+    if _state["reported"] or isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        # The interrupt's cleanup is under way (the handler runs inside the finally, __exit__ or except
+        # that handles it) or done: a second SIGTERM must not cut it short. A scheduler that insists
+        # sends SIGKILL, and the next run then removes the leftovers (epigraf_tools.atomic).
+        if not _state["reported"]:
+            _watch_delivery()
+        return
     _state["terminated"] = True
-    # Further SIGTERMs must not cut the cleanup short: a scheduler that insists sends SIGKILL,
-    # and the next run then removes the leftovers (epigraf_tools.atomic).
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _watch_delivery()
     raise Terminated()
+
+
+def _watch_delivery() -> None:
+    """Raise the interrupt again in REDELIVER_S unless it has been reported by then.
+
+    ``Terminated`` can be lost on its way: a C extension that checks for signals and then clears the
+    error, or a library's ``except BaseException: pass``, and the run would go on to the end (seen once
+    in a CI run of test_sigterm_during_video_grid_removes_its_scratch_folder: exit 0 after every
+    frame). Until ``interrupted_exit`` reports it, a timer sends SIGTERM to the main thread again; the
+    handler raises it once more unless it finds that interrupt's cleanup running.
+    """
+
+    def check() -> None:
+        if not _state["reported"]:
+            _thread.interrupt_main(signal.SIGTERM)
+
+    timer = threading.Timer(REDELIVER_S, check)
+    timer.daemon = True
+    timer.start()
 
 
 def _redeliver_lost_interrupts(unraisable: Any) -> None:
@@ -52,8 +79,7 @@ def _redeliver_lost_interrupts(unraisable: Any) -> None:
 
     A signal handler runs wherever the main thread is, and when that is a ``__del__`` or a weakref
     callback (garbage collection runs them at arbitrary points), Python prints the exception and drops
-    it. For ``Terminated`` that was fatal to the contract: the handler had already set SIGTERM to
-    ignored, so the run went on to the end. The interrupt is sent again to the main thread instead,
+    it, and the run would go on to the end. The interrupt is sent again to the main thread instead,
     where it is raised as soon as the finaliser returns. Other unraisable errors go to the default hook.
     """
     exc = unraisable.exc_value
@@ -61,8 +87,6 @@ def _redeliver_lost_interrupts(unraisable: Any) -> None:
         _default_unraisablehook(unraisable)
         return
     signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-    if signum == signal.SIGTERM and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)  # raised once more, then ignored again during cleanup
     # From another thread, a moment later: called here, the handler would run inside this hook and be
     # dropped again. Should it land in a finaliser once more, this hook sends it again.
     threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()

@@ -174,3 +174,35 @@ def test_an_interrupt_that_lands_in_a_finaliser_is_not_lost(sig, expected):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT_S)
     assert proc.stdout.strip() == expected, proc.stderr
     assert "Exception ignored" not in proc.stderr  # re-raised, not printed and dropped
+
+
+SWALLOWED = """
+import os, signal, time
+from epigraf_tools.cli.common import Terminated, install_signal_handlers
+install_signal_handlers()
+
+try:
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+    except BaseException:
+        pass  # what a library that catches everything, or a C extension that clears the error, does
+    cleanup_started = time.monotonic()
+    for _ in range(500):  # the rest of the run: must be cut short
+        time.sleep(0.01)
+    print("ran to the end")
+except KeyboardInterrupt as exc:
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM during the cleanup: ignored
+        time.sleep(1.5)  # longer than the re-delivery period: the cleanup is not cut short either
+        print("terminated" if isinstance(exc, Terminated) else "interrupted", round(time.monotonic() - cleanup_started))
+    except KeyboardInterrupt:
+        print("cleanup cut short")
+"""
+
+
+def test_a_swallowed_sigterm_is_raised_again_but_never_inside_its_cleanup():
+    proc = subprocess.run([sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=WAIT_S)
+    words = proc.stdout.split()
+    assert words[:1] == ["terminated"], proc.stdout + proc.stderr  # raised again, and the cleanup ran to its end
+    assert int(words[1]) < 5, words  # re-raised after 0.5 s (+ 1.5 s of cleanup), not at the loop's end (5 s)
