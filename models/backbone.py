@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from .initial_weights import normal_weights
 from .layers import FullyConnectedLayer, bias_act, conv2d_resample, setup_filter, upsample2d
 
 NOISE_MODES = ("random", "const", "none")
@@ -87,9 +88,9 @@ class SynthesisLayer(nn.Module):
         self.conv_clamp = conv_clamp
         self.register_buffer("resample_filter", setup_filter())
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
+        self.weight = nn.Parameter(normal_weights(out_channels, in_channels, 3, 3))
         if use_noise:
-            self.register_buffer("noise_const", torch.randn(resolution, resolution))
+            self.register_buffer("noise_const", normal_weights(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
@@ -124,7 +125,7 @@ class ToRGBLayer(nn.Module):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+        self.weight = nn.Parameter(normal_weights(out_channels, in_channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1 / math.sqrt(in_channels)
 
@@ -152,7 +153,7 @@ class SynthesisBlock(nn.Module):
         self.resolution = resolution
         self.register_buffer("resample_filter", setup_filter())
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+            self.const = nn.Parameter(normal_weights(out_channels, resolution, resolution))
             self.num_conv = 1
         else:
             self.conv0 = SynthesisLayer(

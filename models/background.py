@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from .initial_weights import normal_weights
 from .layers import FullyConnectedLayer, ScalarEncoder1d, bias_act
 from .renderer import RenderOptions, composite
 
@@ -25,7 +26,7 @@ class ModulatedLinear(nn.Module):
         super().__init__()
         self.demodulate = demodulate
         self.affine = FullyConnectedLayer(w_dim, in_features, bias_init=1)
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.weight = nn.Parameter(normal_weights(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features))
         self.style_gain = 1.0 if demodulate else 1 / math.sqrt(in_features)
 

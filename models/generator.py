@@ -32,7 +32,7 @@ from .mapping import MappingNetwork
 from .model_files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    load_weights_file,
+    build_with_weights,
     read_config_file,
 )
 from .renderer import RayDraws, density_activation, render_rays_chunked
@@ -281,6 +281,5 @@ class Generator(nn.Module):
             if not p.is_file():
                 raise FileNotFoundError(f"{p} not found: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
         config = read_config_file(cfg_path)
-        model = cls(config)  # within MAX_PARAMETERS, checked before building
-        load_weights_file(weights_path, model)
+        model = build_with_weights(lambda: cls(config), weights_path)  # within MAX_PARAMETERS, checked first
         return model.eval().to(map_location)

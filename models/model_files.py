@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from .config import ConfigError, GeneratorConfig
+from .initial_weights import weights_from_file
 
 CONFIG_NAME = "config.json"
 MODEL_FAMILY_KEY = "model_family"  # absent (EpiGRAF, the first family) or e.g. "eg3d"
 WEIGHTS_NAME = "model.safetensors"
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 class ModelFileError(ValueError):
@@ -69,8 +72,12 @@ def read_config_file(path: Path) -> GeneratorConfig:
         raise ConfigError(f"{path.name}: {exc}") from None
 
 
-def load_weights_file(path: Path, model: torch.nn.Module) -> None:
-    """Header check against ``model``'s state dict, read, refuse NaN/inf, then a strict load into ``model``."""
+def load_weights_file(path: Path, model: torch.nn.Module, assign: bool = False) -> None:
+    """Header check against ``model``'s state dict, read, refuse NaN/inf, then a strict load into ``model``.
+
+    ``assign``: the file's tensors replace the model's own instead of being copied into them (for a
+    model built on the meta device, see ``build_with_weights``).
+    """
     from safetensors.torch import load_file
 
     check_weights_file(path, model.state_dict())
@@ -79,7 +86,19 @@ def load_weights_file(path: Path, model: torch.nn.Module) -> None:
     except Exception as exc:  # the header was fine but the data could not be read
         raise ModelFileError(f"{path.name} could not be read ({str(exc).splitlines()[0][:160]})") from None
     check_finite(state, path.name)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
+
+
+def build_with_weights(build: Callable[[], M], path: Path) -> M:
+    """``build()`` a model and load the weights file ``path`` into it (checked as ``load_weights_file``).
+
+    The initial weights are not drawn (``initial_weights.weights_from_file``): the strict load replaces
+    every one of them, and the file's tensors are assigned rather than copied.
+    """
+    with weights_from_file():
+        model = build()
+    load_weights_file(path, model, assign=True)
+    return model
 
 
 def check_weights_file(path: Path, expected: dict[str, torch.Tensor]) -> None:

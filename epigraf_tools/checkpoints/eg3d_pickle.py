@@ -20,6 +20,7 @@ import torch
 from ..errors import EpigrafError
 from ..models.config import ConfigError
 from ..models.eg3d import DualDiscriminator, EG3DConfig, EG3DGenerator
+from ..models.initial_weights import weights_from_file
 from .official_pickle import _check_state_fits, _on_meta, module_state_dict
 from .omegaconf_state import to_plain
 from .safe_pickle import PersistentObject, UnsafePickleError
@@ -66,7 +67,8 @@ class EG3DSnapshot:
         """Our EG3DGenerator with the official G_ema weights; every shape is checked before allocating."""
         meta = _on_meta(lambda: EG3DGenerator(self.generator_config))
         _check_state_fits(meta, self.g_ema_state, "the official G_ema")
-        G = EG3DGenerator(self.generator_config)
+        with weights_from_file():  # the strict load below replaces every initial weight: none is drawn
+            G = EG3DGenerator(self.generator_config)
         G.load_state_dict(self.g_ema_state, strict=True)
         return G.eval().requires_grad_(False).to(device)
 

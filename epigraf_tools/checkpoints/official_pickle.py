@@ -30,6 +30,7 @@ import torch
 
 from ..errors import EpigrafError
 from ..models import CONFIG_NAME, WEIGHTS_NAME, Generator, GeneratorConfig
+from ..models.initial_weights import weights_from_file
 from .official_config import discriminator_config_from_official, generator_config_from_official
 from .omegaconf_state import to_plain
 from .safe_pickle import EG3D_MODULE_CLASSES, InertObject, PersistentObject, UnsafePickleError, plain_tensor, safe_loads
@@ -346,7 +347,8 @@ def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> 
     real model is allocated.
     """
     _check_state_fits(_on_meta(lambda: Generator(config)), state, "the official G_ema")
-    G = Generator(config)
+    with weights_from_file():  # the strict load below replaces every initial weight: none is drawn
+        G = Generator(config)
     G.load_state_dict(state, strict=True)
     return G.eval()
 

@@ -24,7 +24,7 @@ from ..backbone import TriPlaneBackbone
 from ..config import ConfigError
 from ..layers import FullyConnectedLayer
 from ..mapping import MappingNetwork
-from ..model_files import CONFIG_NAME, MODEL_FAMILY_KEY, WEIGHTS_NAME, load_weights_file, read_config_json
+from ..model_files import CONFIG_NAME, MODEL_FAMILY_KEY, WEIGHTS_NAME, build_with_weights, read_config_json
 from .cameras import split_label
 from .config import NUM_PLANES, TRIPLANE_CHANNELS, TRIPLANE_RESOLUTION, EG3DConfig
 from .renderer import EG3DDraws, camera_rays, render_rays, sample_triplane
@@ -251,8 +251,8 @@ class EG3DGenerator(nn.Module):
         for p in (cfg_path, weights_path):
             if not p.is_file():
                 raise FileNotFoundError(f"{p} not found: a model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-        model = cls(read_eg3d_config(cfg_path))
-        load_weights_file(weights_path, model)
+        config = read_eg3d_config(cfg_path)
+        model = build_with_weights(lambda: cls(config), weights_path)
         return model.eval().to(map_location)
 
 
