@@ -184,7 +184,10 @@ class SynthesisBlock(nn.Module):
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, ws[:, self.num_conv])
-        img = y if img is None else img + y
+        if img is None:
+            img = y
+        else:  # in inference the upsampled image is a fresh tensor: add into it (no new 100 MB at 512^2)
+            img = img.add_(y) if _no_autograd(img) and img.dtype == y.dtype else img + y
         return x, img
 
 

@@ -11,6 +11,7 @@ from epigraf_tools.models.layers import (
     FullyConnectedLayer,
     conv2d_resample,
     setup_filter,
+    upfirdn2d,
     upsample2d,
 )
 
@@ -26,6 +27,22 @@ def test_upsample_preserves_constant_interior():
     up = upsample2d(x, setup_filter())
     assert up.shape == (1, 2, 16, 16)
     torch.testing.assert_close(up[..., 2:-2, 2:-2], torch.full_like(up[..., 2:-2, 2:-2], 3.0))
+
+
+def test_upsample_equals_the_reference_zero_insertion_pad_and_filter():
+    # upsample2d is one transposed convolution; upfirdn2d(up=2) spells the operation out. An asymmetric
+    # filter and odd sizes show the two are the same window and the same (unflipped) orientation.
+    torch.manual_seed(0)
+    for f in (setup_filter(), torch.rand(4, 4)):
+        x = torch.randn(2, 3, 5, 7, requires_grad=True)
+        ref = upfirdn2d(x, f, up=2, padding=(2, 1, 2, 1), gain=4)
+        out = upsample2d(x, f)
+        assert out.shape == ref.shape == (2, 3, 10, 14)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)  # rounding order only
+        g = torch.randn_like(ref)
+        (grad_out,) = torch.autograd.grad(out, x, g)
+        (grad_ref,) = torch.autograd.grad(ref, x, g)
+        torch.testing.assert_close(grad_out, grad_ref, atol=1e-5, rtol=1e-5)
 
 
 def test_upsampling_conv_equals_zero_insertion_then_conv_then_filter():
