@@ -480,9 +480,13 @@ bool threaded() {
 #endif
 }
 
+// The slab kernels touch no Python object, so they let other Python threads run meanwhile (export-volume's
+// disk writer hands the previous slab to the disk while this one is computed).
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("relu_slab", &relu_slab, "Separable tri-plane density, (leaky) ReLU hidden layer, for a slab of z-sections");
-  m.def("softplus_slab", &softplus_slab, "Separable tri-plane density, softplus hidden layer, for a slab of z-sections");
+  m.def("relu_slab", &relu_slab, "Separable tri-plane density, (leaky) ReLU hidden layer, for a slab of z-sections",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("softplus_slab", &softplus_slab, "Separable tri-plane density, softplus hidden layer, for a slab of z-sections",
+        py::call_guard<py::gil_scoped_release>());
   m.def("softplus_path", &softplus_path, "The softplus code path compiled in: 'avx512-table' or 'exp-log1p'");
   m.def("threaded", &threaded, "Whether the slab loops run over torch's intra-op threads (an OpenMP build)");
 }

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +187,36 @@ def test_without_a_compiler_the_best_cached_build_still_loads(monkeypatch):
     module = load_density_kernel()
     assert module is not None and hasattr(module, "relu_slab"), kernel_status()
     assert kernel_status().startswith("loaded (")
+
+
+@pytest.mark.parametrize("name", ["relu_slab", "softplus_slab"])
+def test_a_slab_kernel_lets_other_python_threads_run(name):
+    # export-volume's disk writer is a Python thread: it must not wait for each slab's kernel call.
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    ry, h, rx, t = 64, 64, 512, 256  # one call of 0.1-1 s: a held GIL would stop the loop below throughout
+    A, B, out = torch.randn(ry, h, rx), torch.randn(t, h, rx), torch.empty(t, ry, rx)
+    if name == "relu_slab":
+        C, small = torch.randn(t, ry, h), (torch.randn(ry, rx), torch.randn(t, rx), torch.randn(t, ry))
+        call = lambda: module.relu_slab(A, B, C, *small, 32, 0, 0.0, out)  # noqa: E731
+    else:
+        C, w = torch.randn(t, ry, h), torch.randn(h)
+        call = lambda: module.softplus_slab(A, B, C, w, 0.0, 0, 0.0, out)  # noqa: E731
+    span: list[float] = []
+
+    def kernel() -> None:
+        span.append(time.perf_counter())
+        call()
+        span.append(time.perf_counter())
+
+    ticks: list[float] = []
+    worker = threading.Thread(target=kernel)
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+    worker.join()
+    start, end = span
+    assert end - start > 0.05, "the call was too short to tell"
+    inside = [x for x in ticks if start + 0.02 < x < end - 0.02]
+    assert len(inside) > 100, f"{len(inside)} Python steps ran during {end - start:.3f} s of one kernel call"
