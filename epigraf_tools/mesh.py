@@ -356,8 +356,9 @@ def vertex_colors(G: Generator, planes: torch.Tensor, vertices: np.ndarray, chun
     pts = torch.from_numpy(np.asarray(vertices, dtype=np.float32))
     out = np.empty((len(pts), 4), dtype=np.uint8)
     out[:, 3] = 255
-    prepare = getattr(G, "inference_field", None)
-    field = prepare(planes) if prepare is not None else None
+    from .rendering import prepare_field  # the renderer's field, with the compiled gather when it is built
+
+    field = prepare_field(G, planes) if getattr(G, "inference_field", None) is not None else None
     for s in range(0, len(pts), chunk):
         batch = pts[s : s + chunk].to(device).unsqueeze(0)
         rgb = field(batch)[0, :, :3] if field is not None else G.query(planes, batch)["rgb"][0]

@@ -26,10 +26,16 @@ rounding of 0 the two paths may take different slopes (as any two summation orde
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from .triplane import PLANE_AXES, FoldedMLP, TriPlaneMLP
+
+# triplane_gather(points [B, N, 3], table [rows, C], axes (6 ints), affine (scale, shift, upper: 6 floats),
+# padded row length, rows per plane, rows per sample, out [B * N, C]) -> None, filling ``out``
+GatherKernel = Callable[[torch.Tensor, torch.Tensor, list, list, int, int, int, torch.Tensor], None]
 
 
 class FastTriPlaneField:
@@ -38,6 +44,8 @@ class FastTriPlaneField:
     planes: [B, 3, C, H, W]; ``mlp`` is the generator's ``TriPlaneMLP``. Build one per rendered
     batch of tri-planes (it holds a channels-last copy of them).
     """
+
+    _gather: GatherKernel | None = None  # see use_gather_kernel
 
     def __init__(self, planes: torch.Tensor, mlp: TriPlaneMLP, cube_scale: float, differentiable: bool = False) -> None:
         h, w = planes.shape[-2:]
@@ -118,17 +126,38 @@ class FastTriPlaneField:
         """points [B, N, 3] -> [B, N, out] with ``out`` = 4 for EpiGRAF (3 colours + density)."""
         return self.raw(points)
 
+    def use_gather_kernel(self, kernel: GatherKernel) -> bool:
+        """Gather each point's features with ``kernel`` (the toolkit's compiled ``triplane_gather``: taps and
+        their weighted sum in one pass over the points, instead of a dozen tensor operations and an
+        ``embedding_bag``). Only for a CPU float32 inference field; returns whether it is used."""
+        usable = not self.differentiable and self.table.device.type == "cpu" and self.table.dtype == torch.float32
+        self._gather = kernel if usable else None
+        plane_rows = self.table.shape[0] // (self.batch * 3)
+        affine = [*self.scale.tolist(), *self.shift.tolist(), *self.upper.tolist()]
+        self._gather_args = (self.axes.flatten().tolist(), affine, self.pw, plane_rows, 3 * plane_rows)
+        return usable
+
+    def features(self, points: torch.Tensor) -> torch.Tensor:
+        """points [B, N, 3] (world) -> the plane sum of their bilinear features [B * N, C] (no gradients)."""
+        points = points.detach().to(self.table.dtype)
+        if self._gather is not None:
+            out = self.table.new_empty(points.shape[0] * points.shape[1], self.channels)
+            self._gather(points.contiguous(), self.table, *self._gather_args, out)
+            return out
+        rows, weights = self.taps(points)
+        return F.embedding_bag(rows, self.table, mode="sum", per_sample_weights=weights)
+
     def raw(self, points: torch.Tensor) -> torch.Tensor:
         """points [B, N, 3] -> the MLP's raw outputs [B, N, out]."""
         b, n, _ = points.shape
         if b != self.batch:
             raise ValueError(f"points have batch {b} but the field was prepared for {self.batch}")
-        with torch.no_grad():
-            rows, weights = self.taps(points.detach().to(self.table.dtype))
         if self.differentiable:
+            with torch.no_grad():
+                rows, weights = self.taps(points.detach().to(self.table.dtype))
             return training_field_raw(self, rows, weights).reshape(b, n, -1)
         with torch.no_grad():
-            x = _decode_chunk(F.embedding_bag(rows, self.table, mode="sum", per_sample_weights=weights), self.layers)
+            x = _decode_chunk(self.features(points), self.layers)
             if self.out_gain != 1:
                 x = x * self.out_gain
             return x.reshape(b, n, -1)

@@ -1,4 +1,5 @@
-// Fused CPU kernels for the separable tri-plane density on an axis-aligned grid (epigraf-tools).
+// Fused CPU kernels for the tri-plane field (epigraf-tools): the separable density on an axis-aligned grid
+// (relu_slab, softplus_slab; described here) and the renderer's off-grid feature gather (triplane_gather, below).
 //
 // On such a grid the first MLP layer of voxel (k, j, i) is a sum of three per-plane terms
 // A[j, h, i] + B[k, h, i] + C[k, j, h] (the first layer applied to each plane's features, the
@@ -32,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -460,6 +462,64 @@ void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::
   });
 }
 
+// Off-grid points (rendering): for each world point, its bilinear taps on the three zero-bordered planes of
+// FastTriPlaneField's table (models/fast_field.py, which computes the same rows and weights with a dozen tensor
+// operations and one weighted embedding_bag) summed into one feature row. table [rows, C] channels last;
+// points [B, N, 3]; axes: (width axis, height axis) of each plane; affine: texel = p * scale + shift,
+// clamped to [-1, upper]; pw: padded row length, plane_rows and batch_rows: rows per plane and per
+// sample; the first texel of each plane sits pw + 1 rows into it. out [B * N, C]. The 12 taps are summed in
+// the embedding_bag's order (planes, then corners (x0,y0) (x1,y0) (x0,y1) (x1,y1)).
+void triplane_gather(const torch::Tensor& points, const torch::Tensor& table, std::vector<int64_t> axes,
+                     std::vector<double> affine, int64_t pw, int64_t plane_rows, int64_t batch_rows,
+                     torch::Tensor out) {
+  check_float_cpu({&points, &table, &out}, "triplane_gather");
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && table.dim() == 2 && out.dim() == 2,
+              "triplane_gather expects points [B, N, 3], table [rows, C], out [B*N, C]");
+  TORCH_CHECK(axes.size() == 6 && affine.size() == 6, "triplane_gather: 6 axes and 6 affine values");
+  const int64_t B = points.size(0), N = points.size(1), C = table.size(1), rows = table.size(0);
+  TORCH_CHECK(out.size(0) == B * N && out.size(1) == C, "triplane_gather: out must be [B*N, C]");
+  TORCH_CHECK(B * batch_rows <= rows && 3 * plane_rows <= batch_rows, "triplane_gather: table too small");
+  for (int64_t a : axes) TORCH_CHECK(a >= 0 && a < 3, "triplane_gather: axes must be 0, 1 or 2");
+  const float sx = static_cast<float>(affine[0]), sy = static_cast<float>(affine[1]);
+  const float hx = static_cast<float>(affine[2]), hy = static_cast<float>(affine[3]);
+  const float ux = static_cast<float>(affine[4]), uy = static_cast<float>(affine[5]);
+  // clamped to [-1, upper], the floor lies in [-1, upper] and the x1/y1 corner one further: all inside the
+  // plane's zero border, which the table allots (1 before, 2 after)
+  TORCH_CHECK(ux >= 0.0f && uy >= 0.0f && ux + 3 <= pw && (uy + 3) * pw <= plane_rows,
+              "triplane_gather: texel range beyond the padded plane");
+  const float* pp = points.data_ptr<float>();
+  const float* tab = table.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  at::parallel_for(0, B * N, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const float* p = pp + n * 3;
+      const int64_t batch_base = (n / N) * batch_rows + pw + 1;
+      float* o = po + n * C;
+      for (int64_t c = 0; c < C; ++c) o[c] = 0.0f;
+      for (int plane = 0; plane < 3; ++plane) {
+        float x = p[axes[2 * plane]] * sx;
+        x = x + hx;
+        float y = p[axes[2 * plane + 1]] * sy;
+        y = y + hy;
+        x = std::min(std::max(x, -1.0f), ux);  // (a NaN passes through both)
+        y = std::min(std::max(y, -1.0f), uy);
+        const float bx = std::floor(x), by = std::floor(y);
+        const float fx = x - bx, fy = y - by;
+        // a NaN coordinate reads the zero border with NaN weights: NaN features, never an index out of range
+        const int64_t ix = bx == bx ? static_cast<int64_t>(bx) : -1, iy = by == by ? static_cast<int64_t>(by) : -1;
+        const int64_t r0 = batch_base + plane * plane_rows + iy * pw + ix;
+        const float w[4] = {(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx};
+        const int64_t r[4] = {r0, r0 + 1, r0 + pw, r0 + pw + 1};
+        for (int t = 0; t < 4; ++t) {
+          const float* row = tab + r[t] * C;
+          const float wt = w[t];
+          for (int64_t c = 0; c < C; ++c) o[c] += wt * row[c];
+        }
+      }
+    }
+  });
+}
+
 // Which softplus this build compiled in (tests and benchmarks report it; both paths give the same values to
 // about 2 float32 ulps).
 std::string softplus_path() {
@@ -486,6 +546,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("relu_slab", &relu_slab, "Separable tri-plane density, (leaky) ReLU hidden layer, for a slab of z-sections",
         py::call_guard<py::gil_scoped_release>());
   m.def("softplus_slab", &softplus_slab, "Separable tri-plane density, softplus hidden layer, for a slab of z-sections",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("triplane_gather", &triplane_gather, "Bilinear taps of off-grid points on a tri-plane table, summed",
         py::call_guard<py::gil_scoped_release>());
   m.def("softplus_path", &softplus_path, "The softplus code path compiled in: 'avx512-table' or 'exp-log1p'");
   m.def("threaded", &threaded, "Whether the slab loops run over torch's intra-op threads (an OpenMP build)");
