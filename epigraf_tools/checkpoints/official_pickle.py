@@ -332,9 +332,26 @@ def _check_state_fits(model: torch.nn.Module, state: dict[str, torch.Tensor], wh
 
 
 def _on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    """Build a module on the meta device: its state-dict shapes, without allocating its weights."""
+    """Build a module on the meta device: its state-dict shapes, without allocating its weights.
+
+    For architectures without a parameter budget (discriminators, EG3D): a hostile config costs
+    nothing here. (The first meta operation of a process imports ``torch._dynamo``, ~1.5 s.)
+    """
     try:
         with torch.device("meta"):
+            return build()
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise EpigrafError(f"the snapshot's configuration cannot be built: {str(exc).splitlines()[0]}") from None
+
+
+def _for_load(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """Build a module whose weights a strict load will replace, without drawing them (``weights_from_file``).
+
+    Only for architectures whose size is bounded before any tensor exists (the EpiGRAF generator
+    checks ``MAX_PARAMETERS`` first): its uninitialised tensors are reserved, not written.
+    """
+    try:
+        with weights_from_file():
             return build()
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise EpigrafError(f"the snapshot's configuration cannot be built: {str(exc).splitlines()[0]}") from None
@@ -343,12 +360,12 @@ def _on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
 def build_generator(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> Generator:
     """Generator(config) with ``state`` loaded strictly (clear error on any mismatch).
 
-    Every tensor's shape is checked against the architecture (built on the meta device) before the
-    real model is allocated.
+    The generator refuses a config above its parameter budget before it builds anything; it is
+    built without drawing initial weights, and every tensor's shape is checked against it before
+    the load (a meta-device build cost 1.5 s per process for the same check).
     """
-    _check_state_fits(_on_meta(lambda: Generator(config)), state, "the official G_ema")
-    with weights_from_file():  # the strict load below replaces every initial weight: none is drawn
-        G = Generator(config)
+    G = _for_load(lambda: Generator(config))
+    _check_state_fits(G, state, "the official G_ema")
     G.load_state_dict(state, strict=True)
     return G.eval()
 
