@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
@@ -29,7 +30,17 @@ CHUNK = 16 << 20  # bytes per direct write; two such staging buffers are in flig
 MIN_DIRECT_BYTES = 64 << 20  # below this the page cache is cheap enough and a thread is not worth it
 
 
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+_SEEK_LOCK = threading.Lock()  # without pwrite (Windows) a seek and its write must not interleave
+
+
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
+    if not hasattr(os, "pwrite"):
+        with _SEEK_LOCK:
+            os.lseek(fd, offset, os.SEEK_SET)
+            while data:
+                data = data[os.write(fd, data) :]
+        return
     while data:
         n = os.pwrite(fd, data, offset)
         data, offset = data[n:], offset + n
@@ -52,7 +63,7 @@ class DirectRegionWriter:
         end = self.offset + self.nbytes
         self._start = -(-self.offset // ALIGN) * ALIGN  # the aligned region [start, stop)
         self._stop = max(self._start, ((end - 1) // ALIGN) * ALIGN)  # never the file's last page
-        self._buffered = os.open(self.path, os.O_WRONLY)
+        self._buffered = os.open(self.path, os.O_WRONLY | _BINARY)
         self._direct = _open_direct(self.path) if self._stop - self._start >= MIN_DIRECT_BYTES else None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="epigraf-direct-write")
         self._staging = [_aligned_buffer(CHUNK), _aligned_buffer(CHUNK)]

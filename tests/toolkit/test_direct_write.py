@@ -118,3 +118,16 @@ def test_more_or_fewer_bytes_than_the_region_are_refused(tmp_path):
             writer.finish()
         with pytest.raises(ValueError, match="more than the 100 bytes"):
             writer.write(b"x" * 41)
+
+
+def test_without_pwrite_the_seek_and_write_fallback_writes_the_same_bytes(tmp_path, small_chunks, monkeypatch):
+    # Windows has no os.pwrite; the helper thread and the caller then share one seek position.
+    monkeypatch.delattr(direct_write.os, "pwrite")
+    monkeypatch.setattr(direct_write, "_open_direct", lambda path: None)
+    data = np.random.default_rng(1).integers(0, 256, 300_001, dtype=np.uint8)
+    path = _region_file(tmp_path, 1024, data.size)
+    with DirectRegionWriter(path, 1024, data.size) as writer:
+        for piece in np.array_split(data, 9):
+            writer.write(piece)
+        writer.finish()
+    assert path.read_bytes()[1024:] == data.tobytes()
