@@ -114,7 +114,8 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     """||mu1 - mu2||^2 + tr(cov1 + cov2 - 2 sqrtm(cov1 cov2)) (real part, as the official code)."""
     import scipy.linalg
 
-    covmean, _ = scipy.linalg.sqrtm(cov1 @ cov2, disp=False)
+    # no ``disp`` argument: SciPy 1.17 deprecates it and 1.18 removes it (the default returns the root alone)
+    covmean = scipy.linalg.sqrtm(cov1 @ cov2)
     return float(np.square(mu1 - mu2).sum() + np.trace(cov1 + cov2 - 2 * np.real(covmean)))
 
 
