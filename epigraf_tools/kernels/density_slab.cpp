@@ -462,6 +462,19 @@ void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::
   });
 }
 
+// The weighted sum of one point's 12 table rows (C = V * kLanes floats each) into o, in registers, in tap order.
+template <int V>
+inline void sum_taps(const float* tab, const int64_t* r, const float* w, int64_t C, float* o) {
+  vf acc[V];
+  for (int q = 0; q < V; ++q) acc[q] = splat(0.0f);
+  for (int t = 0; t < 12; ++t) {
+    const float* row = tab + r[t] * C;
+    const vf wt = splat(w[t]);
+    for (int q = 0; q < V; ++q) acc[q] += wt * load(row + q * kLanes);
+  }
+  for (int q = 0; q < V; ++q) store(o + q * kLanes, acc[q]);
+}
+
 // Off-grid points (rendering): for each world point, its bilinear taps on the three zero-bordered planes of
 // FastTriPlaneField's table (models/fast_field.py, which computes the same rows and weights with a dozen tensor
 // operations and one weighted embedding_bag) summed into one feature row. table [rows, C] channels last;
@@ -490,12 +503,13 @@ void triplane_gather(const torch::Tensor& points, const torch::Tensor& table, st
   const float* pp = points.data_ptr<float>();
   const float* tab = table.data_ptr<float>();
   float* po = out.data_ptr<float>();
+  const int64_t vectors = C % kLanes == 0 && C <= 8 * kLanes ? C / kLanes : 0;  // 0: the scalar sum
   at::parallel_for(0, B * N, 256, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       const float* p = pp + n * 3;
       const int64_t batch_base = (n / N) * batch_rows + pw + 1;
-      float* o = po + n * C;
-      for (int64_t c = 0; c < C; ++c) o[c] = 0.0f;
+      int64_t r[12];
+      float w[12];
       for (int plane = 0; plane < 3; ++plane) {
         float x = p[axes[2 * plane]] * sx;
         x = x + hx;
@@ -508,13 +522,27 @@ void triplane_gather(const torch::Tensor& points, const torch::Tensor& table, st
         // a NaN coordinate reads the zero border with NaN weights: NaN features, never an index out of range
         const int64_t ix = bx == bx ? static_cast<int64_t>(bx) : -1, iy = by == by ? static_cast<int64_t>(by) : -1;
         const int64_t r0 = batch_base + plane * plane_rows + iy * pw + ix;
-        const float w[4] = {(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx};
-        const int64_t r[4] = {r0, r0 + 1, r0 + pw, r0 + pw + 1};
-        for (int t = 0; t < 4; ++t) {
-          const float* row = tab + r[t] * C;
-          const float wt = w[t];
-          for (int64_t c = 0; c < C; ++c) o[c] += wt * row[c];
-        }
+        int64_t* rp = r + 4 * plane;
+        float* wp = w + 4 * plane;
+        rp[0] = r0, rp[1] = r0 + 1, rp[2] = r0 + pw, rp[3] = r0 + pw + 1;
+        wp[0] = (1 - fy) * (1 - fx), wp[1] = (1 - fy) * fx, wp[2] = fy * (1 - fx), wp[3] = fy * fx;
+      }
+      float* o = po + n * C;
+      switch (vectors) {
+        case 1: sum_taps<1>(tab, r, w, C, o); break;
+        case 2: sum_taps<2>(tab, r, w, C, o); break;
+        case 3: sum_taps<3>(tab, r, w, C, o); break;
+        case 4: sum_taps<4>(tab, r, w, C, o); break;
+        case 5: sum_taps<5>(tab, r, w, C, o); break;
+        case 6: sum_taps<6>(tab, r, w, C, o); break;
+        case 7: sum_taps<7>(tab, r, w, C, o); break;
+        case 8: sum_taps<8>(tab, r, w, C, o); break;
+        default:
+          for (int64_t c = 0; c < C; ++c) {
+            float acc = 0.0f;
+            for (int t = 0; t < 12; ++t) acc += w[t] * tab[r[t] * C + c];
+            o[c] = acc;
+          }
       }
     }
   });
