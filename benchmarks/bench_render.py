@@ -39,7 +39,7 @@ from epigraf_tools.camera import Camera
 from epigraf_tools.images import to_uint8
 from epigraf_tools.kernels import kernel_status, load_density_kernel
 from epigraf_tools.models import Generator, GeneratorConfig
-from epigraf_tools.rendering import RenderSettings, cached_gather_kernel, ray_draws, render_views
+from epigraf_tools.rendering import RenderSettings, cached_kernel_module, ray_draws, render_views
 
 NOISE_KEY = 7
 
@@ -131,8 +131,8 @@ def main() -> None:
     # Our CPU renderer gathers with the compiled kernel once it is built (rendering never builds it):
     # build or load it here, so the side measured is the one users get after their first export-volume.
     t, _ = timed_load()
-    gather = "compiled triplane_gather" if cached_gather_kernel() else f"embedding_bag ({kernel_status()})"
-    print(f"ours: field gather {gather} ({t:.1f} s to load/build the kernel; EPIGRAF_NO_KERNELS=1 turns it off)")
+    path = "compiled triplane_field" if cached_kernel_module() else f"embedding_bag + addmm ({kernel_status()})"
+    print(f"ours: field {path} ({t:.1f} s to load/build the kernel; EPIGRAF_NO_KERNELS=1 turns it off)")
     G, ws = build_ws(0)
     res = args.resolution
     runs = make_runs(G, ws, res, args.chunk, args.official_src)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 
@@ -31,7 +32,7 @@ from .eg3d_model import is_eg3d
 from .errors import EpigrafError
 from .models import Generator, RayDraws
 from .models.cameras import generate_rays
-from .models.fast_field import FastTriPlaneField, GatherKernel
+from .models.fast_field import FastTriPlaneField
 from .models.renderer import BackgroundFn, FieldFn, RenderOptions, render_rays
 
 ALPHA_EPS = 1e-3  # rays whose opacity is below this have no surface: depth and normals are 0 there
@@ -285,26 +286,27 @@ def render_chunks(
 def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField | None:
     """The inference field of tri-planes [B, 3, C, R, R] (a table copy made once; reuse it across views).
 
-    On the CPU it gathers features with the compiled ``triplane_gather`` when the fused kernel is
-    already built (a 256^2 or 512^2 frame 12-16% faster, benchmarks/RESULTS.md); rendering never
-    waits for a build (``export-volume`` makes one). None for an EG3D model, which renders through
-    its own decoder.
+    On the CPU, when the fused kernel is already built, the field runs as one compiled function per
+    chunk of points (``triplane_field``: taps, sum and MLP per point; 256^2 and 512^2 frames 1.5x
+    faster on 2 threads, benchmarks/RESULTS.md); rendering never waits for a build (``export-volume``
+    makes one). None for an EG3D model, which renders through its own decoder.
     """
     field = G.inference_field(planes)
     if isinstance(field, FastTriPlaneField) and planes.device.type == "cpu":
-        gather = cached_gather_kernel()
-        if gather is not None:
-            field.use_gather_kernel(gather)
+        module = cached_kernel_module()
+        if module is not None:
+            field.use_gather_kernel(module.triplane_gather, module.triplane_field)
     return field
 
 
-def cached_gather_kernel() -> GatherKernel | None:
-    """The compiled tri-plane gather if the fused kernel is built already (or loaded), else None; builds nothing."""
+def cached_kernel_module() -> ModuleType | None:
+    """The fused kernel module if it is built already (or loaded), else None; builds nothing."""
     from .kernels import kernel_is_cached, load_density_kernel
 
     if not kernel_is_cached():
         return None
-    return getattr(load_density_kernel(), "triplane_gather", None)
+    module = load_density_kernel()
+    return module if hasattr(module, "triplane_field") else None
 
 
 def _key_grid(noise_keys: Sequence[int] | Sequence[Sequence[int]], b: int, v: int) -> list[list[int]]:

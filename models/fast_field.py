@@ -36,6 +36,8 @@ from .triplane import PLANE_AXES, FoldedMLP, TriPlaneMLP
 # triplane_gather(points [B, N, 3], table [rows, C], axes (6 ints), affine (scale, shift, upper: 6 floats),
 # padded row length, rows per plane, rows per sample, out [B * N, C]) -> None, filling ``out``
 GatherKernel = Callable[[torch.Tensor, torch.Tensor, list, list, int, int, int, torch.Tensor], None]
+# triplane_field(the same gather arguments, weights, biases, activation codes, out_gain, out [B * N, out]) -> None
+FieldKernel = Callable[..., None]
 
 
 class FastTriPlaneField:
@@ -46,6 +48,7 @@ class FastTriPlaneField:
     """
 
     _gather: GatherKernel | None = None  # see use_gather_kernel
+    _field: FieldKernel | None = None
 
     def __init__(self, planes: torch.Tensor, mlp: TriPlaneMLP, cube_scale: float, differentiable: bool = False) -> None:
         h, w = planes.shape[-2:]
@@ -126,15 +129,27 @@ class FastTriPlaneField:
         """points [B, N, 3] -> [B, N, out] with ``out`` = 4 for EpiGRAF (3 colours + density)."""
         return self.raw(points)
 
-    def use_gather_kernel(self, kernel: GatherKernel) -> bool:
+    def use_gather_kernel(self, kernel: GatherKernel, field_kernel: FieldKernel | None = None) -> bool:
         """Gather each point's features with ``kernel`` (the toolkit's compiled ``triplane_gather``: taps and
         their weighted sum in one pass over the points, instead of a dozen tensor operations and an
-        ``embedding_bag``). Only for a CPU float32 inference field; returns whether it is used."""
+        ``embedding_bag``), and with ``field_kernel`` (``triplane_field``) run the MLP on them point by
+        point too, without [points, hidden] tensors. Only for a CPU float32 inference field; returns
+        whether the kernels are used."""
         usable = not self.differentiable and self.table.device.type == "cpu" and self.table.dtype == torch.float32
         self._gather = kernel if usable else None
+        self._field = field_kernel if usable else None
         plane_rows = self.table.shape[0] // (self.batch * 3)
         affine = [*self.scale.tolist(), *self.shift.tolist(), *self.upper.tolist()]
         self._gather_args = (self.axes.flatten().tolist(), affine, self.pw, plane_rows, 3 * plane_rows)
+        if self._field is not None:  # wide layers as [in, out], narrow ones (e.g. 4 outputs) as [out, in]
+            codes = {"linear": 0, "lrelu": 1, "softplus": 2}
+            self._field_layers = (
+                [(w if w.shape[1] % 8 == 0 else w.t()).contiguous() for w, _, _ in self.layers],
+                [b.contiguous() if b is not None else self.table.new_empty(0) for _, b, _ in self.layers],
+                [codes[a] for _, _, a in self.layers],
+                float(self.out_gain),
+            )
+            self.out_features = int(self.layers[-1][0].shape[1])
         return usable
 
     def features(self, points: torch.Tensor) -> torch.Tensor:
@@ -157,6 +172,11 @@ class FastTriPlaneField:
                 rows, weights = self.taps(points.detach().to(self.table.dtype))
             return training_field_raw(self, rows, weights).reshape(b, n, -1)
         with torch.no_grad():
+            if self._field is not None:
+                x = self.table.new_empty(b * n, self.out_features)
+                pts = points.detach().to(self.table.dtype).contiguous()
+                self._field(pts, self.table, *self._gather_args, *self._field_layers, x)
+                return x.reshape(b, n, -1)
             x = _decode_chunk(self.features(points), self.layers)
             if self.out_gain != 1:
                 x = x * self.out_gain

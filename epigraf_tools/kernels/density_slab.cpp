@@ -462,6 +462,45 @@ void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::
   });
 }
 
+// Off-grid points (rendering): for each world point, its bilinear taps on the three zero-bordered planes of
+// FastTriPlaneField's table (models/fast_field.py, which computes the same rows and weights with a dozen tensor
+// operations and one weighted embedding_bag) summed into one feature row. table [rows, C] channels last;
+// points [B, N, 3]; axes: (width axis, height axis) of each plane; affine: texel = p * scale + shift,
+// clamped to [-1, upper]; pw: padded row length, plane_rows and batch_rows: rows per plane and per
+// sample; the first texel of each plane sits pw + 1 rows into it. The 12 taps are summed in the
+// embedding_bag's order (planes, then corners (x0,y0) (x1,y0) (x0,y1) (x1,y1)).
+struct GatherArgs {
+  const float* points;
+  const float* table;
+  int64_t B, N, C, pw, plane_rows, batch_rows, vectors;
+  int64_t axes[6];
+  float sx, sy, hx, hy, ux, uy;
+};
+
+GatherArgs gather_args(const torch::Tensor& points, const torch::Tensor& table, const std::vector<int64_t>& axes,
+                       const std::vector<double>& affine, int64_t pw, int64_t plane_rows, int64_t batch_rows) {
+  check_float_cpu({&points, &table}, "triplane_gather");
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && table.dim() == 2,
+              "triplane_gather expects points [B, N, 3] and table [rows, C]");
+  TORCH_CHECK(axes.size() == 6 && affine.size() == 6, "triplane_gather: 6 axes and 6 affine values");
+  GatherArgs g{points.data_ptr<float>(), table.data_ptr<float>(), points.size(0), points.size(1), table.size(1),
+               pw, plane_rows, batch_rows, 0, {}, 0, 0, 0, 0, 0, 0};
+  TORCH_CHECK(g.B * batch_rows <= table.size(0) && 3 * plane_rows <= batch_rows, "triplane_gather: table too small");
+  for (int k = 0; k < 6; ++k) {
+    TORCH_CHECK(axes[k] >= 0 && axes[k] < 3, "triplane_gather: axes must be 0, 1 or 2");
+    g.axes[k] = axes[k];
+  }
+  g.sx = static_cast<float>(affine[0]), g.sy = static_cast<float>(affine[1]);
+  g.hx = static_cast<float>(affine[2]), g.hy = static_cast<float>(affine[3]);
+  g.ux = static_cast<float>(affine[4]), g.uy = static_cast<float>(affine[5]);
+  // clamped to [-1, upper], the floor lies in [-1, upper] and the x1/y1 corner one further: all inside the
+  // plane's zero border, which the table allots (1 before, 2 after)
+  TORCH_CHECK(g.ux >= 0.0f && g.uy >= 0.0f && g.ux + 3 <= pw && (g.uy + 3) * pw <= plane_rows,
+              "triplane_gather: texel range beyond the padded plane");
+  g.vectors = g.C % kLanes == 0 && g.C <= 8 * kLanes ? g.C / kLanes : 0;  // 0: the scalar sum
+  return g;
+}
+
 // The weighted sum of one point's 12 table rows (C = V * kLanes floats each) into o, in registers, in tap order.
 template <int V>
 inline void sum_taps(const float* tab, const int64_t* r, const float* w, int64_t C, float* o) {
@@ -475,75 +514,175 @@ inline void sum_taps(const float* tab, const int64_t* r, const float* w, int64_t
   for (int q = 0; q < V; ++q) store(o + q * kLanes, acc[q]);
 }
 
-// Off-grid points (rendering): for each world point, its bilinear taps on the three zero-bordered planes of
-// FastTriPlaneField's table (models/fast_field.py, which computes the same rows and weights with a dozen tensor
-// operations and one weighted embedding_bag) summed into one feature row. table [rows, C] channels last;
-// points [B, N, 3]; axes: (width axis, height axis) of each plane; affine: texel = p * scale + shift,
-// clamped to [-1, upper]; pw: padded row length, plane_rows and batch_rows: rows per plane and per
-// sample; the first texel of each plane sits pw + 1 rows into it. out [B * N, C]. The 12 taps are summed in
-// the embedding_bag's order (planes, then corners (x0,y0) (x1,y0) (x0,y1) (x1,y1)).
+// Point n's features into o [C].
+inline void gather_point(const GatherArgs& g, int64_t n, float* o) {
+  const float* p = g.points + n * 3;
+  const int64_t batch_base = (n / g.N) * g.batch_rows + g.pw + 1;
+  int64_t r[12];
+  float w[12];
+  for (int plane = 0; plane < 3; ++plane) {
+    float x = p[g.axes[2 * plane]] * g.sx;
+    x = x + g.hx;
+    float y = p[g.axes[2 * plane + 1]] * g.sy;
+    y = y + g.hy;
+    x = std::min(std::max(x, -1.0f), g.ux);  // (a NaN passes through both)
+    y = std::min(std::max(y, -1.0f), g.uy);
+    const float bx = std::floor(x), by = std::floor(y);
+    const float fx = x - bx, fy = y - by;
+    // a NaN coordinate reads the zero border with NaN weights: NaN features, never an index out of range
+    const int64_t ix = bx == bx ? static_cast<int64_t>(bx) : -1, iy = by == by ? static_cast<int64_t>(by) : -1;
+    const int64_t r0 = batch_base + plane * g.plane_rows + iy * g.pw + ix;
+    int64_t* rp = r + 4 * plane;
+    float* wp = w + 4 * plane;
+    rp[0] = r0, rp[1] = r0 + 1, rp[2] = r0 + g.pw, rp[3] = r0 + g.pw + 1;
+    wp[0] = (1 - fy) * (1 - fx), wp[1] = (1 - fy) * fx, wp[2] = fy * (1 - fx), wp[3] = fy * fx;
+  }
+  switch (g.vectors) {
+    case 1: sum_taps<1>(g.table, r, w, g.C, o); break;
+    case 2: sum_taps<2>(g.table, r, w, g.C, o); break;
+    case 3: sum_taps<3>(g.table, r, w, g.C, o); break;
+    case 4: sum_taps<4>(g.table, r, w, g.C, o); break;
+    case 5: sum_taps<5>(g.table, r, w, g.C, o); break;
+    case 6: sum_taps<6>(g.table, r, w, g.C, o); break;
+    case 7: sum_taps<7>(g.table, r, w, g.C, o); break;
+    case 8: sum_taps<8>(g.table, r, w, g.C, o); break;
+    default:
+      for (int64_t c = 0; c < g.C; ++c) {
+        float acc = 0.0f;
+        for (int t = 0; t < 12; ++t) acc += w[t] * g.table[r[t] * g.C + c];
+        o[c] = acc;
+      }
+  }
+}
+
+// out [B * N, C]: every point's features.
 void triplane_gather(const torch::Tensor& points, const torch::Tensor& table, std::vector<int64_t> axes,
                      std::vector<double> affine, int64_t pw, int64_t plane_rows, int64_t batch_rows,
                      torch::Tensor out) {
-  check_float_cpu({&points, &table, &out}, "triplane_gather");
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && table.dim() == 2 && out.dim() == 2,
-              "triplane_gather expects points [B, N, 3], table [rows, C], out [B*N, C]");
-  TORCH_CHECK(axes.size() == 6 && affine.size() == 6, "triplane_gather: 6 axes and 6 affine values");
-  const int64_t B = points.size(0), N = points.size(1), C = table.size(1), rows = table.size(0);
-  TORCH_CHECK(out.size(0) == B * N && out.size(1) == C, "triplane_gather: out must be [B*N, C]");
-  TORCH_CHECK(B * batch_rows <= rows && 3 * plane_rows <= batch_rows, "triplane_gather: table too small");
-  for (int64_t a : axes) TORCH_CHECK(a >= 0 && a < 3, "triplane_gather: axes must be 0, 1 or 2");
-  const float sx = static_cast<float>(affine[0]), sy = static_cast<float>(affine[1]);
-  const float hx = static_cast<float>(affine[2]), hy = static_cast<float>(affine[3]);
-  const float ux = static_cast<float>(affine[4]), uy = static_cast<float>(affine[5]);
-  // clamped to [-1, upper], the floor lies in [-1, upper] and the x1/y1 corner one further: all inside the
-  // plane's zero border, which the table allots (1 before, 2 after)
-  TORCH_CHECK(ux >= 0.0f && uy >= 0.0f && ux + 3 <= pw && (uy + 3) * pw <= plane_rows,
-              "triplane_gather: texel range beyond the padded plane");
-  const float* pp = points.data_ptr<float>();
-  const float* tab = table.data_ptr<float>();
+  const GatherArgs g = gather_args(points, table, axes, affine, pw, plane_rows, batch_rows);
+  check_float_cpu({&out}, "triplane_gather");
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == g.B * g.N && out.size(1) == g.C, "triplane_gather: out must be [B*N, C]");
   float* po = out.data_ptr<float>();
-  const int64_t vectors = C % kLanes == 0 && C <= 8 * kLanes ? C / kLanes : 0;  // 0: the scalar sum
-  at::parallel_for(0, B * N, 256, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.B * g.N, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) gather_point(g, n, po + n * g.C);
+  });
+}
+
+// --------------------------------------------------------------------------- the field's MLP, per point
+constexpr int64_t kMaxWidth = 512;  // widest layer triplane_field takes (the tri-plane MLPs have 32-64)
+
+// y[j0 .. j0 + V kLanes) = b + x W for a wide layer, Wt [in, out] (W transposed): the outputs are vectors.
+template <int V>
+inline void dense_block(const float* x, int64_t in, const float* wt, int64_t out, int64_t j0, const float* b,
+                        float* y) {
+  vf acc[V];
+  for (int q = 0; q < V; ++q) acc[q] = b != nullptr ? load(b + j0 + q * kLanes) : splat(0.0f);
+  for (int64_t i = 0; i < in; ++i) {
+    const vf xi = splat(x[i]);
+    const float* row = wt + i * out + j0;
+    for (int q = 0; q < V; ++q) acc[q] += xi * load(row + q * kLanes);
+  }
+  for (int q = 0; q < V; ++q) store(y + j0 + q * kLanes, acc[q]);
+}
+
+// y = b + x W. Wide layers (out a multiple of kLanes) take Wt [in, out]; narrow ones (e.g. 4 outputs) take
+// W [out, in] and compute each output as a dot product over the inputs.
+inline void dense(const float* x, int64_t in, const float* w, int64_t out, const float* b, float* y) {
+  if (out % kLanes == 0) {
+    for (int64_t j0 = 0; j0 < out; j0 += 8 * kLanes) {
+      switch (std::min<int64_t>(8, (out - j0) / kLanes)) {
+        case 1: dense_block<1>(x, in, w, out, j0, b, y); break;
+        case 2: dense_block<2>(x, in, w, out, j0, b, y); break;
+        case 3: dense_block<3>(x, in, w, out, j0, b, y); break;
+        case 4: dense_block<4>(x, in, w, out, j0, b, y); break;
+        case 5: dense_block<5>(x, in, w, out, j0, b, y); break;
+        case 6: dense_block<6>(x, in, w, out, j0, b, y); break;
+        case 7: dense_block<7>(x, in, w, out, j0, b, y); break;
+        default: dense_block<8>(x, in, w, out, j0, b, y); break;
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < out; ++j) {
+    const float* row = w + j * in;
+    int64_t i = 0;
+    float acc = 0.0f;
+    if (in >= kLanes) {
+      vf v = splat(0.0f);
+      for (; i + kLanes <= in; i += kLanes) v += load(x + i) * load(row + i);
+      for (int64_t l = 0; l < kLanes; ++l) acc += v[l];
+    }
+    for (; i < in; ++i) acc += x[i] * row[i];
+    y[j] = (b != nullptr ? b[j] : 0.0f) + acc;
+  }
+}
+
+// act: 0 linear, 1 leaky ReLU (slope 0.2, gains folded away), 2 softplus.
+inline void activate(float* y, int64_t n, int64_t act) {
+  if (act == 0) return;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const vf v = load(y + i);
+    store(y + i, act == 1 ? (v > 0.0f ? v : v * 0.2f) : softplus(v));
+  }
+  for (; i < n; ++i) y[i] = act == 1 ? (y[i] > 0.0f ? y[i] : y[i] * 0.2f) : softplus_scalar(y[i]);
+}
+
+// triplane_gather's features of each point through the folded MLP of FastTriPlaneField, per point in
+// registers and L1: no [points, hidden] tensors. weights[l] as dense() takes them, biases[l] [out] or empty,
+// acts[l] as activate(); the last layer's outputs are scaled by out_gain. out [B * N, last out].
+void triplane_field(const torch::Tensor& points, const torch::Tensor& table, std::vector<int64_t> axes,
+                    std::vector<double> affine, int64_t pw, int64_t plane_rows, int64_t batch_rows,
+                    std::vector<torch::Tensor> weights, std::vector<torch::Tensor> biases, std::vector<int64_t> acts,
+                    double out_gain, torch::Tensor out) {
+  const int64_t layers = static_cast<int64_t>(weights.size());
+  TORCH_CHECK(layers >= 1 && static_cast<int64_t>(biases.size()) == layers &&
+                  static_cast<int64_t>(acts.size()) == layers,
+              "triplane_field: one weight, bias and activation per layer");
+  check_float_cpu({&out}, "triplane_field");
+  std::vector<int64_t> ins(layers), outs(layers);
+  std::vector<const float*> wp(layers), bp(layers);
+  int64_t width = table.size(1);
+  for (int64_t l = 0; l < layers; ++l) {
+    check_float_cpu({&weights[l]}, "triplane_field");
+    TORCH_CHECK(weights[l].dim() == 2, "triplane_field: 2-D weights");
+    TORCH_CHECK(acts[l] >= 0 && acts[l] <= 2, "triplane_field: activation 0, 1 or 2");
+    // wide layers arrive as [in, out], narrow ones as [out, in]
+    const bool wide = weights[l].size(1) % kLanes == 0 && weights[l].size(0) == width;
+    ins[l] = width;
+    outs[l] = wide ? weights[l].size(1) : weights[l].size(0);
+    TORCH_CHECK(wide || (weights[l].size(1) == width && outs[l] % kLanes != 0),
+                "triplane_field: layer ", l, " does not take ", width, " inputs");
+    TORCH_CHECK(outs[l] <= kMaxWidth && width <= kMaxWidth, "triplane_field: layers wider than ", kMaxWidth);
+    wp[l] = weights[l].data_ptr<float>();
+    if (biases[l].numel() > 0) {
+      check_float_cpu({&biases[l]}, "triplane_field");
+      TORCH_CHECK(biases[l].numel() == outs[l], "triplane_field: bias size");
+      bp[l] = biases[l].data_ptr<float>();
+    } else {
+      bp[l] = nullptr;
+    }
+    width = outs[l];
+  }
+  const GatherArgs g = gather_args(points, table, axes, affine, pw, plane_rows, batch_rows);
+  const int64_t n_out = width;
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == g.B * g.N && out.size(1) == n_out,
+              "triplane_field: out must be [B*N, ", n_out, "]");
+  float* po = out.data_ptr<float>();
+  const float gain = static_cast<float>(out_gain);
+  at::parallel_for(0, g.B * g.N, 256, [&](int64_t begin, int64_t end) {
+    alignas(64) float f[kMaxWidth], a[kMaxWidth], b[kMaxWidth];
     for (int64_t n = begin; n < end; ++n) {
-      const float* p = pp + n * 3;
-      const int64_t batch_base = (n / N) * batch_rows + pw + 1;
-      int64_t r[12];
-      float w[12];
-      for (int plane = 0; plane < 3; ++plane) {
-        float x = p[axes[2 * plane]] * sx;
-        x = x + hx;
-        float y = p[axes[2 * plane + 1]] * sy;
-        y = y + hy;
-        x = std::min(std::max(x, -1.0f), ux);  // (a NaN passes through both)
-        y = std::min(std::max(y, -1.0f), uy);
-        const float bx = std::floor(x), by = std::floor(y);
-        const float fx = x - bx, fy = y - by;
-        // a NaN coordinate reads the zero border with NaN weights: NaN features, never an index out of range
-        const int64_t ix = bx == bx ? static_cast<int64_t>(bx) : -1, iy = by == by ? static_cast<int64_t>(by) : -1;
-        const int64_t r0 = batch_base + plane * plane_rows + iy * pw + ix;
-        int64_t* rp = r + 4 * plane;
-        float* wp = w + 4 * plane;
-        rp[0] = r0, rp[1] = r0 + 1, rp[2] = r0 + pw, rp[3] = r0 + pw + 1;
-        wp[0] = (1 - fy) * (1 - fx), wp[1] = (1 - fy) * fx, wp[2] = fy * (1 - fx), wp[3] = fy * fx;
+      gather_point(g, n, f);
+      const float* x = f;
+      for (int64_t l = 0; l < layers; ++l) {
+        float* y = (l % 2 == 0) ? a : b;
+        dense(x, ins[l], wp[l], outs[l], bp[l], y);
+        activate(y, outs[l], acts[l]);
+        x = y;
       }
-      float* o = po + n * C;
-      switch (vectors) {
-        case 1: sum_taps<1>(tab, r, w, C, o); break;
-        case 2: sum_taps<2>(tab, r, w, C, o); break;
-        case 3: sum_taps<3>(tab, r, w, C, o); break;
-        case 4: sum_taps<4>(tab, r, w, C, o); break;
-        case 5: sum_taps<5>(tab, r, w, C, o); break;
-        case 6: sum_taps<6>(tab, r, w, C, o); break;
-        case 7: sum_taps<7>(tab, r, w, C, o); break;
-        case 8: sum_taps<8>(tab, r, w, C, o); break;
-        default:
-          for (int64_t c = 0; c < C; ++c) {
-            float acc = 0.0f;
-            for (int t = 0; t < 12; ++t) acc += w[t] * tab[r[t] * C + c];
-            o[c] = acc;
-          }
-      }
+      float* o = po + n * n_out;
+      for (int64_t j = 0; j < n_out; ++j) o[j] = x[j] * gain;
     }
   });
 }
@@ -576,6 +715,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("softplus_slab", &softplus_slab, "Separable tri-plane density, softplus hidden layer, for a slab of z-sections",
         py::call_guard<py::gil_scoped_release>());
   m.def("triplane_gather", &triplane_gather, "Bilinear taps of off-grid points on a tri-plane table, summed",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("triplane_field", &triplane_field, "triplane_gather's features through the folded tri-plane MLP, per point",
         py::call_guard<py::gil_scoped_release>());
   m.def("softplus_path", &softplus_path, "The softplus code path compiled in: 'avx512-table' or 'exp-log1p'");
   m.def("threaded", &threaded, "Whether the slab loops run over torch's intra-op threads (an OpenMP build)");

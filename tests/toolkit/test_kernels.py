@@ -229,25 +229,29 @@ def _gather_module():
     return module
 
 
-@pytest.mark.parametrize("channels", [32, 5])
-def test_the_compiled_gather_equals_the_embedding_bag_path(channels):
+@pytest.mark.parametrize(("channels", "hidden", "layers"), [(32, 64, 2), (5, 16, 2), (8, 12, 3), (32, 64, 1)])
+def test_the_compiled_gather_equals_the_embedding_bag_path(channels, hidden, layers):
     # Batch 2, a non-square plane, C not a multiple of the vector width, points inside, on and beyond
     # the cube's faces (clamped onto the zero border), and exactly on texel centres.
     from epigraf_tools.models.fast_field import FastTriPlaneField
 
     module = _gather_module()
     torch.manual_seed(0)
-    G = make_tiny_generator(feat_dim=channels)
+    G = make_tiny_generator(feat_dim=channels, mlp_hid_dim=hidden, mlp_n_layers=layers)
     planes = torch.randn(2, 3, channels, 9, 13)
     points = torch.cat([torch.rand(2, 500, 3) * 0.6 - 0.3, torch.rand(2, 40, 3) * 4 - 2], dim=1)
     points[:, :3] = torch.tensor([[0.2, -0.2, 0.0], [0.0, 0.0, 0.0], [-0.2, 0.2, 0.2]])  # corners and the centre
     plain = FastTriPlaneField(planes, G.synthesis.tri_plane_mlp, 0.2)
+    gathered = FastTriPlaneField(planes, G.synthesis.tri_plane_mlp, 0.2)
     fused = FastTriPlaneField(planes, G.synthesis.tri_plane_mlp, 0.2)
-    assert fused.use_gather_kernel(module.triplane_gather)
+    assert gathered.use_gather_kernel(module.triplane_gather)
+    assert fused.use_gather_kernel(module.triplane_gather, module.triplane_field)
     # The compiler may fuse a texel coordinate's multiply-add (FMA): one float32 ulp of a coordinate near 10
-    # moves a bilinear weight by ~1e-6, and features of these random planes (|f| ~ 4) by a few 1e-6.
-    torch.testing.assert_close(fused.features(points), plain.features(points), atol=2e-5, rtol=1e-5)
-    torch.testing.assert_close(fused(points), plain(points), atol=2e-5, rtol=1e-5)  # the MLP on top
+    # moves a bilinear weight by ~1e-6, and features of these random planes (|f| ~ 4) by a few 1e-6; the
+    # MLP's sums run in another order than the GEMM's.
+    torch.testing.assert_close(gathered.features(points), plain.features(points), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(gathered(points), plain(points), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(fused(points), plain(points), atol=2e-5, rtol=1e-5)
 
 
 def test_the_compiled_gather_serves_the_eg3d_field_and_its_plane_axes():
@@ -259,10 +263,12 @@ def test_the_compiled_gather_serves_the_eg3d_field_and_its_plane_axes():
     G = EG3DGenerator(EG3DConfig(z_dim=16, w_dim=16, channel_base=256, channel_max=16)).eval()
     planes = torch.randn(1, 3, 32, 16, 16)
     points = torch.rand(1, 700, 3) * 1.4 - 0.7
-    plain, fused = G.inference_field(planes), G.inference_field(planes)
-    assert fused.use_gather_kernel(module.triplane_gather)
+    plain, gathered, fused = G.inference_field(planes), G.inference_field(planes), G.inference_field(planes)
+    assert gathered.use_gather_kernel(module.triplane_gather)
+    assert fused.use_gather_kernel(module.triplane_gather, module.triplane_field)  # softplus, 33 outputs
     for key, value in plain(points).items():
-        torch.testing.assert_close(fused(points)[key], value, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gathered(points)[key], value, atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(fused(points)[key], value, atol=2e-5, rtol=1e-5)
 
 
 def test_a_nan_point_gives_nan_features_and_infinite_ones_read_the_border():
@@ -288,10 +294,11 @@ def test_renders_use_the_built_kernel_and_match_without_it(monkeypatch):
     module = _gather_module()
     G = make_tiny_generator()
     planes = G.planes(G.mapping(torch.randn(1, G.config.z_dim), None))
-    assert prepare_field(G, planes)._gather is module.triplane_gather  # built: used, nothing to wait for
+    field = prepare_field(G, planes)
+    assert field._gather is module.triplane_gather and field._field is module.triplane_field  # built: used
     cams, settings = [Camera(yaw=0.4, pitch=1.3)], RenderSettings(resolution=24)
     fused = render_views(G, planes, cams, settings, noise_keys=[3])["image"]
     monkeypatch.setenv("EPIGRAF_NO_KERNELS", "1")
-    assert prepare_field(G, planes)._gather is None
+    assert prepare_field(G, planes)._field is None
     plain = render_views(G, planes, cams, settings, noise_keys=[3])["image"]
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
