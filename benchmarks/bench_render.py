@@ -37,9 +37,9 @@ import torch
 
 from epigraf_tools.camera import Camera
 from epigraf_tools.images import to_uint8
-from epigraf_tools.kernels import kernel_status, load_density_kernel
+from epigraf_tools.kernels import cached_kernel_module, kernel_status, load_density_kernel
 from epigraf_tools.models import Generator, GeneratorConfig
-from epigraf_tools.rendering import RenderSettings, cached_kernel_module, ray_draws, render_views
+from epigraf_tools.rendering import RenderSettings, ray_draws, render_views
 
 NOISE_KEY = 7
 

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from .camera import _EG3D_TO_MODEL, _GL_TO_CV, Camera, CameraError
 from .checkpoints.model_card import EG3D_ISO_LEVEL
 from .errors import EpigrafError
+from .kernels import attach_field_kernels
 from .models.cameras import camera_origins, look_at_cam2world
 from .models.eg3d import EG3DDraws, EG3DGenerator, pose_label, split_label
 from .models.eg3d.cameras import DEFAULT_FOV_DEG, make_label
@@ -332,8 +333,12 @@ class EG3DModel:
         origins, dirs = camera_rays(cam2world, intrinsics, res)
         u_strat, u_pdf = ray_uniforms(key, n, steps, fine)
 
+        # the prepared field (values within ~1e-6 of sample_points), compiled when the kernel is built
+        field = self.eg3d.inference_field(planes)
+        attach_field_kernels(field)
+
         def point_fn(pts: torch.Tensor, d: torch.Tensor) -> dict[str, torch.Tensor]:
-            return self.eg3d.sample_points(planes, pts, d)
+            return field(pts, d)
 
         chunk = chunk or (2048 if device.type == "cpu" else 32768)
         parts = []

@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import ModuleType
 
 import torch
 
 from .camera import Camera, CameraError, cameras_to_tensors
 from .eg3d_model import is_eg3d
 from .errors import EpigrafError
+from .kernels import attach_field_kernels
 from .models import Generator, RayDraws
 from .models.cameras import generate_rays
 from .models.fast_field import FastTriPlaneField
@@ -292,21 +292,9 @@ def prepare_field(G: Generator, planes: torch.Tensor) -> FastTriPlaneField | Non
     makes one). None for an EG3D model, which renders through its own decoder.
     """
     field = G.inference_field(planes)
-    if isinstance(field, FastTriPlaneField) and planes.device.type == "cpu":
-        module = cached_kernel_module()
-        if module is not None:
-            field.use_gather_kernel(module.triplane_gather, module.triplane_field)
+    if isinstance(field, FastTriPlaneField):
+        attach_field_kernels(field)
     return field
-
-
-def cached_kernel_module() -> ModuleType | None:
-    """The fused kernel module if it is built already (or loaded), else None; builds nothing."""
-    from .kernels import kernel_is_cached, load_density_kernel
-
-    if not kernel_is_cached():
-        return None
-    module = load_density_kernel()
-    return module if hasattr(module, "triplane_field") else None
 
 
 def _key_grid(noise_keys: Sequence[int] | Sequence[Sequence[int]], b: int, v: int) -> list[list[int]]:

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 KERNEL_DIR = Path(__file__).resolve().parent
 DENSITY_SOURCE = KERNEL_DIR / "density_slab.cpp"
@@ -194,6 +195,22 @@ def kernel_is_cached(name: str = "density_slab") -> bool:
 def auto_builds_kernel(voxels: int) -> bool:
     """Whether ``method="auto"`` tries the kernel for a grid of ``voxels`` points (see AUTO_BUILD_VOXELS)."""
     return voxels >= AUTO_BUILD_VOXELS or kernel_is_cached()
+
+
+def cached_kernel_module() -> ModuleType | None:
+    """The fused kernel module if it is built already (or loaded), else None; builds nothing (for callers
+    that must never wait for a build, such as rendering)."""
+    if not kernel_is_cached():
+        return None
+    module = load_density_kernel()
+    return module if hasattr(module, "triplane_field") else None
+
+
+def attach_field_kernels(field: Any) -> bool:
+    """Let a CPU ``FastTriPlaneField`` (or EG3D's) query through the compiled ``triplane_field`` when the
+    kernel is already built; returns whether it does. Nothing is built, nothing changes on other devices."""
+    module = cached_kernel_module() if field.table.device.type == "cpu" else None
+    return module is not None and field.use_gather_kernel(module.triplane_gather, module.triplane_field)
 
 
 def _module_name(name: str, key: str, tag: str) -> str:
