@@ -259,9 +259,13 @@ class EG3DModel:
             raise EpigrafError("an EG3D render needs the sample's ws for its super-resolution (pass bg_ws=ws)")
         results: dict[str, list[torch.Tensor]] = {"image": [], "alpha": [], "depth": [], "normals": []}
         for b, row in enumerate(grid):
+            # the prepared field (values within ~1e-6 of sample_points), compiled when the kernel is built;
+            # one table copy per sample, shared by all its views
+            field = self.eg3d.inference_field(planes[b : b + 1])
+            attach_field_kernels(field)
             for v, cam in enumerate(row):
                 key = None if keys is None else keys[b][v]
-                view = self._render_one(planes[b : b + 1], cam, raw_res, key, settings.chunk_rays, normals)
+                view = self._render_one(planes[b : b + 1], field, cam, raw_res, key, settings.chunk_rays, normals)
                 if not settings.raw:
                     with torch.inference_mode():
                         image = self.eg3d.superresolution(view["image"], view["features"], ws[b : b + 1])
@@ -315,9 +319,18 @@ class EG3DModel:
         return [*G.backbone.synthesis.parameters(), *G.decoder.parameters(), *G.superresolution.parameters()]
 
     def _render_one(
-        self, planes: torch.Tensor, camera: Camera, res: int, key: int | None, chunk: int | None, normals: bool
+        self,
+        planes: torch.Tensor,
+        field: Any,
+        camera: Camera,
+        res: int,
+        key: int | None,
+        chunk: int | None,
+        normals: bool,
     ) -> dict[str, torch.Tensor]:
-        """One view at ``res`` rays per side: image [1, 3, r, r] (x2-1 units), features, alpha, depth (+ normals)."""
+        """One view at ``res`` rays per side: image [1, 3, r, r] (x2-1 units), features, alpha, depth (+ normals).
+
+        ``field``: the planes' prepared ``FastEG3DField`` (``inference_field``)."""
         cfg, rk = self.config, self.eg3d.rendering_kwargs
         device = planes.device
         cam2world, intrinsics = split_label(self.label(camera).to(device))
@@ -332,10 +345,6 @@ class EG3DModel:
         n = res * res
         origins, dirs = camera_rays(cam2world, intrinsics, res)
         u_strat, u_pdf = ray_uniforms(key, n, steps, fine)
-
-        # the prepared field (values within ~1e-6 of sample_points), compiled when the kernel is built
-        field = self.eg3d.inference_field(planes)
-        attach_field_kernels(field)
 
         def point_fn(pts: torch.Tensor, d: torch.Tensor) -> dict[str, torch.Tensor]:
             return field(pts, d)
