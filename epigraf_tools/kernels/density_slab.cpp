@@ -18,9 +18,12 @@
 //   register permute, elsewhere exp and log1p polynomials (both within about 2 float32 ulps of float64
 //   softplus; tools/fit_softplus_table.py fits the coefficients and reports the errors).
 //
-// A and B are hidden-major ([.., H, Rx]) so a block of consecutive x-voxels is a vector; rows j are
-// shared out over torch's intra-op threads (at::parallel_for), each row's A block stays in L1 while
-// all T sections reuse it. Output layout is [T, Ry, Rx] (x fastest), MRC section order.
+// A and B come in x-blocks: A [Ry, nb, H, X], B [T, nb, H, X] (X = relu_block or softplus_block voxels, the
+// rows padded to nb X), so all H units of one block of consecutive x-voxels are one contiguous run of
+// memory that the hardware prefetcher follows (with [.., H, Rx] rows the same block was H strided
+// streams: 512^3 took 27% longer on one thread and on two, measured); the padding lanes are computed and
+// never stored. Rows j are shared out over torch's intra-op threads (at::parallel_for), each row's A block
+// stays in L1 while all T sections reuse it. Output layout is [T, Ry, Rx] (x fastest), MRC section order.
 
 #include <torch/extension.h>
 
@@ -204,13 +207,13 @@ inline __m512 softplus512(__m512 v, const SoftplusTable512& tab) {
 
 constexpr int64_t kLanes512 = 16;
 
-// Rows j .. j + ROWS - 1 of one section, x-voxels [0, kBlockX): o[r Rx + i] = bias + sum_h w_h softplus(
-// a[r H Rx + h Rx + i] + b[h Rx + i] + c[r H + h]) (c may be null: no third term). The rows share each B
-// vector: at 512^3 a slab's B is megabytes and comes from L3 for every row otherwise (40% slower per voxel
-// than at 256^3, measured).
+// Rows j .. j + ROWS - 1 of one section, one x-block: o[r ostride + i] = bias + sum_h w_h softplus(a[r rs + h X + i]
+// + b[h X + i] + c[r H + h]) (X = kBlockX; c may be null: no third term). The rows share each B vector: at
+// 512^3 a slab's B is megabytes and comes from L3 for every row otherwise (40% slower per voxel than at
+// 256^3, measured).
 template <int ROWS>
-inline void softplus_block512(const float* a, const float* b, const float* c, const float* w, int64_t H, int64_t Rx,
-                              float bias, float* o, const SoftplusTable512& tab) {
+inline void softplus_block512(const float* a, int64_t rs, const float* b, const float* c, const float* w, int64_t H,
+                              float bias, float* o, int64_t ostride, const SoftplusTable512& tab) {
   constexpr int64_t kQ = kBlockX / kLanes512;
   __m512 acc[ROWS][kQ];
   for (int r = 0; r < ROWS; ++r)
@@ -218,22 +221,36 @@ inline void softplus_block512(const float* a, const float* b, const float* c, co
   for (int64_t h = 0; h < H; ++h) {
     const __m512 wh = _mm512_set1_ps(w[h]);
     __m512 bv[kQ];
-    for (int64_t q = 0; q < kQ; ++q) bv[q] = _mm512_loadu_ps(b + h * Rx + q * kLanes512);
+    for (int64_t q = 0; q < kQ; ++q) bv[q] = _mm512_loadu_ps(b + h * kBlockX + q * kLanes512);
     for (int r = 0; r < ROWS; ++r) {
-      const __m512 ch = _mm512_set1_ps(c != nullptr ? c[r * H + h] : 0.0f);
-      const float* ar = a + (r * H + h) * Rx;
+      const float* ar = a + r * rs + h * kBlockX;
       for (int64_t q = 0; q < kQ; ++q) {
-        const __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(ar + q * kLanes512), bv[q]), ch);
+        __m512 v = _mm512_add_ps(_mm512_loadu_ps(ar + q * kLanes512), bv[q]);
+        if (c != nullptr) v = _mm512_add_ps(v, _mm512_set1_ps(c[r * H + h]));
         acc[r][q] = _mm512_fmadd_ps(wh, softplus512(v, tab), acc[r][q]);
       }
     }
   }
   for (int r = 0; r < ROWS; ++r)
-    for (int64_t q = 0; q < kQ; ++q) _mm512_storeu_ps(o + r * Rx + q * kLanes512, acc[r][q]);
+    for (int64_t q = 0; q < kQ; ++q) _mm512_storeu_ps(o + r * ostride + q * kLanes512, acc[r][q]);
 }
 #endif
 
 inline float softplus_scalar(float v) { return std::max(v, 0.0f) + std::log1p(std::exp(-std::fabs(v))); }
+
+// One row of one section, one x-block, with the portable vectors: o[i] = bias + sum_h w_h softplus(a[h X + i]
+// + b[h X + i] + c[h]) (X = kBlockX, c may be null).
+inline void softplus_block(const float* a, const float* b, const float* c, const float* w, int64_t H, float bias,
+                           float* o) {
+  vf acc[kVecs];
+  for (int64_t q = 0; q < kVecs; ++q) acc[q] = splat(bias);
+  for (int64_t h = 0; h < H; ++h) {
+    const vf ch = splat(c != nullptr ? c[h] : 0.0f), wh = splat(w[h]);
+    for (int64_t q = 0; q < kVecs; ++q)
+      acc[q] += wh * softplus(load(a + h * kBlockX + q * kLanes) + load(b + h * kBlockX + q * kLanes) + ch);
+  }
+  for (int64_t q = 0; q < kVecs; ++q) store(o + q * kLanes, acc[q]);
+}
 
 inline float activate_output(float raw, int64_t mode, float shift) {
   if (mode == 0) return raw;
@@ -253,29 +270,31 @@ void check_float_cpu(std::initializer_list<const torch::Tensor*> tensors, const 
 struct ReluArgs {
   const float *a, *b, *nc, *alpha, *beta, *gamma;
   float* out;
-  int64_t Ry, H, Rx, npos, mode;
+  int64_t Ry, H, Rx, nb, npos, mode;
   float shift;
 };
 
 constexpr int64_t kReluVecs = kReluBlock / kLanes;
 
 // acc[s][r] += (ADD) or -= the sum over units [h0, h1) of max(a + b, nc), for sections k + s and rows
-// j + r, x-voxels i0 .. i0 + kReluBlock - 1. Each A and B vector is loaded once per unit and used
-// KS resp. ROWS times: the loop is load-bound otherwise.
+// j + r, x-block ib. Each A and B vector is loaded once per unit and used KS resp. ROWS times: the loop
+// is load-bound otherwise.
 template <int KS, int ROWS, bool ADD>
-inline void relu_units(const ReluArgs& g, int64_t j, int64_t k, int64_t i0, int64_t h0, int64_t h1,
+inline void relu_units(const ReluArgs& g, int64_t j, int64_t k, int64_t ib, int64_t h0, int64_t h1,
                        vf (&acc)[KS][ROWS][kReluVecs]) {
-  const int64_t H = g.H, Rx = g.Rx;
+  const int64_t H = g.H, block = H * kReluBlock;  // floats per (row or section, x-block)
+  const float* a = g.a + (j * g.nb + ib) * block;
+  const float* b = g.b + (k * g.nb + ib) * block;
   for (int64_t h = h0; h < h1; ++h) {
     vf av[ROWS][kReluVecs], bv[KS][kReluVecs];
     for (int r = 0; r < ROWS; ++r)
       for (int64_t q = 0; q < kReluVecs; ++q) {
-        av[r][q] = load(g.a + ((j + r) * H + h) * Rx + i0 + q * kLanes);
+        av[r][q] = load(a + r * g.nb * block + h * kReluBlock + q * kLanes);
         if (KS > 1) keep_in_register(av[r][q]);
       }
     for (int s = 0; s < KS; ++s)
       for (int64_t q = 0; q < kReluVecs; ++q) {
-        bv[s][q] = load(g.b + ((k + s) * H + h) * Rx + i0 + q * kLanes);
+        bv[s][q] = load(b + s * g.nb * block + h * kReluBlock + q * kLanes);
         if (ROWS > 1) keep_in_register(bv[s][q]);
       }
     for (int s = 0; s < KS; ++s) {
@@ -293,117 +312,117 @@ inline void relu_units(const ReluArgs& g, int64_t j, int64_t k, int64_t i0, int6
   }
 }
 
-// Sections k .. k + KS - 1, rows j .. j + ROWS - 1, x-voxels i0 .. i0 + kReluBlock - 1 (or the ragged
-// end of the rows from i0 when fewer remain).
+// Sections k .. k + KS - 1, rows j .. j + ROWS - 1, x-block ib (the voxels of it that lie in the row).
 template <int KS, int ROWS>
-inline void relu_block(const ReluArgs& g, int64_t j, int64_t k, int64_t i0) {
-  const int64_t H = g.H, Rx = g.Rx;
-  if (i0 + kReluBlock <= Rx) {
-    vf acc[KS][ROWS][kReluVecs];
-    for (int s = 0; s < KS; ++s)
-      for (int r = 0; r < ROWS; ++r)
-        for (int64_t q = 0; q < kReluVecs; ++q) acc[s][r][q] = splat(0.0f);
-    // Units [0, npos) add, [npos, H) subtract: two loops, so no sign test per unit.
-    relu_units<KS, ROWS, true>(g, j, k, i0, 0, g.npos, acc);
-    relu_units<KS, ROWS, false>(g, j, k, i0, g.npos, H, acc);
-    for (int s = 0; s < KS; ++s) {
-      for (int r = 0; r < ROWS; ++r) {
-        float* o = g.out + ((k + s) * g.Ry + j + r) * Rx + i0;
-        const float lin_kj = g.gamma[(k + s) * g.Ry + j + r];
-        const float* lin_ji = g.alpha + (j + r) * Rx + i0;
-        const float* lin_ki = g.beta + (k + s) * Rx + i0;
+inline void relu_block(const ReluArgs& g, int64_t j, int64_t k, int64_t ib) {
+  vf acc[KS][ROWS][kReluVecs];
+  for (int s = 0; s < KS; ++s)
+    for (int r = 0; r < ROWS; ++r)
+      for (int64_t q = 0; q < kReluVecs; ++q) acc[s][r][q] = splat(0.0f);
+  // Units [0, npos) add, [npos, H) subtract: two loops, so no sign test per unit.
+  relu_units<KS, ROWS, true>(g, j, k, ib, 0, g.npos, acc);
+  relu_units<KS, ROWS, false>(g, j, k, ib, g.npos, g.H, acc);
+  const int64_t i0 = ib * kReluBlock, n = std::min(kReluBlock, g.Rx - i0);
+  for (int s = 0; s < KS; ++s) {
+    for (int r = 0; r < ROWS; ++r) {
+      float* o = g.out + ((k + s) * g.Ry + j + r) * g.Rx + i0;
+      const float lin_kj = g.gamma[(k + s) * g.Ry + j + r];
+      const float* lin_ji = g.alpha + (j + r) * g.Rx + i0;
+      const float* lin_ki = g.beta + (k + s) * g.Rx + i0;
+      if (n == kReluBlock) {
         for (int64_t q = 0; q < kReluVecs; ++q)
           store(o + q * kLanes, (load(lin_ji + q * kLanes) + load(lin_ki + q * kLanes) + lin_kj) + acc[s][r][q]);
-        if (g.mode != 0)
-          for (int64_t l = 0; l < kReluBlock; ++l) o[l] = activate_output(o[l], g.mode, g.shift);
+      } else {  // the row's last, partial block: the same sums, lane by lane
+        alignas(64) float part[kReluBlock];
+        for (int64_t q = 0; q < kReluVecs; ++q) store(part + q * kLanes, acc[s][r][q]);
+        for (int64_t l = 0; l < n; ++l) o[l] = (lin_ji[l] + lin_ki[l] + lin_kj) + part[l];
       }
-    }
-    return;
-  }
-  for (int s = 0; s < KS; ++s) {  // the ragged end of the rows
-    const float* b0 = g.b + (k + s) * H * Rx;
-    for (int r = 0; r < ROWS; ++r) {
-      const float* a = g.a + (j + r) * H * Rx;
-      const float* c = g.nc + ((k + s) * g.Ry + j + r) * H;
-      float* o = g.out + ((k + s) * g.Ry + j + r) * Rx;
-      for (int64_t l = i0; l < Rx; ++l) {
-        float acc = 0.0f;
-        for (int64_t h = 0; h < g.npos; ++h) acc += std::max(a[h * Rx + l] + b0[h * Rx + l], c[h]);
-        for (int64_t h = g.npos; h < H; ++h) acc -= std::max(a[h * Rx + l] + b0[h * Rx + l], c[h]);
-        const float raw =
-            (g.alpha[(j + r) * Rx + l] + g.beta[(k + s) * Rx + l] + g.gamma[(k + s) * g.Ry + j + r]) + acc;
-        o[l] = activate_output(raw, g.mode, g.shift);
-      }
+      if (g.mode != 0)
+        for (int64_t l = 0; l < n; ++l) o[l] = activate_output(o[l], g.mode, g.shift);
     }
   }
 }
 
+// The x-block count of a row of rx voxels, and the checks of an x-blocked operand [n, nb, H, X].
+int64_t x_blocks(int64_t rx, int64_t width) { return (rx + width - 1) / width; }
+
+void check_x_blocked(const torch::Tensor& t, int64_t n, int64_t H, int64_t rx, int64_t width, const char* what) {
+  TORCH_CHECK(t.dim() == 4 && t.size(0) == n && t.size(1) == x_blocks(rx, width) && t.size(2) == H &&
+                  t.size(3) == width,
+              what, " must be x-blocked [", n, ", ", x_blocks(rx, width), ", ", H, ", ", width, "], got ", t.sizes());
+}
+
 }  // namespace
 
-// A [Ry, H, Rx], B [T, H, Rx], nC [T, Ry, H] (negated), alpha [Ry, Rx], beta [T, Rx], gamma [T, Ry]
-// -> out [T, Ry, Rx] (written in place). mode: 0 raw, 1 softplus(raw + shift), 2 relu(raw + shift).
+// A [Ry, nb, H, X], B [T, nb, H, X] (x-blocked, X = relu_block), nC [T, Ry, H] (negated), alpha [Ry, Rx],
+// beta [T, Rx], gamma [T, Ry] -> out [T, Ry, Rx] (written in place). mode: 0 raw, 1 softplus(raw + shift),
+// 2 relu(raw + shift).
 void relu_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& nC, const torch::Tensor& alpha,
                const torch::Tensor& beta, const torch::Tensor& gamma, int64_t npos, int64_t mode, double shift,
                torch::Tensor out) {
   check_float_cpu({&A, &B, &nC, &alpha, &beta, &gamma, &out}, "relu_slab");
-  TORCH_CHECK(A.dim() == 3 && B.dim() == 3 && nC.dim() == 3 && alpha.dim() == 2 && beta.dim() == 2 &&
-                  gamma.dim() == 2 && out.dim() == 3,
-              "relu_slab expects A [Ry,H,Rx], B [T,H,Rx], nC [T,Ry,H], alpha [Ry,Rx], beta [T,Rx], gamma [T,Ry], "
+  TORCH_CHECK(nC.dim() == 3 && alpha.dim() == 2 && beta.dim() == 2 && gamma.dim() == 2 && out.dim() == 3 &&
+                  A.dim() == 4 && B.dim() == 4,
+              "relu_slab expects A [Ry,nb,H,X], B [T,nb,H,X], nC [T,Ry,H], alpha [Ry,Rx], beta [T,Rx], gamma [T,Ry], "
               "out [T,Ry,Rx]");
-  const int64_t Ry = A.size(0), H = A.size(1), Rx = A.size(2), T = B.size(0);
-  TORCH_CHECK(B.size(1) == H && B.size(2) == Rx && nC.size(0) == T && nC.size(1) == Ry && nC.size(2) == H &&
-                  alpha.size(0) == Ry && alpha.size(1) == Rx && beta.size(0) == T && beta.size(1) == Rx &&
-                  gamma.size(0) == T && gamma.size(1) == Ry && out.size(0) == T && out.size(1) == Ry &&
-                  out.size(2) == Rx,
+  const int64_t T = out.size(0), Ry = out.size(1), Rx = out.size(2), H = nC.size(2);
+  check_x_blocked(A, Ry, H, Rx, kReluBlock, "relu_slab: A");
+  check_x_blocked(B, T, H, Rx, kReluBlock, "relu_slab: B");
+  TORCH_CHECK(nC.size(0) == T && nC.size(1) == Ry && alpha.size(0) == Ry && alpha.size(1) == Rx &&
+                  beta.size(0) == T && beta.size(1) == Rx && gamma.size(0) == T && gamma.size(1) == Ry,
               "relu_slab: inconsistent shapes");
   TORCH_CHECK(npos >= 0 && npos <= H, "relu_slab: npos must lie in [0, H]");
   const float *pa = A.data_ptr<float>(), *pb = B.data_ptr<float>(), *pc = nC.data_ptr<float>();
   const float *pal = alpha.data_ptr<float>(), *pbe = beta.data_ptr<float>(), *pga = gamma.data_ptr<float>();
   float* po = out.data_ptr<float>();
   const float fshift = static_cast<float>(shift);
+  const int64_t nb = x_blocks(Rx, kReluBlock);
 
-  const ReluArgs args{pa, pb, pc, pal, pbe, pga, po, Ry, H, Rx, npos, mode, fshift};
+  const ReluArgs args{pa, pb, pc, pal, pbe, pga, po, Ry, H, Rx, nb, npos, mode, fshift};
   // Pairs of rows j share every B load (B is the operand that comes from L2); an odd last row goes alone.
   const int64_t pairs = (Ry + 1) / 2;
   at::parallel_for(0, pairs, 1, [&](int64_t p_begin, int64_t p_end) {
     for (int64_t p = p_begin; p < p_end; ++p) {
       const int64_t j = 2 * p;
       // The pair's A block (2 x H x kReluBlock floats) stays in L1 while every section k reuses it.
-      for (int64_t i0 = 0; i0 < Rx; i0 += kReluBlock) {
+      for (int64_t ib = 0; ib < nb; ++ib) {
         int64_t k = 0;
         for (; k + 1 < T; k += 2) {  // two sections at a time share every A load
           if (j + 1 < Ry)
-            relu_block<2, 2>(args, j, k, i0);
+            relu_block<2, 2>(args, j, k, ib);
           else
-            relu_block<2, 1>(args, j, k, i0);
+            relu_block<2, 1>(args, j, k, ib);
         }
         if (k < T) {
           if (j + 1 < Ry)
-            relu_block<1, 2>(args, j, k, i0);
+            relu_block<1, 2>(args, j, k, ib);
           else
-            relu_block<1, 1>(args, j, k, i0);
+            relu_block<1, 1>(args, j, k, ib);
         }
       }
     }
   });
 }
 
-// A [Ry, H, Rx], B [T, H, Rx], C [T, Ry, H] or an empty tensor (no third term), w [H]
-// -> out [T, Ry, Rx] = act(bias + sum_h w_h softplus(A + B + C)) (written in place); mode as relu_slab.
+// A [Ry, nb, H, X], B [T, nb, H, X] (x-blocked, X = softplus_block), C [T, Ry, H] or an empty tensor (no third
+// term), w [H] -> out [T, Ry, Rx] = act(bias + sum_h w_h softplus(A + B + C)) (written in place); mode as
+// relu_slab.
 void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& w,
                    double bias, int64_t mode, double shift, torch::Tensor out) {
   check_float_cpu({&A, &B, &C, &w, &out}, "softplus_slab");
-  TORCH_CHECK(A.dim() == 3 && B.dim() == 3 && w.dim() == 1 && out.dim() == 3,
-              "softplus_slab expects A [Ry,H,Rx], B [T,H,Rx], C [T,Ry,H] or empty, w [H], out [T,Ry,Rx]");
-  const int64_t Ry = A.size(0), H = A.size(1), Rx = A.size(2), T = B.size(0);
+  TORCH_CHECK(A.dim() == 4 && B.dim() == 4 && w.dim() == 1 && out.dim() == 3,
+              "softplus_slab expects A [Ry,nb,H,X], B [T,nb,H,X], C [T,Ry,H] or empty, w [H], out [T,Ry,Rx]");
+  const int64_t T = out.size(0), Ry = out.size(1), Rx = out.size(2), H = w.size(0);
+  check_x_blocked(A, Ry, H, Rx, kBlockX, "softplus_slab: A");
+  check_x_blocked(B, T, H, Rx, kBlockX, "softplus_slab: B");
   const bool has_c = C.numel() > 0;
-  TORCH_CHECK(B.size(1) == H && B.size(2) == Rx && w.size(0) == H && out.size(0) == T && out.size(1) == Ry &&
-                  out.size(2) == Rx && (!has_c || (C.dim() == 3 && C.size(0) == T && C.size(1) == Ry && C.size(2) == H)),
+  TORCH_CHECK(!has_c || (C.dim() == 3 && C.size(0) == T && C.size(1) == Ry && C.size(2) == H),
               "softplus_slab: inconsistent shapes");
   const float *pa = A.data_ptr<float>(), *pb = B.data_ptr<float>(), *pw = w.data_ptr<float>();
   const float* pc = has_c ? C.data_ptr<float>() : nullptr;
   float* po = out.data_ptr<float>();
   const float fbias = static_cast<float>(bias), fshift = static_cast<float>(shift);
+  const int64_t nb = x_blocks(Rx, kBlockX), block = H * kBlockX;
 
   // Rows go in pairs (an odd last row alone): on the AVX-512 path the pair shares every B load.
   const int64_t pairs = (Ry + 1) / 2;
@@ -411,50 +430,32 @@ void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::
 #if defined(__AVX512F__)
     const SoftplusTable512 tab;
 #endif
+    alignas(64) float part[2 * kBlockX];  // a partial block's rows before their valid voxels are copied out
     for (int64_t p = p_begin; p < p_end; ++p) {
       const int64_t j0 = 2 * p, rows = std::min<int64_t>(2, Ry - j0);
-      for (int64_t i0 = 0; i0 < Rx; i0 += kBlockX) {
-        const int64_t n = std::min(kBlockX, Rx - i0);
+      for (int64_t ib = 0; ib < nb; ++ib) {
+        const int64_t i0 = ib * kBlockX, n = std::min(kBlockX, Rx - i0);
+        const float* a0 = pa + (j0 * nb + ib) * block;
         for (int64_t k = 0; k < T; ++k) {
-          const float* b = pb + k * H * Rx + i0;
+          const float* b = pb + (k * nb + ib) * block;
           const float* c0 = has_c ? pc + (k * Ry + j0) * H : nullptr;
           float* o0 = po + (k * Ry + j0) * Rx + i0;
+          float* dst = n == kBlockX ? o0 : part;
+          const int64_t dstride = n == kBlockX ? Rx : kBlockX;
 #if defined(__AVX512F__)
-          if (n == kBlockX) {
-            const float* a0 = pa + j0 * H * Rx + i0;
-            if (rows == 2)
-              softplus_block512<2>(a0, b, c0, pw, H, Rx, fbias, o0, tab);
-            else
-              softplus_block512<1>(a0, b, c0, pw, H, Rx, fbias, o0, tab);
-            if (mode != 0)
-              for (int64_t r = 0; r < rows; ++r)
-                for (int64_t l = 0; l < kBlockX; ++l) o0[r * Rx + l] = activate_output(o0[r * Rx + l], mode, fshift);
-            continue;
-          }
+          if (rows == 2)
+            softplus_block512<2>(a0, nb * block, b, c0, pw, H, fbias, dst, dstride, tab);
+          else
+            softplus_block512<1>(a0, nb * block, b, c0, pw, H, fbias, dst, dstride, tab);
+#else
+          for (int64_t r = 0; r < rows; ++r)
+            softplus_block(a0 + r * nb * block, b, has_c ? c0 + r * H : nullptr, pw, H, fbias, dst + r * dstride);
 #endif
           for (int64_t r = 0; r < rows; ++r) {
-            const float* a = pa + (j0 + r) * H * Rx + i0;
-            const float* c = has_c ? c0 + r * H : nullptr;
             float* o = o0 + r * Rx;
-            if (n == kBlockX) {  // the portable vector block (the AVX-512 one went above)
-              vf acc[kVecs];
-              for (int64_t q = 0; q < kVecs; ++q) acc[q] = splat(fbias);
-              for (int64_t h = 0; h < H; ++h) {
-                const vf ch = splat(has_c ? c[h] : 0.0f), wh = splat(pw[h]);
-                for (int64_t q = 0; q < kVecs; ++q)
-                  acc[q] += wh * softplus(load(a + h * Rx + q * kLanes) + load(b + h * Rx + q * kLanes) + ch);
-              }
-              for (int64_t q = 0; q < kVecs; ++q) store(o + q * kLanes, acc[q]);
-              if (mode != 0)
-                for (int64_t l = 0; l < kBlockX; ++l) o[l] = activate_output(o[l], mode, fshift);
-            } else {  // the ragged end of the rows
-              for (int64_t l = 0; l < n; ++l) {
-                float acc = fbias;
-                for (int64_t h = 0; h < H; ++h)
-                  acc += pw[h] * softplus_scalar(a[h * Rx + l] + b[h * Rx + l] + (has_c ? c[h] : 0.0f));
-                o[l] = activate_output(acc, mode, fshift);
-              }
-            }
+            if (n < kBlockX) std::copy(part + r * kBlockX, part + r * kBlockX + n, o);
+            if (mode != 0)
+              for (int64_t l = 0; l < n; ++l) o[l] = activate_output(o[l], mode, fshift);
           }
         }
       }
@@ -718,6 +719,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("triplane_field", &triplane_field, "triplane_gather's features through the folded tri-plane MLP, per point",
         py::call_guard<py::gil_scoped_release>());
+  m.attr("relu_block") = kReluBlock;   // x-voxels per block of relu_slab's A and B (x-blocked operands)
+  m.attr("softplus_block") = kBlockX;  // the same for softplus_slab
   m.def("softplus_path", &softplus_path, "The softplus code path compiled in: 'avx512-table' or 'exp-log1p'");
   m.def("threaded", &threaded, "Whether the slab loops run over torch's intra-op threads (an OpenMP build)");
 }

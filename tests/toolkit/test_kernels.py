@@ -82,15 +82,93 @@ def test_a_cached_build_loads_without_compiler_ninja_or_cpp_extension(monkeypatc
     assert module is not None and hasattr(module, "relu_slab") and hasattr(module, "softplus_slab")
 
 
+def x_blocked(t: torch.Tensor, width: int) -> torch.Tensor:
+    """[n, H, W] -> the slab kernels' x-blocked [n, ceil(W / width), H, width], padded with NaN.
+
+    NaN padding: a padded voxel that leaked into the output would show.
+    """
+    n, h, w = t.shape
+    nb = -(-w // width)
+    padded = torch.nn.functional.pad(t, (0, nb * width - w), value=float("nan"))
+    return padded.view(n, h, nb, width).permute(0, 2, 1, 3).contiguous()
+
+
+def _relu_slab(module, A, B, nC, alpha, beta, gamma, npos, mode, shift, out) -> None:
+    width = module.relu_block
+    module.relu_slab(x_blocked(A, width), x_blocked(B, width), nC, alpha, beta, gamma, npos, mode, shift, out)
+
+
+def _softplus_slab(module, A, B, C, w, bias, mode, shift, out) -> None:
+    width = module.softplus_block
+    module.softplus_slab(x_blocked(A, width), x_blocked(B, width), C, w, bias, mode, shift, out)
+
+
+_ACTIVATIONS = {
+    0: lambda x, shift: x,
+    1: lambda x, shift: torch.nn.functional.softplus(x + shift),
+    2: lambda x, shift: torch.relu(x + shift),
+}
+
+
+@pytest.mark.parametrize("rx", [1, 31, 32, 33, 64, 70, 129])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_slab_kernels_equal_their_formulas_for_any_row_length(rx, mode):
+    # every row length against partial and whole x-blocks; odd row and section counts (the lone last pair)
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    g = torch.Generator().manual_seed(rx * 3 + mode)
+    t, ry, h, npos, shift = 5, 3, 6, 4, -0.5
+    shapes = [(ry, h, rx), (t, h, rx), (t, ry, h), (ry, rx), (t, rx), (t, ry), (h,)]
+    A, B, C, alpha, beta, gamma, w = (torch.randn(*shape, generator=g) for shape in shapes)
+    v = A.double()[None] + B.double()[:, None]  # [t, ry, h, rx]
+    sign = torch.cat([torch.ones(npos), -torch.ones(h - npos)]).double()
+    lin = alpha.double()[None] + beta.double()[:, None, :] + gamma.double()[..., None]
+
+    out = torch.full((t, ry, rx), float("nan"))
+    _relu_slab(module, A, B, C, alpha, beta, gamma, npos, mode, shift, out)
+    want = _ACTIVATIONS[mode](lin + (sign[:, None] * torch.maximum(v, C.double()[..., None])).sum(2), shift)
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)  # float32 sums in another order
+
+    out = torch.full((t, ry, rx), float("nan"))
+    _softplus_slab(module, A, B, C, w, 0.25, mode, shift, out)
+    sp = torch.nn.functional.softplus(v + C.double()[..., None])
+    want = _ACTIVATIONS[mode](0.25 + (w.double()[:, None] * sp).sum(2), shift)
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["relu_slab", "softplus_slab"])
+def test_slab_kernels_refuse_operands_that_are_not_x_blocked(name):
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    t, ry, h, rx = 2, 2, 4, 40
+    B, out = torch.randn(t, h, rx), torch.empty(t, ry, rx)
+    small = (torch.randn(ry, rx), torch.randn(t, rx), torch.randn(t, ry))
+    width = getattr(module, "relu_block" if name == "relu_slab" else "softplus_block")
+
+    def call(A: torch.Tensor, B: torch.Tensor) -> None:
+        if name == "relu_slab":
+            module.relu_slab(A, B, torch.randn(t, ry, h), *small, 2, 0, 0.0, out)
+        else:
+            module.softplus_slab(A, B, torch.empty(0), torch.randn(h), 0.0, 0, 0.0, out)
+
+    with pytest.raises(RuntimeError, match="x-blocked|expects"):
+        call(torch.randn(ry, h, rx), B)  # the [n, H, Rx] layout of earlier builds
+    with pytest.raises(RuntimeError, match="x-blocked"):
+        call(x_blocked(torch.randn(ry, h, rx + width), width), x_blocked(B, width))  # one block too many
+
+
 def _kernel_softplus(module, values: np.ndarray) -> np.ndarray:
     """softplus(values) through softplus_slab with one hidden unit (w = 1, bias 0, B = C = 0).
 
-    The row length is not a multiple of the 64-voxel block, so the last values take the scalar tail.
+    The row length is not a multiple of the 64-voxel block, so the last values take the partial block.
     """
-    n = len(values)
-    a = torch.from_numpy(values.astype(np.float32)).reshape(1, 1, n)
+    n, width = len(values), module.softplus_block
+    a = x_blocked(torch.from_numpy(values.astype(np.float32)).reshape(1, 1, n), width)
+    b = x_blocked(torch.zeros(1, 1, n), width)
     out = torch.full((1, 1, n), float("nan"))
-    module.softplus_slab(a, torch.zeros(1, 1, n), torch.zeros(1, 1, 1), torch.ones(1), 0.0, 0, 0.0, out)
+    module.softplus_slab(a, b, torch.zeros(1, 1, 1), torch.ones(1), 0.0, 0, 0.0, out)
     return out.reshape(-1).numpy()
 
 
@@ -196,7 +274,9 @@ def test_a_slab_kernel_lets_other_python_threads_run(name):
     if module is None:
         pytest.skip(f"density kernel unavailable: {kernel_status()}")
     ry, h, rx, t = 64, 64, 512, 256  # one call of 0.1-1 s: a held GIL would stop the loop below throughout
-    A, B, out = torch.randn(ry, h, rx), torch.randn(t, h, rx), torch.empty(t, ry, rx)
+    width = module.relu_block if name == "relu_slab" else module.softplus_block
+    A, B = x_blocked(torch.randn(ry, h, rx), width), x_blocked(torch.randn(t, h, rx), width)
+    out = torch.empty(t, ry, rx)
     if name == "relu_slab":
         C, small = torch.randn(t, ry, h), (torch.randn(ry, rx), torch.randn(t, rx), torch.randn(t, ry))
         call = lambda: module.relu_slab(A, B, C, *small, 32, 0, 0.0, out)  # noqa: E731
