@@ -82,3 +82,44 @@ def test_usage_errors_are_one_line_with_exit_2(args):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def run_console(prelude: str, *args: str) -> subprocess.CompletedProcess:
+    """The console script's entry (``console_main``, which ends the process itself) after ``prelude``."""
+    code = f"{prelude}\nfrom epigraf_tools.cli.app import console_main\nconsole_main()\n"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_console_script_keeps_exit_codes_output_and_atexit_handlers():
+    """It skips the interpreter's teardown, not what a process owes its caller."""
+    atexit_hook = "import atexit\natexit.register(lambda: print('atexit ran'))"
+    ok = run_console(atexit_hook, "--help")
+    assert ok.returncode == 0
+    assert "export-volume" in ok.stdout  # buffered output to a pipe still arrives
+    assert ok.stdout.rstrip().endswith("atexit ran")
+
+    bad = run_console(atexit_hook, "export-volume", "--model", "/nonexistent/model", "--seeds", "0")
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    assert "atexit ran" in bad.stdout
+
+
+def test_the_console_script_waits_for_a_thread_still_running():
+    """A live non-daemon thread (say, a library's writer) is joined by the normal exit, as without it."""
+    late = (
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread finished', flush=True))).start()"
+    )
+    proc = run_console(late, "--help")
+    assert proc.returncode == 0
+    assert "thread finished" in proc.stdout
+
+
+def test_the_console_script_reports_a_message_exit_like_python():
+    """sys.exit('text') prints the text on stderr and exits 1, as the interpreter's own exit does."""
+    prelude = "import sys\nimport epigraf_tools.cli.app as app\napp.main = lambda: sys.exit('stopped: no model')"
+    proc = subprocess.run(
+        [sys.executable, "-c", f"{prelude}\napp.console_main()\n"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "stopped: no model"
