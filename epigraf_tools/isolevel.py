@@ -17,8 +17,10 @@ gap between well-separated populations, it sits in the middle of the transition.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from .models import GeneratorConfig
 
@@ -76,7 +78,12 @@ class DensityStats:
     """Exact min/max/mean/std and a strided subsample for percentiles, fed slab by slab.
 
     The subsample takes every ``stride``-th voxel in file order, so it is deterministic and spread
-    over the whole volume; ``max_samples`` bounds its memory (8 MB by default).
+    over the whole volume; ``max_samples`` bounds its memory (8 MB by default). min and max skip NaN
+    voxels (``saw_nan`` records them); the mean and std take them in (NaN then).
+
+    With the fused kernel built, each slab's range and float64 sums are one threaded pass of its
+    ``value_moments`` (export-volume 512^3: 0.20 s of single-threaded NumPy passes before); NumPy
+    otherwise. Both are exact for min and max and agree to float64 rounding for the sums.
     """
 
     def __init__(self, total_voxels: int, max_samples: int = 1 << 20, moments: bool = True) -> None:
@@ -84,7 +91,7 @@ class DensityStats:
         the range and the subsample, and the sums were half the pass over a 512^3 volume."""
         self.total = int(total_voxels)
         self.moments = moments
-        self.saw_nan = False  # some voxel is NaN (min/max then skip it or the chunk holding it)
+        self.saw_nan = False  # some voxel is NaN (min and max skip it)
         self.stride = max(1, math.ceil(self.total / max_samples))
         self.count = 0
         self.min = math.inf
@@ -92,6 +99,7 @@ class DensityStats:
         self._sum = 0.0
         self._sumsq = 0.0
         self._samples: list[np.ndarray] = []
+        self._compiled = _compiled_moments()
 
     def update(self, values: np.ndarray) -> None:
         """Add the next voxels in file order (any shape; memory order is kept, no copy of the whole)."""
@@ -104,27 +112,42 @@ class DensityStats:
         self._update_flat(values.ravel(order="K"))
 
     def _update_flat(self, flat: np.ndarray) -> None:
-        # float64 temporaries of 64k values (512 KB) stay in cache: 3x faster than 4M-value ones
-        # (measured: 0.015 s vs 0.046 s for 16M voxels), the same sums.
-        for start in range(0, flat.size, 1 << 16):
-            self._update_chunk(flat[start : start + (1 << 16)])
-
-    def _update_chunk(self, flat: np.ndarray) -> None:
         if flat.size == 0:
             return
-        lo, hi = float(flat.min()), float(flat.max())
-        self.saw_nan = self.saw_nan or math.isnan(lo) or math.isnan(hi)
-        self.min = min(self.min, lo)
-        self.max = max(self.max, hi)
-        if self.moments:
-            as64 = flat.astype(np.float64)
-            self._sum += float(as64.sum())
-            # not np.dot: OpenBLAS threads a dot this long, and its pool then spins beside torch's
-            # (export-volume 512^3 on 2 cores: 8.0-8.7 s wall with np.dot, 6.5-6.7 s without BLAS)
-            self._sumsq += float(np.einsum("i,i->", as64, as64))
+        if self._compiled is not None and flat.flags.writeable:  # torch shares only writeable arrays
+            lo, hi, total, total_sq, nan = self._compiled(torch.from_numpy(flat))
+            self._add(lo, hi, total, total_sq, nan)
+        else:
+            # float64 temporaries of 64k values (512 KB) stay in cache: 3x faster than 4M-value ones
+            # (measured: 0.015 s vs 0.046 s for 16M voxels), the same sums.
+            for start in range(0, flat.size, 1 << 16):
+                self._update_chunk(flat[start : start + (1 << 16)])
         first = (-self.count) % self.stride  # keep the global stride across slab boundaries
         self._samples.append(flat[first :: self.stride].copy())
         self.count += flat.size
+
+    def _update_chunk(self, flat: np.ndarray) -> None:
+        lo, hi = float(flat.min()), float(flat.max())  # NaN when any value is
+        nan = math.isnan(lo)
+        if nan:  # the range of the other values (NaN when every value is NaN)
+            lo, hi = float(np.fmin.reduce(flat)), float(np.fmax.reduce(flat))
+        total = total_sq = 0.0
+        if self.moments:
+            as64 = flat.astype(np.float64)
+            total = float(as64.sum())
+            # not np.dot: OpenBLAS threads a dot this long, and its pool then spins beside torch's
+            # (export-volume 512^3 on 2 cores: 8.0-8.7 s wall with np.dot, 6.5-6.7 s without BLAS)
+            total_sq = float(np.einsum("i,i->", as64, as64))
+        self._add(lo, hi, total, total_sq, nan)
+
+    def _add(self, lo: float, hi: float, total: float, total_sq: float, nan: bool) -> None:
+        self.saw_nan = self.saw_nan or nan
+        if not math.isnan(lo):
+            self.min = min(self.min, lo)
+            self.max = max(self.max, hi)
+        if self.moments:
+            self._sum += total
+            self._sumsq += total_sq
 
     @property
     def samples(self) -> np.ndarray:
@@ -152,6 +175,14 @@ class DensityStats:
             "percentiles": {f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
             "percentile_samples": int(samples.size),
         }
+
+
+def _compiled_moments() -> Callable[[torch.Tensor], tuple[float, float, float, float, bool]] | None:
+    """The fused kernel's ``value_moments`` when the kernel is built already; None otherwise (nothing is built)."""
+    from .kernels import cached_kernel_module
+
+    module = cached_kernel_module()
+    return getattr(module, "value_moments", None)
 
 
 def choose_level(default: float | None, stats: DensityStats) -> tuple[float, str]:

@@ -80,3 +80,14 @@ def test_stats_without_moments_keep_range_and_samples():
     assert not light.saw_nan
     vol[3, 4, 5] = np.nan
     assert stats_of(vol, moments=False).saw_nan
+
+
+def test_min_and_max_skip_nan_voxels_exactly():
+    vol = np.random.default_rng(6).normal(size=(4, 300, 300)).astype(np.float32)
+    vol[0, 0, 0] = np.nan  # in the chunk that also holds the minimum and the maximum
+    vol[0, 0, 1], vol[0, 0, 2] = -9.0, 9.0
+    stats = stats_of(vol)
+    assert (stats.min, stats.max) == (-9.0, 9.0) and stats.saw_nan
+    assert math.isnan(stats.mean)  # the sums take the NaN in
+    only_nan = stats_of(np.full(3, np.nan, np.float32))
+    assert (only_nan.min, only_nan.max) == (math.inf, -math.inf) and only_nan.saw_nan  # no range at all

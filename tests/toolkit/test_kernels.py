@@ -6,6 +6,7 @@ epigraf-tools kernel cache); it is skipped when no compiler or ninja is availabl
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import threading
@@ -406,3 +407,77 @@ def test_eg3d_renders_through_the_compiled_field_match_the_official_fixture(k):
     raw = render_views(model, model.planes(ws[:1]), [cam], RenderSettings(deterministic=True, raw=True), bg_ws=ws[:1])
     expected = ref[f"render_det_image_raw__psi0.7__seed0__cam{k}"]
     np.testing.assert_allclose(raw["image"][0, 0].numpy(), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 65535, 65536, 65537, 200003])
+def test_value_moments_equal_a_float64_reference(n):
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"fused kernel unavailable ({kernel_status()})")
+    rng = np.random.default_rng(n)
+    x = (rng.normal(size=n) * 40 + 3).astype(np.float32)
+    lo, hi, total, total_sq, nan = module.value_moments(torch.from_numpy(x))
+    as64 = x.astype(np.float64)
+    if n:
+        assert (lo, hi) == (float(x.min()), float(x.max()))  # exact: min and max of the same floats
+        assert total == pytest.approx(as64.sum(), rel=1e-12, abs=1e-9)  # float64 sums in another order
+        assert total_sq == pytest.approx((as64 * as64).sum(), rel=1e-12)
+    else:
+        assert (lo, hi, total, total_sq) == (math.inf, -math.inf, 0.0, 0.0)
+    assert nan is False
+
+
+def test_value_moments_skip_nan_in_the_range_and_do_not_depend_on_threads():
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"fused kernel unavailable ({kernel_status()})")
+    x = np.random.default_rng(3).normal(size=300_001).astype(np.float32)
+    x[[5, 70_000, 300_000]] = np.nan  # in a vector, in another chunk, in the scalar tail
+    x[123] = -np.inf
+    lo, hi, total, _, nan = module.value_moments(torch.from_numpy(x))
+    assert nan is True and math.isnan(total)
+    assert lo == -math.inf and hi == float(np.nanmax(x))
+    x[123] = 0.0
+    x[[5, 70_000, 300_000]] = 1.0
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(module.value_moments(torch.from_numpy(x)))
+    finally:
+        torch.set_num_threads(before)
+    assert results[0] == results[1]  # partial results combine in chunk order: bit-identical
+    all_nan = np.full(10, np.nan, np.float32)
+    assert module.value_moments(torch.from_numpy(all_nan))[:2] == (math.inf, -math.inf)
+
+
+def test_volume_statistics_are_the_same_with_and_without_the_kernel(monkeypatch):
+    """DensityStats through value_moments and through NumPy: the same range, subsample and NaN flag."""
+    import epigraf_tools.isolevel as isolevel
+
+    if load_density_kernel() is None:
+        pytest.skip(f"fused kernel unavailable ({kernel_status()})")
+    vol = np.random.default_rng(8).normal(size=(17, 33, 129)).astype(np.float32)
+    vol[4, 5, 6] = np.nan
+    vol[9, 1, 2] = 7.5  # the maximum, in a slab after the NaN
+    with_kernel = isolevel.DensityStats(vol.size, max_samples=1000)
+    assert with_kernel._compiled is not None
+    monkeypatch.setattr(isolevel, "_compiled_moments", lambda: None)
+    without = isolevel.DensityStats(vol.size, max_samples=1000)
+    for k in range(0, 17, 5):  # uneven slabs
+        with_kernel.update(vol[k : k + 5])
+        without.update(vol[k : k + 5])
+    assert (with_kernel.min, with_kernel.max) == (without.min, without.max) == (np.nanmin(vol), 7.5)
+    assert with_kernel.saw_nan and without.saw_nan
+    np.testing.assert_array_equal(with_kernel.samples, without.samples)
+    vol[4, 5, 6] = 0.0
+    a = isolevel.stats_of(vol)
+    monkeypatch.undo()
+    b = isolevel.stats_of(vol)
+    assert b._compiled is not None and a._compiled is None
+    assert (a.mean, a.std) == pytest.approx((b.mean, b.std), rel=1e-12)
+    read_only = vol.copy()
+    read_only.flags.writeable = False  # torch cannot share it: the NumPy path takes it
+    c = isolevel.stats_of(read_only)
+    assert (c.min, c.max, c.mean) == (b.min, b.max, pytest.approx(b.mean, rel=1e-12))
