@@ -45,6 +45,26 @@ def test_upsample_equals_the_reference_zero_insertion_pad_and_filter():
         torch.testing.assert_close(grad_out, grad_ref, atol=1e-5, rtol=1e-5)
 
 
+def test_fir_filtering_pads_like_an_explicit_zero_pad_and_crop():
+    """Symmetric padding goes to the convolution itself; others pad (or crop) a copy: the same window."""
+    torch.manual_seed(1)
+    f = torch.rand(4, 4)
+    x = torch.randn(2, 3, 9, 11, requires_grad=True)
+    for padding in [(1, 1, 1, 1), (2, 2, 0, 0), (0, 0, 0, 0), (2, 1, 2, 1), (-1, -1, -1, -1), (3, -1, 1, 2)]:
+        px0, px1, py0, py1 = padding
+        padded = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        padded = padded[
+            :, :, max(-py0, 0) : padded.shape[2] - max(-py1, 0), max(-px0, 0) : padded.shape[3] - max(-px1, 0)
+        ]
+        ref = F.conv2d(padded, (2 * f).flip([0, 1])[None, None].repeat(3, 1, 1, 1), groups=3)
+        out = upfirdn2d(x, f, padding=padding, gain=2)
+        assert out.shape == ref.shape, padding
+        torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)  # the same sums; convolution algorithms may differ
+        (grad_out,) = torch.autograd.grad(out.square().sum(), x)
+        (grad_ref,) = torch.autograd.grad(ref.square().sum(), x)
+        torch.testing.assert_close(grad_out, grad_ref, atol=1e-5, rtol=1e-5)
+
+
 def test_upsampling_conv_equals_zero_insertion_then_conv_then_filter():
     torch.manual_seed(0)
     x, w = torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3)
