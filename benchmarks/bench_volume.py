@@ -26,8 +26,13 @@ coordinates are our regular grid in the official flat order (the official ``crea
 differs from a regular grid by its float division, see the parity fixture's README), so the volumes
 are compared value by value; ratios are then to the official time.
 
+``--command-model MODEL`` times the whole ``epigraf export-volume`` command instead (fresh processes), each
+repeat after one official extraction when ``--official-src`` is given: the ratio then sets our whole command
+(start-up to exit) against the official extraction alone.
+
 Usage: python benchmarks/bench_volume.py [--resolutions 256,512] [--threads N] [--rss] [--mesh]
        python benchmarks/bench_volume.py --official-src /tmp/epigraf-official --resolution 256 --threads 1
+       python benchmarks/bench_volume.py --official-src /tmp/epigraf-official --resolution 512 --command-model M
 """
 
 from __future__ import annotations
@@ -225,6 +230,36 @@ def bench_mesh(G, planes, volume: np.ndarray, resolution: int) -> None:
     print(f"  export ply+glb     {t:7.2f} s")
 
 
+def bench_command(model: str, resolution: int, repeats: int, official=None) -> None:
+    """The whole ``epigraf export-volume`` command (a fresh process: start-up, imports, model load, synthesis,
+    volume, statistics, MRC and sidecars) on ``model``, alternating repeat by repeat with the baseline: the
+    official procedure in this process when given (its extraction alone, on this script's planes: no
+    start-up, load or synthesis counted on that side), else nothing."""
+    script = Path(sys.executable).with_name("epigraf")
+    command = [str(script) if script.is_file() else "epigraf", "export-volume", "--model", model, "--seeds", "0",
+               "--resolution", str(resolution)]  # fmt: skip
+    grid = make_volume_grid(0.2, resolution)
+    ours, theirs = [], []
+    print(f"\nwhole `epigraf export-volume` {resolution}^3 on {model}"
+          + (", alternating with the official procedure in-process" if official else ""))  # fmt: skip
+    with tempfile.TemporaryDirectory(dir=str(Path.cwd())) as d:
+        for n in range(repeats):
+            if official is not None:
+                with torch.no_grad():
+                    theirs.append(timed(lambda: official(grid))[0])
+            start = time.perf_counter()
+            subprocess.run([*command, "--out", d], check=True, capture_output=True)
+            ours.append(time.perf_counter() - start)
+            line = f"  repeat {n + 1}: command {ours[-1]:.2f} s"
+            if theirs:
+                line += f", official {theirs[-1]:.1f} s, ratio {theirs[-1] / ours[-1]:.1f}x"
+            print(line, flush=True)
+    summary = f"  command median {float(np.median(ours)):.2f} s (min {min(ours):.2f})"
+    if theirs:
+        summary += f"; official median {float(np.median(theirs)):.1f} s: {np.median(theirs) / np.median(ours):.1f}x"
+    print(summary)
+
+
 FLOOR_FLOP_PER_VOXEL = 350  # issue 19: ~47 GFLOP for 512^3 once the first layer is separable (H = 64)
 
 
@@ -264,6 +299,10 @@ def main() -> None:
     parser.add_argument("--rss", action="store_true", help="peak RSS of a 512^3 export_volume (fresh process)")
     parser.add_argument("--mesh", action="store_true", help="time the mesh pipeline on the largest volume")
     parser.add_argument("--json", type=Path, default=None, help="also write the timings here")
+    parser.add_argument("--command-model", default=None, metavar="MODEL",
+                        help="only the whole export-volume command on this model (folder, file or zoo name), "
+                             "alternating with the official procedure when --official-src is given")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of --command-model")
     parser.add_argument("--throughput", type=str, default=None, metavar="THREADS",
                         help="only the kernel's 512^3 time and GFLOP/s for these thread counts, e.g. 1,2")  # fmt: skip
     args = parser.parse_args()
@@ -278,6 +317,9 @@ def main() -> None:
     print(f"fused kernel: {kernel_status()} ({t:.1f} s to load/build)")
     G, planes = ffhq_size_model()
     official = official_volume_fn(args.official_src, G, planes) if args.official_src else None
+    if args.command_model:
+        bench_command(args.command_model, resolutions[-1], args.repeats, official)
+        return
     if args.throughput:
         kernel_throughput(G, planes, 512, [int(n) for n in args.throughput.split(",")])
         return

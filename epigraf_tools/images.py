@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from .atomic import atomic_path
 from .errors import EpigrafError
@@ -128,6 +126,9 @@ def pad_to_even(frame: np.ndarray) -> np.ndarray:
 
 def save_png(path: str | os.PathLike[str], array: np.ndarray, metadata: dict[str, Any] | None = None) -> Path:
     """Write uint8 [H, W] or [H, W, 3] atomically; ``metadata`` goes into a tEXt chunk as JSON."""
+    from PIL import Image  # here, not at import: Pillow's import is 0.1 s that volume and mesh commands never use
+    from PIL.PngImagePlugin import PngInfo
+
     info = PngInfo()
     if metadata is not None:
         info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True))
@@ -138,6 +139,8 @@ def save_png(path: str | os.PathLike[str], array: np.ndarray, metadata: dict[str
 
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The JSON metadata ``save_png`` stored, or None."""
+    from PIL import Image
+
     with Image.open(path) as img:
         text = img.text.get(METADATA_KEY) if hasattr(img, "text") else None
     return json.loads(text) if text else None

@@ -123,3 +123,14 @@ def test_the_console_script_reports_a_message_exit_like_python():
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "stopped: no model"
+
+
+def test_the_console_script_collects_again_once_the_command_is_imported():
+    """The collector pauses only for the imports; what they built is frozen, the work is collected as usual."""
+    report = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count() > 10_000))"
+    )
+    proc = run_console(report, "export-volume", "--model", "/nonexistent/model", "--seeds", "0")
+    assert proc.returncode == 2
+    assert "collector True True" in proc.stdout
