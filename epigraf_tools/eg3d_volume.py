@@ -98,13 +98,16 @@ def eg3d_density(
     ux, uy, uz = [(a * warp).float().to(device) for a in (ax, ay, az)]
     xy_plane, xz_plane, zx_plane = planes[0]
 
+    plane_kernel = kernel if used == "kernel" else None
+
     def xz(k0: int, k1: int) -> torch.Tensor:  # planes 1 (x, z) and 2 (z, x) both vary over (z, x)
-        feats = _plane_features(xz_plane, ux, uz[k0:k1], align_corners=False)
-        return feats.add_(_plane_features(zx_plane, uz[k0:k1], ux, align_corners=False).transpose(1, 2))
+        feats = _plane_features(xz_plane, ux, uz[k0:k1], align_corners=False, kernel=plane_kernel)
+        zx = _plane_features(zx_plane, uz[k0:k1], ux, align_corners=False, kernel=plane_kernel)
+        return feats.add_(zx.transpose(1, 2))
 
     fill = separable_filler(
         folded,
-        lambda j0, j1: _plane_features(xy_plane, ux, uy[j0:j1], align_corners=False),
+        lambda j0, j1: _plane_features(xy_plane, ux, uy[j0:j1], align_corners=False, kernel=plane_kernel),
         xz,
         None,
         shape_xyz[::-1],

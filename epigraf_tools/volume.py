@@ -32,7 +32,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -253,16 +253,44 @@ def _activate_(h: torch.Tensor, activation: str) -> torch.Tensor:
     return h
 
 
-def _plane_features(plane: torch.Tensor, u: torch.Tensor, v: torch.Tensor, align_corners: bool = True) -> torch.Tensor:
+def _plane_features(
+    plane: torch.Tensor, u: torch.Tensor, v: torch.Tensor, align_corners: bool = True, kernel: Any = None
+) -> torch.Tensor:
     """Bilinear lookups of plane [C, R, R] at width coords u [W] x height coords v [Hh] -> [C, Hh, W].
 
     Coordinates are grid_sample's [-1, 1]; zeros outside. EpiGRAF samples with align_corners=True,
-    EG3D with False.
+    EG3D with False. With the fused kernel module (CPU) the grid's separable taps go to its
+    ``plane_rows``; otherwise grid_sample. The two agree to float32 rounding (the same taps and weights,
+    summed in another order).
     """
+    if kernel is not None and plane.device.type == "cpu" and plane.dtype == torch.float32:
+        y_taps = _axis_taps(v, plane.shape[1], align_corners)
+        x_taps = _axis_taps(u, plane.shape[2], align_corners)
+        return kernel.plane_rows(plane.contiguous(), *y_taps, *x_taps)
     vv, uu = torch.meshgrid(v, u, indexing="ij")
     grid = torch.stack([uu, vv], dim=-1).unsqueeze(0)  # [1, Hh, W, 2]: (width, height) pairs
     feats = F.grid_sample(plane.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
     return feats[0]
+
+
+def _axis_taps(
+    coords: torch.Tensor, size: int, align_corners: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """grid_sample's two bilinear taps along one axis: (i0, i1, w0, w1) for coords in [-1, 1].
+
+    The source coordinate and the weights are grid_sample's own (w0 = i0 + 1 - p, w1 = p - i0); a tap
+    outside [0, size) gets weight 0 (zero padding) and an index clamped into the plane.
+    """
+    coords = coords.float().cpu()
+    p = (coords + 1) / 2 * (size - 1) if align_corners else ((coords + 1) * size - 1) / 2
+    lower = torch.floor(p)
+    i0 = lower.long()
+    i1 = i0 + 1
+    w0 = (lower + 1) - p
+    w1 = p - lower
+    w0 = torch.where((i0 >= 0) & (i0 < size), w0, 0.0)
+    w1 = torch.where((i1 >= 0) & (i1 < size), w1, 0.0)
+    return i0.clamp(0, size - 1), i1.clamp(0, size - 1), w0.contiguous(), w1.contiguous()
 
 
 def _matmul_cf(weight: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
@@ -556,9 +584,9 @@ def extract_density(
         plane = planes[0]
         fill = separable_filler(
             folded,
-            lambda j0, j1: _plane_features(plane[0], ax, ay[j0:j1]),
-            lambda k0, k1: _plane_features(plane[1], ax, az[k0:k1]),
-            lambda k0, k1: _plane_features(plane[2], ay, az[k0:k1]),
+            lambda j0, j1: _plane_features(plane[0], ax, ay[j0:j1], kernel=kernel),
+            lambda k0, k1: _plane_features(plane[1], ax, az[k0:k1], kernel=kernel),
+            lambda k0, k1: _plane_features(plane[2], ay, az[k0:k1], kernel=kernel),
             grid.shape_zyx,
             device,
             kernel,

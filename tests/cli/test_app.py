@@ -128,8 +128,7 @@ def test_the_console_script_reports_a_message_exit_like_python():
 def test_the_console_script_collects_again_once_the_command_is_imported():
     """The collector pauses only for the imports; what they built is frozen, the work is collected as usual."""
     report = (
-        "import atexit, gc\n"
-        "atexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count() > 10_000))"
+        "import atexit, gc\natexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count() > 10_000))"
     )
     proc = run_console(report, "export-volume", "--model", "/nonexistent/model", "--seeds", "0")
     assert proc.returncode == 2

@@ -481,3 +481,45 @@ def test_volume_statistics_are_the_same_with_and_without_the_kernel(monkeypatch)
     read_only.flags.writeable = False  # torch cannot share it: the NumPy path takes it
     c = isolevel.stats_of(read_only)
     assert (c.min, c.max, c.mean) == (b.min, b.max, pytest.approx(b.mean, rel=1e-12))
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_plane_rows_equal_grid_sample_on_axis_aligned_grids(align_corners):
+    """The kernel's separable bilinear taps against grid_sample: non-square planes, odd channel counts,
+    grids reaching beyond the plane (zero padding) and grids that hit texel centres exactly."""
+    from epigraf_tools.volume import _plane_features
+
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"fused kernel unavailable ({kernel_status()})")
+    gen = torch.Generator().manual_seed(4)
+    for c, h, w in [(32, 64, 48), (5, 7, 9), (1, 1, 3)]:
+        plane = torch.randn(c, h, w, generator=gen) * 3
+        for u, v in [
+            (torch.linspace(-0.97, 0.99, 70), torch.linspace(-1, 1, 33)),
+            (torch.linspace(-1.4, 1.3, 41), torch.linspace(-1.2, 1.5, 17)),  # partly outside the plane
+            (torch.linspace(-1, 1, w), torch.linspace(-1, 1, h)),  # align_corners=True: exactly on texels
+        ]:
+            ours = _plane_features(plane, u, v, align_corners, kernel=module)
+            ref = _plane_features(plane, u, v, align_corners)
+            assert ours.shape == ref.shape == (c, len(v), len(u))
+            # the same taps and weights; the four products summed in another order (and with FMAs)
+            torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5 * float(plane.abs().max()))
+    outside = torch.tensor([-3.0, 3.0])
+    assert _plane_features(plane, outside, outside, align_corners, kernel=module).abs().max() == 0
+
+
+def test_plane_rows_refuse_taps_outside_the_plane():
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"fused kernel unavailable ({kernel_status()})")
+    plane = torch.zeros(2, 4, 4)
+    good, weight = torch.tensor([0, 3]), torch.ones(2)
+    assert module.plane_rows(plane, good, good, weight, weight, good, good, weight, weight).shape == (2, 2, 2)
+    for bad in (torch.tensor([0, 4]), torch.tensor([-1, 0])):
+        with pytest.raises(RuntimeError, match="outside the plane"):
+            module.plane_rows(plane, good, bad, weight, weight, good, good, weight, weight)
+        with pytest.raises(RuntimeError, match="outside the plane"):
+            module.plane_rows(plane, good, good, weight, weight, bad, good, weight, weight)
+    with pytest.raises(RuntimeError, match="int64"):
+        module.plane_rows(plane, good.int(), good, weight, weight, good, good, weight, weight)
