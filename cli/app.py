@@ -18,7 +18,6 @@ import sys
 import threading
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 
 import typer
 from typer.core import TyperGroup
@@ -228,10 +227,32 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         from click import exceptions as click_exc
 
-    from .common import install_signal_handlers
+    from .common import SIGINT_EXIT, install_signal_handlers, interrupted_exit, unreported_interrupt
 
     install_signal_handlers()
-    _run(click_exc)
+    try:
+        result = app(prog_name="epigraf", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        print(exc.format_message())
+        sys.exit(0)
+    except click_exc.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        print(f"Error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(2)
+    except click_exc.ClickException as exc:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt as exc:
+        sys.exit(interrupted_exit(exc).exit_code)
+    except BrokenPipeError:  # e.g. `epigraf --help | head`: the reader left; nothing to report
+        sys.stderr.close()
+        sys.exit(0)
+    if result == SIGINT_EXIT and (exc := unreported_interrupt()) is not None:  # typer caught it outside a command
+        result = interrupted_exit(exc).exit_code
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def console_main() -> None:
@@ -261,35 +282,6 @@ def console_main() -> None:
         except (OSError, ValueError):  # a closed stream or a reader that left: nothing more to deliver
             pass
     os._exit(code or 0)
-
-
-def _run(click_exc: ModuleType) -> None:
-    """The command, with click's exceptions turned into one-line errors and exit codes."""
-    from .common import SIGINT_EXIT, interrupted_exit, unreported_interrupt
-
-    try:
-        result = app(prog_name="epigraf", standalone_mode=False)
-    except click_exc.NoArgsIsHelpError as exc:
-        print(exc.format_message())
-        sys.exit(0)
-    except click_exc.UsageError as exc:
-        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        print(f"Error: {exc.format_message()}{where}", file=sys.stderr)
-        sys.exit(2)
-    except click_exc.ClickException as exc:
-        print(f"Error: {exc.format_message()}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("Aborted.", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt as exc:
-        sys.exit(interrupted_exit(exc).exit_code)
-    except BrokenPipeError:  # e.g. `epigraf --help | head`: the reader left; nothing to report
-        sys.stderr.close()
-        sys.exit(0)
-    if result == SIGINT_EXIT and (exc := unreported_interrupt()) is not None:  # typer caught it outside a command
-        result = interrupted_exit(exc).exit_code
-    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
