@@ -11,6 +11,7 @@ max |difference| and, for comparison, the EpiGRAF fast path on a grid of the sam
 (``bench_volume.ffhq_size_model``).
 
     python benchmarks/bench_volume_eg3d.py [--resolution 512] [--threads N] [--repeats 1] [--skip-reference]
+        [--product-ab]
 
 ``--official-src DIR`` (the ``eg3d/`` folder of an NVlabs/eg3d checkout, imported at run time, see
 ``official_eg3d.py``) measures against the official code itself instead: the official FFHQ-size
@@ -59,6 +60,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-epigraf", action="store_true")
+    parser.add_argument(
+        "--product-ab",
+        action="store_true",
+        help="also time the kernel with its product form off (plain softplus table), alternating, and print the ratio",
+    )
     parser.add_argument("--official-src", default=None, help="eg3d/ folder of an NVlabs/eg3d checkout")
     args = parser.parse_args()
     if args.threads:
@@ -78,22 +84,41 @@ def main() -> None:
     ref_out = np.empty((r, r, r), np.float32).transpose(2, 1, 0) if not args.skip_reference else None
     times: dict[str, list[float]] = {"fast": [], "reference": []}
     cpu: list[float] = []  # process CPU time: steadier than wall time on a machine shared with other jobs
+    product_form = bool(getattr(kernel, "product_form", False))
+    ab = args.product_ab and product_form
+    plain_out = np.empty((r, r, r), np.float32).transpose(2, 1, 0) if ab else None
+    times["plain"] = []
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
         eg3d_density(G, planes, axes, out=out)
         times["fast"].append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
+        if ab:
+            kernel.product_form = False  # the module attribute separable_filler reads
+            try:
+                t = time.perf_counter()
+                eg3d_density(G, planes, axes, out=plain_out)
+                times["plain"].append(time.perf_counter() - t)
+            finally:
+                kernel.product_form = True
         if ref_out is not None:
             t = time.perf_counter()
             eg3d_density_reference(G, planes, axes, out=ref_out)
             times["reference"].append(time.perf_counter() - t)
     print(f"EG3D {r}^3 ({r**3 / 1e6:.1f} M voxels), planes 256^2 x 32, decoder 32-64-33, "
-          f"threads {torch.get_num_threads()}, kernel: {kernel_status()}, softplus: {path}")  # fmt: skip
+          f"threads {torch.get_num_threads()}, kernel: {kernel_status()}, softplus: {path}, "
+          f"product form: {'yes' if product_form else 'no'}")  # fmt: skip
     fast = statistics.median(times["fast"])
     print(
         f"  fast      {fast:8.2f} s  {r**3 / fast / 1e6:7.1f} Mvox/s  runs {[round(t, 2) for t in times['fast']]}"
         f"  (CPU time, all threads: {[round(t, 2) for t in cpu]} s)"
     )
+    if plain_out is not None:
+        plain = statistics.median(times["plain"])
+        print(
+            f"  plain     {plain:8.2f} s  (product form off)  runs {[round(t, 2) for t in times['plain']]}"
+            f"  ratio {plain / fast:.2f}x; max |difference| {float(np.abs(out - plain_out).max()):.2e}"
+        )
     if ref_out is not None:
         ref = statistics.median(times["reference"])
         print(

@@ -363,6 +363,25 @@ class _ReluKernelOperands:
         return _matmul_cf(self.neg_proj, feats), _matmul_cf(self.yz_lin, feats)[..., 0].contiguous()
 
 
+def _unit_range(blocked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-unit (min, max) of an x-blocked term [n, nb, H, width] (NaN where the unit has a NaN)."""
+    return blocked.amin(dim=(0, 1, 3)), blocked.amax(dim=(0, 1, 3))
+
+
+def product_units(
+    a_range: tuple[torch.Tensor, torch.Tensor], b_range: tuple[torch.Tensor, torch.Tensor], limit: float
+) -> torch.Tensor:
+    """uint8 flags [H]: the units whose softplus(a + b) may take the kernel's product form log(1 + e^a e^b).
+
+    Only where |a|, |b| and a + b stay within ``limit`` (the kernel's ``product_limit``) over the
+    slab: then e^a, e^b and their product are normal floats. Other units (and NaN) keep the plain
+    softplus, so the flags never change what is computed, only how.
+    """
+    (a_lo, a_hi), (b_lo, b_hi) = a_range, b_range
+    ok = (a_lo >= -limit) & (a_hi <= limit) & (b_lo >= -limit) & (b_hi <= limit) & (a_hi + b_hi <= limit)
+    return ok.to(torch.uint8).contiguous()
+
+
 def separable_filler(
     folded: FoldedField,
     xy: PlaneRows,
@@ -394,9 +413,15 @@ def separable_filler(
         a_map = torch.cat([_matmul_x_blocked(folded.proj, xy(j0, j1), width) for j0, j1 in row_blocks])
         a_map += folded.bias0[:, None]
         no_c = torch.empty(0)
+        product = yz is None and bool(getattr(kernel, "product_form", False))
+        a_range = _unit_range(a_map) if product else None
 
         def fill_softplus(k0: int, k1: int, slab: torch.Tensor) -> None:
             b_map = _matmul_x_blocked(folded.proj, xz(k0, k1), width)
+            if a_range is not None:
+                units = product_units(a_range, _unit_range(b_map), float(kernel.product_limit))
+                kernel.softplus_product_slab(a_map, b_map, folded.w_out, units, folded.b_out, mode, shift, slab)
+                return
             c_map = no_c if yz is None else _matmul_cf(folded.proj, yz(k0, k1))
             kernel.softplus_slab(a_map, b_map, c_map, folded.w_out, folded.b_out, mode, shift, slab)
 

@@ -103,3 +103,42 @@ def test_fused_softplus_kernel_gives_the_same_volume_on_1_and_2_threads(eg3d_set
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(one, two)  # rows are independent: threads change no sum's order
+
+
+def test_product_units_flag_only_units_whose_exponentials_stay_normal():
+    from epigraf_tools.volume import product_units
+
+    nan = float("nan")
+    a_lo = torch.tensor([-5.0, -79.0, -5.0, -81.0, -5.0, nan, 0.0])
+    a_hi = torch.tensor([5.0, 79.0, 5.0, 0.0, 45.0, 1.0, 1.0])
+    b_lo = torch.tensor([-5.0, -79.0, -5.0, 0.0, -5.0, 0.0, nan])
+    b_hi = torch.tensor([5.0, 0.0, 81.0, 1.0, 45.0, 1.0, 1.0])
+    flags = product_units((a_lo, a_hi), (b_lo, b_hi), 80.0)
+    assert flags.dtype == torch.uint8
+    # within; within at both ends; b beyond; a beyond; a + b beyond; NaN in a; NaN in b
+    assert flags.tolist() == [1, 1, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.kernel
+def test_units_beyond_the_product_range_keep_the_plain_softplus(eg3d_setup, monkeypatch):
+    # planes 40x larger push some first-layer terms past the product form's range: those units take the
+    # plain softplus inside the same slab call, and the volume still equals the decoder point by point
+    import epigraf_tools.volume as volume
+    from epigraf_tools.kernels import kernel_status, load_density_kernel
+
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    if not module.product_form:
+        pytest.skip("this build has no product form (no AVX-512)")
+    G, planes, axes = eg3d_setup
+    planes = planes * 40.0
+    seen: list[torch.Tensor] = []
+    real = volume.product_units
+    monkeypatch.setattr(volume, "product_units", lambda *args: seen.append(real(*args)) or seen[-1])
+    ref = eg3d_density_reference(G, planes, axes)
+    got = eg3d_density(G, planes, axes, method="kernel", slab_voxels=900)
+    flags = torch.stack(seen)
+    assert 0 < int(flags.sum()) < flags.numel(), "expected both kinds of unit"
+    scale = float(np.abs(ref).max())
+    np.testing.assert_allclose(got, ref, atol=1e-5 * scale, rtol=1e-5)

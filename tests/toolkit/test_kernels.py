@@ -138,6 +138,84 @@ def test_slab_kernels_equal_their_formulas_for_any_row_length(rx, mode):
     torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
 
 
+def _product_slab(module, A, B, w, units, bias, mode, shift, out) -> None:
+    width = module.softplus_block
+    module.softplus_product_slab(x_blocked(A, width), x_blocked(B, width), w, units, bias, mode, shift, out)
+
+
+@pytest.mark.parametrize("rx", [1, 33, 64, 70, 129])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_the_product_form_slab_equals_its_formula_with_any_mix_of_units(rx, mode):
+    # flagged units take log(1 + e^a e^b) (AVX-512 builds), the others the plain softplus; one unflagged
+    # unit has values far beyond the product form's range, which the plain path handles
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    g = torch.Generator().manual_seed(rx * 7 + mode)
+    t, ry, h, shift = 5, 3, 7, -0.5
+    A, B = torch.randn(ry, h, rx, generator=g) * 4, torch.randn(t, h, rx, generator=g) * 4
+    w = torch.randn(h, generator=g)
+    A[:, 5] *= 40.0
+    units = torch.tensor([1, 0, 1, 1, 0, 0, 1], dtype=torch.uint8)
+    out = torch.full((t, ry, rx), float("nan"))
+    _product_slab(module, A, B, w, units, 0.25, mode, shift, out)
+    sp = torch.nn.functional.softplus(A.double()[None] + B.double()[:, None])
+    want = _ACTIVATIONS[mode](0.25 + (w.double()[:, None] * sp).sum(2), shift)
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
+
+    # no unit flagged: softplus_slab's own loop, bit for bit
+    plain, none = torch.full_like(out, float("nan")), torch.full_like(out, float("nan"))
+    _softplus_slab(module, A, B, torch.empty(0), w, 0.25, mode, shift, plain)
+    _product_slab(module, A, B, w, torch.zeros(h, dtype=torch.uint8), 0.25, mode, shift, none)
+    assert torch.equal(plain, none)
+
+
+def test_the_product_form_slab_checks_its_flags():
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    A, B, w, out = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(3), torch.empty(2, 2, 8)
+    for units in (torch.ones(3), torch.ones(2, dtype=torch.uint8), torch.ones(3, 1, dtype=torch.uint8)):
+        with pytest.raises(RuntimeError, match="product"):
+            _product_slab(module, A, B, w, units, 0.0, 0, 0.0, out)
+
+
+def _kernel_product_softplus(module, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """softplus(a + b) through softplus_product_slab: one flagged unit, A = a and B = b along one row."""
+    n = len(a)
+    out = torch.full((1, 1, n), float("nan"))
+    A, B = (torch.from_numpy(x.astype(np.float32)).reshape(1, 1, n) for x in (a, b))
+    _product_slab(module, A, B, torch.ones(1), torch.ones(1, dtype=torch.uint8), 0.0, 0, 0.0, out)
+    return out.reshape(-1).numpy()
+
+
+def test_the_product_form_is_within_a_few_ulps_and_2e_7_of_float64_softplus():
+    """Allowed: 3 ulps of the true value plus 2e-7 absolute (measured: 2 ulps plus 1.22e-7).
+
+    The absolute part is float32 rounding of u = 1 + e^a e^b: where a + b is very negative the result is
+    right to ~1e-7 in absolute terms (softplus512 is right to a few ulps there). The sweep covers the
+    whole flagged range (|a|, |b|, a + b <= product_limit), split between a and b at random.
+    """
+    module = load_density_kernel()
+    if module is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    if not module.product_form:
+        pytest.skip("this build has no product form (no AVX-512): the plain softplus runs instead")
+    limit = float(module.product_limit)
+    rng = np.random.default_rng(0)
+    v = np.concatenate([np.linspace(-limit, limit, 400_001), rng.uniform(-3.0, 3.0, 100_000), [0.0, limit]])
+    a = np.clip(v * rng.uniform(-0.5, 1.5, v.size), -limit, limit).astype(np.float32)
+    b = np.clip(v - a, -limit, np.minimum(limit, limit - a)).astype(np.float32)
+    got = _kernel_product_softplus(module, a, b).astype(np.float64)
+    want = torch.nn.functional.softplus(torch.from_numpy(a).double() + torch.from_numpy(b).double(), threshold=1e300)
+    want = want.numpy()
+    ulp = np.spacing(want.astype(np.float32)).astype(np.float64)
+    err = np.abs(got - want)
+    worst = int(np.argmax(err - 3 * ulp))
+    assert err[worst] <= 3 * ulp[worst] + 2e-7, f"softplus({a[worst]} + {b[worst]}) off by {err[worst]:.3g}"
+    assert (got >= 0).all()
+
+
 @pytest.mark.parametrize("name", ["relu_slab", "softplus_slab"])
 def test_slab_kernels_refuse_operands_that_are_not_x_blocked(name):
     module = load_density_kernel()
@@ -221,8 +299,15 @@ def test_the_portable_build_takes_the_exp_log1p_path_with_the_same_accuracy(monk
     assert module is not None, kernel_status()
     assert kernel_status() == "loaded (portable build)"
     if platform.machine() in ("x86_64", "AMD64"):
-        assert module.softplus_path() == "exp-log1p"
+        assert module.softplus_path() == "exp-log1p" and not module.product_form
     _assert_softplus_accurate(module)
+    # without a product form the flags change nothing: softplus_slab itself
+    g = torch.Generator().manual_seed(3)
+    A, B, w = torch.randn(3, 5, 70, generator=g), torch.randn(4, 5, 70, generator=g), torch.randn(5, generator=g)
+    plain, flagged = torch.empty(4, 3, 70), torch.empty(4, 3, 70)
+    _softplus_slab(module, A, B, torch.empty(0), w, 0.1, 1, -1.0, plain)
+    _product_slab(module, A, B, w, torch.ones(5, dtype=torch.uint8), 0.1, 1, -1.0, flagged)
+    assert module.product_form or torch.equal(plain, flagged)
 
 
 def test_the_loaded_kernel_is_the_build_of_the_current_source():
@@ -268,7 +353,7 @@ def test_without_a_compiler_the_best_cached_build_still_loads(monkeypatch):
     assert kernel_status().startswith("loaded (")
 
 
-@pytest.mark.parametrize("name", ["relu_slab", "softplus_slab"])
+@pytest.mark.parametrize("name", ["relu_slab", "softplus_slab", "softplus_product_slab"])
 def test_a_slab_kernel_lets_other_python_threads_run(name):
     # export-volume's disk writer is a Python thread: it must not wait for each slab's kernel call.
     module = load_density_kernel()
@@ -281,9 +366,12 @@ def test_a_slab_kernel_lets_other_python_threads_run(name):
     if name == "relu_slab":
         C, small = torch.randn(t, ry, h), (torch.randn(ry, rx), torch.randn(t, rx), torch.randn(t, ry))
         call = lambda: module.relu_slab(A, B, C, *small, 32, 0, 0.0, out)  # noqa: E731
-    else:
+    elif name == "softplus_slab":
         C, w = torch.randn(t, ry, h), torch.randn(h)
         call = lambda: module.softplus_slab(A, B, C, w, 0.0, 0, 0.0, out)  # noqa: E731
+    else:
+        w, units = torch.randn(h), torch.ones(h, dtype=torch.uint8)
+        call = lambda: module.softplus_product_slab(A, B, w, units, 0.0, 0, 0.0, out)  # noqa: E731
     span: list[float] = []
 
     def kernel() -> None:
