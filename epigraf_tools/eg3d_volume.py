@@ -29,6 +29,7 @@ from .volume import (
     DEFAULT_TILE_BYTES,
     FoldedField,
     Progress,
+    SlabFill,
     _choose_method,
     _plane_features,
     separable_filler,
@@ -117,6 +118,84 @@ def eg3d_density(
         tile_bytes,
     )
     return stream_slabs(out, fill, device, slab_voxels, progress, on_slab)
+
+
+def model_order_filler(
+    G: EG3DGenerator,
+    planes: torch.Tensor,
+    model_axes: Axes,
+    value: str = "raw",
+    method: str = "auto",
+    tile_bytes: int = DEFAULT_TILE_BYTES,
+) -> SlabFill:
+    """The EG3D density on a grid of the model world (axes x, y, z) as a slab filler in its MRC order [z, y, x].
+
+    Model point (x, y, z) is EG3D point (-z, y, x), so the model's z-sections are EG3D x-planes and
+    the terms become: planes 1 (x, z) and 2 (z, x) vary over (section, column), plane 0 (x, y) over
+    (section, row), and nothing over (row, column). Filling in this order lets ``stream_slabs`` write
+    every slab in place or hand it to a sink at once, where ``eg3d_density``'s own order would need a
+    transposing copy of the whole volume afterwards (0.9 s at 512^3, measured). Same values as
+    ``eg3d_density`` to float32 rounding.
+    """
+    if value not in ("raw", "sigma"):
+        raise ValueError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
+    if method == "naive":
+        raise ValueError("method 'naive' is eg3d_density_reference")
+    planes = _check(planes)
+    device = planes.device
+    mx, my, mz = _axes_tensor(model_axes)
+    shape_zyx = (len(mz), len(my), len(mx))
+    folded = FoldedField.from_eg3d(G, device)
+    used, kernel = _choose_method(method, device, folded, int(np.prod(shape_zyx)))
+    warp = 2.0 / float(G.rendering_kwargs["box_warp"])
+    ex, ey, ez = [(a * warp).float().to(device) for a in (-mz, my, mx)]  # EG3D x, y, z of sections, rows, columns
+    xy_plane, xz_plane, zx_plane = planes[0]
+    plane_kernel = kernel if used == "kernel" else None
+
+    def section_columns(k0: int, k1: int) -> torch.Tensor:  # planes 1 and 2: [C, T, Rx]
+        feats = _plane_features(zx_plane, ez, ex[k0:k1], align_corners=False, kernel=plane_kernel)
+        xz = _plane_features(xz_plane, ex[k0:k1], ez, align_corners=False, kernel=plane_kernel)
+        return feats.add_(xz.transpose(1, 2))
+
+    def section_rows(k0: int, k1: int) -> torch.Tensor:  # plane 0: [C, T, Ry]
+        return _plane_features(xy_plane, ex[k0:k1], ey, align_corners=False, kernel=plane_kernel).transpose(1, 2)
+
+    return separable_filler(
+        folded,
+        None,
+        section_columns,
+        section_rows,
+        shape_zyx,
+        device,
+        kernel if used == "kernel" else None,
+        EG3D_SIGMA if value == "sigma" else None,
+        tile_bytes,
+    )
+
+
+@torch.no_grad()
+def eg3d_density_model_order(
+    G: EG3DGenerator,
+    planes: torch.Tensor,
+    model_axes: Axes,
+    value: str = "raw",
+    out_zyx: np.ndarray | None = None,
+    method: str = "auto",
+    progress: Progress | None = None,
+    on_slab: Callable[[int, np.ndarray], None] | None = None,
+    slab_voxels: int = DEFAULT_SLAB_VOXELS,
+    tile_bytes: int = DEFAULT_TILE_BYTES,
+) -> np.ndarray:
+    """``model_order_filler``'s volume: out_zyx [Rz, Ry, Rx] (model order; a new array when None), filled
+    slab by slab along the model's z, each slab shown to ``on_slab`` as soon as it is done."""
+    shape_zyx = tuple(len(a) for a in model_axes)[::-1]
+    if out_zyx is None:
+        out_zyx = np.empty(shape_zyx, np.float32)
+    if tuple(out_zyx.shape) != shape_zyx or out_zyx.dtype != np.float32:
+        raise ValueError(f"out_zyx must be float32 with shape {shape_zyx}, got {out_zyx.dtype} {tuple(out_zyx.shape)}")
+    fill = model_order_filler(G, planes, model_axes, value, method, tile_bytes)
+    stream_slabs(out_zyx.transpose(2, 1, 0), fill, planes.device, slab_voxels, progress, on_slab)
+    return out_zyx
 
 
 @torch.no_grad()

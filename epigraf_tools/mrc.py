@@ -28,7 +28,6 @@ import torch
 
 from .atomic import atomic_path, write_text_atomic
 from .direct_write import DirectRegionWriter
-from .eg3d_model import is_eg3d
 from .errors import EpigrafError
 from .isolevel import DensityStats, choose_level, default_level
 from .models import Generator
@@ -146,14 +145,10 @@ def export_volume(
         try:
             _set_header(mrc, grid.voxel_size, grid.origin, "epigraf-tools density volume")
             options = {"grid": grid, "value": value, "progress": progress, "method": method}
-            if is_eg3d(G):  # its fast path fills along the model's x: the whole mapped volume at once
-                extract_density(
-                    G, ws_or_planes, out=mrc.data.transpose(2, 1, 0), on_slab=lambda _k0, s: stats.update(s), **options
-                )
-            else:  # z-slabs in order: written from one reused buffer (see _append_slabs)
-                data_offset = int(mrc.header.nbytes + mrc.extended_header.nbytes)
-                with _append_slabs(tmp, data_offset, grid.num_voxels * 4) as write:
-                    extract_density(G, ws_or_planes, sink=lambda _k0, s: (stats.update(s), write(s)), **options)
+            # z-slabs in order (both families): written from one reused buffer (see _append_slabs)
+            data_offset = int(mrc.header.nbytes + mrc.extended_header.nbytes)
+            with _append_slabs(tmp, data_offset, grid.num_voxels * 4) as write:
+                extract_density(G, ws_or_planes, sink=lambda _k0, s: (stats.update(s), write(s)), **options)
             _set_stats(mrc, stats)
             mrc.flush()
         finally:

@@ -395,9 +395,9 @@ def separable_filler(
 ) -> SlabFill:
     """The separable evaluation of ``folded`` as a slab filler: the building block of every fast volume.
 
-    xy(j0, j1) gives the features [C, n, Rx] of the plane term that depends on (y, x); xz(k0, k1)
-    [C, T, Rx] the (z, x) term (EG3D: the sum of its two (z, x)-dependent planes); yz(k0, k1)
-    [C, T, Ry] the (z, y) term, or None when there is none. The first layer is applied to each term
+    xy(j0, j1) gives the features [C, n, Rx] of the plane term that depends on (y, x), or None when there
+    is none; xz(k0, k1) [C, T, Rx] the (z, x) term (EG3D: the sum of its two (z, x)-dependent planes);
+    yz(k0, k1) [C, T, Ry] the (z, y) term, or None. The first layer is applied to each term
     once; ``kernel`` (the fused module, CPU only) or PyTorch tiles do the per-voxel rest. ``sigma``
     = (clamp mode, shift) turns raw density into sigma = act(raw + shift). Peak memory: the xy map
     (Ry * Rx * H floats, 64 MB at 512^2 and H = 64) plus one slab's maps and one tile.
@@ -408,26 +408,35 @@ def separable_filler(
     mode = _sigma_mode(sigma)
     shift = 0.0 if sigma is None else float(sigma[1])
 
+    if xy is None and yz is None:
+        raise ValueError("a separable field needs a (y, x) or a (z, y) term besides the (z, x) one")
     if kernel is not None and folded.act0 == "softplus":
         width = int(kernel.softplus_block)
-        a_map = torch.cat([_matmul_x_blocked(folded.proj, xy(j0, j1), width) for j0, j1 in row_blocks])
-        a_map += folded.bias0[:, None]
-        no_c = torch.empty(0)
-        product = yz is None and bool(getattr(kernel, "product_form", False))
-        a_range = _unit_range(a_map) if product else None
+        a_map = None
+        if xy is not None:
+            a_map = torch.cat([_matmul_x_blocked(folded.proj, xy(j0, j1), width) for j0, j1 in row_blocks])
+            a_map += folded.bias0[:, None]
+        no_term = torch.empty(0)
+        # two terms (EG3D): the kernel's product form, for the units whose exponentials stay in range
+        product = (xy is None) != (yz is None) and bool(getattr(kernel, "product_form", False))
+        a_range = _unit_range(a_map) if product and a_map is not None else None
 
         def fill_softplus(k0: int, k1: int, slab: torch.Tensor) -> None:
             b_map = _matmul_x_blocked(folded.proj, xz(k0, k1), width)
-            if a_range is not None:
-                units = product_units(a_range, _unit_range(b_map), float(kernel.product_limit))
-                kernel.softplus_product_slab(a_map, b_map, folded.w_out, units, folded.b_out, mode, shift, slab)
-                return
-            c_map = no_c if yz is None else _matmul_cf(folded.proj, yz(k0, k1))
-            kernel.softplus_slab(a_map, b_map, c_map, folded.w_out, folded.b_out, mode, shift, slab)
+            c_map = None if yz is None else _matmul_cf(folded.proj, yz(k0, k1))
+            if a_map is None:
+                c_map += folded.bias0  # the first layer's bias goes with the row term
+            a, c = (no_term if a_map is None else a_map), (no_term if c_map is None else c_map)
+            if product:
+                row_range = a_range if a_range is not None else (c_map.amin(dim=(0, 1)), c_map.amax(dim=(0, 1)))
+                units = product_units(row_range, _unit_range(b_map), float(kernel.product_limit))
+                kernel.softplus_product_slab(a, b_map, c, folded.w_out, units, folded.b_out, mode, shift, slab)
+            else:
+                kernel.softplus_slab(a, b_map, c, folded.w_out, folded.b_out, mode, shift, slab)
 
         return fill_softplus
 
-    if kernel is not None:
+    if kernel is not None and xy is not None:
         ops = _ReluKernelOperands(folded, folded.kernel_slope)
         width = int(kernel.relu_block)
         parts = [ops.xy(xy(j0, j1), width) for j0, j1 in row_blocks]
@@ -443,14 +452,18 @@ def separable_filler(
         return fill_relu
 
     hdim = folded.proj.shape[0]
-    a_map = torch.cat([_matmul_cf(folded.proj, xy(j0, j1)) for j0, j1 in row_blocks])
-    a_map += folded.bias0
+    a_map = None
+    if xy is not None:
+        a_map = torch.cat([_matmul_cf(folded.proj, xy(j0, j1)) for j0, j1 in row_blocks])
+        a_map += folded.bias0
     tile_rows = max(1, min(ry, tile_bytes // max(1, rx * hdim * 4)))
     buf = torch.empty(tile_rows, rx, hdim, device=device)
 
     def fill_torch(k0: int, k1: int, slab: torch.Tensor) -> None:
         b_map = _matmul_cf(folded.proj, xz(k0, k1))
         c_map = _matmul_cf(folded.proj, yz(k0, k1)) if yz is not None else None
+        if a_map is None:
+            c_map += folded.bias0
         with _single_thread(device):
             _separable_slab(folded, a_map, b_map, c_map, slab, buf)
         if sigma is not None:
@@ -561,7 +574,7 @@ def extract_density(
     copies. ``grid`` overrides resolution/box/center.
     progress(done, total) is called after each slab; on_slab(k0, slab [T, Ry, Rx]) sees each slab.
     Returns V [Rx, Ry, Rz] with V[i, j, k] = value at (x_i, y_j, z_k), memory in [z, y, x] order.
-    ``sink`` (EpiGRAF models; not with ``out``) streams instead: sink(k0, slab [T, Ry, Rx]) receives
+    ``sink`` (not with ``out``) streams instead: sink(k0, slab [T, Ry, Rx]) receives
     each slab from one reused buffer and the volume is never held whole; returns None.
     Peak memory beyond ``out``: the xy-plane hidden map (Rx * Ry * H floats, 64 MB at 512^2) plus
     one slab and one tile.
@@ -576,8 +589,8 @@ def extract_density(
     rx, ry, rz = grid.resolution
 
     if sink is not None:
-        if out is not None or on_slab is not None or is_eg3d(G):
-            raise ValueError("sink streams an EpiGRAF volume: it takes neither out nor on_slab")
+        if out is not None or on_slab is not None:
+            raise ValueError("sink streams the volume: it takes neither out nor on_slab")
     elif out is None:
         zyx = np.empty(grid.shape_zyx, dtype=np.float32)
         out = zyx.transpose(2, 1, 0)
@@ -585,13 +598,8 @@ def extract_density(
         raise ValueError(f"out must be float32 with shape {(rx, ry, rz)}, got {out.dtype} {tuple(out.shape)}")
     if is_eg3d(G):  # EG3D's OSG decoder: its own fast path (eg3d_volume), or the plain one for 'naive'
         check_eg3d_method(method)
-        zyx_view = out.transpose(2, 1, 0)
-        direct = zyx_view.flags.c_contiguous and device.type == "cpu"
-        if method == "naive":
-            _eg3d_density(G, planes, grid, value, zyx_view, direct, progress, on_slab, slab_voxels)
-        else:
-            _eg3d_fast_density(G, planes, grid, value, method, zyx_view, progress, on_slab, slab_voxels, tile_bytes)
-        return out
+        fill = _eg3d_filler(G, planes, grid, value, method, tile_bytes)
+        return stream_slabs(out, fill, device, slab_voxels, progress, on_slab if sink is None else sink, (rx, ry, rz))
 
     folded = FoldedField.from_generator(G, device)
     used, kernel = _choose_method(method, device, folded, grid.num_voxels)
@@ -642,39 +650,28 @@ def _single_thread(device: torch.device) -> Iterator[None]:
 
 def _separable_slab(
     folded: FoldedField,
-    a_map: torch.Tensor,
+    a_map: torch.Tensor | None,
     b_map: torch.Tensor,
     c_map: torch.Tensor | None,
     slab: torch.Tensor,
     buf: torch.Tensor,
 ) -> None:
-    """Fill slab [T, Ry, Rx] from A [Ry, Rx, H], B [T, Rx, H], C [T, Ry, H] (or None) in tiles of rows."""
-    ry, rx, hdim = a_map.shape
+    """Fill slab [T, Ry, Rx] from A [Ry, Rx, H] (or None), B [T, Rx, H], C [T, Ry, H] (or None) in tiles of rows."""
+    ry, rx = slab.shape[1:]
+    hdim = b_map.shape[-1]
     tile_rows = buf.shape[0]
     for k in range(slab.shape[0]):
         b_row = b_map[k].unsqueeze(0)
         for j0 in range(0, ry, tile_rows):
             j1 = min(ry, j0 + tile_rows)
             h = buf[: j1 - j0]
-            torch.add(a_map[j0:j1], b_row, out=h)
+            if a_map is not None:
+                torch.add(a_map[j0:j1], b_row, out=h)
+            else:
+                h.copy_(b_row.expand(j1 - j0, rx, hdim))
             if c_map is not None:
                 h.add_(c_map[k, j0:j1].unsqueeze(1))
             slab[k, j0:j1] = folded.hidden_to_density(h.view(-1, hdim)).view(j1 - j0, rx)
-
-
-def _emit_slab(
-    zyx_view: np.ndarray,
-    k0: int,
-    slab: torch.Tensor,
-    direct: bool,
-    on_slab: Callable[[int, np.ndarray], None] | None,
-) -> None:
-    """Copy a finished slab [T, Ry, Rx] into ``zyx_view`` (unless written in place); show it to ``on_slab``."""
-    slab_np = zyx_view[k0 : k0 + slab.shape[0]] if direct else slab.cpu().numpy()
-    if not direct:
-        zyx_view[k0 : k0 + slab.shape[0]] = slab_np
-    if on_slab is not None:
-        on_slab(k0, slab_np)
 
 
 def _naive_slab(
@@ -713,66 +710,25 @@ def check_eg3d_method(method: str) -> None:
         raise EpigrafError(f"method {method!r} is not available for EG3D models; use one of {', '.join(EG3D_METHODS)}")
 
 
-def _eg3d_fast_density(
-    G,
-    planes: torch.Tensor,
-    grid: VolumeGrid,
-    value: str,
-    method: str,
-    zyx_view: np.ndarray,
-    progress: Progress | None,
-    on_slab: Callable[[int, np.ndarray], None] | None,
-    slab_voxels: int,
-    tile_bytes: int,
-) -> None:
-    """``eg3d_volume.eg3d_density`` (separable trick, fused kernel) on a model-world grid, into ``zyx_view``.
+def _eg3d_filler(G, planes: torch.Tensor, grid: VolumeGrid, value: str, method: str, tile_bytes: int) -> SlabFill:
+    """An EG3D model's density on ``grid`` (model world) as a slab filler along the model's z.
 
-    Model voxel (i, j, k) is the EG3D point (-z_k, y_j, x_i), so the EG3D grid's x axis is the model's
-    -z and its z axis the model's x: the array it fills, indexed [k, j, i], is ``zyx_view`` itself
-    (written through a strided view). Its own slabs run along the model's x, so ``on_slab`` is shown
-    the model's z-slabs afterwards.
+    Voxel (i, j, k) is the EG3D point (-z_k, y_j, x_i) (``eg3d_model.to_eg3d_points``); 'sigma' is
+    softplus(raw - 1). 'naive' is like EG3D's shape extraction (the decoder's raw density of every
+    voxel's world point, ``OFFICIAL_CHUNK``-sized calls); the others are
+    ``eg3d_volume.model_order_filler`` (separable trick, fused kernel).
     """
-    from .eg3d_volume import eg3d_density
+    if method != "naive":
+        from .eg3d_volume import model_order_filler
 
-    axes = (-grid.axis(2), grid.axis(1), grid.axis(0))
-    eg3d_density(G.eg3d, planes, axes, value, zyx_view, method, progress, None, slab_voxels, tile_bytes)
-    if on_slab is not None:
-        rx, ry, rz = grid.resolution
-        slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
-        for k0 in range(0, rz, slab_t):
-            on_slab(k0, zyx_view[k0 : k0 + slab_t])
-
-
-def _eg3d_density(
-    G,
-    planes: torch.Tensor,
-    grid: VolumeGrid,
-    value: str,
-    zyx_view: np.ndarray,
-    direct: bool,
-    progress: Progress | None,
-    on_slab: Callable[[int, np.ndarray], None] | None,
-    slab_voxels: int,
-) -> None:
-    """An EG3D model's density on ``grid`` (model world), slab by slab along z, into ``zyx_view`` [Rz, Ry, Rx].
-
-    Like EG3D's shape extraction (raw decoder density of world points, ``OFFICIAL_CHUNK``-sized
-    calls), but on the regular grid of ``VolumeGrid`` in the model world: voxel (i, j, k) is the
-    EG3D point (-z_k, y_j, x_i) (``eg3d_model.to_eg3d_points``). 'sigma' is softplus(raw - 1).
-    """
-    device = planes.device
-    rx, ry, rz = grid.resolution
+        axes = (grid.axis(0), grid.axis(1), grid.axis(2))
+        return model_order_filler(G.eg3d, planes, axes, value, method, tile_bytes)
     cfg = G.config
-    slab_t = max(1, min(rz, slab_voxels // (rx * ry)))
-    done = 0
-    for k0 in range(0, rz, slab_t):
-        k1 = min(rz, k0 + slab_t)
-        slab = torch.from_numpy(zyx_view[k0:k1]) if direct else torch.empty(k1 - k0, ry, rx, device=device)
+
+    def fill(k0: int, k1: int, slab: torch.Tensor) -> None:
         with torch.inference_mode():
             _naive_slab(G, planes, grid, k0, k1, slab, density=lambda p: G.density(planes, p.unsqueeze(0))[0])
             if value == "sigma":
                 slab.copy_(density_activation(slab, cfg.density_shift, cfg.clamp_mode))
-        _emit_slab(zyx_view, k0, slab, direct, on_slab)
-        done += (k1 - k0) * rx * ry
-        if progress is not None:
-            progress(done, grid.num_voxels)
+
+    return fill

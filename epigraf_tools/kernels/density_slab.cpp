@@ -18,10 +18,11 @@
 //   with a branch-free vector softplus: on AVX-512 CPUs a piecewise polynomial picked per lane by a
 //   register permute, elsewhere exp and log1p polynomials (both within about 2 float32 ulps of float64
 //   softplus; tools/fit_softplus_table.py fits the coefficients and reports the errors).
-// softplus_product_slab (EG3D's grid, which has no third term): the same sum with softplus(a + b) =
-//   log(1 + e^a e^b) for the units whose terms keep the exponentials in range, e^a and e^b computed once
-//   per block and slab, so per voxel only an FMA and a table logarithm remain (AVX-512 builds; a whole 512^3
-//   volume 1.5x faster than through softplus_slab, measured; see product_block512).
+// softplus_product_slab (EG3D, whose grid has two terms per voxel: A + B in EG3D's axis order, B + C in the
+//   model world's): the same sum with softplus(a + b) = log(1 + e^a e^b) for the units whose terms keep the
+//   exponentials in range, the exponentials computed once per block and slab, so per voxel only an FMA and a
+//   table logarithm remain (AVX-512 builds; a whole 512^3 volume 1.5x faster than through softplus_slab,
+//   measured; see product_block512).
 //
 // A and B come in x-blocks: A [Ry, nb, H, X], B [T, nb, H, X] (X = relu_block or softplus_block voxels, the
 // rows padded to nb X), so all H units of one block of consecutive x-voxels are one contiguous run of
@@ -242,7 +243,7 @@ inline __m512 softplus512(__m512 v, const SoftplusTable512& tab) {
 constexpr int64_t kLanes512 = 16;
 
 // Rows j .. j + ROWS - 1 of one section, one x-block: o[r ostride + i] = bias + sum_h w_h softplus(a[r rs + h X + i]
-// + b[h X + i] + c[r H + h]) (X = kBlockX; c may be null: no third term). The rows share each B vector: at
+// + b[h X + i] + c[r H + h]) (X = kBlockX; a or c may be null: no such term). The rows share each B vector: at
 // 512^3 a slab's B is megabytes and comes from L3 for every row otherwise (40% slower per voxel than at
 // 256^3, measured).
 template <int ROWS>
@@ -257,9 +258,9 @@ inline void softplus_block512(const float* a, int64_t rs, const float* b, const 
     __m512 bv[kQ];
     for (int64_t q = 0; q < kQ; ++q) bv[q] = _mm512_loadu_ps(b + h * kBlockX + q * kLanes512);
     for (int r = 0; r < ROWS; ++r) {
-      const float* ar = a + r * rs + h * kBlockX;
+      const float* ar = a != nullptr ? a + r * rs + h * kBlockX : nullptr;
       for (int64_t q = 0; q < kQ; ++q) {
-        __m512 v = _mm512_add_ps(_mm512_loadu_ps(ar + q * kLanes512), bv[q]);
+        __m512 v = ar != nullptr ? _mm512_add_ps(_mm512_loadu_ps(ar + q * kLanes512), bv[q]) : bv[q];
         if (c != nullptr) v = _mm512_add_ps(v, _mm512_set1_ps(c[r * H + h]));
         acc[r][q] = _mm512_fmadd_ps(wh, softplus512(v, tab), acc[r][q]);
       }
@@ -335,14 +336,24 @@ inline void exp_run(const float* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; i += kLanes512) _mm512_store_ps(dst + i, exp512(_mm512_loadu_ps(src + i)));
 }
 
-// Rows of one section and x-block: the product units (ea [ROWS][nf][X] = e^a, eb [nf][X] = e^b, wlogc [nf][16],
-// weights wf) in the product form, then the other units (indices other, raw a with row stride rs and raw b) by
-// softplus512; o[r ostride + i] = bias + the sum over all units.
-template <int ROWS>
-inline void product_block512(const float* ea, const float* eb, const float* wlogc, const float* wf, int64_t nf,
-                             const float* a, int64_t rs, const float* b, const int64_t* other, int64_t no,
-                             const float* w, float bias, float* o, int64_t ostride, const LogTable512& lt,
-                             const SoftplusTable512& tab) {
+// A product block's per-row term: for an A + B slab, exp = e^a vectors (row r, product unit f at exp + r
+// stride + f X) and raw = A's rows (unit h of row r at raw + r raw_stride + h X); for a B + C slab, exp = e^c
+// scalars (exp + r stride + f) and raw = C's rows (raw + r raw_stride + h).
+struct ProductRows {
+  const float* exp;
+  int64_t stride;
+  const float* raw;
+  int64_t raw_stride;
+};
+
+// Rows of one section and x-block: the product units (e^b at eb [nf][X], their w log c_j at wlogc [nf][16],
+// weights wf) in the product form, then the other units (indices other, raw b and the raw row term) by
+// softplus512; o[r ostride + i] = bias + the sum over all units. SCALAR: the row term is C's (one value per
+// row and unit), else A's (one vector per row and unit).
+template <int ROWS, bool SCALAR>
+inline void product_block512(const ProductRows& rt, const float* eb, const float* wlogc, const float* wf,
+                             int64_t nf, const float* b, const int64_t* other, int64_t no, const float* w, float bias,
+                             float* o, int64_t ostride, const LogTable512& lt, const SoftplusTable512& tab) {
   constexpr int64_t kQ = kBlockX / kLanes512;
   __m512 acc[ROWS][kQ];
   for (int r = 0; r < ROWS; ++r)
@@ -352,10 +363,16 @@ inline void product_block512(const float* ea, const float* eb, const float* wlog
     __m512 bv[kQ];
     for (int64_t q = 0; q < kQ; ++q) bv[q] = _mm512_load_ps(eb + f * kBlockX + q * kLanes512);
     for (int r = 0; r < ROWS; ++r) {
-      const float* ar = ea + (r * nf + f) * kBlockX;
-      for (int64_t q = 0; q < kQ; ++q)
-        acc[r][q] =
-            _mm512_add_ps(acc[r][q], weighted_log1p_product(_mm512_load_ps(ar + q * kLanes512), bv[q], lt.inv, c));
+      if constexpr (SCALAR) {
+        const __m512 er = _mm512_set1_ps(rt.exp[r * rt.stride + f]);
+        for (int64_t q = 0; q < kQ; ++q)
+          acc[r][q] = _mm512_add_ps(acc[r][q], weighted_log1p_product(er, bv[q], lt.inv, c));
+      } else {
+        const float* er = rt.exp + r * rt.stride + f * kBlockX;
+        for (int64_t q = 0; q < kQ; ++q)
+          acc[r][q] =
+              _mm512_add_ps(acc[r][q], weighted_log1p_product(_mm512_load_ps(er + q * kLanes512), bv[q], lt.inv, c));
+      }
     }
   }
   for (int64_t s = 0; s < no; ++s) {
@@ -363,8 +380,12 @@ inline void product_block512(const float* ea, const float* eb, const float* wlog
     const __m512 wh = _mm512_set1_ps(w[h]);
     for (int r = 0; r < ROWS; ++r)
       for (int64_t q = 0; q < kQ; ++q) {
-        const __m512 v = _mm512_add_ps(_mm512_loadu_ps(a + r * rs + h * kBlockX + q * kLanes512),
-                                       _mm512_loadu_ps(b + h * kBlockX + q * kLanes512));
+        const __m512 bq = _mm512_loadu_ps(b + h * kBlockX + q * kLanes512);
+        __m512 v;  // the same sums, in the same order, as softplus_block512's
+        if constexpr (SCALAR)
+          v = _mm512_add_ps(bq, _mm512_set1_ps(rt.raw[r * rt.raw_stride + h]));
+        else
+          v = _mm512_add_ps(_mm512_loadu_ps(rt.raw + r * rt.raw_stride + h * kBlockX + q * kLanes512), bq);
         acc[r][q] = _mm512_fmadd_ps(wh, softplus512(v, tab), acc[r][q]);
       }
   }
@@ -381,7 +402,7 @@ inline float* aligned64(float* p) {
 inline float softplus_scalar(float v) { return std::max(v, 0.0f) + std::log1p(std::exp(-std::fabs(v))); }
 
 // One row of one section, one x-block, with the portable vectors: o[i] = bias + sum_h w_h softplus(a[h X + i]
-// + b[h X + i] + c[h]) (X = kBlockX, c may be null).
+// + b[h X + i] + c[h]) (X = kBlockX, a or c may be null).
 inline void softplus_block(const float* a, const float* b, const float* c, const float* w, int64_t H, float bias,
                            float* o) {
   vf acc[kVecs];
@@ -389,7 +410,8 @@ inline void softplus_block(const float* a, const float* b, const float* c, const
   for (int64_t h = 0; h < H; ++h) {
     const vf ch = splat(c != nullptr ? c[h] : 0.0f), wh = splat(w[h]);
     for (int64_t q = 0; q < kVecs; ++q)
-      acc[q] += wh * softplus(load(a + h * kBlockX + q * kLanes) + load(b + h * kBlockX + q * kLanes) + ch);
+      acc[q] += wh * softplus((a != nullptr ? load(a + h * kBlockX + q * kLanes) : splat(0.0f)) +
+                              load(b + h * kBlockX + q * kLanes) + ch);
   }
   for (int64_t q = 0; q < kVecs; ++q) store(o + q * kLanes, acc[q]);
 }
@@ -399,6 +421,18 @@ inline float activate_output(float raw, int64_t mode, float shift) {
   const float v = raw + shift;
   if (mode == 1) return v > 20.0f ? v : std::log1p(std::exp(v));  // softplus, beta 1, threshold 20 (torch's)
   return v > 0.0f ? v : 0.0f;                                        // relu
+}
+
+// The softplus kernels' last step for one x-block of `rows` rows at o0 (row stride rx): a partial block's n
+// valid voxels come out of `part` (row stride kBlockX), then the output activation (mode as relu_slab).
+inline void finish_block(float* o0, const float* part, int64_t rows, int64_t n, int64_t rx, int64_t mode,
+                         float shift) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* o = o0 + r * rx;
+    if (n < kBlockX) std::copy(part + r * kBlockX, part + r * kBlockX + n, o);
+    if (mode != 0)
+      for (int64_t l = 0; l < n; ++l) o[l] = activate_output(o[l], mode, shift);
+  }
 }
 
 void check_float_cpu(std::initializer_list<const torch::Tensor*> tensors, const char* name) {
@@ -551,21 +585,22 @@ void relu_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tens
   });
 }
 
-// A [Ry, nb, H, X], B [T, nb, H, X] (x-blocked, X = softplus_block), C [T, Ry, H] or an empty tensor (no third
-// term), w [H] -> out [T, Ry, Rx] = act(bias + sum_h w_h softplus(A + B + C)) (written in place); mode as
-// relu_slab.
+// A [Ry, nb, H, X] or an empty tensor, B [T, nb, H, X] (x-blocked, X = softplus_block), C [T, Ry, H] or an
+// empty tensor (no such term), w [H] -> out [T, Ry, Rx] = act(bias + sum_h w_h softplus(A + B + C)) (written in
+// place); mode as relu_slab.
 void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& w,
                    double bias, int64_t mode, double shift, torch::Tensor out) {
   check_float_cpu({&A, &B, &C, &w, &out}, "softplus_slab");
-  TORCH_CHECK(A.dim() == 4 && B.dim() == 4 && w.dim() == 1 && out.dim() == 3,
-              "softplus_slab expects A [Ry,nb,H,X], B [T,nb,H,X], C [T,Ry,H] or empty, w [H], out [T,Ry,Rx]");
+  TORCH_CHECK(B.dim() == 4 && w.dim() == 1 && out.dim() == 3,
+              "softplus_slab expects A [Ry,nb,H,X] or empty, B [T,nb,H,X], C [T,Ry,H] or empty, w [H], out [T,Ry,Rx]");
   const int64_t T = out.size(0), Ry = out.size(1), Rx = out.size(2), H = w.size(0);
-  check_x_blocked(A, Ry, H, Rx, kBlockX, "softplus_slab: A");
+  const bool has_a = A.numel() > 0, has_c = C.numel() > 0;
+  if (has_a) check_x_blocked(A, Ry, H, Rx, kBlockX, "softplus_slab: A");
   check_x_blocked(B, T, H, Rx, kBlockX, "softplus_slab: B");
-  const bool has_c = C.numel() > 0;
   TORCH_CHECK(!has_c || (C.dim() == 3 && C.size(0) == T && C.size(1) == Ry && C.size(2) == H),
               "softplus_slab: inconsistent shapes");
-  const float *pa = A.data_ptr<float>(), *pb = B.data_ptr<float>(), *pw = w.data_ptr<float>();
+  const float *pb = B.data_ptr<float>(), *pw = w.data_ptr<float>();
+  const float* pa = has_a ? A.data_ptr<float>() : nullptr;
   const float* pc = has_c ? C.data_ptr<float>() : nullptr;
   float* po = out.data_ptr<float>();
   const float fbias = static_cast<float>(bias), fshift = static_cast<float>(shift);
@@ -582,7 +617,7 @@ void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::
       const int64_t j0 = 2 * p, rows = std::min<int64_t>(2, Ry - j0);
       for (int64_t ib = 0; ib < nb; ++ib) {
         const int64_t i0 = ib * kBlockX, n = std::min(kBlockX, Rx - i0);
-        const float* a0 = pa + (j0 * nb + ib) * block;
+        const float* a0 = has_a ? pa + (j0 * nb + ib) * block : nullptr;
         for (int64_t k = 0; k < T; ++k) {
           const float* b = pb + (k * nb + ib) * block;
           const float* c0 = has_c ? pc + (k * Ry + j0) * H : nullptr;
@@ -596,38 +631,43 @@ void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::
             softplus_block512<1>(a0, nb * block, b, c0, pw, H, fbias, dst, dstride, tab);
 #else
           for (int64_t r = 0; r < rows; ++r)
-            softplus_block(a0 + r * nb * block, b, has_c ? c0 + r * H : nullptr, pw, H, fbias, dst + r * dstride);
+            softplus_block(has_a ? a0 + r * nb * block : nullptr, b, has_c ? c0 + r * H : nullptr, pw, H, fbias,
+                           dst + r * dstride);
 #endif
-          for (int64_t r = 0; r < rows; ++r) {
-            float* o = o0 + r * Rx;
-            if (n < kBlockX) std::copy(part + r * kBlockX, part + r * kBlockX + n, o);
-            if (mode != 0)
-              for (int64_t l = 0; l < n; ++l) o[l] = activate_output(o[l], mode, fshift);
-          }
+          finish_block(o0, part, rows, n, Rx, mode, fshift);
         }
       }
     }
   });
 }
 
-// softplus_slab without a third term, the units with product[h] != 0 in the product form (product_block512):
-// the caller marks a unit only where |a|, |b| and a + b stay within kProductLimit over the slab (then e^a, e^b
-// and 1 + e^a e^b are normal floats); the others take softplus512. Builds without AVX-512 run softplus_slab.
-void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& w,
-                           const torch::Tensor& product, double bias, int64_t mode, double shift, torch::Tensor out) {
+// softplus_slab for two-term sums, A + B (no C: EG3D's own grid order) or B + C (no A: EG3D's volume in the
+// model world's MRC order), the units with product[h] != 0 in the product form (product_block512). The
+// caller flags a unit only where both terms and their sum stay within kProductLimit over the slab (then the
+// exponentials and 1 + their product are normal floats); the others take softplus512. Builds without AVX-512
+// run softplus_slab.
+void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C,
+                           const torch::Tensor& w, const torch::Tensor& product, double bias, int64_t mode,
+                           double shift, torch::Tensor out) {
   TORCH_CHECK(product.device().is_cpu() && product.scalar_type() == torch::kUInt8 && product.is_contiguous() &&
                   product.dim() == 1 && product.size(0) == w.size(0),
               "softplus_product_slab expects product [H] uint8 (one flag per hidden unit)");
+  const bool has_a = A.numel() > 0, has_c = C.numel() > 0;
+  TORCH_CHECK(has_a != has_c, "softplus_product_slab takes two terms: A and B, or B and C");
 #if !defined(__AVX512F__)
-  softplus_slab(A, B, torch::empty({0}), w, bias, mode, shift, out);
+  softplus_slab(A, B, C, w, bias, mode, shift, out);
 #else
-  check_float_cpu({&A, &B, &w, &out}, "softplus_product_slab");
-  TORCH_CHECK(A.dim() == 4 && B.dim() == 4 && w.dim() == 1 && out.dim() == 3,
-              "softplus_product_slab expects A [Ry,nb,H,X], B [T,nb,H,X], w [H], product [H], out [T,Ry,Rx]");
+  check_float_cpu({&A, &B, &C, &w, &out}, "softplus_product_slab");
+  TORCH_CHECK(B.dim() == 4 && w.dim() == 1 && out.dim() == 3,
+              "softplus_product_slab expects A [Ry,nb,H,X] or C [T,Ry,H], B [T,nb,H,X], w [H], out [T,Ry,Rx]");
   const int64_t T = out.size(0), Ry = out.size(1), Rx = out.size(2), H = w.size(0);
-  check_x_blocked(A, Ry, H, Rx, kBlockX, "softplus_product_slab: A");
+  if (has_a) check_x_blocked(A, Ry, H, Rx, kBlockX, "softplus_product_slab: A");
   check_x_blocked(B, T, H, Rx, kBlockX, "softplus_product_slab: B");
-  const float *pa = A.data_ptr<float>(), *pb = B.data_ptr<float>(), *pw = w.data_ptr<float>();
+  TORCH_CHECK(!has_c || (C.dim() == 3 && C.size(0) == T && C.size(1) == Ry && C.size(2) == H),
+              "softplus_product_slab: C must be [T, Ry, H]");
+  const float *pb = B.data_ptr<float>(), *pw = w.data_ptr<float>();
+  const float* pa = has_a ? A.data_ptr<float>() : nullptr;
+  const float* pc = has_c ? C.data_ptr<float>() : nullptr;
   const uint8_t* flags = product.data_ptr<uint8_t>();
   float* po = out.data_ptr<float>();
   const float fbias = static_cast<float>(bias), fshift = static_cast<float>(shift);
@@ -651,9 +691,50 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
       for (int64_t f = 0; f < nf; ++f)
         exp_run(pb + kb * block + units[f] * kBlockX, eb + kb * fblock + f * kBlockX, kBlockX);
   });
-
-  // Rows in pairs as softplus_slab; e^a of a pair's block is computed once for its T sections.
   const int64_t pairs = (Ry + 1) / 2;
+
+  if (has_c) {
+    // B + C: e^c [T, Ry, nf], one scalar per section, row and unit. Work items are (section, row pair),
+    // section-major, so a thread's consecutive items reuse one section's e^b (nb blocks) from cache.
+    std::vector<float> ec(T * Ry * nf);
+    at::parallel_for(0, T * Ry, 1, [&](int64_t begin, int64_t end) {
+      const int64_t padded = (H + kLanes512 - 1) / kLanes512 * kLanes512;
+      std::vector<float> row_store(2 * padded + kLanes512, 0.0f);
+      float* src = aligned64(row_store.data());
+      float* dst = src + padded;
+      for (int64_t kj = begin; kj < end; ++kj) {
+        std::copy(pc + kj * H, pc + (kj + 1) * H, src);
+        exp_run(src, dst, padded);
+        for (int64_t f = 0; f < nf; ++f) ec[kj * nf + f] = dst[units[f]];
+      }
+    });
+    at::parallel_for(0, T * pairs, 1, [&](int64_t begin, int64_t end) {
+      const SoftplusTable512 tab;
+      alignas(64) float part[2 * kBlockX];
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t k = item / pairs, j0 = 2 * (item % pairs), rows = std::min<int64_t>(2, Ry - j0);
+        for (int64_t ib = 0; ib < nb; ++ib) {
+          const int64_t i0 = ib * kBlockX, n = std::min(kBlockX, Rx - i0);
+          const ProductRows rt{ec.data() + (k * Ry + j0) * nf, nf, pc + (k * Ry + j0) * H, H};
+          const float* b = pb + (k * nb + ib) * block;
+          const float* ebk = eb + (k * nb + ib) * fblock;
+          float* o0 = po + (k * Ry + j0) * Rx + i0;
+          float* dst = n == kBlockX ? o0 : part;
+          const int64_t dstride = n == kBlockX ? Rx : kBlockX;
+          if (rows == 2)
+            product_block512<2, true>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
+                                      dstride, lt, tab);
+          else
+            product_block512<1, true>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
+                                      dstride, lt, tab);
+          finish_block(o0, part, rows, n, Rx, mode, fshift);
+        }
+      }
+    });
+    return;
+  }
+
+  // A + B: rows in pairs as softplus_slab; e^a of a pair's block is computed once for its T sections.
   at::parallel_for(0, pairs, 1, [&](int64_t p_begin, int64_t p_end) {
     const SoftplusTable512 tab;
     std::vector<float> ea_store(2 * fblock + kLanes512);
@@ -667,6 +748,7 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t f = 0; f < nf; ++f)
             exp_run(a0 + r * nb * block + units[f] * kBlockX, ea + (r * nf + f) * kBlockX, kBlockX);
+        const ProductRows rt{ea, nf * kBlockX, a0, nb * block};
         for (int64_t k = 0; k < T; ++k) {
           const float* b = pb + (k * nb + ib) * block;
           const float* ebk = eb + (k * nb + ib) * fblock;
@@ -674,17 +756,12 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
           float* dst = n == kBlockX ? o0 : part;
           const int64_t dstride = n == kBlockX ? Rx : kBlockX;
           if (rows == 2)
-            product_block512<2>(ea, ebk, wlogc.data(), wf.data(), nf, a0, nb * block, b, other.data(), no, pw, fbias,
-                                dst, dstride, lt, tab);
+            product_block512<2, false>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
+                                       dstride, lt, tab);
           else
-            product_block512<1>(ea, ebk, wlogc.data(), wf.data(), nf, a0, nb * block, b, other.data(), no, pw, fbias,
-                                dst, dstride, lt, tab);
-          for (int64_t r = 0; r < rows; ++r) {
-            float* o = o0 + r * Rx;
-            if (n < kBlockX) std::copy(part + r * kBlockX, part + r * kBlockX + n, o);
-            if (mode != 0)
-              for (int64_t l = 0; l < n; ++l) o[l] = activate_output(o[l], mode, fshift);
-          }
+            product_block512<1, false>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
+                                       dstride, lt, tab);
+          finish_block(o0, part, rows, n, Rx, mode, fshift);
         }
       }
     }
@@ -1072,7 +1149,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("triplane_field", &triplane_field, "triplane_gather's features through the folded tri-plane MLP, per point",
         py::call_guard<py::gil_scoped_release>());
   m.def("softplus_product_slab", &softplus_product_slab,
-        "softplus_slab without a third term, the flagged units in the product form log(1 + e^a e^b)",
+        "softplus_slab of two terms (A + B or B + C), the flagged units in the product form log(1 + e^a e^b)",
         py::call_guard<py::gil_scoped_release>());
   m.attr("product_form") = product_form_compiled();  // whether softplus_product_slab has its own path here
   m.attr("product_limit") = kProductLimit;          // |a|, |b|, a + b bound for flagging a unit

@@ -142,3 +142,26 @@ def test_units_beyond_the_product_range_keep_the_plain_softplus(eg3d_setup, monk
     assert 0 < int(flags.sum()) < flags.numel(), "expected both kinds of unit"
     scale = float(np.abs(ref).max())
     np.testing.assert_allclose(got, ref, atol=1e-5 * scale, rtol=1e-5)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("method", ["separable", "kernel"])
+@pytest.mark.parametrize("value", ["raw", "sigma"])
+def test_the_model_order_volume_equals_the_eg3d_order_volume_after_the_axis_change(eg3d_setup, method, value):
+    # Model point (x, y, z) is EG3D point (-z, y, x): the model-order array [z, y, x] read as [i, j, k] is the
+    # EG3D-order volume on the axes (-z, y, x). Odd sizes, a ragged 64-voxel block along the model's x.
+    from epigraf_tools.eg3d_volume import eg3d_density_model_order
+    from epigraf_tools.kernels import kernel_status, load_density_kernel
+
+    if method == "kernel" and load_density_kernel() is None:
+        pytest.skip(f"density kernel unavailable: {kernel_status()}")
+    G, planes, axes = eg3d_setup
+    mx, my, mz = np.linspace(-0.5, 0.52, 70), axes[1], axes[2][::-1].copy()
+    want = eg3d_density_reference(G, planes, [-mz, my, mx], value=value)
+    out = np.full((len(mz), len(my), len(mx)), np.nan, np.float32)
+    seen: list[int] = []
+    eg3d_density_model_order(
+        G, planes, [mx, my, mz], value, out, method, on_slab=lambda k0, s: seen.append(k0), slab_voxels=3000
+    )
+    np.testing.assert_allclose(out, want, atol=1e-5, rtol=1e-5)
+    assert seen == list(range(0, len(mz), max(1, 3000 // (len(mx) * len(my)))))  # every slab, in order

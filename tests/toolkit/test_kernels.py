@@ -138,35 +138,47 @@ def test_slab_kernels_equal_their_formulas_for_any_row_length(rx, mode):
     torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
 
 
-def _product_slab(module, A, B, w, units, bias, mode, shift, out) -> None:
-    width = module.softplus_block
-    module.softplus_product_slab(x_blocked(A, width), x_blocked(B, width), w, units, bias, mode, shift, out)
+def _product_slab(module, A, B, C, w, units, bias, mode, shift, out) -> None:
+    """softplus_product_slab on unblocked A [Ry, H, Rx] (or None), B [T, H, Rx], C [T, Ry, H] (or None)."""
+    width, none = module.softplus_block, torch.empty(0)
+    A = none if A is None else x_blocked(A, width)
+    module.softplus_product_slab(A, x_blocked(B, width), none if C is None else C, w, units, bias, mode, shift, out)
 
 
 @pytest.mark.parametrize("rx", [1, 33, 64, 70, 129])
 @pytest.mark.parametrize("mode", [0, 1])
-def test_the_product_form_slab_equals_its_formula_with_any_mix_of_units(rx, mode):
+@pytest.mark.parametrize("terms", ["ab", "bc"])
+def test_the_product_form_slab_equals_its_formula_with_any_mix_of_units(rx, mode, terms):
     # flagged units take log(1 + e^a e^b) (AVX-512 builds), the others the plain softplus; one unflagged
-    # unit has values far beyond the product form's range, which the plain path handles
+    # unit has values far beyond the product form's range, which the plain path handles. Both forms:
+    # A + B (EG3D's own axis order) and B + C (the model world's); odd row and section counts.
     module = load_density_kernel()
     if module is None:
         pytest.skip(f"density kernel unavailable: {kernel_status()}")
     g = torch.Generator().manual_seed(rx * 7 + mode)
     t, ry, h, shift = 5, 3, 7, -0.5
-    A, B = torch.randn(ry, h, rx, generator=g) * 4, torch.randn(t, h, rx, generator=g) * 4
-    w = torch.randn(h, generator=g)
-    A[:, 5] *= 40.0
+    B, w = torch.randn(t, h, rx, generator=g) * 4, torch.randn(h, generator=g)
+    if terms == "ab":
+        A, C = torch.randn(ry, h, rx, generator=g) * 4, None
+        A[:, 5] *= 40.0
+        v = A.double()[None] + B.double()[:, None]  # [t, ry, h, rx]
+    else:
+        A, C = None, torch.randn(t, ry, h, generator=g) * 4
+        C[..., 5] *= 40.0
+        v = B.double()[:, None] + C.double()[..., None]
     units = torch.tensor([1, 0, 1, 1, 0, 0, 1], dtype=torch.uint8)
     out = torch.full((t, ry, rx), float("nan"))
-    _product_slab(module, A, B, w, units, 0.25, mode, shift, out)
-    sp = torch.nn.functional.softplus(A.double()[None] + B.double()[:, None])
+    _product_slab(module, A, B, C, w, units, 0.25, mode, shift, out)
+    sp = torch.nn.functional.softplus(v)
     want = _ACTIVATIONS[mode](0.25 + (w.double()[:, None] * sp).sum(2), shift)
     torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
 
-    # no unit flagged: softplus_slab's own loop, bit for bit
+    # no unit flagged: softplus_slab's own loop (no A term, or no C term), bit for bit
     plain, none = torch.full_like(out, float("nan")), torch.full_like(out, float("nan"))
-    _softplus_slab(module, A, B, torch.empty(0), w, 0.25, mode, shift, plain)
-    _product_slab(module, A, B, w, torch.zeros(h, dtype=torch.uint8), 0.25, mode, shift, none)
+    width = module.softplus_block
+    a_arg = torch.empty(0) if A is None else x_blocked(A, width)
+    module.softplus_slab(a_arg, x_blocked(B, width), torch.empty(0) if C is None else C, w, 0.25, mode, shift, plain)
+    _product_slab(module, A, B, C, w, torch.zeros(h, dtype=torch.uint8), 0.25, mode, shift, none)
     assert torch.equal(plain, none)
 
 
@@ -177,7 +189,14 @@ def test_the_product_form_slab_checks_its_flags():
     A, B, w, out = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(3), torch.empty(2, 2, 8)
     for units in (torch.ones(3), torch.ones(2, dtype=torch.uint8), torch.ones(3, 1, dtype=torch.uint8)):
         with pytest.raises(RuntimeError, match="product"):
-            _product_slab(module, A, B, w, units, 0.0, 0, 0.0, out)
+            _product_slab(module, A, B, None, w, units, 0.0, 0, 0.0, out)
+    units = torch.ones(3, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="two terms"):  # all three terms, or B alone
+        _product_slab(module, A, B, torch.randn(2, 2, 3), w, units, 0.0, 0, 0.0, out)
+    with pytest.raises(RuntimeError, match="two terms"):
+        _product_slab(module, None, B, None, w, units, 0.0, 0, 0.0, out)
+    with pytest.raises(RuntimeError, match="C must be|inconsistent"):
+        _product_slab(module, None, B, torch.randn(2, 3, 3), w, units, 0.0, 0, 0.0, out)
 
 
 def _kernel_product_softplus(module, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -185,7 +204,7 @@ def _kernel_product_softplus(module, a: np.ndarray, b: np.ndarray) -> np.ndarray
     n = len(a)
     out = torch.full((1, 1, n), float("nan"))
     A, B = (torch.from_numpy(x.astype(np.float32)).reshape(1, 1, n) for x in (a, b))
-    _product_slab(module, A, B, torch.ones(1), torch.ones(1, dtype=torch.uint8), 0.0, 0, 0.0, out)
+    _product_slab(module, A, B, None, torch.ones(1), torch.ones(1, dtype=torch.uint8), 0.0, 0, 0.0, out)
     return out.reshape(-1).numpy()
 
 
@@ -301,13 +320,17 @@ def test_the_portable_build_takes_the_exp_log1p_path_with_the_same_accuracy(monk
     if platform.machine() in ("x86_64", "AMD64"):
         assert module.softplus_path() == "exp-log1p" and not module.product_form
     _assert_softplus_accurate(module)
-    # without a product form the flags change nothing: softplus_slab itself
+    # without a product form the flags change nothing: softplus_slab itself, for A + B and for B + C (no A)
     g = torch.Generator().manual_seed(3)
     A, B, w = torch.randn(3, 5, 70, generator=g), torch.randn(4, 5, 70, generator=g), torch.randn(5, generator=g)
     plain, flagged = torch.empty(4, 3, 70), torch.empty(4, 3, 70)
     _softplus_slab(module, A, B, torch.empty(0), w, 0.1, 1, -1.0, plain)
-    _product_slab(module, A, B, w, torch.ones(5, dtype=torch.uint8), 0.1, 1, -1.0, flagged)
+    _product_slab(module, A, B, None, w, torch.ones(5, dtype=torch.uint8), 0.1, 1, -1.0, flagged)
     assert module.product_form or torch.equal(plain, flagged)
+    C = torch.randn(4, 3, 5, generator=g)
+    _product_slab(module, None, B, C, w, torch.ones(5, dtype=torch.uint8), 0.1, 0, 0.0, flagged)
+    sp = torch.nn.functional.softplus(B.double()[:, None] + C.double()[..., None])
+    torch.testing.assert_close(flagged.double(), 0.1 + (w.double()[:, None] * sp).sum(2), rtol=1e-5, atol=1e-5)
 
 
 def test_the_loaded_kernel_is_the_build_of_the_current_source():
@@ -371,7 +394,7 @@ def test_a_slab_kernel_lets_other_python_threads_run(name):
         call = lambda: module.softplus_slab(A, B, C, w, 0.0, 0, 0.0, out)  # noqa: E731
     else:
         w, units = torch.randn(h), torch.ones(h, dtype=torch.uint8)
-        call = lambda: module.softplus_product_slab(A, B, w, units, 0.0, 0, 0.0, out)  # noqa: E731
+        call = lambda: module.softplus_product_slab(A, B, torch.empty(0), w, units, 0.0, 0, 0.0, out)  # noqa: E731
     span: list[float] = []
 
     def kernel() -> None:
