@@ -28,6 +28,7 @@ from .volume import (
     DEFAULT_SLAB_VOXELS,
     DEFAULT_TILE_BYTES,
     FoldedField,
+    PlaneRows,
     Progress,
     SlabFill,
     _choose_method,
@@ -64,6 +65,76 @@ def _target(out: np.ndarray | None, shape_xyz: tuple[int, int, int]) -> np.ndarr
     return out
 
 
+# EG3D reads plane 0 at (x, y), plane 1 at (x, z) and plane 2 at (z, x) (axis 0 = x, 1 = y, 2 = z)
+PLANE_AXES = ((0, 1), (0, 2), (2, 0))
+
+
+def _grid_filler(
+    G: EG3DGenerator,
+    planes: torch.Tensor,
+    coords: Sequence[torch.Tensor],
+    roles: tuple[int, int, int],
+    value: str,
+    method: str,
+    tile_bytes: int,
+) -> SlabFill:
+    """``separable_filler`` for a grid whose sections, rows and columns run along EG3D axes ``roles``.
+
+    coords[a]: the grid's coordinates along EG3D axis a, already in plane units (2 p / box_warp). Each
+    plane's term depends on the two grid roles its axes take: (row, column) is the kernels' A term,
+    (section, column) B, (section, row) C; planes sharing a pair are added before the first layer.
+    """
+    if value not in ("raw", "sigma"):
+        raise ValueError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
+    if method == "naive":
+        raise ValueError("method 'naive' is eg3d_density_reference")
+    planes = _check(planes)
+    device = planes.device
+    shape_zyx = tuple(len(coords[a]) for a in roles)
+    folded = FoldedField.from_eg3d(G, device)
+    used, kernel = _choose_method(method, device, folded, int(np.prod(shape_zyx)))
+    plane_kernel = kernel if used == "kernel" else None
+    role_of = {axis: role for role, axis in enumerate(roles)}  # 0 section, 1 row, 2 column
+    by_pair: dict[tuple[int, int], list[int]] = {}
+    for p, (au, av) in enumerate(PLANE_AXES):
+        by_pair.setdefault(tuple(sorted((role_of[au], role_of[av]))), []).append(p)
+
+    def term(pair: tuple[int, int]) -> PlaneRows | None:
+        if pair not in by_pair:
+            return None
+
+        def features(i0: int, i1: int) -> torch.Tensor:  # [C, i1 - i0 of the slower role, the faster role]
+            total = None
+            for p in by_pair[pair]:
+                au, av = PLANE_AXES[p]
+                u, v = coords[au], coords[av]
+                u, v = (u[i0:i1], v) if role_of[au] == pair[0] else (u, v[i0:i1])
+                f = _plane_features(planes[0, p], u, v, align_corners=False, kernel=plane_kernel)  # [C, |v|, |u|]
+                f = f if role_of[av] == pair[0] else f.transpose(1, 2)
+                total = f.contiguous() if total is None else total.add_(f)
+            return total
+
+        return features
+
+    return separable_filler(
+        folded,
+        term((1, 2)),
+        term((0, 2)),
+        term((0, 1)),
+        shape_zyx,
+        device,
+        kernel if used == "kernel" else None,
+        EG3D_SIGMA if value == "sigma" else None,
+        tile_bytes,
+    )
+
+
+def _plane_coords(G: EG3DGenerator, axes: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """World coordinates (float64) -> plane units 2 p / box_warp, float32 on ``device``."""
+    warp = 2.0 / float(G.rendering_kwargs["box_warp"])
+    return [(a * warp).float().to(device) for a in axes]
+
+
 @torch.no_grad()
 def eg3d_density(
     G: EG3DGenerator,
@@ -84,40 +155,10 @@ def eg3d_density(
     ``eg3d_density_reference``). V[i, j, k] is the value at (x_i, y_j, z_k), held in [z, y, x]
     memory order (MRC order); ``out`` may be a transposed view of a memory-mapped MRC's data.
     """
-    if value not in ("raw", "sigma"):
-        raise ValueError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
-    if method == "naive":
-        raise ValueError("method 'naive' is eg3d_density_reference")
-    planes = _check(planes)
-    device = planes.device
     ax, ay, az = _axes_tensor(axes)
-    shape_xyz = (len(ax), len(ay), len(az))
-    out = _target(out, shape_xyz)
-    folded = FoldedField.from_eg3d(G, device)
-    used, kernel = _choose_method(method, device, folded, int(np.prod(shape_xyz)))
-    warp = 2.0 / float(G.rendering_kwargs["box_warp"])
-    ux, uy, uz = [(a * warp).float().to(device) for a in (ax, ay, az)]
-    xy_plane, xz_plane, zx_plane = planes[0]
-
-    plane_kernel = kernel if used == "kernel" else None
-
-    def xz(k0: int, k1: int) -> torch.Tensor:  # planes 1 (x, z) and 2 (z, x) both vary over (z, x)
-        feats = _plane_features(xz_plane, ux, uz[k0:k1], align_corners=False, kernel=plane_kernel)
-        zx = _plane_features(zx_plane, uz[k0:k1], ux, align_corners=False, kernel=plane_kernel)
-        return feats.add_(zx.transpose(1, 2))
-
-    fill = separable_filler(
-        folded,
-        lambda j0, j1: _plane_features(xy_plane, ux, uy[j0:j1], align_corners=False, kernel=plane_kernel),
-        xz,
-        None,
-        shape_xyz[::-1],
-        device,
-        kernel if used == "kernel" else None,
-        EG3D_SIGMA if value == "sigma" else None,
-        tile_bytes,
-    )
-    return stream_slabs(out, fill, device, slab_voxels, progress, on_slab)
+    out = _target(out, (len(ax), len(ay), len(az)))
+    fill = _grid_filler(G, planes, _plane_coords(G, (ax, ay, az), planes.device), (2, 1, 0), value, method, tile_bytes)
+    return stream_slabs(out, fill, planes.device, slab_voxels, progress, on_slab)
 
 
 def model_order_filler(
@@ -137,40 +178,9 @@ def model_order_filler(
     transposing copy of the whole volume afterwards (0.9 s at 512^3, measured). Same values as
     ``eg3d_density`` to float32 rounding.
     """
-    if value not in ("raw", "sigma"):
-        raise ValueError(f"unknown value type {value!r}; expected 'raw' or 'sigma'")
-    if method == "naive":
-        raise ValueError("method 'naive' is eg3d_density_reference")
-    planes = _check(planes)
-    device = planes.device
     mx, my, mz = _axes_tensor(model_axes)
-    shape_zyx = (len(mz), len(my), len(mx))
-    folded = FoldedField.from_eg3d(G, device)
-    used, kernel = _choose_method(method, device, folded, int(np.prod(shape_zyx)))
-    warp = 2.0 / float(G.rendering_kwargs["box_warp"])
-    ex, ey, ez = [(a * warp).float().to(device) for a in (-mz, my, mx)]  # EG3D x, y, z of sections, rows, columns
-    xy_plane, xz_plane, zx_plane = planes[0]
-    plane_kernel = kernel if used == "kernel" else None
-
-    def section_columns(k0: int, k1: int) -> torch.Tensor:  # planes 1 and 2: [C, T, Rx]
-        feats = _plane_features(zx_plane, ez, ex[k0:k1], align_corners=False, kernel=plane_kernel)
-        xz = _plane_features(xz_plane, ex[k0:k1], ez, align_corners=False, kernel=plane_kernel)
-        return feats.add_(xz.transpose(1, 2))
-
-    def section_rows(k0: int, k1: int) -> torch.Tensor:  # plane 0: [C, T, Ry]
-        return _plane_features(xy_plane, ex[k0:k1], ey, align_corners=False, kernel=plane_kernel).transpose(1, 2)
-
-    return separable_filler(
-        folded,
-        None,
-        section_columns,
-        section_rows,
-        shape_zyx,
-        device,
-        kernel if used == "kernel" else None,
-        EG3D_SIGMA if value == "sigma" else None,
-        tile_bytes,
-    )
+    coords = _plane_coords(G, (-mz, my, mx), planes.device)  # EG3D x, y, z of the sections, rows, columns
+    return _grid_filler(G, planes, coords, (0, 1, 2), value, method, tile_bytes)
 
 
 @torch.no_grad()

@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -692,6 +693,24 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
         exp_run(pb + kb * block + units[f] * kBlockX, eb + kb * fblock + f * kBlockX, kBlockX);
   });
   const int64_t pairs = (Ry + 1) / 2;
+  // x-block ib of rows j0 .. j0 + rows - 1 of section k (row term rt; SCALAR: C's), then the block's finish
+  auto run_block = [&](auto scalar, const ProductRows& rt, int64_t k, int64_t j0, int64_t rows, int64_t ib,
+                       float* part, const SoftplusTable512& tab) {
+    constexpr bool kScalar = decltype(scalar)::value;
+    const int64_t i0 = ib * kBlockX, n = std::min(kBlockX, Rx - i0);
+    const float* b = pb + (k * nb + ib) * block;
+    const float* ebk = eb + (k * nb + ib) * fblock;
+    float* o0 = po + (k * Ry + j0) * Rx + i0;
+    float* dst = n == kBlockX ? o0 : part;
+    const int64_t dstride = n == kBlockX ? Rx : kBlockX;
+    if (rows == 2)
+      product_block512<2, kScalar>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst, dstride,
+                                   lt, tab);
+    else
+      product_block512<1, kScalar>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst, dstride,
+                                   lt, tab);
+    finish_block(o0, part, rows, n, Rx, mode, fshift);
+  };
 
   if (has_c) {
     // B + C: e^c [T, Ry, nf], one scalar per section, row and unit. Work items are (section, row pair),
@@ -713,22 +732,8 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
       alignas(64) float part[2 * kBlockX];
       for (int64_t item = begin; item < end; ++item) {
         const int64_t k = item / pairs, j0 = 2 * (item % pairs), rows = std::min<int64_t>(2, Ry - j0);
-        for (int64_t ib = 0; ib < nb; ++ib) {
-          const int64_t i0 = ib * kBlockX, n = std::min(kBlockX, Rx - i0);
-          const ProductRows rt{ec.data() + (k * Ry + j0) * nf, nf, pc + (k * Ry + j0) * H, H};
-          const float* b = pb + (k * nb + ib) * block;
-          const float* ebk = eb + (k * nb + ib) * fblock;
-          float* o0 = po + (k * Ry + j0) * Rx + i0;
-          float* dst = n == kBlockX ? o0 : part;
-          const int64_t dstride = n == kBlockX ? Rx : kBlockX;
-          if (rows == 2)
-            product_block512<2, true>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
-                                      dstride, lt, tab);
-          else
-            product_block512<1, true>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
-                                      dstride, lt, tab);
-          finish_block(o0, part, rows, n, Rx, mode, fshift);
-        }
+        const ProductRows rt{ec.data() + (k * Ry + j0) * nf, nf, pc + (k * Ry + j0) * H, H};
+        for (int64_t ib = 0; ib < nb; ++ib) run_block(std::true_type{}, rt, k, j0, rows, ib, part, tab);
       }
     });
     return;
@@ -743,26 +748,12 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
     for (int64_t p = p_begin; p < p_end; ++p) {
       const int64_t j0 = 2 * p, rows = std::min<int64_t>(2, Ry - j0);
       for (int64_t ib = 0; ib < nb; ++ib) {
-        const int64_t i0 = ib * kBlockX, n = std::min(kBlockX, Rx - i0);
         const float* a0 = pa + (j0 * nb + ib) * block;
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t f = 0; f < nf; ++f)
             exp_run(a0 + r * nb * block + units[f] * kBlockX, ea + (r * nf + f) * kBlockX, kBlockX);
         const ProductRows rt{ea, nf * kBlockX, a0, nb * block};
-        for (int64_t k = 0; k < T; ++k) {
-          const float* b = pb + (k * nb + ib) * block;
-          const float* ebk = eb + (k * nb + ib) * fblock;
-          float* o0 = po + (k * Ry + j0) * Rx + i0;
-          float* dst = n == kBlockX ? o0 : part;
-          const int64_t dstride = n == kBlockX ? Rx : kBlockX;
-          if (rows == 2)
-            product_block512<2, false>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
-                                       dstride, lt, tab);
-          else
-            product_block512<1, false>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst,
-                                       dstride, lt, tab);
-          finish_block(o0, part, rows, n, Rx, mode, fshift);
-        }
+        for (int64_t k = 0; k < T; ++k) run_block(std::false_type{}, rt, k, j0, rows, ib, part, tab);
       }
     }
   });
