@@ -90,6 +90,28 @@ def test_signal_during_export_volume_removes_the_temp_file(tmp_path, sigs, code,
     assert list(out.iterdir()) == []  # no temporary file, no volume, no sidecar
 
 
+def test_sigterm_during_an_eg3d_export_volume_removes_the_temp_file(tmp_path):
+    # EG3D slabs stream through the same direct writer as EpiGRAF's: the same cleanup must hold
+    from epigraf_tools.eg3d_model import as_toolkit_model
+    from epigraf_tools.models.eg3d import EG3DConfig, EG3DGenerator
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = tmp_path / "eg3d"
+    as_toolkit_model(EG3DGenerator(EG3DConfig(z_dim=16, w_dim=16, channel_base=256, channel_max=16))).save_pretrained(
+        model
+    )
+    out = tmp_path / "vol"
+    args = ["export-volume", "--model", str(model), "--resolution", "512", "--method", "separable", "--out", str(out)]
+    proc = _start([*args, "-q"])
+    _wait_for(proc, lambda: bool(_temps(out)), "temporary .mrc")
+    proc.send_signal(signal.SIGTERM)
+    rc, err = _finish(proc)
+    assert rc == 143, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == ["Terminated."]
+    assert list(out.iterdir()) == []
+
+
 def test_sigterm_during_training_leaves_only_complete_snapshots(tmp_path):
     from epigraf_tools.training.snapshots import STATE_NAME, list_snapshots, load_state
 
