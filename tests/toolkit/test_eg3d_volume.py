@@ -165,3 +165,25 @@ def test_the_model_order_volume_equals_the_eg3d_order_volume_after_the_axis_chan
     )
     np.testing.assert_allclose(out, want, atol=1e-5, rtol=1e-5)
     assert seen == list(range(0, len(mz), max(1, 3000 // (len(mx) * len(my)))))  # every slab, in order
+
+
+def test_an_eg3d_volume_streams_to_a_sink_slab_by_slab_as_it_fills_an_array(eg3d_setup):
+    # export-volume writes EG3D volumes through extract_density's sink, like EpiGRAF ones
+    from epigraf_tools.eg3d_model import as_toolkit_model
+    from epigraf_tools.volume import extract_density, make_volume_grid
+
+    G, planes, _ = eg3d_setup
+    model = as_toolkit_model(G)
+    grid = make_volume_grid(model.config.cube_scale, 19)
+    whole = extract_density(model, planes, grid=grid, method="separable", slab_voxels=19 * 19 * 4)
+    parts: list[tuple[int, np.ndarray]] = []
+    got = extract_density(
+        model,
+        planes,
+        grid=grid,
+        method="separable",
+        slab_voxels=19 * 19 * 4,
+        sink=lambda k0, s: parts.append((k0, s.copy())),
+    )
+    assert got is None and [k0 for k0, _ in parts] == [0, 4, 8, 12, 16]
+    np.testing.assert_array_equal(np.concatenate([s for _, s in parts]), whole.transpose(2, 1, 0))
