@@ -375,7 +375,7 @@ def product_units(
 
     Only where |a|, |b| and a + b stay within ``limit`` (the kernel's ``product_limit``) over the
     slab: then e^a, e^b and their product are normal floats. Other units (and NaN) keep the plain
-    softplus, so the flags never change what is computed, only how.
+    softplus: the flags change how softplus is evaluated (to float32 rounding), never what.
     """
     (a_lo, a_hi), (b_lo, b_hi) = a_range, b_range
     ok = (a_lo >= -limit) & (a_hi <= limit) & (b_lo >= -limit) & (b_hi <= limit) & (a_hi + b_hi <= limit)
@@ -384,7 +384,7 @@ def product_units(
 
 def separable_filler(
     folded: FoldedField,
-    xy: PlaneRows,
+    xy: PlaneRows | None,
     xz: PlaneRows,
     yz: PlaneRows | None,
     shape_zyx: tuple[int, int, int],
