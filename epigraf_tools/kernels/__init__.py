@@ -232,6 +232,7 @@ def load_density_kernel(verbose: bool = False, on_build: Callable[[str], None] |
             _status[name] = _cache_status.get(name, _status.get(name, "not tried"))
             return _cache[name]
         module = None
+        _status.pop(name, None)  # what this attempt finds, not an earlier one's words
         if not DENSITY_SOURCE.is_file():
             _status[name] = f"kernel source {DENSITY_SOURCE} is missing"
         elif (module := _load_built(name, DENSITY_SOURCE)) is not None:
@@ -241,7 +242,7 @@ def load_density_kernel(verbose: bool = False, on_build: Callable[[str], None] |
             if reason is not None:  # no compiler: a lesser build that is already cached still serves
                 module = _load_built(name, DENSITY_SOURCE, built_only=True)
                 if module is None:
-                    _status[name] = reason
+                    _status[name] = f"{reason}; {_status[name]}" if name in _status else reason
             else:
                 module = _build(name, DENSITY_SOURCE, verbose, on_build)
         _cache[name] = module
@@ -268,7 +269,8 @@ def _load_built(name: str, source: Path, built_only: bool = False) -> ModuleType
         spec = importlib.util.spec_from_file_location(module_name, str(path), loader=loader)
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
-    except Exception:  # noqa: BLE001 - a damaged or foreign file: rebuild through ninja instead
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: rebuild through ninja instead
+        _status[name] = f"cached build {path.name} did not load ({exc.__class__.__name__}: {exc})"[:400]
         return None
     _status[name] = f"loaded ({_describe(flags)})"
     return module

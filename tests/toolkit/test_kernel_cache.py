@@ -177,3 +177,18 @@ def test_a_source_change_gives_a_new_build_key(tmp_path):
     src.write_text("int y;\n")
     assert kernels.build_key(src, ("-O3",)) != key
     assert kernels.build_key(src, ("-O3", "-march=native")) != kernels.build_key(src, ("-O3",))
+
+
+def test_a_cached_build_that_does_not_load_says_why_in_the_status(monkeypatch, tmp_path):
+    """Without a compiler, a damaged cached binary leaves the PyTorch path and a status naming both causes."""
+    monkeypatch.delenv(kernels.DISABLE_ENV, raising=False)
+    monkeypatch.setenv(kernels.CACHE_ENV, str(tmp_path / "kernels"))
+    monkeypatch.setattr(kernels, "_cache", {})
+    monkeypatch.setattr(kernels, "_compiler_available", lambda: "no C++ compiler (test)")
+    key = kernels.build_key(kernels.DENSITY_SOURCE, kernels._FLAG_SETS[0])
+    folder = kernels.kernel_cache_root() / key
+    folder.mkdir(parents=True)
+    (folder / f"{kernels._module_name('density_slab', key, 'native')}.so").write_bytes(b"not an ELF file")
+    assert kernels.load_density_kernel() is None
+    status = kernels.kernel_status()
+    assert status.startswith("no C++ compiler (test); cached build ") and "did not load (ImportError" in status
