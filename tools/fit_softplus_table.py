@@ -13,6 +13,10 @@ Run it to print the C++ table (pasted into density_slab.cpp) and the error repor
 emulating the kernel's float32 Horner evaluation with fused multiply-adds:
 
     python tools/fit_softplus_table.py [--intervals 32] [--degree 5] [--scale 1.5] [--exp-degree 6] [--log-degree 9]
+
+``--product-intervals 8`` prints instead the constants of the AVX2 product form (softplus(a + b) as
+log(1 + e^a e^b), a table of 8 intervals of u's mantissa and a cubic q(r) ~ log1p(r) / r on each) and its
+error over the flagged range, emulated the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +31,17 @@ def g(a: np.ndarray) -> np.ndarray:
     return np.log1p(np.exp(-a))
 
 
+def lawson(cols: np.ndarray, rhs: np.ndarray, iterations: int) -> np.ndarray:
+    """Minimax solution of cols @ sol ~ rhs: weighted least squares whose weights grow where the error is largest."""
+    weights = np.full(len(rhs), 1.0 / len(rhs))
+    for _ in range(iterations):
+        sw = np.sqrt(weights)
+        sol = np.linalg.lstsq(cols * sw[:, None], rhs * sw, rcond=None)[0]
+        weights = weights * (np.abs(rhs - cols @ sol) + 1e-30)
+        weights /= weights.sum()
+    return sol
+
+
 def minimax_fit(x: np.ndarray, y: np.ndarray, degree: int, iterations: int = 60) -> np.ndarray:
     """float32 coefficients c0..cD of p(x) ~ y, minimax in relative error (x: Chebyshev nodes plus the ends).
 
@@ -38,13 +53,7 @@ def minimax_fit(x: np.ndarray, y: np.ndarray, degree: int, iterations: int = 60)
     for fixed in range(degree + 1):  # coefficients [0, fixed) are already float32
         rhs = (y - basis[:, :fixed] @ coef[:fixed]) / y
         cols = basis[:, fixed:] / y[:, None]
-        weights = np.full_like(x, 1.0 / len(x))
-        for _ in range(iterations):
-            sw = np.sqrt(weights)
-            sol = np.linalg.lstsq(cols * sw[:, None], rhs * sw, rcond=None)[0]
-            weights = weights * (np.abs(rhs - cols @ sol) + 1e-30)
-            weights /= weights.sum()
-        coef[fixed:] = sol
+        coef[fixed:] = lawson(cols, rhs, iterations)
         coef[fixed] = np.float32(coef[fixed])
     return coef.astype(np.float32)
 
@@ -125,6 +134,72 @@ def fallback_softplus(v: np.ndarray, exp_coef: np.ndarray, log_coef: np.ndarray)
     return (np.maximum(v, np.float32(0)) + e * horner32(log_coef, e)).astype(np.float32)
 
 
+def fit_product_log(intervals: int, degree: int, iterations: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """The product form's logarithm: q(r) = 1 + q1 r + .. + qD r^D ~ log1p(r) / r, minimax in relative error.
+
+    r = m fl(1 / c_j) - 1 for m in [c_j, c_j + 1 / intervals), c_j = 1 + j / intervals, so r covers
+    [~0, 1 / intervals) plus the rounding of fl(1 / c_j). Returns (q1..qD as float32, fl(1 / c_j)).
+    """
+    inv = (1.0 / (1.0 + np.arange(intervals) / intervals)).astype(np.float32)
+    c = 1.0 + np.arange(intervals) / intervals
+    lo = min(float((c * inv).min()) - 1.0, 0.0)
+    hi = float(((c + 1.0 / intervals) * inv).max()) - 1.0
+    r = chebyshev_nodes(lo, hi, 200)
+    r = r[np.abs(r) > 1e-12]
+    y = np.log1p(r)
+    basis = np.stack([r ** (k + 2) for k in range(degree)], axis=1)  # r q(r) - r = sum_k q_k r^(k + 1)
+    coef = np.zeros(degree)
+    for fixed in range(degree):  # as minimax_fit: round one coefficient at a time, refit the rest
+        rhs = (y - r - basis[:, :fixed] @ coef[:fixed]) / np.abs(y)
+        cols = basis[:, fixed:] / np.abs(y)[:, None]
+        coef[fixed:] = lawson(cols, rhs, iterations)
+        coef[fixed] = np.float32(coef[fixed])
+    return coef.astype(np.float32), inv
+
+
+def product_softplus(a: np.ndarray, b: np.ndarray, coef: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """The AVX2 kernel's softplus(a + b) = log(1 + e^a e^b) in numpy float32, step by step (weight 1).
+
+    k = (bits(u) - bits(1)) >> (23 - log2 intervals) = intervals e + j, m = u's mantissa in [1, 2),
+    log u = k ln2 / intervals + corr_j + r q(r) with corr_j = -log(inv_j) - j ln2 / intervals.
+    """
+    n = len(inv)
+    one = np.float32(1.0)
+    u = fma32(
+        np.exp(a.astype(np.float32)).astype(np.float32),
+        np.exp(b.astype(np.float32)).astype(np.float32),
+        np.full(a.shape, one),
+    )
+    bits = u.view(np.int32)
+    k = (bits - np.int32(0x3F800000)) >> np.int32(23 - int(np.log2(n)))
+    j = k & (n - 1)
+    m = ((bits & np.int32(0x7FFFFF)) | np.int32(0x3F800000)).view(np.float32)
+    r = fma32(m, inv[j], np.full(m.shape, -one))
+    corr = (-np.log(inv.astype(np.float64)) - np.arange(n) * np.log(2.0) / n).astype(np.float32)
+    lead = fma32(k.astype(np.float32), np.full(k.shape, np.float32(np.log(2.0) / n)), corr[j])
+    q = horner32(np.concatenate([[one], coef]).astype(np.float32), r)
+    return fma32(q, r, lead)
+
+
+def product_report(intervals: int, degree: int) -> str:
+    """The C++ constants of the AVX2 product form and its error over the flagged range |a|, |b|, a + b <= 80."""
+    coef, inv = fit_product_log(intervals, degree)
+    rng = np.random.default_rng(0)
+    v = np.concatenate([np.linspace(-80.0, 80.0, 400_001), rng.uniform(-3.0, 3.0, 100_000)])
+    a = np.clip(v * rng.uniform(-0.5, 1.5, v.size), -80.0, 80.0).astype(np.float32)
+    b = np.clip(v - a, -80.0, np.minimum(80.0, 80.0 - a)).astype(np.float32)
+    want = np.logaddexp(0.0, a.astype(np.float64) + b.astype(np.float64))
+    err = np.abs(product_softplus(a, b, coef, inv).astype(np.float64) - want)
+    ulp = np.spacing(want.astype(np.float32)).astype(np.float64)
+    names = ", ".join(f"kLog{intervals}Q{i + 1} = {cxx_float(c)}" for i, c in enumerate(coef))
+    return (
+        f"// Generated by tools/fit_softplus_table.py --product-intervals {intervals} --product-degree {degree}\n"
+        f"constexpr float {names};\n"
+        f"// product form: max |error| {err.max():.3g}; max error in float32 ulps beyond 1.22e-7: "
+        f"{(np.clip(err - 1.22e-7, 0.0, None) / ulp).max():.2f}"
+    )
+
+
 def cxx_array(name: str, values: np.ndarray, comment: str) -> str:
     """One C++ float array declaration."""
     return f"// {comment}\nconstexpr float {name}[{len(values)}] = {{{cxx_rows(values, ' ' * 4)}}};"
@@ -166,7 +241,12 @@ def main() -> None:
     parser.add_argument("--exp-degree", type=int, default=6, help="portable path: exp(r) polynomial")
     parser.add_argument("--log-degree", type=int, default=9, help="portable path: log1p(e) / e polynomial")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--product-intervals", type=int, default=0, help="print the AVX2 product form's constants")
+    parser.add_argument("--product-degree", type=int, default=3, help="degree of q(r) ~ log1p(r) / r")
     args = parser.parse_args()
+    if args.product_intervals:
+        print(product_report(args.product_intervals, args.product_degree))
+        return
     scale = np.float32(args.scale)
     table = np.stack([fit_interval(k, float(scale), args.degree) for k in range(args.intervals)], axis=1)
 

@@ -21,8 +21,8 @@
 // softplus_product_slab (EG3D, whose grid has two terms per voxel: A + B in EG3D's axis order, B + C in the
 //   model world's): the same sum with softplus(a + b) = log(1 + e^a e^b) for the units whose terms keep the
 //   exponentials in range, the exponentials computed once per block and slab, so per voxel only an FMA and a
-//   table logarithm remain (AVX-512 builds; a whole 512^3 volume 1.5x faster than through softplus_slab,
-//   measured; see product_block512).
+//   table logarithm remain (AVX-512 builds, and AVX2 + FMA builds in 8 lanes; a whole 512^3 volume 1.5x faster
+//   than through softplus_slab on an AVX-512 CPU, 1.9-2.5x on an AVX2 one, measured; see product_block).
 //
 // A and B come in x-blocks: A [Ry, nb, H, X], B [T, nb, H, X] (X = relu_block or softplus_block voxels, the
 // rows padded to nb X), so all H units of one block of consecutive x-voxels are one contiguous run of
@@ -178,6 +178,7 @@ constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: x + it rounds x to an
 constexpr float kLog2e = 1.44269504f;
 // softplus_product_slab's flag bound: |a|, |b|, a + b <= it keeps e^a, e^b and e^a e^b normal floats
 constexpr float kProductLimit = 80.0f;
+constexpr float kLn2 = 0.693147182f;
 constexpr float kLn2Hi = 0.693145752f;    // ln 2 = kLn2Hi + kLn2Lo, kLn2Hi with trailing zero bits so that
 constexpr float kLn2Lo = 1.42860677e-6f;  // n * kLn2Hi is exact (an exact range reduction)
 
@@ -189,10 +190,10 @@ inline vf horner(const float (&c)[N], vf x) {
   return p;
 }
 
-// exp(x) for x <= 0 (clamped at -87, where it is ~1e-38): 2^n p(r), n = round(x log2e), r = x - n ln2 in
+// exp(x) for x <= 88 (clamped at -87, where it is ~1e-38): 2^n p(r), n = round(x log2e), r = x - n ln2 in
 // [-ln2/2, ln2/2]. Rounding by the magic constant leaves n in y's low bits, so 2^n is one integer add and
 // shift of y's bits (the constant's own bits shift out) and n needs no float-int conversions.
-inline vf exp_nonpositive(vf x) {
+inline vf exp_bounded(vf x) {
   x = vmax(x, splat(-87.0f));
   const vf y = x * kLog2e + kRoundMagic;
   const vf n = y - kRoundMagic;
@@ -203,9 +204,19 @@ inline vf exp_nonpositive(vf x) {
 // softplus(v) = max(v, 0) + log1p(exp(-|v|)), log1p(e) = e q(e) for e in (0, 1]; -|v| is v with the sign bit
 // set. Beyond |v| ~ 17 the log term is below float32 rounding of max(v, 0), or the tiny exp(v) itself.
 inline vf softplus(vf v) {
-  const vf e = exp_nonpositive((vf)((vi)v | INT32_MIN));
+  const vf e = exp_bounded((vf)((vi)v | INT32_MIN));
   return vmax(v, splat(0.0f)) + e * horner(kLog1pPoly, e);
 }
+
+// A product block's per-row term: for an A + B slab, exp = e^a vectors (row r, product unit f at exp + r
+// stride + f X) and raw = A's rows (unit h of row r at raw + r raw_stride + h X); for a B + C slab, exp = e^c
+// scalars (exp + r stride + f) and raw = C's rows (raw + r raw_stride + h).
+struct ProductRows {
+  const float* exp;
+  int64_t stride;
+  const float* raw;
+  int64_t raw_stride;
+};
 
 #if defined(__AVX512F__)
 // The AVX-512 softplus: max(v, 0) + g(|v|), g(a) = log1p(exp(-a)) from the piecewise table above. Interval
@@ -242,6 +253,8 @@ inline __m512 softplus512(__m512 v, const SoftplusTable512& tab) {
 }
 
 constexpr int64_t kLanes512 = 16;
+using OtherUnits = SoftplusTable512;  // the unflagged units of a product block take softplus512
+#define EPIGRAF_PRODUCT_FORM_AVX512 1
 
 // Rows j .. j + ROWS - 1 of one section, one x-block: o[r ostride + i] = bias + sum_h w_h softplus(a[r rs + h X + i]
 // + b[h X + i] + c[r H + h]) (X = kBlockX; a or c may be null: no such term). The rows share each B vector: at
@@ -283,16 +296,17 @@ inline void softplus_block512(const float* a, int64_t rs, const float* b, const 
 // allows 3 ulps plus 2e-7). The absolute part is u's float32 rounding: where a + b is very negative the
 // result is right in absolute terms, not to a few ulps as softplus512 is.
 constexpr float kLogP1 = -0.49948016f, kLogP2 = 0.3103998f;  // r p(r) = r + kLogP1 r^2 + kLogP2 r^3
-constexpr float kLn2 = 0.693147182f;
+constexpr int kProductEntries = 16;
 
-struct LogTable512 {
+struct ProductLogTable {
   __m512 inv;                 // fl(1 / c_j)
-  alignas(64) float logc[16];  // -log(inv_j), so that log m = log c_j + log1p(m inv_j - 1) holds for the rounded inv_j
-  LogTable512() {
+  alignas(64) float unit_constant[16];  // log c_j as -log(inv_j), so that log m = log c_j + log1p(m inv_j - 1)
+                                      // holds for the rounded inv_j
+  ProductLogTable() {
     alignas(64) float iv[16];
     for (int j = 0; j < 16; ++j) {
       iv[j] = static_cast<float>(1.0 / (1.0 + j / 16.0));
-      logc[j] = static_cast<float>(-std::log(static_cast<double>(iv[j])));
+      unit_constant[j] = static_cast<float>(-std::log(static_cast<double>(iv[j])));
     }
     inv = _mm512_load_ps(iv);
   }
@@ -337,30 +351,21 @@ inline void exp_run(const float* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; i += kLanes512) _mm512_store_ps(dst + i, exp512(_mm512_loadu_ps(src + i)));
 }
 
-// A product block's per-row term: for an A + B slab, exp = e^a vectors (row r, product unit f at exp + r
-// stride + f X) and raw = A's rows (unit h of row r at raw + r raw_stride + h X); for a B + C slab, exp = e^c
-// scalars (exp + r stride + f) and raw = C's rows (raw + r raw_stride + h).
-struct ProductRows {
-  const float* exp;
-  int64_t stride;
-  const float* raw;
-  int64_t raw_stride;
-};
 
 // Rows of one section and x-block: the product units (e^b at eb [nf][X], their w log c_j at wlogc [nf][16],
 // weights wf) in the product form, then the other units (indices other, raw b and the raw row term) by
 // softplus512; o[r ostride + i] = bias + the sum over all units. SCALAR: the row term is C's (one value per
 // row and unit), else A's (one vector per row and unit).
 template <int ROWS, bool SCALAR>
-inline void product_block512(const ProductRows& rt, const float* eb, const float* wlogc, const float* wf,
-                             int64_t nf, const float* b, const int64_t* other, int64_t no, const float* w, float bias,
-                             float* o, int64_t ostride, const LogTable512& lt, const SoftplusTable512& tab) {
+inline void product_block(const ProductRows& rt, const float* eb, const float* wlogc, const float* wf, int64_t nf,
+                          const float* b, const int64_t* other, int64_t no, const float* w, float bias, float* o,
+                          int64_t ostride, const ProductLogTable& lt, const OtherUnits& tab) {
   constexpr int64_t kQ = kBlockX / kLanes512;
   __m512 acc[ROWS][kQ];
   for (int r = 0; r < ROWS; ++r)
     for (int64_t q = 0; q < kQ; ++q) acc[r][q] = _mm512_set1_ps(bias);
   for (int64_t f = 0; f < nf; ++f) {
-    const WeightedLog c(wlogc + f * 16, wf[f]);
+    const WeightedLog c(wlogc + f * kProductEntries, wf[f]);
     __m512 bv[kQ];
     for (int64_t q = 0; q < kQ; ++q) bv[q] = _mm512_load_ps(eb + f * kBlockX + q * kLanes512);
     for (int r = 0; r < ROWS; ++r) {
@@ -394,9 +399,121 @@ inline void product_block512(const ProductRows& rt, const float* eb, const float
     for (int64_t q = 0; q < kQ; ++q) _mm512_storeu_ps(o + r * ostride + q * kLanes512, acc[r][q]);
 }
 
-// 64-byte aligned start within a buffer allocated 16 floats longer
+#endif
+
+
+// 64-byte aligned start within a buffer allocated kAlignFloats floats longer
+constexpr int64_t kAlignFloats = 16;
 inline float* aligned64(float* p) {
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+}
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define EPIGRAF_PRODUCT_FORM_AVX2 1
+// The product form on AVX2 CPUs (most x86 machines without AVX-512: AMD Zen 1-3, Intel client chips up to
+// Alder Lake), 8 lanes: the same log(1 + e^a e^b) as weighted_log1p_product, with what AVX2 has. There is no
+// getexp/getmant and a register permute holds 8 floats, so u's bits give everything: k = (bits(u) - bits(1))
+// >> 20 = 8 e + j (e the exponent, j m's top 3 mantissa bits, the permute reads k's low 3 bits), m = the
+// mantissa bits under the exponent of 1.0, and log u = k ln2 / 8 + corr_j + r q(r) with corr_j = log c_j -
+// j ln2 / 8 (c_j = 1 + j / 8), r = m / c_j - 1 in [0, 1/8) and q the minimax cubic of log1p(r) / r there. k is
+// a small integer, so k ln2 / 8 is one rounding. About 15 instructions per 8 lanes against about 30 for
+// softplus (exp and log1p polynomials): a 512^3 EG3D volume's slab calls ran 2x faster on an AVX2 machine
+// (measured, RESULTS.md). Error: within the same 3 ulps plus 2e-7 of float64 softplus (the test's bound).
+// q(r) = 1 + Q1 r + Q2 r^2 + Q3 r^3 (the tool reports: max |error| 7.63e-06, 1.66 ulps beyond 1.22e-7):
+// Generated by tools/fit_softplus_table.py --product-intervals 8 --product-degree 3
+constexpr float kLog8Q1 = -0.499941438f, kLog8Q2 = 0.330427408f, kLog8Q3 = -0.208026782f;
+constexpr int kProductEntries = 8;
+
+inline vf fma8(vf a, vf b, vf c) { return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
+inline vf permute8(vf table, vi index) { return (vf)_mm256_permutevar8x32_ps((__m256)table, (__m256i)index); }
+
+struct ProductLogTable {
+  vf inv;                     // fl(1 / c_j)
+  float unit_constant[8];     // corr_j = -log(inv_j) - j ln2 / 8 (for the rounded inv_j)
+  ProductLogTable() {
+    alignas(32) float iv[8];
+    for (int j = 0; j < 8; ++j) {
+      iv[j] = static_cast<float>(1.0 / (1.0 + j / 8.0));
+      unit_constant[j] = static_cast<float>(-std::log(static_cast<double>(iv[j])) - j * std::log(2.0) / 8.0);
+    }
+    inv = load(iv);
+  }
+};
+
+// One product unit's constants: w corr_j (8 lanes), w ln2 / 8, and w times q's coefficients.
+struct WeightedLog8 {
+  vf wcorr, wln2, wq3, wq2, wq1, w;
+  WeightedLog8(const float* wcorr_row, float wv)
+      : wcorr(load(wcorr_row)),
+        wln2(splat(wv * (kLn2 / 8.0f))),
+        wq3(splat(wv * kLog8Q3)),
+        wq2(splat(wv * kLog8Q2)),
+        wq1(splat(wv * kLog8Q1)),
+        w(splat(wv)) {}
+};
+
+// w log(1 + ea eb)
+inline vf weighted_log1p_product8(vf ea, vf eb, vf inv, const WeightedLog8& c) {
+  const vf u = fma8(ea, eb, splat(1.0f));
+  const vi bits = (vi)u;
+  const vi k = (bits - 0x3F800000) >> 20;  // u >= 1: never negative
+  const vf m = (vf)((bits & 0x7FFFFF) | 0x3F800000);
+  const vf r = fma8(m, permute8(inv, k), splat(-1.0f));
+  const vf lead = fma8(__builtin_convertvector(k, vf), c.wln2, permute8(c.wcorr, k));
+  const vf q = fma8(fma8(fma8(c.wq3, r, c.wq2), r, c.wq1), r, c.w);
+  return fma8(q, r, lead);
+}
+
+// dst[0 .. n) = e^src for |src| <= 87 (n a multiple of 8)
+inline void exp_run(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; i += kLanes) store(dst + i, exp_bounded(load(src + i)));
+}
+
+struct OtherUnits {};  // the unflagged units take the portable softplus, which needs no table
+
+// product_block's loop in 8 lanes: the 64-voxel block in two halves of 32 (16 ymm registers hold a half's
+// accumulators for two rows and its e^b vectors, not a whole block's). The unflagged units add their terms in
+// softplus_block's order and form, so with no unit flagged the result is softplus_slab's, bit for bit.
+template <int ROWS, bool SCALAR>
+inline void product_block(const ProductRows& rt, const float* eb, const float* wcorr, const float* wf, int64_t nf,
+                          const float* b, const int64_t* other, int64_t no, const float* w, float bias, float* o,
+                          int64_t ostride, const ProductLogTable& lt, const OtherUnits&) {
+  constexpr int64_t kHalf = 32, kQ = kHalf / kLanes;
+  for (int64_t x0 = 0; x0 < kBlockX; x0 += kHalf) {
+    vf acc[ROWS][kQ];
+    for (int r = 0; r < ROWS; ++r)
+      for (int64_t q = 0; q < kQ; ++q) acc[r][q] = splat(bias);
+    for (int64_t f = 0; f < nf; ++f) {
+      const WeightedLog8 c(wcorr + f * kProductEntries, wf[f]);
+      vf bv[kQ];
+      for (int64_t q = 0; q < kQ; ++q) bv[q] = load(eb + f * kBlockX + x0 + q * kLanes);
+      for (int r = 0; r < ROWS; ++r) {
+        if constexpr (SCALAR) {
+          const vf er = splat(rt.exp[r * rt.stride + f]);
+          for (int64_t q = 0; q < kQ; ++q) acc[r][q] += weighted_log1p_product8(er, bv[q], lt.inv, c);
+        } else {
+          const float* er = rt.exp + r * rt.stride + f * kBlockX + x0;
+          for (int64_t q = 0; q < kQ; ++q)
+            acc[r][q] += weighted_log1p_product8(load(er + q * kLanes), bv[q], lt.inv, c);
+        }
+      }
+    }
+    for (int64_t s = 0; s < no; ++s) {
+      const int64_t h = other[s];
+      const vf wh = splat(w[h]);
+      for (int r = 0; r < ROWS; ++r)
+        for (int64_t q = 0; q < kQ; ++q) {
+          const vf bq = load(b + h * kBlockX + x0 + q * kLanes);
+          if constexpr (SCALAR)
+            acc[r][q] += wh * softplus(splat(0.0f) + bq + splat(rt.raw[r * rt.raw_stride + h]));
+          else
+            acc[r][q] += wh * softplus(load(rt.raw + r * rt.raw_stride + h * kBlockX + x0 + q * kLanes) + bq +
+                                       splat(0.0f));
+        }
+    }
+    for (int r = 0; r < ROWS; ++r)
+      for (int64_t q = 0; q < kQ; ++q) store(o + r * ostride + x0 + q * kLanes, acc[r][q]);
+  }
 }
 #endif
 
@@ -643,10 +760,10 @@ void softplus_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::
 }
 
 // softplus_slab for two-term sums, A + B (no C: EG3D's own grid order) or B + C (no A: EG3D's volume in the
-// model world's MRC order), the units with product[h] != 0 in the product form (product_block512). The
+// model world's MRC order), the units with product[h] != 0 in the product form (product_block). The
 // caller flags a unit only where both terms and their sum stay within kProductLimit over the slab (then the
-// exponentials and 1 + their product are normal floats); the others take softplus512. Builds without AVX-512
-// run softplus_slab.
+// exponentials and 1 + their product are normal floats); the others take the build's plain softplus. Builds
+// with neither AVX-512 nor AVX2 + FMA run softplus_slab.
 void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C,
                            const torch::Tensor& w, const torch::Tensor& product, double bias, int64_t mode,
                            double shift, torch::Tensor out) {
@@ -655,7 +772,7 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
               "softplus_product_slab expects product [H] uint8 (one flag per hidden unit)");
   const bool has_a = A.numel() > 0, has_c = C.numel() > 0;
   TORCH_CHECK(has_a != has_c, "softplus_product_slab takes two terms: A and B, or B and C");
-#if !defined(__AVX512F__)
+#if !defined(EPIGRAF_PRODUCT_FORM_AVX512) && !defined(EPIGRAF_PRODUCT_FORM_AVX2)
   softplus_slab(A, B, C, w, bias, mode, shift, out);
 #else
   check_float_cpu({&A, &B, &C, &w, &out}, "softplus_product_slab");
@@ -678,14 +795,14 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
   for (int64_t h = 0; h < H; ++h) (flags[h] != 0 ? units : other).push_back(h);
   const int64_t nf = static_cast<int64_t>(units.size()), no = static_cast<int64_t>(other.size());
   const int64_t fblock = nf * kBlockX;
-  const LogTable512 lt;
-  std::vector<float> wf(nf), wlogc(16 * nf);
+  const ProductLogTable lt;
+  std::vector<float> wf(nf), wlogc(kProductEntries * nf);
   for (int64_t f = 0; f < nf; ++f) {
     wf[f] = pw[units[f]];
-    for (int j = 0; j < 16; ++j) wlogc[16 * f + j] = wf[f] * lt.logc[j];
+    for (int j = 0; j < kProductEntries; ++j) wlogc[kProductEntries * f + j] = wf[f] * lt.unit_constant[j];
   }
   // e^b of the product units, [T, nb, nf, X]: every row of the slab reuses it
-  torch::Tensor eb_store = torch::empty({T * nb * fblock + kLanes512}, torch::kFloat32);
+  torch::Tensor eb_store = torch::empty({T * nb * fblock + kAlignFloats}, torch::kFloat32);
   float* eb = aligned64(eb_store.data_ptr<float>());
   at::parallel_for(0, T * nb, 1, [&](int64_t begin, int64_t end) {
     for (int64_t kb = begin; kb < end; ++kb)
@@ -695,7 +812,7 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
   const int64_t pairs = (Ry + 1) / 2;
   // x-block ib of rows j0 .. j0 + rows - 1 of section k (row term rt; SCALAR: C's), then the block's finish
   auto run_block = [&](auto scalar, const ProductRows& rt, int64_t k, int64_t j0, int64_t rows, int64_t ib,
-                       float* part, const SoftplusTable512& tab) {
+                       float* part, const OtherUnits& tab) {
     constexpr bool kScalar = decltype(scalar)::value;
     const int64_t i0 = ib * kBlockX, n = std::min(kBlockX, Rx - i0);
     const float* b = pb + (k * nb + ib) * block;
@@ -704,11 +821,11 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
     float* dst = n == kBlockX ? o0 : part;
     const int64_t dstride = n == kBlockX ? Rx : kBlockX;
     if (rows == 2)
-      product_block512<2, kScalar>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst, dstride,
-                                   lt, tab);
+      product_block<2, kScalar>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst, dstride,
+                                lt, tab);
     else
-      product_block512<1, kScalar>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst, dstride,
-                                   lt, tab);
+      product_block<1, kScalar>(rt, ebk, wlogc.data(), wf.data(), nf, b, other.data(), no, pw, fbias, dst, dstride,
+                                lt, tab);
     finish_block(o0, part, rows, n, Rx, mode, fshift);
   };
 
@@ -717,8 +834,8 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
     // section-major, so a thread's consecutive items reuse one section's e^b (nb blocks) from cache.
     std::vector<float> ec(T * Ry * nf);
     at::parallel_for(0, T * Ry, 1, [&](int64_t begin, int64_t end) {
-      const int64_t padded = (H + kLanes512 - 1) / kLanes512 * kLanes512;
-      std::vector<float> row_store(2 * padded + kLanes512, 0.0f);
+      const int64_t padded = (H + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+      std::vector<float> row_store(2 * padded + kAlignFloats, 0.0f);
       float* src = aligned64(row_store.data());
       float* dst = src + padded;
       for (int64_t kj = begin; kj < end; ++kj) {
@@ -728,7 +845,7 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
       }
     });
     at::parallel_for(0, T * pairs, 1, [&](int64_t begin, int64_t end) {
-      const SoftplusTable512 tab;
+      const OtherUnits tab;
       alignas(64) float part[2 * kBlockX];
       for (int64_t item = begin; item < end; ++item) {
         const int64_t k = item / pairs, j0 = 2 * (item % pairs), rows = std::min<int64_t>(2, Ry - j0);
@@ -741,8 +858,8 @@ void softplus_product_slab(const torch::Tensor& A, const torch::Tensor& B, const
 
   // A + B: rows in pairs as softplus_slab; e^a of a pair's block is computed once for its T sections.
   at::parallel_for(0, pairs, 1, [&](int64_t p_begin, int64_t p_end) {
-    const SoftplusTable512 tab;
-    std::vector<float> ea_store(2 * fblock + kLanes512);
+    const OtherUnits tab;
+    std::vector<float> ea_store(2 * fblock + kAlignFloats);
     float* ea = aligned64(ea_store.data());
     alignas(64) float part[2 * kBlockX];
     for (int64_t p = p_begin; p < p_end; ++p) {
@@ -987,9 +1104,9 @@ void triplane_field(const torch::Tensor& points, const torch::Tensor& table, std
 
 // Which softplus this build compiled in (tests and benchmarks report it; both paths give the same values to
 // about 2 float32 ulps).
-// Whether softplus_product_slab has its own (product form) path in this build: AVX-512 only.
+// Whether softplus_product_slab has its own (product form) path in this build: AVX-512, or AVX2 with FMA.
 bool product_form_compiled() {
-#if defined(__AVX512F__)
+#if defined(EPIGRAF_PRODUCT_FORM_AVX512) || defined(EPIGRAF_PRODUCT_FORM_AVX2)
   return true;
 #else
   return false;

@@ -130,7 +130,7 @@ def test_units_beyond_the_product_range_keep_the_plain_softplus(eg3d_setup, monk
     if module is None:
         pytest.skip(f"density kernel unavailable: {kernel_status()}")
     if not module.product_form:
-        pytest.skip("this build has no product form (no AVX-512)")
+        pytest.skip("this build has no product form (neither AVX-512 nor AVX2 + FMA)")
     G, planes, axes = eg3d_setup
     planes = planes * 40.0
     seen: list[torch.Tensor] = []

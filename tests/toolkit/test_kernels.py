@@ -80,7 +80,8 @@ def test_a_cached_build_loads_without_compiler_ninja_or_cpp_extension(monkeypatc
 
     monkeypatch.setattr(torch.utils.cpp_extension, "load", no_build)
     module = load_density_kernel()
-    assert module is not None and hasattr(module, "relu_slab") and hasattr(module, "softplus_slab")
+    assert module is not None, kernel_status()
+    assert hasattr(module, "relu_slab") and hasattr(module, "softplus_slab")
 
 
 def x_blocked(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -149,9 +150,9 @@ def _product_slab(module, A, B, C, w, units, bias, mode, shift, out) -> None:
 @pytest.mark.parametrize("mode", [0, 1])
 @pytest.mark.parametrize("terms", ["ab", "bc"])
 def test_the_product_form_slab_equals_its_formula_with_any_mix_of_units(rx, mode, terms):
-    # flagged units take log(1 + e^a e^b) (AVX-512 builds), the others the plain softplus; one unflagged
-    # unit has values far beyond the product form's range, which the plain path handles. Both forms:
-    # A + B (EG3D's own axis order) and B + C (the model world's); odd row and section counts.
+    # flagged units take log(1 + e^a e^b) (AVX-512 and AVX2 + FMA builds), the others the plain softplus;
+    # one unflagged unit has values far beyond the product form's range, which the plain path handles.
+    # Both forms: A + B (EG3D's own axis order) and B + C (the model world's); odd row and section counts.
     module = load_density_kernel()
     if module is None:
         pytest.skip(f"density kernel unavailable: {kernel_status()}")
@@ -219,7 +220,7 @@ def test_the_product_form_is_within_a_few_ulps_and_2e_7_of_float64_softplus():
     if module is None:
         pytest.skip(f"density kernel unavailable: {kernel_status()}")
     if not module.product_form:
-        pytest.skip("this build has no product form (no AVX-512): the plain softplus runs instead")
+        pytest.skip("this build has no product form (neither AVX-512 nor AVX2 + FMA): the plain softplus runs instead")
     limit = float(module.product_limit)
     rng = np.random.default_rng(0)
     v = np.concatenate([np.linspace(-limit, limit, 400_001), rng.uniform(-3.0, 3.0, 100_000), [0.0, limit]])
