@@ -95,14 +95,26 @@ def kernel_cache_root() -> Path:
     return Path(base) / "epigraf-tools" / "kernels"
 
 
-@functools.lru_cache(maxsize=4)
+_compiler_versions: dict[str, str] = {}
+
+
 def compiler_version(cxx: str) -> str:
-    """The compiler's first ``--version`` line ('unknown' when it does not answer)."""
+    """The compiler's first ``--version`` line ('unknown' when it does not answer).
+
+    Only answers are remembered: an 'unknown' from a compiler that was slow or briefly unavailable
+    (a loaded machine) would otherwise key every later lookup in this process to a build folder that
+    does not exist, and a finished build would go unused.
+    """
+    if cxx in _compiler_versions:
+        return _compiler_versions[cxx]
     try:
         out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return out.strip().splitlines()[0] if out.strip() else "unknown"
+    if not out.strip():
+        return "unknown"
+    _compiler_versions[cxx] = out.strip().splitlines()[0]
+    return _compiler_versions[cxx]
 
 
 @functools.lru_cache(maxsize=1)

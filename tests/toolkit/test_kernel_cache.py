@@ -91,7 +91,6 @@ def test_builds_are_keyed_by_torch_python_compiler_and_source_not_by_venv(fake_b
     assert kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",)) != key
     monkeypatch.setattr(torch, "__version__", real_version)
     assert kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",)) == key
-    kernels.compiler_version.cache_clear()
     monkeypatch.setattr(kernels, "compiler_version", lambda cxx: "g++ (fake) 99.1")
     assert kernels.build_key(kernels.DENSITY_SOURCE, ("-O3",)) != key
 
@@ -192,3 +191,24 @@ def test_a_cached_build_that_does_not_load_says_why_in_the_status(monkeypatch, t
     assert kernels.load_density_kernel() is None
     status = kernels.kernel_status()
     assert status.startswith("no C++ compiler (test); cached build ") and "did not load (ImportError" in status
+
+
+def test_a_compiler_that_does_not_answer_once_is_asked_again(monkeypatch):
+    """'unknown' is not remembered: one slow answer on a loaded machine must not re-key the whole process."""
+    import subprocess
+
+    monkeypatch.setattr(kernels, "_compiler_versions", {})
+    real_run = subprocess.run
+    answers = iter([subprocess.TimeoutExpired("c++", 30)])
+
+    def run(*args, **kwargs):
+        for exc in answers:  # the first call only
+            raise exc
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    cxx = sys.executable  # a program that surely answers --version
+    assert kernels.compiler_version(cxx) == "unknown"
+    assert kernels.compiler_version(cxx).startswith("Python 3")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("asked twice")))
+    assert kernels.compiler_version(cxx).startswith("Python 3")  # an answer is kept
