@@ -11,7 +11,7 @@ max |difference| and, for comparison, the EpiGRAF fast path on a grid of the sam
 (``bench_volume.ffhq_size_model``).
 
     python benchmarks/bench_volume_eg3d.py [--resolution 512] [--threads N] [--repeats 1] [--skip-reference]
-        [--product-ab]
+        [--product-ab] [--order eg3d|model]
 
 ``--official-src DIR`` (the ``eg3d/`` folder of an NVlabs/eg3d checkout, imported at run time, see
 ``official_eg3d.py``) measures against the official code itself instead: the official FFHQ-size
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from epigraf_tools.eg3d_volume import eg3d_density, eg3d_density_reference  # noqa: E402
+from epigraf_tools.eg3d_volume import eg3d_density, eg3d_density_model_order, eg3d_density_reference  # noqa: E402
 from epigraf_tools.kernels import kernel_status, load_density_kernel  # noqa: E402
 from epigraf_tools.models.eg3d import EG3DConfig, EG3DGenerator  # noqa: E402
 
@@ -65,6 +65,13 @@ def main() -> None:
         action="store_true",
         help="also time the kernel with its product form off (plain softplus table), alternating, and print the ratio",
     )
+    parser.add_argument(
+        "--order",
+        choices=("eg3d", "model"),
+        default="eg3d",
+        help="the fast path's grid order: EG3D's axes (A + B terms) or the model world's MRC order, as "
+        "export-volume fills it (B + C terms); the reference stays in EG3D's order",
+    )
     parser.add_argument("--official-src", default=None, help="eg3d/ folder of an NVlabs/eg3d checkout")
     args = parser.parse_args()
     if args.threads:
@@ -77,6 +84,16 @@ def main() -> None:
         print(f"note: the fused kernel is unavailable ({kernel_status()}); the fast path is the PyTorch one")
     path = getattr(kernel, "softplus_path", lambda: "exp-log1p")() if kernel is not None else "none"
     G, planes = ffhq_size_eg3d()
+    if args.order == "model":  # the same cube; the model world's x, y, z sections (MRC order [z, y, x])
+
+        def fast_volume(G: EG3DGenerator, planes: torch.Tensor, axes: list, out: np.ndarray) -> None:
+            eg3d_density_model_order(G, planes, axes, out_zyx=out.transpose(2, 1, 0))
+
+    else:
+
+        def fast_volume(G: EG3DGenerator, planes: torch.Tensor, axes: list, out: np.ndarray) -> None:
+            eg3d_density(G, planes, axes, out=out)
+
     r = args.resolution
     half = float(G.rendering_kwargs["box_warp"]) / 2
     axes = [np.linspace(-half, half, r)] * 3
@@ -90,14 +107,14 @@ def main() -> None:
     times["plain"] = []
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
-        eg3d_density(G, planes, axes, out=out)
+        fast_volume(G, planes, axes, out)
         times["fast"].append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
         if ab:
             kernel.product_form = False  # the module attribute separable_filler reads
             try:
                 t = time.perf_counter()
-                eg3d_density(G, planes, axes, out=plain_out)
+                fast_volume(G, planes, axes, plain_out)
                 times["plain"].append(time.perf_counter() - t)
             finally:
                 kernel.product_form = True
@@ -124,7 +141,9 @@ def main() -> None:
         print(
             f"  reference {ref:8.2f} s  {r**3 / ref / 1e6:7.1f} Mvox/s  (EG3D gen_samples procedure, 1M-point chunks)"
         )
-        diff = float(np.abs(out - ref_out).max())
+        # model order: V_model[x, y, z] is EG3D's value at (-z, y, x), so EG3D's [i, j, k] is [k, j, r - 1 - i]
+        same_order = out[:, :, ::-1].transpose(2, 1, 0) if args.order == "model" else out
+        diff = float(np.abs(same_order - ref_out).max())
         span = f"[{ref_out.min():.3g}, {ref_out.max():.3g}]"
         print(f"  ratio {ref / fast:.1f}x; max |difference| {diff:.2e} (values in {span})")
     if not args.skip_epigraf:
