@@ -84,14 +84,11 @@ def main() -> None:
         print(f"note: the fused kernel is unavailable ({kernel_status()}); the fast path is the PyTorch one")
     path = getattr(kernel, "softplus_path", lambda: "exp-log1p")() if kernel is not None else "none"
     G, planes = ffhq_size_eg3d()
-    if args.order == "model":  # the same cube; the model world's x, y, z sections (MRC order [z, y, x])
 
-        def fast_volume(G: EG3DGenerator, planes: torch.Tensor, axes: list, out: np.ndarray) -> None:
+    def fast_volume(out: np.ndarray) -> None:
+        if args.order == "model":  # the same cube, sectioned along the model world's z (MRC order [z, y, x])
             eg3d_density_model_order(G, planes, axes, out_zyx=out.transpose(2, 1, 0))
-
-    else:
-
-        def fast_volume(G: EG3DGenerator, planes: torch.Tensor, axes: list, out: np.ndarray) -> None:
+        else:
             eg3d_density(G, planes, axes, out=out)
 
     r = args.resolution
@@ -107,14 +104,14 @@ def main() -> None:
     times["plain"] = []
     for _ in range(args.repeats):
         t, c = time.perf_counter(), time.process_time()
-        fast_volume(G, planes, axes, out)
+        fast_volume(out)
         times["fast"].append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
         if ab:
             kernel.product_form = False  # the module attribute separable_filler reads
             try:
                 t = time.perf_counter()
-                fast_volume(G, planes, axes, plain_out)
+                fast_volume(plain_out)
                 times["plain"].append(time.perf_counter() - t)
             finally:
                 kernel.product_form = True

@@ -198,12 +198,12 @@ def test_a_compiler_that_does_not_answer_once_is_asked_again(monkeypatch):
     import subprocess
 
     monkeypatch.setattr(kernels, "_compiler_versions", {})
-    real_run = subprocess.run
-    answers = iter([subprocess.TimeoutExpired("c++", 30)])
+    real_run, calls = subprocess.run, []
 
     def run(*args, **kwargs):
-        for exc in answers:  # the first call only
-            raise exc
+        calls.append(args)
+        if len(calls) == 1:  # the first call times out
+            raise subprocess.TimeoutExpired("c++", 30)
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(subprocess, "run", run)
