@@ -1101,8 +1101,6 @@ void triplane_field(const torch::Tensor& points, const torch::Tensor& table, std
   });
 }
 
-// Which softplus this build compiled in (tests and benchmarks report it; both paths give the same values to
-// about 2 float32 ulps).
 // Whether softplus_product_slab has its own (product form) path in this build: AVX-512, or AVX2 with FMA.
 bool product_form_compiled() {
 #if defined(EPIGRAF_PRODUCT_FORM_AVX512) || defined(EPIGRAF_PRODUCT_FORM_AVX2)
@@ -1112,6 +1110,8 @@ bool product_form_compiled() {
 #endif
 }
 
+// Which softplus this build compiled in (tests and benchmarks report it; both paths give the same values to
+// about 2 float32 ulps).
 std::string softplus_path() {
 #if defined(__AVX512F__)
   return "avx512-table";
