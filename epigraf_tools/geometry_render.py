@@ -238,8 +238,12 @@ def occupied_span(
         first = torch.where((first < 0) & seen, idx, first)
         last_idx = j0 + (occ.shape[1] - 1 - occ.flip(1).float().argmax(1))
         last = torch.where(seen, last_idx, last)
-    new_near = torch.where(first >= 0, (near + (first - 1) * cs).maximum(near), far + 1)
-    new_far = torch.where(last >= 0, (near + (last + 1) * cs).minimum(far), near - 1)
+    # A ray that sees no block gets an empty span whatever it came with: [far + 1, near - 1] was one only
+    # when far > near - 2; a ray that misses the box altogether (a shadow ray starting just outside it,
+    # nearly parallel to a face: far ~ -5e5 from a 3e-8 direction component) turned into a span of
+    # hundreds of thousands of units, marched a voxel at a time (compare-geometry hung on one such ray).
+    new_near = torch.where(first >= 0, (near + (first - 1) * cs).maximum(near), torch.maximum(near, far) + 1)
+    new_far = torch.where(last >= 0, (near + (last + 1) * cs).minimum(far), torch.minimum(near, far) - 1)
     return new_near, new_far
 
 

@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from epigraf_tools.camera import Camera
 from epigraf_tools.checkpoints.loading import load_generator
 from epigraf_tools.errors import EpigrafError
 from epigraf_tools.geometry_export import seed_planes
-from epigraf_tools.geometry_render import IsoSurface, Lighting, model_slab, render_isosurface
+from epigraf_tools.geometry_render import IsoSurface, Lighting, march, model_slab, occupied_span, render_isosurface
 from epigraf_tools.geometry_views import GeometryShading, seed_surface
 from epigraf_tools.latents import Truncation
 from epigraf_tools.rendering import RenderSettings, render_views
@@ -112,3 +113,23 @@ def test_key_light_casts_a_shadow():
         sides[shadows] = (float(img[32, 32 - 20]), float(img[32, 32 + 20]))  # the wall left and right of the ball
     assert sides[False][0] == pytest.approx(sides[False][1], abs=2) and sides[False][0] > 60
     assert min(sides[True]) < 10 and max(sides[True]) > 60  # one side in the ball's shadow
+
+
+def test_a_ray_that_misses_the_box_gets_an_empty_span_and_no_march():
+    """Shadow rays start two voxels off the surface, so just outside the box where the surface touches a face.
+
+    One that runs nearly parallel to that face (a 3e-8 direction component, as an orbit camera's key light
+    gave) exits the box's slab half a million units behind its start: its span must still come back empty
+    (near > far), not as [far + 1, near - 1], which the march then walked a voxel at a time for ever.
+    """
+    surface = sphere_surface(level=-1.0)  # every value above the level: every block may hold the surface
+    origins = torch.tensor([[BOX + 0.016, 0.0, 0.0], [BOX + 0.016, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    dirs = torch.tensor([[3e-8, 0.577, 0.816], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    dirs = torch.nn.functional.normalize(dirs, dim=-1)
+    near, far = torch.zeros(3), surface.box_range(origins, dirs)[1]
+    assert far[0] < -1e5 and far[1] > 0  # the first misses the box far behind its start; the others cross it
+    span_near, span_far = occupied_span(surface, origins, dirs, near, far)
+    assert span_near[0] > span_far[0]  # empty
+    assert span_near[1] < span_far[1] and span_near[2] < span_far[2]  # untouched where the box is crossed
+    t = march(surface, origins, dirs, near, far, 0.5)  # returns at once (hung before the fix)
+    assert math.isnan(float(t[0])) and math.isfinite(float(t[1])) and math.isfinite(float(t[2]))
