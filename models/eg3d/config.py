@@ -8,6 +8,8 @@ official keys because the renderer and the super-resolution module read it by th
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,25 @@ TRIPLANE_RESOLUTION = 256
 TRIPLANE_CHANNELS = 32
 NUM_PLANES = 3
 
+# Bounds a config must keep before anything is built or rendered: the releases use 128-512 px images,
+# 64-128 px neural renders and 48 + 48 samples per ray; the bounds leave room for far more, but refuse
+# what would only end in an out-of-memory error or an hours-long render (a hostile or mistyped config).
+MAX_IMAGE_RESOLUTION = 4096
+MAX_DEPTH_SAMPLES = 1024
+
+
+def _check_int(where: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise ConfigError(f"{where} must be an integer in [{lo}, {hi}], got {value!r}")
+
+
+def _check_real(where: str, value: Any, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if positive and not value > 0:
+        raise ConfigError(f"{where} must be positive, got {value!r}")
+    return float(value)
+
 
 @dataclass
 class EG3DConfig:
@@ -74,8 +95,10 @@ class EG3DConfig:
                 raise ConfigError(f"EG3DConfig.{name} must be a positive integer, got {value!r}")
         if self.c_dim != 25:
             raise ConfigError(f"EG3DConfig.c_dim must be 25 (cam2world 16 + intrinsics 9), got {self.c_dim!r}")
-        if self.img_resolution & (self.img_resolution - 1):
-            raise ConfigError(f"EG3DConfig.img_resolution must be a power of two, got {self.img_resolution}")
+        res = self.img_resolution
+        if res & (res - 1) or res > MAX_IMAGE_RESOLUTION:
+            raise ConfigError(f"EG3DConfig.img_resolution must be a power of two <= {MAX_IMAGE_RESOLUTION}, got {res}")
+        _check_int("EG3DConfig.neural_rendering_resolution", self.neural_rendering_resolution, 2, self.img_resolution)
         rk = self.rendering_kwargs
         if not isinstance(rk, dict):
             raise ConfigError(f"EG3DConfig.rendering_kwargs must be a dict, got {type(rk).__name__}")
@@ -92,10 +115,25 @@ class EG3DConfig:
             raise ConfigError("rendering_kwargs.disparity_space_sampling=True is not supported; expected false")
         if rk["ray_start"] == "auto" or rk["ray_end"] == "auto":
             raise ConfigError("rendering_kwargs ray_start/ray_end 'auto' is not supported; give numbers")
-        if not float(rk["ray_end"]) > float(rk["ray_start"]):
-            raise ConfigError(f"rendering_kwargs.ray_end ({rk['ray_end']}) must exceed ray_start ({rk['ray_start']})")
-        if int(rk["depth_resolution"]) < 2 or int(rk["depth_resolution_importance"]) < 0:
-            raise ConfigError("rendering_kwargs.depth_resolution must be >= 2 and depth_resolution_importance >= 0")
+        start = _check_real("rendering_kwargs.ray_start", rk["ray_start"])
+        end = _check_real("rendering_kwargs.ray_end", rk["ray_end"])
+        if start < 0:
+            raise ConfigError(f"rendering_kwargs.ray_start must be >= 0, got {start}")
+        if not end > start:
+            raise ConfigError(f"rendering_kwargs.ray_end ({end}) must exceed ray_start ({start})")
+        _check_int("rendering_kwargs.depth_resolution", rk["depth_resolution"], 2, MAX_DEPTH_SAMPLES)
+        importance = rk["depth_resolution_importance"]
+        _check_int("rendering_kwargs.depth_resolution_importance", importance, 0, MAX_DEPTH_SAMPLES)
+        _check_real("rendering_kwargs.box_warp", rk["box_warp"], positive=True)
+        if "avg_camera_radius" in rk:
+            _check_real("rendering_kwargs.avg_camera_radius", rk["avg_camera_radius"], positive=True)
+        if "c_scale" in rk:
+            _check_real("rendering_kwargs.c_scale", rk["c_scale"])
+        pivot = rk.get("avg_camera_pivot", [0, 0, 0])
+        if not isinstance(pivot, (list, tuple)) or len(pivot) != 3:
+            raise ConfigError(f"rendering_kwargs.avg_camera_pivot must be three numbers, got {pivot!r}")
+        for v in pivot:
+            _check_real("rendering_kwargs.avg_camera_pivot", v)
 
     @property
     def mapping_layers(self) -> int:

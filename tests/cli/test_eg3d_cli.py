@@ -253,3 +253,37 @@ def test_invert_a_seed_picture_then_render_its_latent_with_the_tuned_folder(cli,
     line = one_error_line(cli(["sample", "--latent", wrong, "--model", eg3d_folder, "--out", tmp_path / "x",
                                "--device", "cpu", "--quiet"]))  # fmt: skip
     assert "[14, 512]" in line and "made for another model" in line
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value", "needle"),
+    [
+        (None, "neural_rendering_resolution", 100_000, "neural_rendering_resolution must be an integer in [2, 128]"),
+        (None, "neural_rendering_resolution", 0, "neural_rendering_resolution must be an integer"),
+        (None, "neural_rendering_resolution", "abc", "neural_rendering_resolution must be an integer"),
+        (None, "img_resolution", 1 << 20, "img_resolution must be a power of two <= 4096"),
+        ("rendering_kwargs", "depth_resolution", 1_000_000, "depth_resolution must be an integer in [2, 1024]"),
+        ("rendering_kwargs", "depth_resolution", "48", "depth_resolution must be an integer"),
+        ("rendering_kwargs", "box_warp", 0, "box_warp must be positive"),
+        ("rendering_kwargs", "ray_start", -1.0, "ray_start must be >= 0"),
+        ("rendering_kwargs", "avg_camera_pivot", "x", "avg_camera_pivot must be three numbers"),
+        ("rendering_kwargs", "avg_camera_radius", float("nan"), "avg_camera_radius must be a finite number"),
+    ],
+)
+def test_a_hostile_eg3d_config_is_one_line_and_exit_2_before_any_work(
+    cli, one_error_line, eg3d_folder, tmp_path, where, key, value, needle
+):
+    """Values that used to end in a traceback (ZeroDivisionError, ValueError), an out-of-memory error or an
+    hours-long render are refused when the folder loads, before any output exists."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(eg3d_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (config if where is None else config[where])[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    args = ["sample", "--model", folder, "--seeds", "0", "--out", out, "--device", "cpu", "--quiet"]
+    line = one_error_line(cli(args))
+    assert "config.json" in line and needle in line, line
+    assert not out.exists()
