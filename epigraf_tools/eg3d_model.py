@@ -53,7 +53,7 @@ from .kernels import attach_field_kernels
 from .models.cameras import camera_origins, look_at_cam2world
 from .models.eg3d import EG3DDraws, EG3DGenerator, pose_label, split_label
 from .models.eg3d.cameras import DEFAULT_FOV_DEG, make_label
-from .models.eg3d.renderer import camera_rays, render_rays
+from .models.eg3d.renderer import auto_ray_limits, camera_rays, render_rays
 from .models.renderer import density_activation
 
 FAMILY = "eg3d"
@@ -86,10 +86,11 @@ class EG3DToolkitConfig:
     radius: float  # avg_camera_radius: the camera distance near/far were set for
     fov: float  # degrees, Camera convention (see camera_fov)
     pivot: tuple[float, float, float]  # avg_camera_pivot in the model world
-    ray_start: float
+    ray_start: float  # with auto_ray_limits: the box's range as seen from `radius` (depth maps, slabs)
     ray_end: float
     box_warp: float
     white_back: bool
+    auto_ray_limits: bool = False  # rendering_kwargs ray_start = ray_end = 'auto': per-ray box limits
     c_dim: int = 0  # no classes: EG3D's 25 conditioning numbers are a camera (see EG3DModel.conditioning)
     class_names: list[str] | None = None
     clamp_mode: str = "softplus"
@@ -121,19 +122,26 @@ def toolkit_config(G: EG3DGenerator, name: str = FAMILY) -> EG3DToolkitConfig:
     res = int(G.cfg.neural_rendering_resolution)
     px, py, pz = (float(v) for v in rk.get("avg_camera_pivot", (0.0, 0.0, 0.2)))
     pivot = tuple(float(v) for v in _EG3D_TO_MODEL @ np.array([px, py, pz]))
+    radius, box = float(rk.get("avg_camera_radius", 2.7)), float(rk["box_warp"])
+    auto = rk["ray_start"] == "auto"  # EG3DConfig checked that ray_end is 'auto' too
+    if auto:  # the cube's nearest and farthest points from a camera at `radius`
+        start, end = max(radius - math.sqrt(3) * box / 2, 0.0), radius + math.sqrt(3) * box / 2
+    else:
+        start, end = float(rk["ray_start"]), float(rk["ray_end"])
     return EG3DToolkitConfig(
         name=name,
         num_ws=int(G.num_ws),
         w_dim=int(G.w_dim),
         img_resolution=int(G.img_resolution),
         raw_resolution=res,
-        radius=float(rk.get("avg_camera_radius", 2.7)),
+        radius=radius,
         fov=camera_fov(DATASET_FOCAL, res),
         pivot=pivot,  # type: ignore[arg-type]
-        ray_start=float(rk["ray_start"]),
-        ray_end=float(rk["ray_end"]),
-        box_warp=float(rk["box_warp"]),
+        ray_start=start,
+        ray_end=end,
+        box_warp=box,
         white_back=bool(rk.get("white_back", False)),
+        auto_ray_limits=auto,
     )
 
 
@@ -334,16 +342,19 @@ class EG3DModel:
         cfg, rk = self.config, self.eg3d.rendering_kwargs
         device = planes.device
         cam2world, intrinsics = split_label(self.label(camera).to(device))
-        shift = float(cam2world[0, :3, 3].norm()) - cfg.radius
-        near, far = cfg.ray_start + shift, cfg.ray_end + shift
-        if near <= 0:
-            raise CameraError(
-                f"camera at distance {cfg.radius + shift:.3g} from the origin is inside the rendered slab; "
-                f"the nearest supported distance is {cfg.radius - cfg.ray_start:.3g}"
-            )
         steps, fine = int(rk["depth_resolution"]), int(rk["depth_resolution_importance"])
         n = res * res
         origins, dirs = camera_rays(cam2world, intrinsics, res)
+        if cfg.auto_ray_limits:  # per ray, from all the view's rays at once, as the official renders a view
+            near, far = auto_ray_limits(origins, dirs, cfg.box_warp)
+        else:
+            shift = float(cam2world[0, :3, 3].norm()) - cfg.radius
+            near, far = cfg.ray_start + shift, cfg.ray_end + shift
+            if near <= 0:
+                raise CameraError(
+                    f"camera at distance {cfg.radius + shift:.3g} from the origin is inside the rendered slab; "
+                    f"the nearest supported distance is {cfg.radius - cfg.ray_start:.3g}"
+                )
         u_strat, u_pdf = ray_uniforms(key, n, steps, fine)
 
         def point_fn(pts: torch.Tensor, d: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -358,8 +369,9 @@ class EG3DModel:
                     draws = EG3DDraws.deterministic(1, e - s, steps)
                 else:
                     draws = EG3DDraws(u_strat[:, s:e].to(device), u_pdf[s:e].to(device))
+                lo, hi = (x[:, s:e] if isinstance(x, torch.Tensor) else x for x in (near, far))
                 rgb, depth, wsum = render_rays(
-                    point_fn, origins[:, s:e], dirs[:, s:e], near, far, steps, fine, draws, cfg.white_back
+                    point_fn, origins[:, s:e], dirs[:, s:e], lo, hi, steps, fine, draws, cfg.white_back
                 )
                 parts.append((rgb, depth, wsum))
         feats = torch.cat([p[0] for p in parts], 1)  # [1, n, 32]

@@ -113,14 +113,19 @@ class EG3DConfig:
             raise ConfigError(f"rendering_kwargs.clamp_mode must be 'softplus', got {rk['clamp_mode']!r}")
         if rk.get("disparity_space_sampling", False):
             raise ConfigError("rendering_kwargs.disparity_space_sampling=True is not supported; expected false")
-        if rk["ray_start"] == "auto" or rk["ray_end"] == "auto":
-            raise ConfigError("rendering_kwargs ray_start/ray_end 'auto' is not supported; give numbers")
-        start = _check_real("rendering_kwargs.ray_start", rk["ray_start"])
-        end = _check_real("rendering_kwargs.ray_end", rk["ray_end"])
-        if start < 0:
-            raise ConfigError(f"rendering_kwargs.ray_start must be >= 0, got {start}")
-        if not end > start:
-            raise ConfigError(f"rendering_kwargs.ray_end ({end}) must exceed ray_start ({start})")
+        auto = [rk[k] == "auto" for k in ("ray_start", "ray_end")]
+        if any(auto) and not all(auto):  # the official renderer reads 'auto' only for both
+            raise ConfigError(
+                f"rendering_kwargs ray_start and ray_end must both be 'auto' or both numbers, "
+                f"got {rk['ray_start']!r} and {rk['ray_end']!r}"
+            )
+        if not all(auto):
+            start = _check_real("rendering_kwargs.ray_start", rk["ray_start"])
+            end = _check_real("rendering_kwargs.ray_end", rk["ray_end"])
+            if start < 0:
+                raise ConfigError(f"rendering_kwargs.ray_start must be >= 0, got {start}")
+            if not end > start:
+                raise ConfigError(f"rendering_kwargs.ray_end ({end}) must exceed ray_start ({start})")
         _check_int("rendering_kwargs.depth_resolution", rk["depth_resolution"], 2, MAX_DEPTH_SAMPLES)
         importance = rk["depth_resolution_importance"]
         _check_int("rendering_kwargs.depth_resolution_importance", importance, 0, MAX_DEPTH_SAMPLES)

@@ -27,7 +27,7 @@ from ..mapping import MappingNetwork
 from ..model_files import CONFIG_NAME, MODEL_FAMILY_KEY, WEIGHTS_NAME, build_with_weights, read_config_json
 from .cameras import split_label
 from .config import NUM_PLANES, TRIPLANE_CHANNELS, TRIPLANE_RESOLUTION, EG3DConfig
-from .renderer import EG3DDraws, camera_rays, render_rays, sample_triplane
+from .renderer import EG3DDraws, camera_rays, ray_limits, render_rays, sample_triplane
 from .superresolution import Superresolution
 
 DECODER_HIDDEN = 64
@@ -173,12 +173,13 @@ class EG3DGenerator(nn.Module):
         origins, dirs = camera_rays(cam2world, intrinsics, res)
         rk = self.rendering_kwargs
         point_fn = self.inference_field(planes) if fast else (lambda p, d: self.sample_points(planes, p, d))
+        near, far = ray_limits(rk, origins, dirs)
         feats, depth, wsum = render_rays(
             point_fn,
             origins,
             dirs,
-            float(rk["ray_start"]),
-            float(rk["ray_end"]),
+            near,
+            far,
             int(rk["depth_resolution"]),
             int(rk["depth_resolution_importance"]),
             draws,

@@ -112,16 +112,62 @@ class EG3DDraws:
         return EG3DDraws(torch.zeros(batch, num_rays, depth_resolution, 1), None, det_pdf=True)
 
 
+RayLimit = float | torch.Tensor  # one distance for every ray, or one per ray [B, R, 1] (ray_start/ray_end 'auto')
+
+
+def box_ray_limits(origins: torch.Tensor, dirs: torch.Tensor, box_side: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances [..., 1] of rays [..., 3] through the cube [-box_side/2, box_side/2]^3.
+
+    The slab method; a ray that misses the cube gets -1 and -2, as the official renderer marks them.
+    """
+    half = box_side / 2
+    inv = 1.0 / dirs
+    t_a, t_b = (-half - origins) * inv, (half - origins) * inv
+    entry = torch.minimum(t_a, t_b).amax(-1, keepdim=True)
+    exit_ = torch.maximum(t_a, t_b).amin(-1, keepdim=True)
+    hit = entry <= exit_
+    return torch.where(hit, entry, -1.0), torch.where(hit, exit_, -2.0)
+
+
+def auto_ray_limits(origins: torch.Tensor, dirs: torch.Tensor, box_side: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """EG3D's ``ray_start = ray_end = 'auto'``: each ray's entry and exit of the box_warp cube, [B, R, 1].
+
+    Rays that miss the cube are given, as in the official renderer, the least entry of the rays that hit
+    it as their start and the greatest entry (not exit) as their end; all rays of the call count.
+    """
+    start, end = box_ray_limits(origins.detach(), dirs.detach(), box_side)
+    valid = end > start
+    if bool(valid.any()):
+        entries = start[valid]
+        start = torch.where(valid, start, entries.min())
+        end = torch.where(valid, end, entries.max())
+    return start, end
+
+
+def ray_limits(rendering_kwargs: dict, origins: torch.Tensor, dirs: torch.Tensor) -> tuple[RayLimit, RayLimit]:
+    """The (ray_start, ray_end) a render uses: the config's numbers, or per-ray limits where both are 'auto'."""
+    start, end = rendering_kwargs["ray_start"], rendering_kwargs["ray_end"]
+    if start == "auto" and end == "auto":
+        return auto_ray_limits(origins, dirs, float(rendering_kwargs["box_warp"]))
+    return float(start), float(end)
+
+
 def stratified_depths(
-    batch: int, num_rays: int, ray_start: float, ray_end: float, steps: int, u: torch.Tensor | None, device=None
+    batch: int, num_rays: int, ray_start: RayLimit, ray_end: RayLimit, steps: int, u: torch.Tensor | None, device=None
 ) -> torch.Tensor:
-    """[B, R, S, 1] coarse depths: linspace + u * (end - start) / (S - 1)."""
-    depths = (
-        torch.linspace(ray_start, ray_end, steps, device=device).reshape(1, 1, steps, 1).repeat(batch, num_rays, 1, 1)
-    )
+    """[B, R, S, 1] coarse depths: linspace + u * (end - start) / (S - 1), per ray when start/end are [B, R, 1]."""
+    if isinstance(ray_start, torch.Tensor):
+        fractions = (torch.arange(steps, dtype=torch.float32, device=ray_start.device) / (steps - 1)).view(1, 1, -1, 1)
+        span = (ray_end - ray_start).unsqueeze(2)  # [B, R, 1, 1]
+        depths = ray_start.unsqueeze(2) + fractions * span
+        step = span / (steps - 1)
+    else:
+        depths = torch.linspace(ray_start, ray_end, steps, device=device).reshape(1, 1, steps, 1)
+        depths = depths.repeat(batch, num_rays, 1, 1)
+        step = (ray_end - ray_start) / (steps - 1)
     if u is None:
         u = torch.rand_like(depths)
-    return depths + u.to(depths) * ((ray_end - ray_start) / (steps - 1))
+    return depths + u.to(depths) * step
 
 
 def march(
@@ -187,14 +233,14 @@ def render_rays(
     point_fn: PointFn,
     origins: torch.Tensor,
     dirs: torch.Tensor,
-    ray_start: float,
-    ray_end: float,
+    ray_start: RayLimit,
+    ray_end: RayLimit,
     depth_resolution: int,
     depth_resolution_importance: int,
     draws: EG3DDraws | None = None,
     white_back: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Two-pass render of rays [B, R, 3].
+    """Two-pass render of rays [B, R, 3] between ray_start and ray_end (numbers, or [B, R, 1] per ray).
 
     Returns (features [B, R, C] in the marcher's x2-1 units, depth [B, R, 1], weight totals [B, R, 1]).
     """

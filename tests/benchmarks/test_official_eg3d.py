@@ -53,3 +53,29 @@ def test_both_sides_give_the_same_sigma_on_the_official_grid(official_eg3d):
         ours = G.sample_points(planes, points[None])["sigma"].reshape(-1)
     assert sigma.shape == (16**3,) and float(sigma.std()) > 0
     torch.testing.assert_close(ours, sigma, atol=1e-4, rtol=0)  # fixture tolerance; different code paths
+
+
+def test_auto_ray_limits_and_per_ray_depths_match_the_official_renderer(official_eg3d, monkeypatch):
+    """ray_start = ray_end = 'auto': the official box limits (misses marked -1 / -2) and the official
+    stratified depths for per-ray limits, jitter zeroed on both sides; rays from cameras around the
+    cube and some that miss it."""
+    from training.volumetric_rendering import math_utils
+    from training.volumetric_rendering.renderer import ImportanceRenderer
+
+    from epigraf_tools.models.eg3d.renderer import box_ray_limits, stratified_depths
+
+    g = torch.Generator().manual_seed(0)
+    origins = torch.nn.functional.normalize(torch.randn(2, 500, 3, generator=g), dim=-1) * 2.7
+    dirs = torch.nn.functional.normalize(-origins + 0.6 * torch.randn(2, 500, 3, generator=g), dim=-1)
+    official = math_utils.get_ray_limits_box(origins, dirs, box_side_length=1.0)
+    ours = box_ray_limits(origins, dirs, 1.0)
+    missed = official[0] == -1
+    assert 0 < int(missed.sum()) < missed.numel()  # both kinds of ray are in the test
+    for a, b in zip(ours, official, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    start, end = official[0].clone(), official[1].clone()
+    start[missed], end[missed] = 2.0, 3.0
+    monkeypatch.setattr(torch, "rand_like", torch.zeros_like)  # the official sampler's jitter
+    want = ImportanceRenderer().sample_stratified(origins, start, end, 48)
+    got = stratified_depths(2, 500, start, end, 48, torch.zeros(2, 500, 48, 1))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)

@@ -6,6 +6,7 @@ super-resolved image 1e-3; volumes on the regular grid 1e-4.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -157,3 +158,29 @@ def test_default_level_is_eg3d_recommendation(model):
     assert default_level(model.config, "raw") == 10.0
     assert default_level(model.config, "sigma") == pytest.approx(math.log1p(math.exp(9.0)))
     assert model.c_dim == 0 and model.config.class_names is None
+
+
+def test_auto_ray_limits_render_the_same_through_the_toolkit_and_the_generator(model, ref, ws):
+    """ray_start = ray_end = 'auto' (no fixture has it): the toolkit's chunked render with the fast field
+    takes each ray's limits from the whole view, as the generator's one-call render does; 1e-4 as above."""
+    from epigraf_tools.models.eg3d import EG3DDraws
+
+    config = mini_config(load_meta())
+    rk = {**config.rendering_kwargs, "ray_start": "auto", "ray_end": "auto"}
+    G = EG3DGenerator(dataclasses.replace(config, rendering_kwargs=rk)).eval().requires_grad_(False)
+    G.load_state_dict({k: torch.from_numpy(v) for k, v in load_npz("G_ema_state.npz").items()}, strict=True)
+    auto = as_toolkit_model(G)
+    box, radius = auto.config.box_warp, auto.config.radius
+    assert auto.config.auto_ray_limits
+    assert auto.config.ray_start <= radius - box / 2 and auto.config.ray_end >= radius + box / 2
+    cam = Camera.from_eg3d(ref["c_cams"][1], auto.config.label_resolution, world="eg3d")
+    cam = dataclasses.replace(cam, fov=40.0)  # wide enough that the corner rays miss the cube
+    planes = auto.planes(ws[:1])
+    settings = RenderSettings(deterministic=True, raw=True, chunk_rays=97)  # chunks that split rows
+    toolkit = render_views(auto, planes, [cam], settings, bg_ws=ws[:1])["image"][0, 0]
+    res = auto.config.raw_resolution
+    draws = EG3DDraws.deterministic(1, res * res, int(rk["depth_resolution"]))
+    generator = G.render(planes, auto.label(cam), res, draws)["image_raw"][0]
+    close(toolkit, generator.numpy(), 1e-4)
+    numeric = render_views(model, planes, [cam], settings, bg_ws=ws[:1])["image"][0, 0]  # the numeric slab
+    assert np.abs(toolkit.numpy() - numeric.numpy()).max() > 1e-3  # 'auto' samples other depths
