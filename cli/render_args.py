@@ -141,14 +141,23 @@ def load_request(
     class_: str | None,
     camera: CameraArgs,
     out: Path,
+    colour: bool = True,
 ) -> LoadedRequest:
-    """Load the model, check what depends on it (truncation cutoff, class), build the camera, create ``out``."""
+    """Load the model, check what depends on it (truncation cutoff, class), build the camera, create ``out``.
+
+    ``colour``: the command renders colour images, so the camera must be outside the renderer's slab
+    (checked before ``out`` exists; ``--shading geometry`` has no such limit).
+    """
     from epigraf_tools.latents import resolve_class
+    from epigraf_tools.rendering import check_cameras
 
     G, label = load_model(model, device, quiet)
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
-    return LoadedRequest(G, label, class_index, camera.build(G.config), prepare_out(out))
+    cam = camera.build(G.config)
+    if colour:
+        check_cameras(G, [cam])
+    return LoadedRequest(G, label, class_index, cam, prepare_out(out))
 
 
 def video_options(fps: float | None, crf: int, trajectory_options: dict) -> VideoOptions:

@@ -124,7 +124,7 @@ def video_cmd(
     if geometry is not None and ctx.world_size > 1:
         raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
-    req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    req = load_request(model, device, quiet, trunc, class_, camera_args, out, colour=geometry is None)
     settings.check_model(req.G)
     req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     cameras, _ = get_trajectory(trajectory, frames, base=req.camera)

@@ -394,3 +394,13 @@ def _rotate_world(c2w: np.ndarray, rot: np.ndarray) -> np.ndarray:
     out[:3, :3] = rot @ out[:3, :3]
     out[:3, 3] = rot @ out[:3, 3]
     return out
+
+
+def check_slab_distance(distance: float, radius: float, ray_start: float) -> None:
+    """Refuse a camera at ``distance`` from the origin whose ray slab (ray_start shifted by distance -
+    radius) would start behind it: the colour renderer cannot draw from inside the object's slab."""
+    if ray_start + distance - radius <= 0:
+        raise CameraError(
+            f"camera at distance {distance:.3g} from the origin is inside the object's slab; "
+            f"cameras must be farther than {radius - ray_start:.3g} from it"
+        )

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .camera import _EG3D_TO_MODEL, _GL_TO_CV, Camera, CameraError
+from .camera import _EG3D_TO_MODEL, _GL_TO_CV, Camera, check_slab_distance
 from .checkpoints.model_card import EG3D_ISO_LEVEL
 from .errors import EpigrafError
 from .kernels import attach_field_kernels
@@ -326,6 +326,14 @@ class EG3DModel:
         G = self.eg3d
         return [*G.backbone.synthesis.parameters(), *G.decoder.parameters(), *G.superresolution.parameters()]
 
+    def check_cameras(self, cameras: Sequence[Camera]) -> None:
+        """``rendering.check_cameras`` for this model: its slab must start in front of every camera."""
+        if self.config.auto_ray_limits:
+            return
+        for cam in cameras:
+            distance = float(split_label(self.label(cam))[0][0, :3, 3].norm())
+            check_slab_distance(distance, self.config.radius, self.config.ray_start)
+
     def _render_one(
         self,
         planes: torch.Tensor,
@@ -348,13 +356,9 @@ class EG3DModel:
         if cfg.auto_ray_limits:  # per ray, from all the view's rays at once, as the official renders a view
             near, far = auto_ray_limits(origins, dirs, cfg.box_warp)
         else:
-            shift = float(cam2world[0, :3, 3].norm()) - cfg.radius
-            near, far = cfg.ray_start + shift, cfg.ray_end + shift
-            if near <= 0:
-                raise CameraError(
-                    f"camera at distance {cfg.radius + shift:.3g} from the origin is inside the rendered slab; "
-                    f"the nearest supported distance is {cfg.radius - cfg.ray_start:.3g}"
-                )
+            distance = float(cam2world[0, :3, 3].norm())
+            check_slab_distance(distance, cfg.radius, cfg.ray_start)
+            near, far = cfg.ray_start + distance - cfg.radius, cfg.ray_end + distance - cfg.radius
         u_strat, u_pdf = ray_uniforms(key, n, steps, fine)
 
         def point_fn(pts: torch.Tensor, d: torch.Tensor) -> dict[str, torch.Tensor]:

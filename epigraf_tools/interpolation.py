@@ -44,7 +44,7 @@ from .latents import (
     truncation_centres,
 )
 from .models import Generator
-from .rendering import RenderSettings, render_views
+from .rendering import RenderSettings, check_cameras, render_views
 from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, family_provenance, planes_for
 from .seeds import z_from_seeds
 from .video import Mp4Writer, VideoOptions
@@ -245,6 +245,7 @@ def render_interpolation(
         options = options.validate()
     steps = interpolation_steps(len(keyframes), frames, loop, strip=output == "strip")
     cams = list(cameras) if cameras else [Camera.default(G.config)]
+    check_cameras(G, cams)  # before any work or output
     if len(cams) not in (1, len(steps)):
         raise EpigrafError(f"need 1 camera or one per frame ({len(steps)}), got {len(cams)}")
     if len(cams) == 1:

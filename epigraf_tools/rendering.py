@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .camera import Camera, CameraError, cameras_to_tensors
+from .camera import Camera, CameraError, cameras_to_tensors, check_slab_distance
 from .eg3d_model import is_eg3d
 from .errors import EpigrafError
 from .kernels import attach_field_kernels
@@ -119,6 +119,20 @@ def _as_grid(cameras: Sequence[Camera] | Sequence[Sequence[Camera]], batch: int)
     return grid
 
 
+def check_cameras(G: Generator, cameras: Sequence[Camera]) -> None:
+    """Refuse (CameraError) any camera the colour renderer cannot draw from, before any work is done.
+
+    Commands call it before they create outputs; ``render_views`` checks again. EG3D models check
+    their own way (their cameras become EG3D labels; 'auto' ray limits need no check).
+    """
+    if is_eg3d(G):
+        G.check_cameras(cameras)
+        return
+    cfg = G.config
+    for cam in cameras:
+        check_slab_distance(float(cameras_to_tensors([cam]).distance[0]), cfg.radius, cfg.ray_start)
+
+
 def render_views(
     G: Generator,
     planes: torch.Tensor,
@@ -158,12 +172,7 @@ def render_views(
     flat = [cam for row in grid for cam in row]
     cams = cameras_to_tensors(flat, device=device, dtype=dtype)
     shift = cams.distance - cfg.radius  # [B*V]
-    if float((cfg.ray_start + shift).min()) <= 0:
-        worst = flat[int((cfg.ray_start + shift).argmin())]
-        raise CameraError(
-            f"camera at distance {float(cams.distance.min()):.3g} from the origin is inside the object's slab "
-            f"(radius {worst.radius:g}); the nearest supported distance is {cfg.radius - cfg.ray_start:.3g}"
-        )
+    check_slab_distance(float(cams.distance.min()), cfg.radius, cfg.ray_start)
     origins, dirs, dirs_cam = generate_rays(cams.cam2world, cams.fov, res, res)  # [B*V, R, 3]
     # Start every ray (distance - radius) further along so linspace(ray_start, ray_end) covers the object.
     ray_origins = origins + dirs * shift.view(-1, 1, 1)

@@ -33,7 +33,7 @@ from .images import (
 )
 from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
 from .models import Generator
-from .rendering import RenderSettings, render_views
+from .rendering import RenderSettings, check_cameras, render_views
 
 Progress = Callable[[int, int], None]  # (done, total)
 IMAGE_ENCODING = "round((clamp(x, -1, 1) * 0.5 + 0.5) * 255)"
@@ -187,9 +187,10 @@ def save_samples(
     request = SampleRequest.check(seeds, truncation, class_index, G)  # all seeds, before any rank renders
     seeds, class_index = list(request.seeds), request.class_index
     ctx = ctx or DistContext()
+    cams = list(cameras) if cameras else [Camera.default(G.config)]
+    check_cameras(G, cams)  # before the output folder exists
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cams = list(cameras) if cameras else [Camera.default(G.config)]
     nv = len(cams)
     near, far = G.config.ray_start, G.config.ray_end
     written: list[Path] = []

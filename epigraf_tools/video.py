@@ -28,7 +28,7 @@ from .errors import EpigrafError
 from .images import depth_to_uint8, gray_to_rgb, grid_columns, make_grid, pad_to_even, to_uint8
 from .latents import SampleRequest, Truncation, provenance, ws_from_seeds
 from .models import Generator
-from .rendering import RenderSettings, prepare_field, render_views
+from .rendering import RenderSettings, check_cameras, prepare_field, render_views
 from .sampling import IMAGE_ENCODING, Progress, background_ws, check_batch_size, family_provenance, planes_for
 
 CRF_RANGE = (0, 51)
@@ -271,6 +271,7 @@ def render_video(
         raise EpigrafError("the trajectory has no cameras")
     if condition_on_view:
         conditioned_on(G, cameras[0])  # refuses an EpiGRAF model before any work
+    check_cameras(G, cameras)
     ctx = ctx or DistContext()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -287,3 +287,17 @@ def test_a_hostile_eg3d_config_is_one_line_and_exit_2_before_any_work(
     line = one_error_line(cli(args))
     assert "config.json" in line and needle in line, line
     assert not out.exists()
+
+
+def test_a_camera_inside_the_slab_is_refused_before_any_output_but_not_for_geometry(cli, one_error_line, eg3d_folder,
+                                                                                   tmp_path):  # fmt: skip
+    out = tmp_path / "never"
+    base = ["--model", eg3d_folder, "--radius", "0.05", "--device", "cpu", "--quiet"]
+    for cmd in (["sample", "--seeds", "0"], ["video", "--seeds", "0", "--frames", "2"],
+                ["interpolate", "--seeds", "0,1", "--frames", "2"]):  # fmt: skip
+        line = one_error_line(cli([*cmd, *base, "--out", out]))
+        assert "inside the object's slab; cameras must be farther than 0.45" in line, line
+        assert not out.exists()
+    geometry = ["--shading", "geometry", "--resolution", "16", "--volume-resolution", "32"]
+    _ok(cli(["sample", "--seeds", "0", *base, *geometry, "--out", out]))
+    assert (out / "seed0000.png").is_file()

@@ -48,6 +48,7 @@ def test_sample_class_by_name_and_trajectory_views(cli, cond_model_dir, tmp_path
         (["sample", "--resolution", "0"], "resolution"),
         (["sample", "--class", "dog"], "unconditional"),
         (["sample", "--truncation-cutoff", "99"], "larger than this model's"),
+        (["sample", "--radius", "0.05"], "inside the object's slab; cameras must be farther than"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line_and_no_files(cli, one_error_line, model_dir, tmp_path, args, message):
