@@ -122,7 +122,8 @@ def interpolate_cmd(
         echo(f"rank {ctx.rank}: interpolate runs on rank 0 only", quiet)
         return
 
-    req = load_request(model, device, quiet, trunc, class_, camera_args, out)
+    views = None if trajectory is None else (lambda base: get_trajectory(trajectory, total, base=base)[0])
+    req = load_request(model, device, quiet, trunc, class_, camera_args, out, views=views)
     settings.check_model(req.G)
     label = req.label
     if stored:  # each fits the model (num_ws x w_dim), before any rendering
@@ -132,7 +133,7 @@ def interpolate_cmd(
             raise LatentFileError("latent files are supported for unconditional models only (this one has classes)")
         note_tuned_models(stored, model, quiet)
         label = f"{label} + latent {', '.join(k.path.name for k in stored if k.path is not None)}"
-    cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, total, base=req.camera)[0]
+    cameras = req.cameras
     with progress_bar("Interpolating", quiet) as update:
         files = render_interpolation(
             req.G,

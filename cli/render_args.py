@@ -131,6 +131,7 @@ class LoadedRequest:
     class_index: int | None
     camera: Camera
     out: Path
+    cameras: list[Camera]  # the views to render: the camera, or the trajectory built on it
 
 
 def load_request(
@@ -142,10 +143,12 @@ def load_request(
     camera: CameraArgs,
     out: Path,
     colour: bool = True,
+    views: Callable[[Camera], list[Camera]] | None = None,
 ) -> LoadedRequest:
     """Load the model, check what depends on it (truncation cutoff, class), build the camera, create ``out``.
 
-    ``colour``: the command renders colour images, so the camera must be outside the renderer's slab
+    ``views(camera)``: the cameras to render (a trajectory built on the camera; default the camera alone).
+    ``colour``: the command renders colour images, so every view must be outside the renderer's slab
     (checked before ``out`` exists; ``--shading geometry`` has no such limit).
     """
     from epigraf_tools.latents import resolve_class
@@ -155,9 +158,10 @@ def load_request(
     trunc.validate(G.num_ws)
     class_index = resolve_class(G.config, class_)
     cam = camera.build(G.config)
+    cameras = [cam] if views is None else views(cam)
     if colour:
-        check_cameras(G, [cam])
-    return LoadedRequest(G, label, class_index, cam, prepare_out(out))
+        check_cameras(G, cameras)
+    return LoadedRequest(G, label, class_index, cam, prepare_out(out), cameras)
 
 
 def video_options(fps: float | None, crf: int, trajectory_options: dict) -> VideoOptions:

@@ -120,7 +120,8 @@ def sample_cmd(
     if geometry is not None and ctx.world_size > 1:
         raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
-    req = load_request(model, device, quiet, trunc, class_, camera_args, out, colour=geometry is None)
+    views = None if trajectory is None else (lambda base: get_trajectory(trajectory, frames, base=base)[0])
+    req = load_request(model, device, quiet, trunc, class_, camera_args, out, colour=geometry is None, views=views)
     settings.check_model(req.G)
     req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
     G = req.G
@@ -128,7 +129,7 @@ def sample_cmd(
         from epigraf_tools.eg3d_model import conditioned_on
 
         G = conditioned_on(G, req.camera)
-    cameras = [req.camera] if trajectory is None else get_trajectory(trajectory, frames, base=req.camera)[0]
+    cameras = req.cameras
     if geometry is not None:
         from epigraf_tools.geometry_views import save_geometry_samples
 

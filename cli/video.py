@@ -124,10 +124,11 @@ def video_cmd(
     if geometry is not None and ctx.world_size > 1:
         raise EpigrafError("--shading geometry runs in one process; start it without torchrun")
 
-    req = load_request(model, device, quiet, trunc, class_, camera_args, out, colour=geometry is None)
+    views = lambda base: get_trajectory(trajectory, frames, base=base)[0]  # noqa: E731
+    req = load_request(model, device, quiet, trunc, class_, camera_args, out, colour=geometry is None, views=views)
     settings.check_model(req.G)
     req = dataclasses.replace(req, label=apply_latent(req.G, req.label, stored, model, quiet))
-    cameras, _ = get_trajectory(trajectory, frames, base=req.camera)
+    cameras = req.cameras
     if geometry is not None:
         from epigraf_tools.geometry_views import render_geometry_video
 

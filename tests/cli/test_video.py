@@ -32,6 +32,16 @@ def test_keyframe_file_trajectory(cli, model_dir, tmp_path):
     assert count_frames(tmp_path / "k" / "seed0000.mp4") == 4
 
 
+@pytest.mark.parametrize("command", ["video", "sample"])
+def test_a_trajectory_that_flies_into_the_slab_is_refused_before_any_output(cli, one_error_line, model_dir, tmp_path,
+                                                                            command):  # fmt: skip
+    path = tmp_path / "dolly.yaml"  # the default camera, then one inside the renderer's slab
+    path.write_text("frames: 3\nkeyframes:\n  - {yaw: 0}\n  - {yaw: 0, radius: 0.05}\n")
+    out = tmp_path / "never"
+    line = one_error_line(cli([command, "--model", model_dir, "--trajectory", path, "--out", out, *FAST]))
+    assert "inside the object's slab" in line and not out.exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
