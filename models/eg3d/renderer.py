@@ -7,7 +7,9 @@ kept here because the released checkpoints were trained through them:
 - rays go through pixel centres (i + 0.5) / R in normalised image coordinates and the camera's
   intrinsics; directions are unit vectors, depths Euclidean;
 - coarse depths are linspace(ray_start, ray_end, S) plus a uniform draw times the bin width, so a
-  jittered sample may pass ``ray_end`` (and the official code jitters in eval mode too);
+  jittered sample may pass ``ray_end`` (and the official code jitters in eval mode too); with
+  ``ray_start = ray_end = 'auto'`` the limits are each ray's entry and exit of the box_warp cube, and
+  rays that miss it take the least and the greatest entry of those that hit (``auto_ray_limits``);
 - the marcher averages colours, densities and depths of neighbouring samples, applies
   softplus(x - 1) and has no "infinite" last interval; depth is normalised by the weight total and
   clamped to the min/max sample depth over the whole batch;
