@@ -161,6 +161,10 @@ def render_eg3d_model_card(
     c, rk = config, config.rendering_kwargs
     front = _front_matter(licence, ("eg3d", "3d-aware-gan", "nerf", "tri-plane", "gan"))
     sr = str(rk.get("superresolution_module", "?")).rsplit(".", 1)[-1]
+    if rk["ray_start"] == "auto":
+        ray_range = "from each ray's entry into the box to its exit (ray_start and ray_end 'auto')"
+    else:
+        ray_range = f"from {rk['ray_start']} to {rk['ray_end']}"
     lines = [*front, "", f"# {title or 'EG3D generator'}", "", *_source_and_licence(source, licence)]
     lines += [
         "## Model",
@@ -173,7 +177,7 @@ def render_eg3d_model_card(
         f"| latent z / w | {c.z_dim} / {c.w_dim} |",
         "| conditioning | 25-number camera label (cam2world 16 + intrinsics 9) |",
         f"| ray steps | {rk['depth_resolution']} coarse + {rk['depth_resolution_importance']} importance, "
-        f"from {rk['ray_start']} to {rk['ray_end']} |",
+        f"{ray_range} |",
     ]
     if num_params is not None:
         lines.append(f"| parameters | {num_params / 1e6:.2f} M |")
