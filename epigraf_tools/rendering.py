@@ -128,9 +128,9 @@ def check_cameras(G: Generator, cameras: Sequence[Camera]) -> None:
     if is_eg3d(G):
         G.check_cameras(cameras)
         return
-    cfg = G.config
-    for cam in cameras:
-        check_slab_distance(float(cameras_to_tensors([cam]).distance[0]), cfg.radius, cfg.ray_start)
+    if cameras:  # the nearest camera decides, as in render_views
+        nearest = float(cameras_to_tensors(list(cameras)).distance.min())
+        check_slab_distance(nearest, G.config.radius, G.config.ray_start)
 
 
 def render_views(
